@@ -1,0 +1,41 @@
+/* SPDX-License-Identifier: MIT */
+/* The one path walker. Every reader of /out, every tree materialiser and every archive
+ * extractor goes through these: paths are resolved beneath a directory descriptor with
+ * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), so "..", an
+ * absolute path or a symlink planted anywhere on the way is refused (-EXDEV or -ELOOP),
+ * never followed. All functions return >= 0 on success, -errno on failure. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+/* openat2 beneath dirfd; flags as for openat (O_NOFOLLOW is implied for the last
+ * component). */
+int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
+
+/* mkdir -p of path beneath dirfd; returns an O_DIRECTORY fd of the last component. */
+int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode);
+
+/* Reads a regular file beneath dirfd. A file larger than max_size gives -EFBIG, a
+ * non-regular file -EINVAL. *data is NUL-terminated (not counted in *len). */
+int nb_read_file_beneath(int dirfd, const char *path, size_t max_size, char **data, size_t *len);
+
+/* Reads all of fd up to max_size (-EFBIG beyond). */
+int nb_read_fd(int fd, size_t max_size, char **data, size_t *len);
+
+/* Writes all of data to fd, retrying on EINTR and short writes. */
+int nb_write_all(int fd, const void *data, size_t len);
+
+/* Creates (or truncates) path beneath dirfd and writes data. */
+int nb_write_file_beneath(int dirfd, const char *path, const void *data, size_t len, mode_t mode);
+
+/* Writes path beneath dirfd atomically: a temporary in the same directory, fsync,
+ * rename over path, fsync of the directory. A crash leaves the old file or the new. */
+int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t len, mode_t mode);
+
+/* Removes name (file or tree) in dirfd without following symlinks. -ENOENT is success. */
+int nb_rm_rf_at(int dirfd, const char *name);
+
+/* Parses "123", "64k", "512M", "2G" (powers of 1024) into bytes. */
+int nb_parse_size(const char *s, uint64_t *ret);

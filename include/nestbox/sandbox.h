@@ -1,0 +1,98 @@
+/* SPDX-License-Identifier: MIT */
+/* libnestbox-sandbox: run one command in a namespace-isolated sandbox.
+ *
+ * The library knows nothing of Python or of the CLI. A caller fills an nb_sandbox_config
+ * (the nb_sandbox_* helpers below grow its arrays), calls nb_sandbox_run(), and gets an
+ * nb_sandbox_result back. See DESIGN.md, "The sandbox contract". */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+#include <sys/types.h>
+
+#include "nestbox/error.h"
+
+enum nb_mount_kind {
+        NB_MOUNT_RO_BIND, /* src (host) -> dst, read-only, nosuid, nodev */
+        NB_MOUNT_BIND,    /* src (host) -> dst, read-write, nosuid, nodev */
+        NB_MOUNT_TMPFS,   /* fresh tmpfs at dst, size-capped */
+        NB_MOUNT_SYMLINK, /* symlink dst -> src (src is the link text) */
+        NB_MOUNT_DIR,     /* empty directory dst on the (read-only) root */
+};
+
+struct nb_mount {
+        enum nb_mount_kind kind;
+        char *src;
+        char *dst;
+        uint64_t size; /* tmpfs only; 0 = default */
+};
+
+enum nb_network {
+        NB_NET_LOOPBACK, /* new net namespace with lo up */
+        NB_NET_NONE,     /* new net namespace, lo down */
+};
+
+enum nb_limit_backend {
+        NB_LIMIT_NONE,
+        NB_LIMIT_CGROUP2,
+        NB_LIMIT_CGROUP1,
+        NB_LIMIT_RLIMIT,
+};
+
+struct nb_sandbox_config {
+        struct nb_mount *mounts;
+        size_t n_mounts;
+        char **argv;           /* NULL-terminated; argv[0] resolved inside via PATH */
+        char **env;            /* NULL-terminated "K=V"; the only environment */
+        size_t n_env;
+        char **allow_syscalls; /* names removed from the deny list */
+        size_t n_allow_syscalls;
+        char *cwd;             /* inside; default "/" */
+        char *hostname;        /* default "nestbox" */
+        double timeout_sec;    /* 0 = none */
+        double kill_grace_sec; /* SIGABRT -> SIGKILL; default 5 */
+        uint64_t memory_bytes; /* 0 = unlimited */
+        uint64_t pids_max;     /* 0 = unlimited */
+        uint64_t tmp_size;     /* size of the default /tmp; default 256 MiB */
+        enum nb_network network;
+        uid_t uid;             /* inside; default 1000 */
+        gid_t gid;
+        bool verbose;          /* setup steps to stderr */
+        int stdin_fd, stdout_fd, stderr_fd; /* -1: inherit ours */
+        /* Called in the parent once the sandbox's pid 1 exists (host pid). */
+        void (*on_started)(pid_t init_pid, void *userdata);
+        void *userdata;
+};
+
+struct nb_sandbox_result {
+        int exit_code;        /* when exited normally, else -1 */
+        int signal;           /* the signal that ended the command, else 0 */
+        bool timed_out;
+        bool oom_killed;
+        bool pids_limited;    /* the pids limit refused at least one fork */
+        double wall_sec, user_sec, sys_sec;
+        uint64_t peak_rss_bytes;
+        enum nb_limit_backend memory_backend, pids_backend;
+};
+
+void nb_sandbox_config_init(struct nb_sandbox_config *cfg);
+void nb_sandbox_config_done(struct nb_sandbox_config *cfg);
+int nb_sandbox_add_mount(struct nb_sandbox_config *cfg, enum nb_mount_kind kind,
+                         const char *src, const char *dst, uint64_t size);
+int nb_sandbox_setenv(struct nb_sandbox_config *cfg, const char *key, const char *value);
+int nb_sandbox_allow_syscall(struct nb_sandbox_config *cfg, const char *name, struct nb_error *err);
+int nb_sandbox_set_argv(struct nb_sandbox_config *cfg, char *const *argv);
+
+/* Runs the command. Returns 0 when the sandbox ran (whatever the command's outcome,
+ * which is in *res), -errno with err filled when the sandbox could not be built. */
+int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res,
+                   struct nb_error *err);
+
+const char *nb_limit_backend_name(enum nb_limit_backend b);
+
+/* The syscalls the seccomp filter denies, each with its one-line reason. */
+struct nb_denied_syscall {
+        const char *name;
+        const char *reason;
+};
+const struct nb_denied_syscall *nb_seccomp_deny_list(size_t *n);

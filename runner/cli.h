@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* The nestbox program: one cmd_<verb>() per subcommand (git's builtin/ in spirit). */
+#pragma once
+
+#include <stdio.h>
+
+#include "nestbox/error.h"
+
+/* Exit codes, as documented in the README and DESIGN.md. */
+enum {
+        NB_EXIT_PASSED = 0,
+        NB_EXIT_FAILED = 1,  /* tests failed */
+        NB_EXIT_USAGE = 2,   /* usage or input error */
+        NB_EXIT_INFRA = 3,   /* sandbox or infrastructure error */
+        NB_EXIT_TIMEOUT = 4, /* a run hit its timeout */
+};
+
+int cmd_sandbox(int argc, char **argv);
+int cmd_doctor(int argc, char **argv);
+
+/* Prints "nestbox: <message>" on stderr and returns code. */
+int nb_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+int nb_die_error(int code, const struct nb_error *err);
+
+/* Prints the subcommand's manual text and returns code (0 for --help, 2 otherwise). */
+int nb_usage(FILE *f, const char *text, int code);

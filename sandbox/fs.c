@@ -1,0 +1,240 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <linux/openat2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <sys/syscall.h>
+#include <unistd.h>
+
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+
+int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
+        struct open_how how = {
+                .flags = (uint64_t) (flags | O_CLOEXEC | O_NOFOLLOW),
+                .mode = (flags & (O_CREAT | O_TMPFILE)) ? mode : 0,
+                .resolve = RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS,
+        };
+        if (!path || !*path)
+                path = ".";
+        int fd;
+        do
+                fd = (int) syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
+        while (fd < 0 && errno == EAGAIN);
+        return fd < 0 ? -errno : fd;
+}
+
+int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode) {
+        _cleanup_free_ char *copy = strdup(path);
+        if (!copy)
+                return -ENOMEM;
+        _cleanup_close_ int cur = nb_open_beneath(dirfd, ".", O_PATH | O_DIRECTORY, 0);
+        if (cur < 0)
+                return cur;
+        char *save = NULL;
+        for (char *part = strtok_r(copy, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
+                if (strcmp(part, ".") == 0)
+                        continue;
+                if (strcmp(part, "..") == 0)
+                        return -EXDEV;
+                if (mkdirat(cur, part, mode) < 0 && errno != EEXIST)
+                        return -errno;
+                int next = nb_open_beneath(cur, part, O_PATH | O_DIRECTORY, 0);
+                if (next < 0)
+                        return next;
+                close(cur);
+                cur = next;
+        }
+        return TAKE_FD(cur);
+}
+
+int nb_read_fd(int fd, size_t max_size, char **data, size_t *len) {
+        size_t cap = 4096, n = 0;
+        _cleanup_free_ char *buf = malloc(cap + 1);
+        if (!buf)
+                return -ENOMEM;
+        for (;;) {
+                if (n == cap) {
+                        if (cap > max_size)
+                                return -EFBIG;
+                        size_t ncap = cap * 2;
+                        char *nbuf = realloc(buf, ncap + 1);
+                        if (!nbuf)
+                                return -ENOMEM;
+                        buf = nbuf;
+                        cap = ncap;
+                }
+                ssize_t r = read(fd, buf + n, cap - n);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (r == 0)
+                        break;
+                n += (size_t) r;
+                if (n > max_size)
+                        return -EFBIG;
+        }
+        buf[n] = 0;
+        *data = TAKE_PTR(buf);
+        if (len)
+                *len = n;
+        return 0;
+}
+
+int nb_read_file_beneath(int dirfd, const char *path, size_t max_size, char **data, size_t *len) {
+        _cleanup_close_ int fd = nb_open_beneath(dirfd, path, O_RDONLY | O_NONBLOCK, 0);
+        if (fd < 0)
+                return fd;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (!S_ISREG(st.st_mode))
+                return -EINVAL;
+        if ((uint64_t) st.st_size > max_size)
+                return -EFBIG;
+        return nb_read_fd(fd, max_size, data, len);
+}
+
+int nb_write_all(int fd, const void *data, size_t len) {
+        const char *p = data;
+        while (len > 0) {
+                ssize_t w = write(fd, p, len);
+                if (w < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                p += w;
+                len -= (size_t) w;
+        }
+        return 0;
+}
+
+int nb_write_file_beneath(int dirfd, const char *path, const void *data, size_t len, mode_t mode) {
+        _cleanup_close_ int fd = nb_open_beneath(dirfd, path, O_WRONLY | O_CREAT | O_TRUNC, mode);
+        if (fd < 0)
+                return fd;
+        return nb_write_all(fd, data, len);
+}
+
+/* Splits "a/b/c" into the directory "a/b" (opened beneath dirfd) and the name "c". */
+static int open_parent(int dirfd, const char *path, const char **name) {
+        const char *slash = strrchr(path, '/');
+        if (!slash) {
+                *name = path;
+                return nb_open_beneath(dirfd, ".", O_PATH | O_DIRECTORY, 0);
+        }
+        _cleanup_free_ char *dir = strndup(path, (size_t) (slash - path));
+        if (!dir)
+                return -ENOMEM;
+        *name = slash + 1;
+        return nb_open_beneath(dirfd, *dir ? dir : ".", O_PATH | O_DIRECTORY, 0);
+}
+
+int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t len, mode_t mode) {
+        const char *name;
+        _cleanup_close_ int parent = open_parent(dirfd, path, &name);
+        if (parent < 0)
+                return parent;
+        if (!*name || strcmp(name, ".") == 0 || strcmp(name, "..") == 0)
+                return -EINVAL;
+        _cleanup_close_ int dfd = openat(parent, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return -errno;
+        _cleanup_free_ char *tmp = NULL;
+        if (asprintf(&tmp, ".#%s.%d.%lx", name, (int) getpid(), (unsigned long) random()) < 0)
+                return -ENOMEM;
+        _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
+        if (fd < 0)
+                return -errno;
+        int r = nb_write_all(fd, data, len);
+        if (r >= 0 && fsync(fd) < 0)
+                r = -errno;
+        if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
+                r = -errno;
+        if (r < 0) {
+                unlinkat(dfd, tmp, 0);
+                return r;
+        }
+        if (fsync(dfd) < 0)
+                return -errno;
+        return 0;
+}
+
+static int rm_rf_children(int dfd) {
+        _cleanup_closedir_ DIR *d = fdopendir(dfd);
+        if (!d) {
+                int r = -errno;
+                close(dfd);
+                return r;
+        }
+        int ret = 0;
+        struct dirent *de;
+        while ((de = readdir(d))) {
+                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+                        continue;
+                int r = nb_rm_rf_at(dirfd(d), de->d_name);
+                if (r < 0 && ret == 0)
+                        ret = r;
+        }
+        return ret;
+}
+
+int nb_rm_rf_at(int dirfd, const char *name) {
+        struct stat st;
+        if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (S_ISDIR(st.st_mode)) {
+                int dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (dfd < 0) {
+                        /* A read-only tree (mode 0555) is ours to remove: make it writable. */
+                        if (errno != EACCES || fchmodat(dirfd, name, 0700, 0) < 0)
+                                return -errno;
+                        dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        if (dfd < 0)
+                                return -errno;
+                }
+                if (!(st.st_mode & S_IWUSR))
+                        (void) fchmod(dfd, st.st_mode | S_IWUSR | S_IXUSR);
+                int r = rm_rf_children(dfd);
+                if (unlinkat(dirfd, name, AT_REMOVEDIR) < 0 && errno != ENOENT)
+                        return r < 0 ? r : -errno;
+                return r;
+        }
+        if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
+                return -errno;
+        return 0;
+}
+
+int nb_parse_size(const char *s, uint64_t *ret) {
+        if (!s || !*s)
+                return -EINVAL;
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(s, &end, 10);
+        if (errno || end == s || *s == '-')
+                return -EINVAL;
+        unsigned shift = 0;
+        switch (*end) {
+        case 0: break;
+        case 'k': case 'K': shift = 10; end++; break;
+        case 'm': case 'M': shift = 20; end++; break;
+        case 'g': case 'G': shift = 30; end++; break;
+        case 't': case 'T': shift = 40; end++; break;
+        default: return -EINVAL;
+        }
+        if (*end == 'i' || *end == 'B')
+                end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
+        if (*end)
+                return -EINVAL;
+        if (shift && v > (UINT64_MAX >> shift))
+                return -ERANGE;
+        *ret = (uint64_t) v << shift;
+        return 0;
+}

@@ -1,0 +1,57 @@
+"""Shared fixtures for the end-to-end tests: they drive the built nestbox binary as a
+subprocess and check every property from the host side, as a user would."""
+import os
+import shutil
+import subprocess
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("NESTBOX_BUILD", ROOT / "build"))
+NESTBOX = Path(os.environ.get("NESTBOX", BUILD / "runner" / "nestbox"))
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sandbox: containment tests, also run as an unprivileged user")
+
+
+@pytest.fixture(scope="session")
+def nestbox():
+    if not NESTBOX.exists():
+        pytest.fail(f"{NESTBOX} not built: run tests/run")
+    return str(NESTBOX)
+
+
+# The host directories a plain command needs inside the sandbox (the interpreter's
+# closure for /bin/sh, coreutils and /usr/bin/python3).
+SYSTEM_BINDS = []
+for d in ("/usr", "/lib", "/lib64", "/bin", "/sbin"):
+    p = Path(d)
+    if p.is_symlink():
+        SYSTEM_BINDS += ["--symlink", os.readlink(d), d]
+    elif p.is_dir():
+        SYSTEM_BINDS += ["--ro-bind", d, d]
+
+
+def run(args, timeout=120, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    return subprocess.run([str(NESTBOX)] + [str(a) for a in args], timeout=timeout, **kw)
+
+
+def sandbox(*cmd, opts=(), timeout=120, **kw):
+    """Runs cmd inside `nestbox sandbox` with the system directories bound read-only."""
+    return run(["sandbox", *SYSTEM_BINDS, *opts, "--", *cmd], timeout=timeout, **kw)
+
+
+def sh(script, opts=(), **kw):
+    return sandbox("/bin/sh", "-c", script, opts=opts, **kw)
+
+
+def is_root():
+    return os.geteuid() == 0
+
+
+def have(cmd):
+    return shutil.which(cmd) is not None

@@ -1,0 +1,81 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nestbox/cleanup.h"
+#include "nestbox/error.h"
+#include "nestbox/fs.h"
+#include "test.h"
+
+static int make_tmpdir(char *tmpl) {
+        if (!mkdtemp(tmpl))
+                return -1;
+        return open(tmpl, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+}
+
+TEST(parse_size) {
+        uint64_t v = 0;
+        CHECK_EQ_INT(nb_parse_size("123", &v), 0);
+        CHECK_EQ_INT(v, 123);
+        CHECK_EQ_INT(nb_parse_size("64k", &v), 0);
+        CHECK_EQ_INT(v, 65536);
+        CHECK_EQ_INT(nb_parse_size("512M", &v), 0);
+        CHECK_EQ_INT(v, 512ull << 20);
+        CHECK_EQ_INT(nb_parse_size("2GiB", &v), 0);
+        CHECK_EQ_INT(v, 2ull << 30);
+        CHECK_EQ_INT(nb_parse_size("", &v), -EINVAL);
+        CHECK_EQ_INT(nb_parse_size("-1", &v), -EINVAL);
+        CHECK_EQ_INT(nb_parse_size("12x", &v), -EINVAL);
+        CHECK_EQ_INT(nb_parse_size("99999999999999999999", &v), -EINVAL);
+        CHECK_EQ_INT(nb_parse_size("99999999999T", &v), -ERANGE);
+}
+
+TEST(error_wrap_keeps_context) {
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        CHECK_EQ_INT(nb_error_set(&err, ENOENT, "--ro-bind %s", "/nope"), -ENOENT);
+        CHECK_EQ_STR(nb_error_message(&err), "--ro-bind /nope: No such file or directory");
+        CHECK_EQ_INT(nb_error_wrap(&err, 0, "sandbox"), -ENOENT);
+        CHECK_EQ_STR(nb_error_message(&err), "sandbox: --ro-bind /nope: No such file or directory");
+        CHECK_EQ_INT(nb_error_set(NULL, EPERM, "x"), -EPERM);
+}
+
+TEST(beneath_refuses_escape_and_symlinks) {
+        char tmpl[] = "/tmp/nb-test-fs.XXXXXX";
+        _cleanup_close_ int dfd = make_tmpdir(tmpl);
+        CHECK(dfd >= 0);
+        CHECK_EQ_INT(nb_write_file_beneath(dfd, "a.txt", "hello", 5, 0644), 0);
+        CHECK(symlinkat("/etc/passwd", dfd, "link") == 0);
+        CHECK(mkdirat(dfd, "sub", 0755) == 0);
+        CHECK(symlinkat("..", dfd, "sub/up") == 0);
+
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(nb_read_file_beneath(dfd, "a.txt", 100, &data, &len), 0);
+        CHECK_EQ_INT(len, 5);
+        CHECK_EQ_STR(data, "hello");
+
+        char *bad = NULL;
+        CHECK_EQ_INT(nb_read_file_beneath(dfd, "link", 100, &bad, &len), -ELOOP);
+        CHECK_EQ_INT(nb_read_file_beneath(dfd, "../etc/passwd", 100, &bad, &len), -EXDEV);
+        CHECK_EQ_INT(nb_read_file_beneath(dfd, "/etc/passwd", 100, &bad, &len), -EXDEV);
+        CHECK_EQ_INT(nb_read_file_beneath(dfd, "sub/up/a.txt", 100, &bad, &len), -ELOOP);
+        CHECK_EQ_INT(nb_read_file_beneath(dfd, "a.txt", 3, &bad, &len), -EFBIG);
+        CHECK_EQ_INT(nb_write_file_beneath(dfd, "link", "x", 1, 0644), -ELOOP);
+        CHECK(bad == NULL);
+
+        _cleanup_close_ int deep = nb_mkdir_p_beneath(dfd, "x/y/z", 0755);
+        CHECK(deep >= 0);
+        CHECK_EQ_INT(nb_mkdir_p_beneath(dfd, "x/../../z", 0755), -EXDEV);
+        CHECK_EQ_INT(nb_write_file_atomic(dfd, "x/y/z/f", "new", 3, 0644), 0);
+        _cleanup_free_ char *again = NULL;
+        CHECK_EQ_INT(nb_read_file_beneath(dfd, "x/y/z/f", 100, &again, &len), 0);
+        CHECK_EQ_STR(again, "new");
+
+        CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, tmpl), 0);
+        struct stat st;
+        CHECK(stat("/etc/passwd", &st) == 0);
+        CHECK(stat(tmpl, &st) < 0 && errno == ENOENT);
+}
