@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* The cache directory (DESIGN.md, "Cache and artifacts"):
+ *   <root>/cas/ ac/ venvs/ trees/ tmp/
+ * Everything is built under tmp/ and renamed into place, so a crash leaves either the
+ * old entry or the new one, never half of one. */
+#pragma once
+
+#include "nestbox/error.h"
+
+struct nb_cache_dir {
+        char *path; /* absolute */
+        int fd;     /* O_DIRECTORY of path */
+};
+
+/* Opens (creating the layout) dir, or $XDG_CACHE_HOME/nestbox, or ~/.cache/nestbox. */
+int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *err);
+void nb_cache_dir_close(struct nb_cache_dir *c);
+
+/* Creates a fresh directory tmp/<prefix>.XXXXXX; *ret_rel is its path relative to the
+ * cache root ("tmp/venv.aB3xYz"). */
+int nb_cache_dir_mkdtemp(struct nb_cache_dir *c, const char *prefix, char **ret_rel, struct nb_error *err);
+
+/* Renames the finished tmp_rel to final_rel ("venvs/<digest>"). When another process
+ * published the same entry first, ours is removed and 0 returned: both succeed with
+ * one result. */
+int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char *final_rel, struct nb_error *err);

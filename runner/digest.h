@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: MIT */
+/* SHA-256 digests (OpenSSL's libcrypto), as 64 lowercase hex characters. */
+#pragma once
+
+#include <stddef.h>
+#include <stdint.h>
+
+#define NB_DIGEST_HEX_LEN 64
+
+struct nb_hasher;
+
+struct nb_hasher *nb_hasher_new(void);
+void nb_hasher_update(struct nb_hasher *h, const void *data, size_t len);
+/* Feeds a string with its length first, so ("ab","c") and ("a","bc") differ. */
+void nb_hasher_update_str(struct nb_hasher *h, const char *s);
+void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v);
+/* Writes the hex digest (NB_DIGEST_HEX_LEN + 1 bytes) and frees h. */
+void nb_hasher_finish(struct nb_hasher *h, char out[NB_DIGEST_HEX_LEN + 1]);
+void nb_hasher_freep(struct nb_hasher **h);
+
+void nb_sha256_hex(const void *data, size_t len, char out[NB_DIGEST_HEX_LEN + 1]);
+/* Digests the whole of fd from its current offset. */
+int nb_sha256_fd(int fd, char out[NB_DIGEST_HEX_LEN + 1]);
+
+/* True when s is 64 lowercase hex characters. */
+int nb_is_digest(const char *s);
