@@ -70,6 +70,7 @@ struct nb_sandbox_result {
         bool timed_out;
         bool oom_killed;
         bool pids_limited;    /* the pids limit refused at least one fork */
+        bool exec_failed;     /* the command could not be executed (err says why) */
         double wall_sec, user_sec, sys_sec;
         uint64_t peak_rss_bytes;
         enum nb_limit_backend memory_backend, pids_backend;

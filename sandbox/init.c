@@ -1,0 +1,112 @@
+/* SPDX-License-Identifier: MIT */
+/* pid 1 of the sandbox: starts the command, reaps every zombie (orphans are
+ * re-parented to us), forwards the signals a supervisor sends, and exits with the
+ * command's status. When we exit the kernel kills everything left in our pid
+ * namespace, so nothing the test started outlives the sandbox. */
+#include <errno.h>
+#include <linux/close_range.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include "nestbox/fs.h"
+#include "sandbox-internal.h"
+
+static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT, SIGUSR1, SIGUSR2 };
+
+extern char **environ;
+
+static void noop_handler(int sig) {
+        (void) sig;
+}
+
+void nb_child_report(int fd, const struct nb_error *err) {
+        char *line = NULL;
+        int n = asprintf(&line, "%d\t%s", err->code ? err->code : EIO, nb_error_message(err));
+        if (n > 0)
+                (void) nb_write_all(fd, line, (size_t) n);
+        free(line);
+}
+
+__attribute__((noreturn)) static void exec_command(const struct nb_init_args *a) {
+        const struct nb_sandbox_config *cfg = a->cfg;
+        struct nb_error err = NB_ERROR_INIT;
+        /* A new session: no controlling terminal of the host's to type into. */
+        if (setsid() < 0) {
+                nb_error_set(&err, errno, "setsid");
+                goto fail;
+        }
+        for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)
+                signal(forwarded[i], SIG_DFL);
+        signal(SIGCHLD, SIG_DFL);
+        sigset_t none;
+        sigemptyset(&none);
+        sigprocmask(SIG_SETMASK, &none, NULL);
+        const char *cwd = cfg->cwd ? cfg->cwd : "/";
+        if (chdir(cwd) < 0) {
+                nb_error_set(&err, errno, "--chdir %s", cwd);
+                goto fail;
+        }
+        /* Only fds 0, 1 and 2 cross into the command (the error pipe closes on exec). */
+        if (close_range(3, ~0U, CLOSE_RANGE_CLOEXEC) < 0) {
+                nb_error_set(&err, errno, "close_range");
+                goto fail;
+        }
+        static char *empty_env[] = { NULL };
+        environ = cfg->env ? cfg->env : empty_env;
+        execvp(cfg->argv[0], cfg->argv);
+        nb_error_set(&err, errno, "execvp %s", cfg->argv[0]);
+        /* 'X' marks an exec failure, a problem of the command rather than the sandbox. */
+        (void) nb_write_all(a->err_fd, "X", 1);
+fail:
+        nb_child_report(a->err_fd, &err);
+        _exit(127);
+}
+
+void nb_init_main(const struct nb_init_args *a) {
+        sigset_t set;
+        sigemptyset(&set);
+        sigaddset(&set, SIGCHLD);
+        /* pid 1 only receives signals it has a handler for, even from the supervisor. */
+        struct sigaction sa = { .sa_handler = noop_handler };
+        for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++) {
+                sigaddset(&set, forwarded[i]);
+                sigaction(forwarded[i], &sa, NULL);
+        }
+        sigaction(SIGCHLD, &sa, NULL);
+        sigprocmask(SIG_BLOCK, &set, NULL);
+
+        pid_t cmd = fork();
+        if (cmd < 0) {
+                struct nb_error err = NB_ERROR_INIT;
+                nb_error_set(&err, errno, "fork");
+                nb_child_report(a->err_fd, &err);
+                _exit(125);
+        }
+        if (cmd == 0)
+                exec_command(a);
+
+        for (;;) {
+                siginfo_t si;
+                int sig = sigwaitinfo(&set, &si);
+                if (sig < 0)
+                        continue;
+                if (sig != SIGCHLD) {
+                        kill(cmd, sig);
+                        continue;
+                }
+                int status;
+                pid_t p;
+                while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+                        if (p != cmd)
+                                continue;
+                        (void) nb_write_all(a->status_fd, &status, sizeof(status));
+                        if (WIFEXITED(status))
+                                _exit(WEXITSTATUS(status));
+                        _exit(128 + WTERMSIG(status));
+                }
+        }
+}

@@ -1,0 +1,50 @@
+/* SPDX-License-Identifier: MIT */
+/* The steps of building a sandbox, one file each, called in order from sandbox.c. */
+#pragma once
+
+#include <stdbool.h>
+#include <sys/types.h>
+
+#include "nestbox/sandbox.h"
+
+/* userns.c: who the sandbox's uid/gid 1000 is on the host. */
+struct nb_id_map {
+        uid_t host_uid;
+        gid_t host_gid;
+        bool caller_is_root; /* then host ids are nobody/nogroup, never root */
+};
+void nb_userns_choose_ids(struct nb_id_map *m);
+int nb_userns_write_maps(pid_t pid, const struct nb_sandbox_config *cfg, const struct nb_id_map *m, struct nb_error *err);
+int nb_userns_become(const struct nb_sandbox_config *cfg, const struct nb_id_map *m, struct nb_error *err);
+
+/* mounts.c: the root filesystem, assembled then pivot_root'ed into. */
+int nb_mounts_setup(const struct nb_sandbox_config *cfg, struct nb_error *err);
+
+/* net.c */
+int nb_net_setup(const struct nb_sandbox_config *cfg, struct nb_error *err);
+
+/* caps.c: drops every capability and sets no_new_privs. */
+int nb_caps_drop_all(struct nb_error *err);
+
+/* seccomp.c */
+int nb_seccomp_install(const struct nb_sandbox_config *cfg, struct nb_error *err);
+
+/* limits.c: memory and pids limits behind one table of backends. */
+struct nb_limits;
+int nb_limits_prepare(const struct nb_sandbox_config *cfg, struct nb_limits **ret, struct nb_error *err);
+int nb_limits_attach(struct nb_limits *l, pid_t pid, struct nb_error *err);
+int nb_limits_apply_in_child(const struct nb_limits *l, struct nb_error *err);
+void nb_limits_collect(struct nb_limits *l, struct nb_sandbox_result *res);
+void nb_limits_free(struct nb_limits *l);
+void nb_limits_choose(uint64_t memory, uint64_t pids, enum nb_limit_backend *mem, enum nb_limit_backend *pids_b);
+
+/* init.c: pid 1 of the sandbox. Never returns. */
+struct nb_init_args {
+        const struct nb_sandbox_config *cfg;
+        int err_fd;    /* setup and exec errors go here */
+        int status_fd; /* the command's wait status goes here */
+};
+__attribute__((noreturn)) void nb_init_main(const struct nb_init_args *a);
+
+/* Child-side error reporting through the error pipe: "errno<TAB>message". */
+void nb_child_report(int fd, const struct nb_error *err);

@@ -1,0 +1,314 @@
+/* SPDX-License-Identifier: MIT */
+/* nb_sandbox_run: the whole sequence, in the order it happens.
+ *
+ * parent (the caller's credentials)           child (pid 1 of the new namespaces)
+ *   choose host ids, prepare cgroups
+ *   clone3(NEWUSER|NEWNS|NEWPID|NEWNET|...) ->  waits for "go"
+ *   write uid_map/gid_map, join cgroups
+ *   "go" ------------------------------------>  become uid/gid 1000, parent-death signal,
+ *                                               hostname, cgroup namespace, mounts +
+ *                                               pivot_root, loopback, rlimits, drop all
+ *                                               capabilities, seccomp, then init: fork
+ *                                               and exec the command, reap, forward
+ *   supervise: forward signals, timeout
+ *   (SIGABRT, grace, SIGKILL of pid 1)
+ *   reap pid 1, read status and errors, collect limits
+ */
+#include <errno.h>
+#include <fcntl.h>
+#include <linux/sched.h>
+#include <poll.h>
+#include <sched.h>
+#include <signal.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/signalfd.h>
+#include <sys/syscall.h>
+#include <sys/wait.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+#include "sandbox-internal.h"
+
+#define SETUP_FAILED 125
+
+static const int supervisor_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
+
+struct pipes {
+        int sync[2];   /* parent -> child: "go"; held open by the parent as a lifeline */
+        int err[2];    /* child -> parent: setup or exec error */
+        int status[2]; /* init -> parent: the command's wait status */
+};
+
+struct child_args {
+        const struct nb_sandbox_config *cfg;
+        const struct nb_id_map *ids;
+        const struct nb_limits *limits;
+        struct pipes *p;
+};
+
+static double now_sec(void) {
+        struct timespec ts;
+        clock_gettime(CLOCK_MONOTONIC, &ts);
+        return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
+}
+
+static void close_pair(int p[2]) {
+        for (int i = 0; i < 2; i++)
+                if (p[i] >= 0) {
+                        close(p[i]);
+                        p[i] = -1;
+                }
+}
+
+static void pipes_close(struct pipes *p) {
+        close_pair(p->sync);
+        close_pair(p->err);
+        close_pair(p->status);
+}
+
+static int wait_for_go(int fd) {
+        char c;
+        ssize_t n;
+        do
+                n = read(fd, &c, 1);
+        while (n < 0 && errno == EINTR);
+        return n == 1 ? 0 : -EPIPE;
+}
+
+/* The parent-death signal is reset by the uid change, so it is set after it; the
+ * lifeline pipe tells us if the parent died in between. */
+static int arm_parent_death(int lifeline, struct nb_error *err) {
+        if (prctl(PR_SET_PDEATHSIG, SIGKILL, 0, 0, 0) < 0)
+                return nb_error_set(err, errno, "PR_SET_PDEATHSIG");
+        struct pollfd pfd = { .fd = lifeline, .events = 0 };
+        if (poll(&pfd, 1, 0) > 0 && (pfd.revents & (POLLHUP | POLLERR)))
+                _exit(SETUP_FAILED);
+        return 0;
+}
+
+static int redirect_stdio(const struct nb_sandbox_config *cfg, struct nb_error *err) {
+        const int fds[] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd };
+        for (int i = 0; i < 3; i++)
+                if (fds[i] >= 0 && fds[i] != i && dup2(fds[i], i) < 0)
+                        return nb_error_set(err, errno, "dup2 to fd %d", i);
+        return 0;
+}
+
+__attribute__((noreturn)) static void sandbox_child(const struct child_args *a) {
+        const struct nb_sandbox_config *cfg = a->cfg;
+        struct nb_error err = NB_ERROR_INIT;
+        int r;
+        close(a->p->sync[1]);
+        close(a->p->err[0]);
+        close(a->p->status[0]);
+
+        if (wait_for_go(a->p->sync[0]) < 0)
+                _exit(SETUP_FAILED);
+        if ((r = nb_userns_become(cfg, a->ids, &err)) < 0 ||
+            (r = arm_parent_death(a->p->sync[0], &err)) < 0)
+                goto fail;
+        const char *host = cfg->hostname ? cfg->hostname : "nestbox";
+        if (sethostname(host, strlen(host)) < 0) {
+                nb_error_set(&err, errno, "sethostname %s", host);
+                goto fail;
+        }
+        /* Now that the parent put us in our cgroups, make them our cgroup root. */
+        if (unshare(CLONE_NEWCGROUP) < 0) {
+                nb_error_set(&err, errno, "cgroup namespace");
+                goto fail;
+        }
+        if ((r = redirect_stdio(cfg, &err)) < 0 ||
+            (r = nb_mounts_setup(cfg, &err)) < 0 ||
+            (r = nb_net_setup(cfg, &err)) < 0 ||
+            (r = nb_limits_apply_in_child(a->limits, &err)) < 0 ||
+            (r = nb_caps_drop_all(&err)) < 0 ||
+            (r = nb_seccomp_install(cfg, &err)) < 0)
+                goto fail;
+
+        struct nb_init_args init = { .cfg = cfg, .err_fd = a->p->err[1], .status_fd = a->p->status[1] };
+        nb_init_main(&init);
+fail:
+        nb_child_report(a->p->err[1], &err);
+        _exit(SETUP_FAILED);
+}
+
+static pid_t clone_sandbox(int *pidfd) {
+        struct clone_args ca = {
+                .flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
+                         CLONE_NEWIPC | CLONE_PIDFD,
+                .pidfd = (uint64_t) (uintptr_t) pidfd,
+                .exit_signal = SIGCHLD,
+        };
+        return (pid_t) syscall(SYS_clone3, &ca, sizeof(ca));
+}
+
+static int userns_error(int e, struct nb_error *err) {
+        if (e == EPERM || e == ENOSPC || e == EUSERS)
+                return nb_error_set(err, e,
+                                    "cannot create a user namespace (check sysctl kernel.unprivileged_userns_clone=1, "
+                                    "user.max_user_namespaces > 0 and kernel.apparmor_restrict_unprivileged_userns=0)");
+        return nb_error_set(err, e, "clone3 of the sandbox");
+}
+
+/* Waits for pid 1 to exit, forwarding our signals to it and enforcing the timeout:
+ * SIGABRT first (Python's faulthandler prints every thread's stack), SIGKILL of pid 1
+ * (and with it the whole pid namespace) after the grace period. */
+static void supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_config *cfg,
+                      double start, struct nb_sandbox_result *res) {
+        double deadline = cfg->timeout_sec > 0 ? start + cfg->timeout_sec : 0;
+        double grace = cfg->kill_grace_sec > 0 ? cfg->kill_grace_sec : 0;
+        for (;;) {
+                int wait_ms = -1;
+                if (deadline > 0) {
+                        double left = deadline - now_sec();
+                        wait_ms = left <= 0 ? 0 : (int) (left * 1000) + 1;
+                }
+                struct pollfd pfds[2] = { { .fd = pidfd, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
+                int n = poll(pfds, 2, wait_ms);
+                if (n < 0 && errno != EINTR)
+                        break;
+                if (n > 0 && (pfds[0].revents & (POLLIN | POLLHUP)))
+                        return;
+                if (n > 0 && (pfds[1].revents & POLLIN)) {
+                        struct signalfd_siginfo si;
+                        if (read(sigfd, &si, sizeof(si)) == sizeof(si))
+                                kill(pid, (int) si.ssi_signo);
+                }
+                if (deadline > 0 && now_sec() >= deadline) {
+                        if (!res->timed_out) {
+                                res->timed_out = true;
+                                kill(pid, SIGABRT);
+                                deadline = now_sec() + grace;
+                        } else {
+                                kill(pid, SIGKILL);
+                                deadline = 0;
+                        }
+                }
+        }
+}
+
+/* Reads the child's error report: "[X]errno<TAB>message". Returns 0 when empty. */
+static int read_child_error(int fd, bool *exec_failed, struct nb_error *err) {
+        _cleanup_free_ char *msg = NULL;
+        size_t len = 0;
+        if (nb_read_fd(fd, 64 * 1024, &msg, &len) < 0 || len == 0)
+                return 0;
+        char *p = msg;
+        *exec_failed = *p == 'X';
+        if (*exec_failed)
+                p++;
+        char *tab = strchr(p, '\t');
+        int code = tab ? atoi(p) : EIO;
+        return nb_error_setx(err, code > 0 ? code : EIO, "%s", tab ? tab + 1 : p);
+}
+
+static void fill_status(int status, struct nb_sandbox_result *res) {
+        if (WIFEXITED(status)) {
+                res->exit_code = WEXITSTATUS(status);
+                res->signal = 0;
+        } else if (WIFSIGNALED(status)) {
+                res->exit_code = -1;
+                res->signal = WTERMSIG(status);
+        }
+}
+
+int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res, struct nb_error *err) {
+        memset(res, 0, sizeof(*res));
+        res->exit_code = -1;
+        if (!cfg->argv || !cfg->argv[0])
+                return nb_error_setx(err, EINVAL, "no command to run");
+
+        struct nb_id_map ids;
+        nb_userns_choose_ids(&ids);
+        _cleanup_close_ int sigfd = -1, pidfd = -1;
+        sigset_t sigs, old_mask;
+
+        struct nb_limits *limits = NULL;
+        int r = nb_limits_prepare(cfg, &limits, err);
+        if (r < 0)
+                return r;
+
+        struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 } };
+        if (pipe2(p.sync, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0) {
+                r = nb_error_set(err, errno, "pipe");
+                goto out;
+        }
+
+        /* Our own SIGINT/SIGTERM are for the sandbox: forwarded, not fatal to us. */
+        sigemptyset(&sigs);
+        for (size_t i = 0; i < NB_ELEMENTSOF(supervisor_signals); i++)
+                sigaddset(&sigs, supervisor_signals[i]);
+        sigprocmask(SIG_BLOCK, &sigs, &old_mask);
+        sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+
+        double start = now_sec();
+        struct child_args ca = { .cfg = cfg, .ids = &ids, .limits = limits, .p = &p };
+        pid_t pid = clone_sandbox(&pidfd);
+        if (pid < 0) {
+                r = userns_error(errno, err);
+                goto restore;
+        }
+        if (pid == 0)
+                sandbox_child(&ca);
+
+        close(p.sync[0]);
+        p.sync[0] = -1;
+        close(p.err[1]);
+        p.err[1] = -1;
+        close(p.status[1]);
+        p.status[1] = -1;
+
+        if ((r = nb_userns_write_maps(pid, cfg, &ids, err)) < 0 ||
+            (r = nb_limits_attach(limits, pid, err)) < 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                goto restore;
+        }
+        if (nb_write_all(p.sync[1], "g", 1) < 0) {
+                r = nb_error_set(err, errno, "starting the sandbox");
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                goto restore;
+        }
+        if (cfg->on_started)
+                cfg->on_started(pid, cfg->userdata);
+
+        supervise(pid, pidfd, sigfd, cfg, start, res);
+
+        int init_status = 0;
+        struct rusage ru = { 0 };
+        while (wait4(pid, &init_status, 0, &ru) < 0 && errno == EINTR)
+                ;
+        res->wall_sec = now_sec() - start;
+        res->user_sec = (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6;
+        res->sys_sec = (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
+        res->peak_rss_bytes = (uint64_t) ru.ru_maxrss * 1024;
+
+        bool exec_failed = false;
+        r = read_child_error(p.err[0], &exec_failed, err);
+        if (r < 0) {
+                res->exec_failed = exec_failed;
+                goto restore;
+        }
+
+        int cmd_status;
+        ssize_t n = read(p.status[0], &cmd_status, sizeof(cmd_status));
+        if (n == (ssize_t) sizeof(cmd_status))
+                fill_status(cmd_status, res);
+        else
+                fill_status(init_status, res); /* pid 1 itself was killed (timeout) */
+        nb_limits_collect(limits, res);
+        r = 0;
+restore:
+        sigprocmask(SIG_SETMASK, &old_mask, NULL);
+out:
+        pipes_close(&p);
+        nb_limits_free(limits);
+        return r;
+}

@@ -1,0 +1,74 @@
+/* SPDX-License-Identifier: MIT */
+/* The user namespace: the sandbox runs as uid/gid 1000 (by default) inside. That id is
+ * the caller outside, or nobody/nogroup when the caller is root, so nothing in the
+ * sandbox ever acts as host root, even through a bug in the rest of the isolation. */
+#include <errno.h>
+#include <fcntl.h>
+#include <grp.h>
+#include <pwd.h>
+#include <stdio.h>
+#include <string.h>
+#include <sys/prctl.h>
+#include <unistd.h>
+
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+#include "sandbox-internal.h"
+
+void nb_userns_choose_ids(struct nb_id_map *m) {
+        m->caller_is_root = geteuid() == 0;
+        if (!m->caller_is_root) {
+                m->host_uid = geteuid();
+                m->host_gid = getegid();
+                return;
+        }
+        struct passwd *pw = getpwnam("nobody");
+        struct group *gr = getgrnam("nogroup");
+        if (!gr)
+                gr = getgrnam("nobody");
+        m->host_uid = pw ? pw->pw_uid : 65534;
+        m->host_gid = gr ? gr->gr_gid : 65534;
+}
+
+static int write_proc_file(pid_t pid, const char *name, const char *text, struct nb_error *err) {
+        char path[64];
+        snprintf(path, sizeof(path), "/proc/%d/%s", (int) pid, name);
+        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        if (fd < 0)
+                return nb_error_set(err, errno, "user namespace: opening %s", path);
+        if (write(fd, text, strlen(text)) < 0)
+                return nb_error_set(err, errno, "user namespace: writing \"%s\" to %s", text, path);
+        return 0;
+}
+
+int nb_userns_write_maps(pid_t pid, const struct nb_sandbox_config *cfg, const struct nb_id_map *m, struct nb_error *err) {
+        char line[64];
+        /* An unprivileged writer may map only its own ids, and its gid only once
+         * setgroups is denied (else dropping a group could grant access). Root keeps
+         * setgroups so the child can shed root's supplementary groups. */
+        if (!m->caller_is_root) {
+                int r = write_proc_file(pid, "setgroups", "deny", err);
+                if (r < 0)
+                        return r;
+        }
+        snprintf(line, sizeof(line), "%u %u 1\n", (unsigned) cfg->gid, (unsigned) m->host_gid);
+        int r = write_proc_file(pid, "gid_map", line, err);
+        if (r < 0)
+                return r;
+        snprintf(line, sizeof(line), "%u %u 1\n", (unsigned) cfg->uid, (unsigned) m->host_uid);
+        return write_proc_file(pid, "uid_map", line, err);
+}
+
+int nb_userns_become(const struct nb_sandbox_config *cfg, const struct nb_id_map *m, struct nb_error *err) {
+        /* Safe: we hold CAP_SETUID/CAP_SETGID only inside our own user namespace, where
+         * the single mapped id is the target; the kernel refuses any other. */
+        if (m->caller_is_root && setgroups(0, NULL) < 0)
+                return nb_error_set(err, errno, "setgroups");
+        if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
+                return nb_error_set(err, errno, "PR_SET_KEEPCAPS");
+        if (setresgid(cfg->gid, cfg->gid, cfg->gid) < 0)
+                return nb_error_set(err, errno, "setresgid %u", (unsigned) cfg->gid);
+        if (setresuid(cfg->uid, cfg->uid, cfg->uid) < 0)
+                return nb_error_set(err, errno, "setresuid %u", (unsigned) cfg->uid);
+        return 0;
+}
