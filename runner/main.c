@@ -13,6 +13,8 @@ static const char main_usage[] =
         "commands:\n"
         "  sandbox   run any command in the nestbox sandbox (like bwrap)\n"
         "  doctor    what this kernel offers and what isolation a run will get\n"
+        "  venv      install a lockfile's wheels into a cached, read-only virtualenv\n"
+        "  test      run a workspace's test targets, each in its own sandbox\n"
         "\n"
         "`nestbox <command> --help` prints the manual of one command.\n"
         "Exit codes: 0 passed, 1 tests failed, 2 usage or input error,\n"
@@ -26,6 +28,8 @@ struct command {
 static const struct command commands[] = {
         { "sandbox", cmd_sandbox },
         { "doctor", cmd_doctor },
+        { "venv", cmd_venv },
+        { "test", cmd_test },
 };
 
 int nb_die(int code, const char *fmt, ...) {

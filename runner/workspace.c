@@ -27,6 +27,10 @@ struct parser {
         struct nb_error *err;
 };
 
+static int oom(const struct parser *p) {
+        return nb_error_set(p->err, ENOMEM, "%s", p->file);
+}
+
 static int fail(const struct parser *p, const char *path, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
@@ -34,17 +38,14 @@ static int fail(const struct parser *p, const char *path, const char *fmt, ...) 
         _cleanup_free_ char *msg = NULL;
         va_list ap;
         va_start(ap, fmt);
-        int n = vasprintf(&msg, fmt, ap);
+        if (vasprintf(&msg, fmt, ap) < 0)
+                msg = NULL; /* undefined after a failure */
         va_end(ap);
-        if (n < 0)
-                return nb_error_set(p->err, ENOMEM, "%s", p->file);
+        if (!msg)
+                return oom(p);
         if (path && *path)
                 return nb_error_setx(p->err, EINVAL, "%s: %s: %s", p->file, path, msg);
         return nb_error_setx(p->err, EINVAL, "%s: %s", p->file, msg);
-}
-
-static int oom(const struct parser *p) {
-        return nb_error_set(p->err, ENOMEM, "%s", p->file);
 }
 
 char *nb_quote(const char *s) {
@@ -80,17 +81,11 @@ static char *join_path(const char *parent, const char *key, bool user_name) {
         return r;
 }
 
-static char *index_path(const char *parent, size_t i) {
-        char *r = NULL;
-        if (asprintf(&r, "%s[%zu]", parent, i) < 0)
-                return NULL;
-        return r;
-}
-
-/* Levenshtein distance, capped: only used to suggest a known key for a typo. */
+/* Levenshtein distance from a (any length) to b (one of our own key names): only used
+ * to suggest the key a typo meant. */
 static size_t edit_distance(const char *a, const char *b) {
         size_t lb = strlen(b);
-        size_t prev[32], cur[32]; /* b is one of our own key names, all short */
+        size_t prev[32], cur[32]; /* indexed by b's length, never a's */
         if (lb >= NB_ELEMENTSOF(prev))
                 return SIZE_MAX;
         for (size_t j = 0; j <= lb; j++)
@@ -137,6 +132,12 @@ static int check_keys(const struct parser *p, const char *path, json_t *obj, con
         return 0;
 }
 
+/* "<path>: \"<value>\": <problem>" */
+static int bad_value(const struct parser *p, const char *path, const char *value, const char *problem) {
+        _cleanup_free_ char *q = nb_quote(value);
+        return q ? fail(p, path, "%s: %s", q, problem) : oom(p);
+}
+
 static int missing(const struct parser *p, const char *path, const char *key) {
         return fail(p, path, "missing required key \"%s\"", key);
 }
@@ -144,17 +145,13 @@ static int missing(const struct parser *p, const char *path, const char *key) {
 /* Names of targets and resolves end up in messages, environment variables
  * (TEST_TARGET) and file names: keep them to a plain alphabet. */
 static bool valid_name(const char *s) {
-        size_t n = strlen(s);
-        if (n == 0 || n > MAX_NAME)
-                return false;
-        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:@+") == n;
+        size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789._-/:@+");
+        return n > 0 && n <= MAX_NAME && !s[n];
 }
 
 static bool valid_env_name(const char *s) {
-        if (!*s || (*s >= '0' && *s <= '9'))
-                return false;
-        size_t n = strlen(s);
-        return strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_") == n;
+        size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
+        return n > 0 && !s[n] && !(*s >= '0' && *s <= '9');
 }
 
 const char *nb_check_relative_path(const char *s, bool allow_dot) {
@@ -189,9 +186,11 @@ static int parse_strv(const struct parser *p, const char *path, json_t *v, enum 
                 return oom(p);
         for (size_t i = 0; i < n; i++) {
                 json_t *e = json_array_get(v, i);
-                _cleanup_free_ char *ipath = index_path(path, i);
-                if (!ipath)
+                _cleanup_free_ char *ipath = NULL;
+                if (asprintf(&ipath, "%s[%zu]", path, i) < 0) {
+                        ipath = NULL;
                         return oom(p);
+                }
                 if (!json_is_string(e))
                         return fail(p, ipath, "expected a string");
                 const char *s = json_string_value(e);
@@ -200,12 +199,8 @@ static int parse_strv(const struct parser *p, const char *path, json_t *v, enum 
                         problem = nb_check_relative_path(s, kind == STRV_ROOT);
                 else if (kind == STRV_ENV && !valid_env_name(s))
                         problem = "expected an environment variable name ([A-Za-z_][A-Za-z0-9_]*)";
-                if (problem) {
-                        _cleanup_free_ char *q = nb_quote(s);
-                        if (!q)
-                                return oom(p);
-                        return fail(p, ipath, "%s: %s", q, problem);
-                }
+                if (problem)
+                        return bad_value(p, ipath, s, problem);
                 strv[i] = strdup(s);
                 if (!strv[i])
                         return oom(p);
@@ -219,33 +214,18 @@ static int parse_rel_path(const struct parser *p, const char *path, json_t *v, c
                 return fail(p, path, "expected a string");
         const char *s = json_string_value(v);
         const char *problem = nb_check_relative_path(s, false);
-        if (problem) {
-                _cleanup_free_ char *q = nb_quote(s);
-                return q ? fail(p, path, "%s: %s", q, problem) : oom(p);
-        }
+        if (problem)
+                return bad_value(p, path, s, problem);
         *rel = strdup(s);
-        if (!*rel || asprintf(abs, "%s/%s", p->root, s) < 0)
+        if (!*rel || asprintf(abs, "%s/%s", p->root, s) < 0) {
+                *abs = NULL;
                 return oom(p);
+        }
         return 0;
 }
 
 static int cmp_str_ptr(const void *a, const void *b) {
         return strcmp(*(const char *const *) a, *(const char *const *) b);
-}
-
-/* The keys of obj, sorted, so targets and resolves come out (and fail) in one order. */
-static int sorted_keys(json_t *obj, const char ***ret) {
-        size_t n = json_object_size(obj), i = 0;
-        const char **keys = calloc(n + 1, sizeof(char *));
-        if (!keys)
-                return -ENOMEM;
-        const char *key;
-        json_t *v;
-        json_object_foreach(obj, key, v)
-                keys[i++] = key;
-        qsort(keys, n, sizeof(char *), cmp_str_ptr);
-        *ret = keys;
-        return 0;
 }
 
 static const char *const resolve_keys[] = { "lockfile", "wheelhouse", NULL };
@@ -288,10 +268,8 @@ static int parse_timeout(const struct parser *p, const char *path, json_t *v, ui
 static int parse_memory(const struct parser *p, const char *path, json_t *v, uint64_t *ret) {
         uint64_t bytes = 0;
         if (json_is_string(v)) {
-                if (nb_parse_size(json_string_value(v), &bytes) < 0 || bytes == 0) {
-                        _cleanup_free_ char *q = nb_quote(json_string_value(v));
-                        return q ? fail(p, path, "%s: expected a size such as \"512M\" or \"2G\"", q) : oom(p);
-                }
+                if (nb_parse_size(json_string_value(v), &bytes) < 0 || bytes == 0)
+                        return bad_value(p, path, json_string_value(v), "expected a size such as \"512M\" or \"2G\"");
         } else if (json_is_integer(v) && json_integer_value(v) > 0)
                 bytes = (uint64_t) json_integer_value(v);
         else
@@ -424,9 +402,15 @@ static int named_members(const struct parser *p, json_t *doc, const char *key, c
                 return missing(p, "", key);
         if (!json_is_object(obj))
                 return fail(p, key, "expected an object");
-        _cleanup_free_ const char **keys = NULL;
-        if (sorted_keys(obj, &keys) < 0)
+        size_t n = json_object_size(obj), k = 0;
+        _cleanup_free_ const char **keys = calloc(n + 1, sizeof(char *));
+        if (!keys)
                 return oom(p);
+        const char *name;
+        json_t *v;
+        json_object_foreach(obj, name, v)
+                keys[k++] = name;
+        qsort(keys, n, sizeof(char *), cmp_str_ptr);
         for (size_t i = 0; keys[i]; i++)
                 if (!valid_name(keys[i])) {
                         _cleanup_free_ char *path = join_path(key, keys[i], true);
@@ -442,45 +426,31 @@ static int parse_resolves(const struct parser *p, json_t *doc, struct nb_workspa
         json_t *obj;
         _cleanup_free_ const char **keys = NULL;
         int r = named_members(p, doc, "resolves", "resolve", &obj, &keys);
-        if (r < 0)
-                return r;
-        ws->resolves = calloc(json_object_size(obj) + 1, sizeof(struct nb_resolve));
-        if (!ws->resolves)
-                return oom(p);
-        for (size_t i = 0; keys[i]; i++) {
+        if (r >= 0 && !(ws->resolves = calloc(json_object_size(obj) + 1, sizeof(struct nb_resolve))))
+                r = oom(p);
+        for (size_t i = 0; r >= 0 && keys[i]; i++) {
                 /* Counted before it is filled, so a half-filled element is freed. */
                 struct nb_resolve *res = &ws->resolves[ws->n_resolves++];
                 _cleanup_free_ char *path = join_path("resolves", keys[i], true);
                 res->name = strdup(keys[i]);
-                if (!path || !res->name)
-                        return oom(p);
-                r = parse_resolve(p, path, json_object_get(obj, keys[i]), res);
-                if (r < 0)
-                        return r;
+                r = path && res->name ? parse_resolve(p, path, json_object_get(obj, keys[i]), res) : oom(p);
         }
-        return 0;
+        return r;
 }
 
 static int parse_targets(const struct parser *p, json_t *doc, struct nb_workspace *ws) {
         json_t *obj;
         _cleanup_free_ const char **keys = NULL;
         int r = named_members(p, doc, "targets", "target", &obj, &keys);
-        if (r < 0)
-                return r;
-        ws->targets = calloc(json_object_size(obj) + 1, sizeof(struct nb_target));
-        if (!ws->targets)
-                return oom(p);
-        for (size_t i = 0; keys[i]; i++) {
+        if (r >= 0 && !(ws->targets = calloc(json_object_size(obj) + 1, sizeof(struct nb_target))))
+                r = oom(p);
+        for (size_t i = 0; r >= 0 && keys[i]; i++) {
                 struct nb_target *t = &ws->targets[ws->n_targets++];
                 _cleanup_free_ char *path = join_path("targets", keys[i], true);
                 t->name = strdup(keys[i]);
-                if (!path || !t->name)
-                        return oom(p);
-                r = parse_target(p, path, json_object_get(obj, keys[i]), ws, t);
-                if (r < 0)
-                        return r;
+                r = path && t->name ? parse_target(p, path, json_object_get(obj, keys[i]), ws, t) : oom(p);
         }
-        return 0;
+        return r;
 }
 
 static const char *const top_keys[] = { "$schema", "version", "python", "resolves", "targets", NULL };

@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "nestbox/cleanup.h"
 #include "nestbox/sandbox.h"
@@ -138,4 +140,26 @@ const char *nb_limit_backend_name(enum nb_limit_backend b) {
         case NB_LIMIT_RLIMIT: return "rlimit";
         default: return "none";
         }
+}
+
+int nb_sandbox_add_system_dirs(struct nb_sandbox_config *cfg) {
+        static const char *const dirs[] = { "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" };
+        for (size_t i = 0; i < NB_ELEMENTSOF(dirs); i++) {
+                struct stat st;
+                if (lstat(dirs[i], &st) < 0)
+                        continue;
+                int r = 0;
+                if (S_ISLNK(st.st_mode)) {
+                        char target[4096];
+                        ssize_t n = readlink(dirs[i], target, sizeof(target) - 1);
+                        if (n < 0)
+                                continue;
+                        target[n] = 0;
+                        r = nb_sandbox_add_mount(cfg, NB_MOUNT_SYMLINK, target, dirs[i], 0);
+                } else if (S_ISDIR(st.st_mode))
+                        r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, dirs[i], dirs[i], 0);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
 }

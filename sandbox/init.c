@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -101,6 +102,14 @@ void nb_init_main(const struct nb_init_args *a) {
                 int status;
                 pid_t p;
                 while ((p = waitpid(-1, &status, WNOHANG)) > 0) {
+                        /* A stop is reported only to a tracer: a process that called
+                         * PTRACE_TRACEME (--allow-syscall ptrace) with us as its parent.
+                         * It is not an exit; let go of it, handing the signal back. */
+                        if (WIFSTOPPED(status)) {
+                                if (ptrace(PTRACE_DETACH, p, 0, (void *) (long) WSTOPSIG(status)) < 0)
+                                        kill(p, SIGKILL);
+                                continue;
+                        }
                         if (p != cmd)
                                 continue;
                         (void) nb_write_all(a->status_fd, &status, sizeof(status));

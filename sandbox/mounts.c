@@ -3,7 +3,9 @@
  *
  *   1. stop mount propagation between the host and our mount namespace;
  *   2. open every bind source as a detached clone (open_tree) while the host's tree
- *      is still what the caller named, so no path can be swapped under a mount later;
+ *      is still what the caller named, so no path can be swapped under a mount later,
+ *      and with the caller's own credentials (nb_mounts_prepare, before the switch to
+ *      the sandbox's uid): whatever the caller may read, it may bind;
  *   3. an empty tmpfs becomes the new root; /etc is generated into it;
  *   4. the caller's binds, tmpfs, symlinks and directories, in the order given;
  *   5. a fresh /proc, hardened as container runtimes do; a minimal /dev;
@@ -40,14 +42,16 @@ static const char *const proc_masked_files[] = {
 };
 static const char *const proc_masked_dirs[] = { "acpi", "scsi", "asound", "driver" };
 
-struct mount_plan {
+struct nb_mount_plan {
         int *source_trees; /* per cfg mount: a detached clone of the bind source, or -1 */
         size_t n;
         int dev_null_tree;
         int dev_trees[NB_ELEMENTSOF(dev_nodes)];
 };
 
-static void mount_plan_done(struct mount_plan *p) {
+void nb_mount_plan_free(struct nb_mount_plan *p) {
+        if (!p)
+                return;
         for (size_t i = 0; i < p->n; i++)
                 if (p->source_trees[i] >= 0)
                         close(p->source_trees[i]);
@@ -55,6 +59,7 @@ static void mount_plan_done(struct mount_plan *p) {
         for (size_t i = 0; i < NB_ELEMENTSOF(dev_nodes); i++)
                 if (p->dev_trees[i] >= 0)
                         close(p->dev_trees[i]);
+        free(p);
 }
 
 static int open_in_root(int root, const char *path, int flags) {
@@ -153,15 +158,15 @@ static int new_tmpfs(uint64_t size, const char *mode, uint64_t attrs) {
         return m < 0 ? -errno : m;
 }
 
-static int prepare_plan(const struct nb_sandbox_config *cfg, struct mount_plan *p, struct nb_error *err) {
-        p->n = cfg->n_mounts;
-        p->source_trees = malloc((p->n + 1) * sizeof(int));
-        if (!p->source_trees)
-                return nb_error_set(err, ENOMEM, "mounts");
-        for (size_t i = 0; i < p->n; i++)
-                p->source_trees[i] = -1;
+static int prepare_plan(const struct nb_sandbox_config *cfg, struct nb_mount_plan *p, struct nb_error *err) {
         for (size_t i = 0; i < NB_ELEMENTSOF(dev_nodes); i++)
                 p->dev_trees[i] = -1;
+        p->source_trees = malloc((cfg->n_mounts + 1) * sizeof(int));
+        if (!p->source_trees)
+                return nb_error_set(err, ENOMEM, "mounts");
+        p->n = cfg->n_mounts;
+        for (size_t i = 0; i < p->n; i++)
+                p->source_trees[i] = -1;
         for (size_t i = 0; i < p->n; i++) {
                 const struct nb_mount *m = &cfg->mounts[i];
                 if (m->kind != NB_MOUNT_RO_BIND && m->kind != NB_MOUNT_BIND)
@@ -220,7 +225,7 @@ static bool has_mount_at(const struct nb_sandbox_config *cfg, const char *dst) {
 }
 
 static int apply_user_mount(int root, const struct nb_mount *m, int tree, struct nb_error *err) {
-        int r;
+        int r = 0;
         switch (m->kind) {
         case NB_MOUNT_RO_BIND:
         case NB_MOUNT_BIND: {
@@ -284,7 +289,7 @@ static int harden_proc(int proc, int dev_null, struct nb_error *err) {
                         return nb_error_set(err, errno, "/proc/%s", proc_readonly[i]);
                 }
                 _cleanup_close_ int target = openat(proc, proc_readonly[i], O_PATH | O_NOFOLLOW | O_CLOEXEC);
-                int r;
+                int r = 0;
                 if (target < 0 || (r = set_attrs(t, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC, true)) < 0 ||
                     (r = attach(t, target)) < 0)
                         return nb_error_set(err, target < 0 ? errno : -r, "making /proc/%s read-only", proc_readonly[i]);
@@ -294,7 +299,7 @@ static int harden_proc(int proc, int dev_null, struct nb_error *err) {
                 if (target < 0)
                         continue;
                 _cleanup_close_ int null = open_tree(dev_null, "", OPEN_TREE_CLONE | OPEN_TREE_CLOEXEC | AT_EMPTY_PATH);
-                int r;
+                int r = 0;
                 if (null < 0 || (r = attach(null, target)) < 0)
                         return nb_error_set(err, null < 0 ? errno : -r, "masking /proc/%s", proc_masked_files[i]);
         }
@@ -303,14 +308,14 @@ static int harden_proc(int proc, int dev_null, struct nb_error *err) {
                 if (target < 0)
                         continue;
                 _cleanup_close_ int empty = new_tmpfs(4096, "0555", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV | MOUNT_ATTR_NOEXEC);
-                int r;
+                int r = 0;
                 if (empty < 0 || (r = attach(empty, target)) < 0)
                         return nb_error_set(err, empty < 0 ? -empty : -r, "masking /proc/%s", proc_masked_dirs[i]);
         }
         return 0;
 }
 
-static int mount_proc(int root, const struct mount_plan *p, struct nb_error *err) {
+static int mount_proc(int root, const struct nb_mount_plan *p, struct nb_error *err) {
         _cleanup_close_ int target = mkdir_p_in_root(root, "/proc");
         if (target < 0)
                 return nb_error_set(err, -target, "creating /proc");
@@ -330,12 +335,12 @@ static int mount_proc(int root, const struct mount_plan *p, struct nb_error *err
         return harden_proc(attached, p->dev_null_tree, err);
 }
 
-static int mount_dev(int root, const struct mount_plan *p, struct nb_error *err) {
+static int mount_dev(int root, const struct nb_mount_plan *p, struct nb_error *err) {
         _cleanup_close_ int target = mkdir_p_in_root(root, "/dev");
         if (target < 0)
                 return nb_error_set(err, -target, "creating /dev");
         _cleanup_close_ int fs = new_tmpfs(1 << 20, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
-        int r;
+        int r = 0;
         if (fs < 0 || (r = attach(fs, target)) < 0)
                 return nb_error_set(err, fs < 0 ? -fs : -r, "tmpfs at /dev");
         _cleanup_close_ int dev = open_in_root(root, "/dev", O_RDONLY | O_DIRECTORY);
@@ -388,16 +393,23 @@ static int enter_root(struct nb_error *err) {
         return 0;
 }
 
-int nb_mounts_setup(const struct nb_sandbox_config *cfg, struct nb_error *err) {
+int nb_mounts_prepare(const struct nb_sandbox_config *cfg, struct nb_mount_plan **ret, struct nb_error *err) {
         /* Nothing we mount from here on may propagate back into the host. */
         if (mount(NULL, "/", NULL, MS_REC | MS_PRIVATE, NULL) < 0)
                 return nb_error_set(err, errno, "making mounts private");
-
-        __attribute__((cleanup(mount_plan_done))) struct mount_plan plan = { 0 };
-        int r = prepare_plan(cfg, &plan, err);
-        if (r < 0)
+        struct nb_mount_plan *plan = calloc(1, sizeof(*plan));
+        if (!plan)
+                return nb_error_set(err, ENOMEM, "mounts");
+        int r = prepare_plan(cfg, plan, err);
+        if (r < 0) {
+                nb_mount_plan_free(plan);
                 return r;
+        }
+        *ret = plan;
+        return 0;
+}
 
+int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_plan *plan, struct nb_error *err) {
         _cleanup_close_ int root_fs = new_tmpfs(4ull << 20, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         if (root_fs < 0)
                 return nb_error_set(err, -root_fs, "tmpfs for the new root");
@@ -407,6 +419,7 @@ int nb_mounts_setup(const struct nb_sandbox_config *cfg, struct nb_error *err) {
         if (root < 0)
                 return nb_error_set(err, errno, "opening the new root");
 
+        int r;
         if ((r = write_etc(root, cfg, err)) < 0)
                 return r;
         if (!has_mount_at(cfg, "/tmp")) {
@@ -415,11 +428,11 @@ int nb_mounts_setup(const struct nb_sandbox_config *cfg, struct nb_error *err) {
                         return r;
         }
         for (size_t i = 0; i < cfg->n_mounts; i++)
-                if ((r = apply_user_mount(root, &cfg->mounts[i], plan.source_trees[i], err)) < 0)
+                if ((r = apply_user_mount(root, &cfg->mounts[i], plan->source_trees[i], err)) < 0)
                         return r;
-        if ((r = mount_proc(root, &plan, err)) < 0)
+        if ((r = mount_proc(root, plan, err)) < 0)
                 return r;
-        if ((r = mount_dev(root, &plan, err)) < 0)
+        if ((r = mount_dev(root, plan, err)) < 0)
                 return r;
         return enter_root(err);
 }

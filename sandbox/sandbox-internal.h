@@ -17,8 +17,12 @@ void nb_userns_choose_ids(struct nb_id_map *m);
 int nb_userns_write_maps(pid_t pid, const struct nb_sandbox_config *cfg, const struct nb_id_map *m, struct nb_error *err);
 int nb_userns_become(const struct nb_sandbox_config *cfg, const struct nb_id_map *m, struct nb_error *err);
 
-/* mounts.c: the root filesystem, assembled then pivot_root'ed into. */
-int nb_mounts_setup(const struct nb_sandbox_config *cfg, struct nb_error *err);
+/* mounts.c: the root filesystem, assembled then pivot_root'ed into. Prepare runs with
+ * the caller's credentials (it opens the bind sources), setup as the sandbox's uid. */
+struct nb_mount_plan;
+int nb_mounts_prepare(const struct nb_sandbox_config *cfg, struct nb_mount_plan **ret, struct nb_error *err);
+int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_plan *plan, struct nb_error *err);
+void nb_mount_plan_free(struct nb_mount_plan *p);
 
 /* net.c */
 int nb_net_setup(const struct nb_sandbox_config *cfg, struct nb_error *err);

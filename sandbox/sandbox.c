@@ -110,7 +110,9 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
 
         if (wait_for_go(a->p->sync[0]) < 0)
                 _exit(SETUP_FAILED);
-        if ((r = nb_userns_become(cfg, a->ids, &err)) < 0 ||
+        struct nb_mount_plan *plan = NULL;
+        if ((r = nb_mounts_prepare(cfg, &plan, &err)) < 0 ||
+            (r = nb_userns_become(cfg, a->ids, &err)) < 0 ||
             (r = arm_parent_death(a->p->sync[0], &err)) < 0)
                 goto fail;
         const char *host = cfg->hostname ? cfg->hostname : "nestbox";
@@ -124,13 +126,14 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
                 goto fail;
         }
         if ((r = redirect_stdio(cfg, &err)) < 0 ||
-            (r = nb_mounts_setup(cfg, &err)) < 0 ||
+            (r = nb_mounts_setup(cfg, plan, &err)) < 0 ||
             (r = nb_net_setup(cfg, &err)) < 0 ||
             (r = nb_limits_apply_in_child(a->limits, &err)) < 0 ||
             (r = nb_caps_drop_all(&err)) < 0 ||
             (r = nb_seccomp_install(cfg, &err)) < 0)
                 goto fail;
 
+        nb_mount_plan_free(plan);
         struct nb_init_args init = { .cfg = cfg, .err_fd = a->p->err[1], .status_fd = a->p->status[1] };
         nb_init_main(&init);
 fail:

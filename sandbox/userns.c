@@ -72,3 +72,10 @@ int nb_userns_become(const struct nb_sandbox_config *cfg, const struct nb_id_map
                 return nb_error_set(err, errno, "setresuid %u", (unsigned) cfg->uid);
         return 0;
 }
+
+void nb_sandbox_host_ids(uid_t *uid, gid_t *gid) {
+        struct nb_id_map m;
+        nb_userns_choose_ids(&m);
+        *uid = m.host_uid;
+        *gid = m.host_gid;
+}

@@ -91,6 +91,15 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
 
 const char *nb_limit_backend_name(enum nb_limit_backend b);
 
+/* The host uid/gid the sandbox's user will be: the caller's, or nobody/nogroup when
+ * the caller is root. A directory the sandbox must write (a --bind) belongs to them. */
+void nb_sandbox_host_ids(uid_t *uid, gid_t *gid);
+
+/* Adds the host's /usr read-only, and /bin, /sbin, /lib, /lib32, /lib64 as the host
+ * has them (symlinks into /usr on a merged-/usr system, read-only binds otherwise):
+ * the closure of any interpreter installed from the distribution. */
+int nb_sandbox_add_system_dirs(struct nb_sandbox_config *cfg);
+
 /* The syscalls the seccomp filter denies, each with its one-line reason. */
 struct nb_denied_syscall {
         const char *name;

@@ -1,0 +1,284 @@
+/* SPDX-License-Identifier: MIT */
+/* nestbox test: run a workspace's targets, each in its own sandbox. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache_dir.h"
+#include "cli.h"
+#include "junit.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+#include "run_target.h"
+#include "workspace.h"
+
+static const char usage[] =
+        "usage: nestbox test [options] [WORKSPACE] [TARGET...]\n"
+        "\n"
+        "Runs the targets of the workspace (the directory holding nestbox.json; default: the\n"
+        "current directory), all of them when none is named. Each target's declared files\n"
+        "are mounted read-only at /work, its locked venv at /venv, and pytest runs in the\n"
+        "sandbox (see nestbox sandbox --help) with junit written to /out/junit.xml.\n"
+        "\n"
+        "  --cache DIR        the cache (default $XDG_CACHE_HOME/nestbox or ~/.cache/nestbox)\n"
+        "  --output DIR       write DIR/<target>/junit.xml and log, and DIR/junit.xml for all\n"
+        "  --seed N           PYTHONHASHSEED and TEST_RANDOM_SEED (default: from the target name)\n"
+        "  --shard K/N        run shard K of N (1-based), exported as TEST_SHARD_INDEX/TOTAL\n"
+        "  -v, --verbose      print each target's full log\n"
+        "  -h, --help         this text\n"
+        "\n"
+        "Prints one line per target, like 'project1/tests  PASSED in 0.84s (48 tests)', and for\n"
+        "a failing target its failing tests with the first lines of each failure.\n"
+        "Exit status: 0 all passed, 1 a target failed, 2 usage or input error (bad\n"
+        "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
+        "4 a target timed out (and none failed otherwise).\n";
+
+enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_SEED, OPT_SHARD };
+
+static const struct option options[] = {
+        { "cache", required_argument, NULL, OPT_CACHE },
+        { "output", required_argument, NULL, OPT_OUTPUT },
+        { "seed", required_argument, NULL, OPT_SEED },
+        { "shard", required_argument, NULL, OPT_SHARD },
+        { "verbose", no_argument, NULL, 'v' },
+        { "help", no_argument, NULL, 'h' },
+        {},
+};
+
+#define FAILURE_LINES 12
+
+static bool is_workspace(const char *dir) {
+        char *p = NULL;
+        if (asprintf(&p, "%s/%s", dir, NB_WORKSPACE_FILE) < 0)
+                return false;
+        struct stat st;
+        bool ok = stat(p, &st) == 0 && S_ISREG(st.st_mode);
+        free(p);
+        return ok;
+}
+
+static void print_indented(const char *text, size_t len) {
+        const char *p = text, *end = text + len;
+        while (p < end) {
+                const char *nl = memchr(p, '\n', (size_t) (end - p));
+                size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
+                printf("      %.*s\n", (int) n, p);
+                p += n + 1;
+        }
+}
+
+static void print_target(const struct nb_target *t, const struct nb_target_run *run, bool verbose) {
+        const struct nb_junit_report *rep = run->report;
+        printf("%s  %s in %.2fs (%zu tests", t->name, nb_target_status_name(run->status), run->sandbox.wall_sec,
+               rep->tests);
+        if (rep->failures + rep->errors)
+                printf(", %zu failed", rep->failures + rep->errors);
+        if (rep->skipped)
+                printf(", %zu skipped", rep->skipped);
+        printf(")\n");
+        if (run->why)
+                printf("    %s\n", run->why);
+        if (run->status != NB_TARGET_PASSED)
+                for (size_t i = 0; i < rep->n_testcases; i++) {
+                        const struct nb_junit_testcase *tc = &rep->testcases[i];
+                        if (tc->result.outcome != NB_JUNIT_FAILED && tc->result.outcome != NB_JUNIT_ERROR)
+                                continue;
+                        printf("  %s %s%s%s\n", tc->result.outcome == NB_JUNIT_FAILED ? "FAILED" : "ERROR ",
+                               tc->classname, *tc->classname ? "::" : "", tc->name);
+                        const char *text = tc->result.text && *tc->result.text ? tc->result.text : tc->result.message;
+                        if (text)
+                                print_indented(text, nb_junit_text_head_len(text, FAILURE_LINES));
+                }
+        if (verbose && run->log)
+                fwrite(run->log, 1, run->log_len, stdout);
+        fflush(stdout);
+}
+
+/* Output paths are derived from target names: anything but a plain relative path
+ * character becomes "_", so a name cannot climb out of --output. */
+static char *output_subdir(const char *name) {
+        char *s = strdup(name);
+        if (!s)
+                return NULL;
+        for (char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_' || *p == '/' || (*p == '.' && p != s && p[-1] != '/' && p[-1] != '.')))
+                        *p = '_';
+        return s;
+}
+
+static int write_target_output(int out_dir, const struct nb_target *t, const struct nb_target_run *run,
+                               const struct nb_run_options *o, struct nb_error *err) {
+        _cleanup_free_ char *sub = output_subdir(t->name);
+        if (!sub)
+                return nb_error_set(err, ENOMEM, "--output");
+        _cleanup_close_ int dir = nb_mkdir_p_beneath(out_dir, sub, 0755);
+        if (dir < 0)
+                return nb_error_set(err, -dir, "--output: %s", sub);
+        _cleanup_close_ int d = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        char seed[32], shard[32];
+        snprintf(seed, sizeof(seed), "%llu", (unsigned long long) run->seed);
+        snprintf(shard, sizeof(shard), "%u/%u", o->shard_count > 1 ? o->shard_index + 1 : 1,
+                 o->shard_count > 1 ? o->shard_count : 1);
+        const struct nb_junit_property props[] = {
+                { "target", t->name }, { "shard", shard }, { "attempt", "1" }, { "seed", seed }, { "cached", "false" },
+        };
+        _cleanup_free_ char *xml = NULL;
+        size_t len = 0;
+        int r = nb_junit_report_to_xml(run->report, props, NB_ELEMENTSOF(props), &xml, &len);
+        if (r < 0)
+                return nb_error_set(err, -r, "--output: junit.xml of %s", t->name);
+        if (d < 0 || (r = nb_write_file_atomic(d, "junit.xml", xml, len, 0644)) < 0 ||
+            (r = nb_write_file_atomic(d, "log", run->log ? run->log : "", run->log_len, 0644)) < 0)
+                return nb_error_set(err, d < 0 ? errno : -r, "--output: %s", sub);
+        return 0;
+}
+
+static int parse_shard(const char *s, struct nb_run_options *o) {
+        unsigned k, n;
+        char tail;
+        if (sscanf(s, "%u/%u%c", &k, &n, &tail) != 2 || n == 0 || k == 0 || k > n || n > 100000)
+                return nb_die(NB_EXIT_USAGE, "--shard %s: expected K/N with 1 <= K <= N", s);
+        o->shard_index = k - 1;
+        o->shard_count = n;
+        return 0;
+}
+
+static int exit_rank(int code) {
+        static const int order[] = { NB_EXIT_PASSED, NB_EXIT_FAILED, NB_EXIT_TIMEOUT, NB_EXIT_INFRA, NB_EXIT_USAGE };
+        for (size_t i = 0; i < NB_ELEMENTSOF(order); i++)
+                if (order[i] == code)
+                        return (int) i;
+        return 0;
+}
+
+static void worst(int *acc, int code) {
+        if (exit_rank(code) > exit_rank(*acc))
+                *acc = code;
+}
+
+static void workspace_freep(struct nb_workspace **ws) {
+        nb_workspace_freep(ws);
+}
+
+int cmd_test(int argc, char **argv) {
+        const char *cache_arg = NULL, *output_arg = NULL;
+        struct nb_run_options opts = { 0 };
+        int c;
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+hv", options, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        return nb_usage(stdout, usage, 0);
+                case 'v':
+                        opts.verbose = true;
+                        break;
+                case OPT_CACHE:
+                        cache_arg = optarg;
+                        break;
+                case OPT_OUTPUT:
+                        output_arg = optarg;
+                        break;
+                case OPT_SEED: {
+                        char *end = NULL;
+                        errno = 0;
+                        opts.seed = strtoull(optarg, &end, 10);
+                        if (errno || end == optarg || *end || *optarg == '-')
+                                return nb_die(NB_EXIT_USAGE, "--seed %s: expected a non-negative integer", optarg);
+                        opts.seed_set = true;
+                        break;
+                }
+                case OPT_SHARD:
+                        if (parse_shard(optarg, &opts) != 0)
+                                return NB_EXIT_USAGE;
+                        break;
+                default:
+                        return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox test --help'",
+                                      argv[optind - 1]);
+                }
+        }
+        const char *root = ".";
+        if (optind < argc && is_workspace(argv[optind]))
+                root = argv[optind++];
+
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        __attribute__((cleanup(workspace_freep))) struct nb_workspace *ws = NULL;
+        if (nb_workspace_load(root, &ws, &err) < 0)
+                return nb_die_error(NB_EXIT_USAGE, &err);
+
+        /* The targets to run, validated before anything runs. */
+        size_t n_targets = optind < argc ? (size_t) (argc - optind) : ws->n_targets;
+        _cleanup_free_ const struct nb_target **targets = calloc(n_targets + 1, sizeof(*targets));
+        if (!targets)
+                return nb_die(NB_EXIT_INFRA, "out of memory");
+        for (size_t i = 0; i < n_targets; i++) {
+                targets[i] = optind < argc ? nb_workspace_target(ws, argv[optind + (int) i]) : &ws->targets[i];
+                if (!targets[i])
+                        return nb_die(NB_EXIT_USAGE, "%s: no target \"%s\" (see %s/%s)", root, argv[optind + (int) i],
+                                      root, NB_WORKSPACE_FILE);
+        }
+
+        struct nb_cache_dir cache;
+        if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
+                return nb_die_error(NB_EXIT_INFRA, &err);
+        _cleanup_close_ int out_dir = -1;
+        if (output_arg) {
+                _cleanup_close_ int cwd = open(".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                if (output_arg[0] == '/') {
+                        _cleanup_close_ int slash = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                        out_dir = nb_mkdir_p_beneath(slash, output_arg + 1, 0755);
+                } else
+                        out_dir = nb_mkdir_p_beneath(cwd, output_arg, 0755);
+                if (out_dir < 0) {
+                        nb_cache_dir_close(&cache);
+                        return nb_die(NB_EXIT_USAGE, "--output %s: %s", output_arg, strerror(-out_dir));
+                }
+        }
+
+        int status = NB_EXIT_PASSED;
+        _cleanup_free_ struct nb_junit_report **reports = calloc(n_targets + 1, sizeof(*reports));
+        size_t n_reports = 0;
+        for (size_t i = 0; reports && i < n_targets; i++) {
+                struct nb_target_run run;
+                nb_error_clear(&err);
+                int r = nb_run_target(ws, targets[i], &cache, &opts, &run, &err);
+                if (r < 0) {
+                        bool input = r == -EINVAL || r == -ENOENT || r == -EBADMSG || r == -ENOEXEC;
+                        nb_die_error(input ? NB_EXIT_USAGE : NB_EXIT_INFRA, &err);
+                        worst(&status, input ? NB_EXIT_USAGE : NB_EXIT_INFRA);
+                        nb_target_run_done(&run);
+                        continue;
+                }
+                print_target(targets[i], &run, opts.verbose);
+                worst(&status, run.status == NB_TARGET_PASSED ? NB_EXIT_PASSED
+                               : run.status == NB_TARGET_TIMEOUT ? NB_EXIT_TIMEOUT : NB_EXIT_FAILED);
+                if (out_dir >= 0 && write_target_output(out_dir, targets[i], &run, &opts, &err) < 0) {
+                        nb_die_error(NB_EXIT_INFRA, &err);
+                        worst(&status, NB_EXIT_INFRA);
+                }
+                reports[n_reports++] = TAKE_PTR(run.report);
+                nb_target_run_done(&run);
+        }
+        if (out_dir >= 0 && n_reports > 0) {
+                _cleanup_junit_report_ struct nb_junit_report *merged = NULL;
+                _cleanup_free_ char *xml = NULL;
+                size_t len = 0;
+                nb_error_clear(&err);
+                if (nb_junit_merge((const struct nb_junit_report *const *) reports, n_reports, "nestbox", &merged, &err) < 0 ||
+                    nb_junit_report_to_xml(merged, NULL, 0, &xml, &len) < 0 ||
+                    nb_write_file_atomic(out_dir, "junit.xml", xml, len, 0644) < 0) {
+                        nb_die(NB_EXIT_INFRA, "--output %s: cannot write the merged junit.xml", output_arg);
+                        worst(&status, NB_EXIT_INFRA);
+                }
+        }
+        for (size_t i = 0; i < n_reports; i++)
+                nb_junit_report_free(reports[i]);
+        nb_cache_dir_close(&cache);
+        return status;
+}
