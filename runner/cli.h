@@ -19,6 +19,7 @@ int cmd_sandbox(int argc, char **argv);
 int cmd_doctor(int argc, char **argv);
 int cmd_venv(int argc, char **argv);
 int cmd_test(int argc, char **argv);
+int cmd_cache(int argc, char **argv);
 
 /* Prints "nestbox: <message>" on stderr and returns code. */
 int nb_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));

@@ -14,6 +14,7 @@
 #include "junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "action.h"
 #include "run_target.h"
 #include "workspace.h"
 
@@ -29,6 +30,11 @@ static const char usage[] =
         "  --output DIR       write DIR/<target>/junit.xml and log, and DIR/junit.xml for all\n"
         "  --seed N           PYTHONHASHSEED and TEST_RANDOM_SEED (default: from the target name)\n"
         "  --shard K/N        run shard K of N (1-based), exported as TEST_SHARD_INDEX/TOTAL\n"
+        "  --coverage         measure coverage for every target (else each target's setting);\n"
+        "                     --output gets coverage.lcov, coverage.xml and coverage.data\n"
+        "  --no-cache         neither read nor write the result cache\n"
+        "  --force            run even when the result is cached (and store the new result)\n"
+        "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
         "  -v, --verbose      print each target's full log\n"
         "  -h, --help         this text\n"
         "\n"
@@ -38,13 +44,17 @@ static const char usage[] =
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
 
-enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_SEED, OPT_SHARD };
+enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_SEED, OPT_SHARD, OPT_COVERAGE, OPT_NO_CACHE, OPT_FORCE, OPT_CACHE_FAILURES };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "seed", required_argument, NULL, OPT_SEED },
         { "shard", required_argument, NULL, OPT_SHARD },
+        { "coverage", no_argument, NULL, OPT_COVERAGE },
+        { "no-cache", no_argument, NULL, OPT_NO_CACHE },
+        { "force", no_argument, NULL, OPT_FORCE },
+        { "cache-failures", no_argument, NULL, OPT_CACHE_FAILURES },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         {},
@@ -72,15 +82,14 @@ static void print_indented(const char *text, size_t len) {
         }
 }
 
-static void print_target(const struct nb_target *t, const struct nb_target_run *run, bool verbose) {
+static void print_target(const struct nb_target *t, const struct nb_action_result *run, bool verbose) {
         const struct nb_junit_report *rep = run->report;
-        printf("%s  %s in %.2fs (%zu tests", t->name, nb_target_status_name(run->status), run->sandbox.wall_sec,
-               rep->tests);
+        printf("%s  %s in %.2fs (%zu tests", t->name, nb_target_status_name(run->status), run->wall_sec, rep->tests);
         if (rep->failures + rep->errors)
                 printf(", %zu failed", rep->failures + rep->errors);
         if (rep->skipped)
                 printf(", %zu skipped", rep->skipped);
-        printf(")\n");
+        printf(")%s\n", run->cached ? " (cached)" : "");
         if (run->why)
                 printf("    %s\n", run->why);
         if (run->status != NB_TARGET_PASSED)
@@ -94,8 +103,9 @@ static void print_target(const struct nb_target *t, const struct nb_target_run *
                         if (text)
                                 print_indented(text, nb_junit_text_head_len(text, FAILURE_LINES));
                 }
-        if (verbose && run->log)
-                fwrite(run->log, 1, run->log_len, stdout);
+        const struct nb_artifact_entry *log = nb_artifact_find(&run->artifact, "log");
+        if (verbose && log)
+                fwrite(log->data, 1, log->len, stdout);
         fflush(stdout);
 }
 
@@ -112,7 +122,7 @@ static char *output_subdir(const char *name) {
         return s;
 }
 
-static int write_target_output(int out_dir, const struct nb_target *t, const struct nb_target_run *run,
+static int write_target_output(int out_dir, const struct nb_target *t, const struct nb_action_result *run,
                                const struct nb_run_options *o, struct nb_error *err) {
         _cleanup_free_ char *sub = output_subdir(t->name);
         if (!sub)
@@ -121,21 +131,25 @@ static int write_target_output(int out_dir, const struct nb_target *t, const str
         if (dir < 0)
                 return nb_error_set(err, -dir, "--output: %s", sub);
         _cleanup_close_ int d = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
+                return nb_error_set(err, errno, "--output: %s", sub);
+        int r = nb_artifact_extract(&run->artifact, d, err);
+        if (r < 0)
+                return nb_error_wrap(err, r, "--output: %s", sub);
+        /* junit.xml again, now with the properties of this invocation. */
         char seed[32], shard[32];
         snprintf(seed, sizeof(seed), "%llu", (unsigned long long) run->seed);
         snprintf(shard, sizeof(shard), "%u/%u", o->shard_count > 1 ? o->shard_index + 1 : 1,
                  o->shard_count > 1 ? o->shard_count : 1);
         const struct nb_junit_property props[] = {
-                { "target", t->name }, { "shard", shard }, { "attempt", "1" }, { "seed", seed }, { "cached", "false" },
+                { "target", t->name }, { "shard", shard }, { "attempt", "1" }, { "seed", seed },
+                { "cached", run->cached ? "true" : "false" },
         };
         _cleanup_free_ char *xml = NULL;
         size_t len = 0;
-        int r = nb_junit_report_to_xml(run->report, props, NB_ELEMENTSOF(props), &xml, &len);
-        if (r < 0)
-                return nb_error_set(err, -r, "--output: junit.xml of %s", t->name);
-        if (d < 0 || (r = nb_write_file_atomic(d, "junit.xml", xml, len, 0644)) < 0 ||
-            (r = nb_write_file_atomic(d, "log", run->log ? run->log : "", run->log_len, 0644)) < 0)
-                return nb_error_set(err, d < 0 ? errno : -r, "--output: %s", sub);
+        if ((r = nb_junit_report_to_xml(run->report, props, NB_ELEMENTSOF(props), &xml, &len)) < 0 ||
+            (r = nb_write_file_atomic(d, "junit.xml", xml, len, 0644)) < 0)
+                return nb_error_set(err, -r, "--output: %s/junit.xml", sub);
         return 0;
 }
 
@@ -162,6 +176,47 @@ static void worst(int *acc, int code) {
                 *acc = code;
 }
 
+struct cache_modes {
+        bool no_cache, force, cache_failures;
+};
+
+static void warn_line(const char *message, void *userdata) {
+        (void) userdata;
+        fprintf(stderr, "nestbox: %s\n", message);
+}
+
+/* One target: a cache hit replays its result without starting Python; a miss runs it
+ * and stores the result. A result that cannot be stored (a full disk) is still
+ * reported: the cache is an optimisation, never the reason a run fails. */
+static int run_one(const struct nb_workspace *ws, const struct nb_target *t, struct nb_store *store,
+                   const struct nb_run_options *o, const struct cache_modes *m, struct nb_action_result *res,
+                   struct nb_error *err) {
+        __attribute__((cleanup(nb_action_done))) struct nb_action action = { 0 };
+        int r = nb_action_prepare(ws, t, o, &action, err);
+        if (r < 0)
+                return r;
+        if (!m->no_cache && !m->force) {
+                r = nb_action_lookup(store, &action, res, err);
+                if (r == 0 && (res->status == NB_TARGET_PASSED || m->cache_failures))
+                        return 0;
+                nb_action_result_done(res);
+                nb_error_clear(err);
+        }
+        struct nb_target_run run;
+        r = nb_run_target(ws, t, &action.tree, action.seed, store->dir, o, &run, err);
+        if (r >= 0)
+                r = nb_action_result_from_run(&action, &run, res, err);
+        nb_target_run_done(&run);
+        if (r < 0)
+                return r;
+        if (!m->no_cache) {
+                _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
+                if (nb_action_store(store, &action, res, &serr) < 0)
+                        fprintf(stderr, "nestbox: result of \"%s\" not cached: %s\n", t->name, nb_error_message(&serr));
+        }
+        return 0;
+}
+
 static void workspace_freep(struct nb_workspace **ws) {
         nb_workspace_freep(ws);
 }
@@ -169,6 +224,7 @@ static void workspace_freep(struct nb_workspace **ws) {
 int cmd_test(int argc, char **argv) {
         const char *cache_arg = NULL, *output_arg = NULL;
         struct nb_run_options opts = { 0 };
+        struct cache_modes modes = { 0 };
         int c;
         optind = 1;
         opterr = 0;
@@ -197,6 +253,18 @@ int cmd_test(int argc, char **argv) {
                 case OPT_SHARD:
                         if (parse_shard(optarg, &opts) != 0)
                                 return NB_EXIT_USAGE;
+                        break;
+                case OPT_COVERAGE:
+                        opts.coverage = true;
+                        break;
+                case OPT_NO_CACHE:
+                        modes.no_cache = true;
+                        break;
+                case OPT_FORCE:
+                        modes.force = true;
+                        break;
+                case OPT_CACHE_FAILURES:
+                        modes.cache_failures = true;
                         break;
                 default:
                         return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox test --help'",
@@ -242,28 +310,31 @@ int cmd_test(int argc, char **argv) {
         }
 
         int status = NB_EXIT_PASSED;
+        struct nb_store store = { .dir = &cache, .warn = warn_line };
         _cleanup_free_ struct nb_junit_report **reports = calloc(n_targets + 1, sizeof(*reports));
         size_t n_reports = 0;
         for (size_t i = 0; reports && i < n_targets; i++) {
-                struct nb_target_run run;
+                struct nb_action_result res = { 0 };
                 nb_error_clear(&err);
-                int r = nb_run_target(ws, targets[i], &cache, &opts, &run, &err);
+                int r = run_one(ws, targets[i], &store, &opts, &modes, &res, &err);
                 if (r < 0) {
-                        bool input = r == -EINVAL || r == -ENOENT || r == -EBADMSG || r == -ENOEXEC;
-                        nb_die_error(input ? NB_EXIT_USAGE : NB_EXIT_INFRA, &err);
-                        worst(&status, input ? NB_EXIT_USAGE : NB_EXIT_INFRA);
-                        nb_target_run_done(&run);
+                        int code = r == -EINVAL || r == -ENOENT || r == -EBADMSG || r == -ENOEXEC ? NB_EXIT_USAGE
+                                                                                                  : NB_EXIT_INFRA;
+                        nb_die_error(code, &err);
+                        worst(&status, code);
+                        nb_action_result_done(&res);
                         continue;
                 }
-                print_target(targets[i], &run, opts.verbose);
-                worst(&status, run.status == NB_TARGET_PASSED ? NB_EXIT_PASSED
-                               : run.status == NB_TARGET_TIMEOUT ? NB_EXIT_TIMEOUT : NB_EXIT_FAILED);
-                if (out_dir >= 0 && write_target_output(out_dir, targets[i], &run, &opts, &err) < 0) {
+                print_target(targets[i], &res, opts.verbose);
+                worst(&status, res.status == NB_TARGET_PASSED ? NB_EXIT_PASSED
+                               : res.status == NB_TARGET_TIMEOUT ? NB_EXIT_TIMEOUT : NB_EXIT_FAILED);
+                nb_error_clear(&err);
+                if (out_dir >= 0 && write_target_output(out_dir, targets[i], &res, &opts, &err) < 0) {
                         nb_die_error(NB_EXIT_INFRA, &err);
                         worst(&status, NB_EXIT_INFRA);
                 }
-                reports[n_reports++] = TAKE_PTR(run.report);
-                nb_target_run_done(&run);
+                reports[n_reports++] = TAKE_PTR(res.report);
+                nb_action_result_done(&res);
         }
         if (out_dir >= 0 && n_reports > 0) {
                 _cleanup_junit_report_ struct nb_junit_report *merged = NULL;

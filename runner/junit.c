@@ -11,6 +11,8 @@
 #include <errno.h>
 #include <math.h>
 #include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -126,9 +128,10 @@ int nb_junit_append(char **dst, const char *sep, char *add) {
                 *dst = add;
                 return 0;
         }
-        _cleanup_free_ char *owned = add;
         char *s = NULL;
-        if (asprintf(&s, "%s%s%s", *dst, sep, add) < 0)
+        int r = asprintf(&s, "%s%s%s", *dst, sep, add);
+        free(add);
+        if (r < 0)
                 return -ENOMEM;
         free(*dst);
         *dst = s;
@@ -163,6 +166,7 @@ struct sax_state {
         struct nb_junit_report *report;
         struct nb_error *err;
         int r;                 /* first failure, -errno; stops the parser */
+        bool described;        /* err already says why */
         unsigned depth;        /* open elements */
         enum kind kinds[NB_JUNIT_MAX_DEPTH];
         bool saw_suite_time;
@@ -175,6 +179,22 @@ static void stop(xmlParserCtxtPtr ctxt, struct sax_state *st, int r) {
         if (st->r == 0)
                 st->r = r < 0 ? r : -EBADMSG;
         xmlStopParser(ctxt);
+}
+
+/* Stops the parser on a document we will not read, saying why. */
+__attribute__((format(printf, 3, 4))) static void refuse(xmlParserCtxtPtr ctxt, struct sax_state *st,
+                                                         const char *fmt, ...) {
+        if (st->r == 0) {
+                _cleanup_free_ char *why = NULL;
+                va_list ap;
+                va_start(ap, fmt);
+                if (vasprintf(&why, fmt, ap) < 0)
+                        why = NULL;
+                va_end(ap);
+                nb_error_setx(st->err, EBADMSG, "junit.xml: %s", why ? why : "refused");
+                st->described = true;
+        }
+        stop(ctxt, st, -EBADMSG);
 }
 
 /* The attribute values SAX2 hands over keep "&#38;" for "&" when entities are not
@@ -350,19 +370,15 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
         struct sax_state *st = ctxt->_private;
         if (st->r < 0)
                 return;
-        if (st->depth >= NB_JUNIT_MAX_DEPTH) {
-                nb_error_setx(st->err, EBADMSG, "junit.xml: elements nested deeper than %d", NB_JUNIT_MAX_DEPTH);
-                return stop(ctxt, st, -EBADMSG);
-        }
+        if (st->depth >= NB_JUNIT_MAX_DEPTH)
+                return refuse(ctxt, st, "elements nested deeper than %d", NB_JUNIT_MAX_DEPTH);
         /* JUnit has no namespace: <x:failure> is someone else's element. */
         enum kind parent = st->depth ? st->kinds[st->depth - 1] : K_OTHER, k = K_OTHER;
         if (st->depth == 0) {
                 if (!uri)
                         k = is(localname, "testsuites") ? K_SUITES : is(localname, "testsuite") ? K_SUITE : K_OTHER;
-                if (k == K_OTHER) {
-                        nb_error_setx(st->err, EBADMSG, "junit.xml: the root element is not <testsuites> or <testsuite>");
-                        return stop(ctxt, st, -EBADMSG);
-                }
+                if (k == K_OTHER)
+                        return refuse(ctxt, st, "the root element is not <testsuites> or <testsuite>");
         } else if (!uri)
                 k = classify(st, parent, localname);
         st->kinds[st->depth++] = k;
@@ -390,8 +406,8 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                 break;
         }
         if (r == -E2BIG)
-                r = nb_error_setx(st->err, EBADMSG, "junit.xml: more than %u testcases", NB_JUNIT_MAX_TESTCASES);
-        if (r < 0)
+                refuse(ctxt, st, "more than %u testcases", NB_JUNIT_MAX_TESTCASES);
+        else if (r < 0)
                 stop(ctxt, st, r);
 }
 
@@ -486,11 +502,7 @@ static void on_characters(void *ctx, const xmlChar *ch, int len) {
  * here means no entity (XXE, billion laughs) is ever declared. pytest never writes a
  * DOCTYPE. */
 static void on_doctype(void *ctx, const xmlChar *name, const xmlChar *external_id, const xmlChar *system_id) {
-        xmlParserCtxtPtr ctxt = ctx;
-        struct sax_state *st = ctxt->_private;
-        if (st->r == 0)
-                nb_error_setx(st->err, EBADMSG, "junit.xml: has a DOCTYPE; DTDs and entities are refused");
-        stop(ctxt, st, -EBADMSG);
+        refuse(ctx, ((xmlParserCtxtPtr) ctx)->_private, "has a DOCTYPE; DTDs and entities are refused");
 }
 
 /* Unreachable after on_doctype; here so that nothing is ever declared or resolved
@@ -554,6 +566,12 @@ int nb_junit_parse(const char *data, size_t len, struct nb_junit_report **ret, s
          * IGNORE_ENC: the document is UTF-8 or UTF-16 by its bytes, never iconv'd
          * from whatever encoding="" it claims. */
         xmlCtxtUseOptions(ctxt, XML_PARSE_NONET | XML_PARSE_NOERROR | XML_PARSE_NOWARNING | XML_PARSE_IGNORE_ENC);
+        /* xmlCtxtUseOptions() already derives these from the options; said again
+         * because attr_get() depends on entities not being substituted, whatever
+         * libxml2's process-wide defaults (xmlSubstituteEntitiesDefault) say. */
+        ctxt->replaceEntities = 0;
+        ctxt->loadsubset = 0;
+        ctxt->validate = 0;
         /* Our callbacks only: no tree is built, no DTD stored, no entity known. */
         memset(ctxt->sax, 0, sizeof(*ctxt->sax));
         ctxt->sax->initialized = XML_SAX2_MAGIC;
@@ -577,11 +595,8 @@ int nb_junit_parse(const char *data, size_t len, struct nb_junit_report **ret, s
         free(st.text.data);
         free(st.extra_message);
 
-        if (st.r < 0) {
-                if (err && !err->msg)
-                        nb_error_set(err, -st.r, "junit.xml");
-                return st.r;
-        }
+        if (st.r < 0)
+                return st.described ? st.r : nb_error_set(err, -st.r, "junit.xml");
         if (!ctxt->wellFormed)
                 return libxml_error(ctxt, err);
         if (!rep->name && nb_junit_strdup("", &rep->name) < 0)

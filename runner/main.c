@@ -15,6 +15,7 @@ static const char main_usage[] =
         "  doctor    what this kernel offers and what isolation a run will get\n"
         "  venv      install a lockfile's wheels into a cached, read-only virtualenv\n"
         "  test      run a workspace's test targets, each in its own sandbox\n"
+        "  cache     cache stats, gc by least recent use, verify (and repair)\n"
         "\n"
         "`nestbox <command> --help` prints the manual of one command.\n"
         "Exit codes: 0 passed, 1 tests failed, 2 usage or input error,\n"
@@ -30,6 +31,7 @@ static const struct command commands[] = {
         { "doctor", cmd_doctor },
         { "venv", cmd_venv },
         { "test", cmd_test },
+        { "cache", cmd_cache },
 };
 
 int nb_die(int code, const char *fmt, ...) {

@@ -6,6 +6,7 @@
  *   pytest in the sandbox, output to the run's log
  *   read /out/junit.xml back safely, or synthesize a report saying why there is none */
 #include <errno.h>
+#include <glob.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -17,6 +18,7 @@
 #include "nestbox/fs.h"
 #include "run_target.h"
 #include "tree.h"
+#include "support.h"
 #include "venv.h"
 
 #define LOG_KEEP_HEAD (256u * 1024u)
@@ -41,12 +43,6 @@ void nb_target_run_done(struct nb_target_run *r) {
                 (void) nb_rm_rf_at(r->cache->fd, r->run_dir);
         free(r->run_dir);
         memset(r, 0, sizeof(*r));
-}
-
-static uint64_t default_seed(const char *target) {
-        char hex[NB_DIGEST_HEX_LEN + 1];
-        nb_sha256_hex(target, strlen(target), hex);
-        return strtoull((char[9]) { hex[0], hex[1], hex[2], hex[3], hex[4], hex[5], hex[6], hex[7], 0 }, NULL, 16);
 }
 
 /* The directory pytest starts collecting from, for each tests glob: its components
@@ -119,8 +115,34 @@ static int build_environment(struct nb_sandbox_config *cfg, const struct nb_targ
         return r;
 }
 
-static int build_argv(struct nb_sandbox_config *cfg, const struct nb_target *t) {
-        size_t n = 0, cap = 16;
+/* The source roots coverage measures: those holding declared sources, not tests. */
+static int coverage_roots(const struct nb_target *t, char **ret) {
+        size_t len = 1;
+        for (char **r = t->source_roots; *r; r++)
+                len += strlen(*r) + 8;
+        char *s = calloc(1, len);
+        if (!s)
+                return -ENOMEM;
+        for (char **r = t->source_roots; *r; r++) {
+                bool holds_sources = false;
+                size_t n = strlen(*r);
+                for (char **g = t->sources; *g; g++)
+                        holds_sources |= strcmp(*r, ".") == 0 || (strncmp(*g, *r, n) == 0 && (*g)[n] == '/');
+                if (!holds_sources)
+                        continue;
+                if (*s)
+                        strcat(s, ",");
+                strcat(s, strcmp(*r, ".") == 0 ? "/work" : "/work/");
+                if (strcmp(*r, ".") != 0)
+                        strcat(s, *r);
+        }
+        *ret = s;
+        return 0;
+}
+
+static int build_argv(struct nb_sandbox_config *cfg, const struct nb_target *t, const struct nb_run_options *o,
+                      bool coverage) {
+        size_t n = 0, cap = 24;
         for (char **a = t->pytest_args; *a; a++)
                 cap++;
         for (char **g = t->tests; *g; g++)
@@ -130,18 +152,38 @@ static int build_argv(struct nb_sandbox_config *cfg, const struct nb_target *t) 
         size_t n_owned = 0;
         if (!argv || !owned)
                 return -ENOMEM;
-        const char *fixed[] = { "/venv/bin/python", "-m", "pytest", "-p", "no:cacheprovider",
-                                "--junitxml=/out/junit.xml", "--rootdir=/work", "-o", "junit_family=xunit2" };
+        argv[n++] = (char *) "/venv/bin/python";
+        argv[n++] = (char *) "/nestbox/driver.py";
+        if (coverage) {
+                char *roots = NULL;
+                if (coverage_roots(t, &roots) < 0)
+                        return -ENOMEM;
+                owned[n_owned++] = roots;
+                argv[n++] = (char *) "--coverage";
+                argv[n++] = roots;
+        }
+        if (o->shard_count > 1) {
+                char *shard = NULL;
+                if (asprintf(&shard, "%u/%u", o->shard_index, o->shard_count) < 0)
+                        return -ENOMEM;
+                owned[n_owned++] = shard;
+                argv[n++] = (char *) "--shard";
+                argv[n++] = shard;
+        }
+        argv[n++] = (char *) "--";
+        const char *fixed[] = { "-p", "no:cacheprovider", "--junitxml=/out/junit.xml", "--rootdir=/work",
+                                "-o", "junit_family=xunit2" };
         for (size_t i = 0; i < NB_ELEMENTSOF(fixed); i++)
                 argv[n++] = (char *) fixed[i];
         for (char **a = t->pytest_args; *a; a++)
                 argv[n++] = *a;
+        size_t first_base = n_owned;
         for (char **g = t->tests; *g; g++) {
                 char *base = glob_base(*g);
                 if (!base)
                         return -ENOMEM;
                 bool dup = false;
-                for (size_t i = 0; i < n_owned; i++)
+                for (size_t i = first_base; i < n_owned; i++)
                         dup |= strcmp(owned[i], base) == 0;
                 if (dup) {
                         free(base);
@@ -152,6 +194,17 @@ static int build_argv(struct nb_sandbox_config *cfg, const struct nb_target *t) 
         }
         argv[n] = NULL;
         return nb_sandbox_set_argv(cfg, argv);
+}
+
+/* Coverage needs coverage.py in the locked venv; say so before starting anything. */
+static bool venv_has_coverage(const char *venv_path) {
+        _cleanup_free_ char *pattern = NULL;
+        if (asprintf(&pattern, "%s/lib/python*/site-packages/coverage/__init__.py", venv_path) < 0)
+                return false;
+        glob_t g;
+        bool found = glob(pattern, GLOB_NOSORT, NULL, &g) == 0 && g.gl_pathc > 0;
+        globfree(&g);
+        return found;
 }
 
 /* The run directory: out/ is written by the sandbox's user (host nobody when we are
@@ -274,21 +327,21 @@ static void config_donep(struct nb_sandbox_config *c) {
         nb_sandbox_config_done(c);
 }
 
-int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, struct nb_cache_dir *cache,
-                  const struct nb_run_options *o, struct nb_target_run *ret, struct nb_error *err) {
+int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_tree *tree,
+                  uint64_t seed, struct nb_cache_dir *cache, const struct nb_run_options *o,
+                  struct nb_target_run *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
         ret->cache = cache;
-        ret->seed = o->seed_set ? o->seed : default_seed(t->name);
+        ret->seed = seed;
+        bool coverage = o->coverage || t->coverage;
 
-        /* 1. the declared inputs */
-        __attribute__((cleanup(nb_tree_clear))) struct nb_tree tree = NB_TREE_INIT;
-        int r = nb_tree_collect_target(ws, t, &tree, err);
+        /* 1. the declared inputs, and nestbox's own driver */
+        int r = nb_tree_digest(tree, ret->tree_digest);
         if (r < 0)
-                return r;
-        if ((r = nb_tree_digest(&tree, ret->tree_digest)) < 0)
                 return nb_error_set(err, -r, "target \"%s\": digest", t->name);
-        _cleanup_free_ char *tree_path = NULL;
-        if ((r = nb_tree_materialize(cache, &tree, ws->root_fd, &tree_path, err)) < 0)
+        _cleanup_free_ char *tree_path = NULL, *support_path = NULL;
+        if ((r = nb_tree_materialize(cache, tree, ws->root_fd, &tree_path, err)) < 0 ||
+            (r = nb_support_materialize(cache, &support_path, err)) < 0)
                 return r;
 
         /* 2. the locked venv */
@@ -298,6 +351,9 @@ int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, stru
                 return nb_error_wrap(err, r, "target \"%s\"", t->name);
         snprintf(ret->venv_digest, sizeof(ret->venv_digest), "%s", venv.digest);
         _cleanup_free_ char *venv_path = TAKE_PTR(venv.path);
+        if (coverage && !venv_has_coverage(venv_path))
+                return nb_error_setx(err, EINVAL, "target \"%s\": coverage is on, but %s does not pin coverage",
+                                     t->name, t->resolve->lockfile);
 
         /* 3. the run directory */
         _cleanup_close_ int out_fd = -1, log_fd = -1;
@@ -314,10 +370,11 @@ int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, stru
         if (nb_sandbox_add_system_dirs(&cfg) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_RO_BIND, tree_path, "/work", 0) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_RO_BIND, venv_path, "/venv", 0) < 0 ||
+            nb_sandbox_add_mount(&cfg, NB_MOUNT_RO_BIND, support_path, "/nestbox", 0) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_BIND, out_path, "/out", 0) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_TMPFS, NULL, "/tmp", 1ull << 30) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_DIR, NULL, "/tmp/home", 0) < 0 ||
-            build_environment(&cfg, t, o, ret->seed) < 0 || build_argv(&cfg, t) < 0)
+            build_environment(&cfg, t, o, ret->seed) < 0 || build_argv(&cfg, t, o, coverage) < 0)
                 return nb_error_set(err, ENOMEM, "target \"%s\": sandbox configuration", t->name);
         if (mkdirat(out_fd, "undeclared", 0755) < 0 && errno != EEXIST)
                 return nb_error_set(err, errno, "%s/undeclared", out_path);

@@ -10,6 +10,7 @@
 #include "digest.h"
 #include "junit.h"
 #include "nestbox/sandbox.h"
+#include "tree.h"
 #include "workspace.h"
 
 enum nb_target_status {
@@ -23,6 +24,7 @@ struct nb_run_options {
         bool seed_set;       /* else derived from the target's name: stable across runs */
         unsigned shard_index; /* 0-based */
         unsigned shard_count; /* 0 or 1: no sharding */
+        bool coverage;        /* on for every target (else the target's setting) */
         bool verbose;
 };
 
@@ -41,11 +43,13 @@ struct nb_target_run {
         struct nb_cache_dir *cache;
 };
 
-/* Runs target t of workspace ws. Returns 0 with *ret filled whenever pytest could be
- * started (whatever the tests did), -errno with err when an input is bad (-EINVAL,
- * -ENOENT, -EBADMSG: exit 2) or the sandbox could not be built (others: exit 3). */
-int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, struct nb_cache_dir *cache,
-                  const struct nb_run_options *o, struct nb_target_run *ret, struct nb_error *err);
+/* Runs target t of workspace ws on its collected tree (see nb_action_prepare) with the
+ * given seed. Returns 0 with *ret filled whenever pytest could be started (whatever the
+ * tests did), -errno with err when an input is bad (-EINVAL, -ENOENT, -EBADMSG: exit 2)
+ * or the sandbox could not be built (others: exit 3). */
+int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_tree *tree,
+                  uint64_t seed, struct nb_cache_dir *cache, const struct nb_run_options *o,
+                  struct nb_target_run *ret, struct nb_error *err);
 
 void nb_target_run_done(struct nb_target_run *r);
 

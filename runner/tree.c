@@ -110,16 +110,16 @@ static int symlink_error(struct collector *c, const char *path) {
 
 /* name in dfd matched the glob's last component. */
 static int candidate(struct collector *c, int dfd, const char *rel, const char *name) {
+        _cleanup_free_ char *path = join(rel, name);
+        if (!path)
+                return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
         struct stat st;
         if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                return errno == ENOENT ? 0 : nb_error_set(c->err, errno, "glob %s: %s/%s", c->glob, rel, name);
+                return errno == ENOENT ? 0 : nb_error_set(c->err, errno, "glob %s: %s", c->glob, path);
         if (S_ISDIR(st.st_mode)) {
                 c->matched_dir = true;
                 return 0;
         }
-        _cleanup_free_ char *path = join(rel, name);
-        if (!path)
-                return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
         if (S_ISLNK(st.st_mode))
                 return symlink_error(c, path);
         if (!S_ISREG(st.st_mode)) {
@@ -360,7 +360,7 @@ int nb_tree_collect_target(const struct nb_workspace *ws, const struct nb_target
                 n++;
         _cleanup_free_ const char **globs = calloc(n + 1, sizeof(char *));
         if (!globs)
-                return nb_error_set(err, ENOMEM, "target %s", t->name);
+                return nb_error_set(err, ENOMEM, "target \"%s\"", t->name);
         for (char **g = t->sources; *g; g++)
                 globs[k++] = *g;
         for (char **g = t->tests; *g; g++)

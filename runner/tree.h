@@ -54,9 +54,14 @@ int nb_tree_collect(int root_fd, const char *const *globs, const char *const *so
 int nb_tree_collect_target(const struct nb_workspace *ws, const struct nb_target *t, struct nb_tree *ret,
                            struct nb_error *err);
 
-/* The Merkle digest: each directory hashes its sorted entries (type, name, exec bit,
- * content digest or child directory digest); the root directory's digest is the
- * tree's. Depends on nothing but the declared paths, contents and exec bits. */
+/* The Merkle digest: each directory hashes its entries in tree order (type, name, exec
+ * bit, content digest or child directory digest); the root directory's digest is the
+ * tree's. Depends on nothing but the declared paths, contents and exec bits. Exactly,
+ * with str(s) = u64le(len(s)) + s:
+ *   dir  = sha256(str("nestbox-tree-v1") + entry...)
+ *   file entry = str("file") + str(name) + u64le(exec) + str(hex sha256 of content)
+ *   dir entry  = str("dir") + str(name) + u64le(0) + str(hex digest of the child dir)
+ * -EINVAL when t->files is not unique and in tree order. */
 int nb_tree_digest(const struct nb_tree *t, char out[NB_DIGEST_HEX_LEN + 1]);
 
 /* Copies the declared files from root_fd into <cache>/trees/<digest>/ unless that

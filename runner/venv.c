@@ -76,14 +76,11 @@ static void build_dir_removep(struct build_dir *b) {
  * replacing the interpreter always changes at least the mtime. (The venv links to
  * the interpreter, so a same-version rebuild in place is picked up either way; this
  * only makes sure the digest moves with it.) */
-static void digest_inputs(const struct nb_python *py, const struct nb_lockfile *lock, const struct wheel_set *wheels,
-                          char out[NB_DIGEST_HEX_LEN + 1]) {
+static int digest_inputs(const struct nb_python *py, const struct nb_lockfile *lock, const struct wheel_set *wheels,
+                         char out[NB_DIGEST_HEX_LEN + 1]) {
         struct nb_hasher *h = nb_hasher_new();
-        if (!h) {
-                /* Out of memory in a 100-byte allocation; the caller checks out[0]. */
-                out[0] = 0;
-                return;
-        }
+        if (!h)
+                return -ENOMEM;
         nb_hasher_update_str(h, VENV_FORMAT);
         nb_hasher_update_str(h, py->path);
         nb_hasher_update_str(h, py->version);
@@ -104,6 +101,7 @@ static void digest_inputs(const struct nb_python *py, const struct nb_lockfile *
                 nb_hasher_update_str(h, wheels->v[i].sha256);
         }
         nb_hasher_finish(h, out);
+        return 0;
 }
 
 static int write_new_file(int dirfd, const char *name, const char *text, mode_t mode) {
@@ -293,8 +291,7 @@ int nb_venv_ensure(struct nb_cache_dir *cache, const char *python, const char *l
         }
 
         char digest[NB_DIGEST_HEX_LEN + 1];
-        digest_inputs(&py, &lock, &wheels, digest);
-        if (!digest[0])
+        if (digest_inputs(&py, &lock, &wheels, digest) < 0)
                 return nb_error_set(err, ENOMEM, "venv");
         _cleanup_free_ char *rel = NULL, *path = NULL;
         if (asprintf(&rel, "venvs/%s", digest) < 0 || asprintf(&path, "%s/%s", cache->path, rel) < 0)

@@ -77,11 +77,10 @@ static void b64url_nopad(const unsigned char *in, size_t n, char *out) {
 /* RECORD names files relative to site-packages (PEP 376); the rest of the venv is
  * reached with "../../../". Paths with a comma or a quote are CSV-quoted. */
 static void record_add(struct nb_wheel_files *st, const char *target, const char *hex, uint64_t size) {
-        unsigned char raw[32];
-        for (int i = 0; i < 32; i++) {
-                unsigned x;
-                sscanf(hex + 2 * i, "%2x", &x);
-                raw[i] = (unsigned char) x;
+        unsigned char raw[NB_DIGEST_HEX_LEN / 2];
+        for (size_t i = 0; i < sizeof(raw); i++) {
+                char pair[3] = { hex[2 * i], hex[2 * i + 1], 0 };
+                raw[i] = (unsigned char) strtoul(pair, NULL, 16);
         }
         char b64[48];
         b64url_nopad(raw, sizeof(raw), b64);
@@ -457,7 +456,8 @@ int nb_wheel_files_finish(struct nb_wheel_files *st) {
         /* RECORD lists itself without a hash (PEP 376). */
         fprintf(st->record, "%s/RECORD,,\n", st->distinfo);
         FILE *f = TAKE_PTR(st->record);
-        if (fclose(f) != 0)
+        bool failed = ferror(f);
+        if (fclose(f) != 0 || failed)
                 return nb_error_set(st->err, ENOMEM, "%s: RECORD", st->wheel);
         _cleanup_close_ int fd = open_target(st, "RECORD", record, 0644);
         if (fd < 0)

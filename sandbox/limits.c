@@ -5,6 +5,7 @@
  * rlimits where neither can be used. Memory and pids are chosen independently: on a
  * v1 host one may be writable and the other not. The result says which was used. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <signal.h>
 #include <stdio.h>
@@ -163,8 +164,28 @@ void nb_limits_choose(uint64_t memory, uint64_t pids, enum nb_limit_backend *mem
 
 /* ---- life cycle --------------------------------------------------------------------- */
 
+/* A nestbox killed with SIGKILL cannot remove its cgroups; the next one does, for any
+ * whose creator is gone (an empty cgroup is all that is left: the sandbox died with
+ * its parent). */
+static void remove_stale_cgroups(const char *parent) {
+        _cleanup_closedir_ DIR *d = opendir(parent);
+        struct dirent *de;
+        while (d && (de = readdir(d))) {
+                int pid;
+                unsigned n;
+                if (sscanf(de->d_name, "nestbox-%d-%u", &pid, &n) != 2 || pid <= 0)
+                        continue;
+                if (kill(pid, 0) == 0 || errno != ESRCH)
+                        continue;
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "%s/%s", parent, de->d_name) >= 0)
+                        (void) rmdir(path);
+        }
+}
+
 static char *make_child_cgroup(const char *parent) {
         static unsigned counter;
+        remove_stale_cgroups(parent);
         char *dir = NULL;
         if (asprintf(&dir, "%s/nestbox-%d-%u", parent, (int) getpid(), counter++) < 0)
                 return NULL;
