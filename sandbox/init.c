@@ -46,6 +46,9 @@ __attribute__((noreturn)) static void exec_command(const struct nb_init_args *a)
         sigset_t none;
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
+        /* rlimits bind the command and what it starts; pid 1 must stay able to reap. */
+        if (nb_limits_apply_in_child(a->limits, &err) < 0)
+                goto fail;
         const char *cwd = cfg->cwd ? cfg->cwd : "/";
         if (chdir(cwd) < 0) {
                 nb_error_set(&err, errno, "--chdir %s", cwd);

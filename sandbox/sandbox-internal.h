@@ -45,6 +45,7 @@ void nb_limits_choose(uint64_t memory, uint64_t pids, enum nb_limit_backend *mem
 /* init.c: pid 1 of the sandbox. Never returns. */
 struct nb_init_args {
         const struct nb_sandbox_config *cfg;
+        const struct nb_limits *limits; /* rlimits apply to the command, not to pid 1 */
         int err_fd;    /* setup and exec errors go here */
         int status_fd; /* the command's wait status goes here */
 };

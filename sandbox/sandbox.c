@@ -128,13 +128,12 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         if ((r = redirect_stdio(cfg, &err)) < 0 ||
             (r = nb_mounts_setup(cfg, plan, &err)) < 0 ||
             (r = nb_net_setup(cfg, &err)) < 0 ||
-            (r = nb_limits_apply_in_child(a->limits, &err)) < 0 ||
             (r = nb_caps_drop_all(&err)) < 0 ||
             (r = nb_seccomp_install(cfg, &err)) < 0)
                 goto fail;
 
         nb_mount_plan_free(plan);
-        struct nb_init_args init = { .cfg = cfg, .err_fd = a->p->err[1], .status_fd = a->p->status[1] };
+        struct nb_init_args init = { .cfg = cfg, .limits = a->limits, .err_fd = a->p->err[1], .status_fd = a->p->status[1] };
         nb_init_main(&init);
 fail:
         nb_child_report(a->p->err[1], &err);
