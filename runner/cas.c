@@ -107,7 +107,8 @@ void nb_cas_drop_damaged(struct nb_store *s, const char *rel, int fd, const char
                 int r = same ? nb_rm_rf_at(c->fd, rel) : 0;
                 if (r < 0 && asprintf(&failure, "; cannot remove it: %s", strerror(-r)) < 0)
                         failure = NULL;
-                outcome = r < 0 ? (failure ? failure : "; cannot remove it") : "; removed";
+                outcome = !same ? "; already replaced by another writer"
+                          : r < 0 ? (failure ? failure : "; cannot remove it") : "; removed";
         }
         if (!s->warn)
                 return;

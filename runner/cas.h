@@ -62,7 +62,8 @@ int nb_cache_stats(struct nb_cache_dir *c, struct nb_cache_stats *st, struct nb_
 int nb_cache_gc(struct nb_cache_dir *c, uint64_t max_bytes, uint64_t *freed, struct nb_error *err);
 
 /* Checks every entry: cas blobs against their names, ac records against their header,
- * venvs for their completion marker, trees by re-digesting. Each damaged entry is
+ * venvs for their completion marker, trees for being a directory (only whole trees are
+ * ever renamed in, so re-digesting them would find nothing). Each damaged entry is
  * reported through warn; with repair it is removed. Returns the number of damaged
  * entries (>= 0) or -errno. */
 int nb_cache_verify(struct nb_store *s, bool repair, struct nb_error *err);

@@ -257,13 +257,13 @@ static int run_one(const struct nb_workspace *ws, const struct nb_target *t, str
                 nb_action_result_done(res);
                 nb_error_clear(err);
         }
-        struct nb_target_run run;
+        __attribute__((cleanup(nb_target_run_done))) struct nb_target_run run;
         r = nb_run_target(ws, t, &action.tree, action.seed, store->dir, o, &run, err);
         if (r >= 0)
                 r = nb_action_result_from_run(&action, &run, res, err);
-        nb_target_run_done(&run);
         if (r < 0)
                 return r;
+        /* Stored while the run directory still exists: its space is freed only after. */
         if (!m->no_cache) {
                 _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
                 if (nb_action_store(store, &action, res, &serr) < 0)

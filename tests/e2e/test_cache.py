@@ -181,3 +181,33 @@ def test_coverage_matches_coverage_by_hand(tmp_path, resolve_dir, cache):  # noq
     for attr in ("lines-valid", "lines-covered", "line-rate"):
         assert ours.get(attr) == hand.get(attr), (attr, ours.get(attr), hand.get(attr))
     assert int(ours.get("lines-valid")) > 0
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs as the cache")
+def test_full_disk_while_storing_still_reports(tmp_path, resolve_dir):  # noqa: F811
+    files = dict(PASSING)
+    # 200 KiB of incompressible output: the run's own files fit, its artifact does not.
+    files["tests/test_output.py"] = (
+        "import os\n\ndef test_writes_output():\n"
+        "    with open(os.path.join(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'], 'blob.bin'), 'wb') as f:\n"
+        "        f.write(os.urandom(200 * 1024))\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    cache = tmp_path / "cache"
+    cache.mkdir()
+    script = f"""
+        set -e
+        mount -t tmpfs -o size=64m tmpfs {cache}
+        {NESTBOX} test --cache {cache} --no-cache {ws} >/dev/null
+        avail=$(df -k --output=avail {cache} | tail -1)
+        fallocate -l $(( (avail - 240) * 1024 )) {cache}/filler
+        set +e
+        {NESTBOX} test --cache {cache} {ws}
+        echo "rc=$?"
+        echo "left=$(find {cache}/cas {cache}/ac {cache}/tmp -type f | wc -l)"
+    """
+    p = subprocess.run(["unshare", "-m", "--propagation", "private", "sh", "-c", script],
+                       capture_output=True, text=True, timeout=300)
+    assert "app/tests  PASSED in" in p.stdout, p.stdout + p.stderr
+    assert "rc=0" in p.stdout and "left=0" in p.stdout, p.stdout + p.stderr
+    errs = [line for line in p.stderr.splitlines() if line.strip()]
+    assert len(errs) == 1 and errs[0].startswith("nestbox: ") and "No space left on device" in errs[0], p.stderr

@@ -1,0 +1,193 @@
+"""`nestbox cache stats|gc|verify` driven as a user would, on caches filled from Python
+in the documented layout (cas/ab/<sha256>, ac/ab/<digest> with its header line)."""
+import hashlib
+import os
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+
+pytestmark = pytest.mark.usefixtures("nestbox")
+
+KIB = 1024
+
+
+def put_blob(cache: Path, data: bytes, mtime=None) -> Path:
+    digest = hashlib.sha256(data).hexdigest()
+    path = cache / "cas" / digest[:2] / digest
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(data)
+    if mtime is not None:
+        os.utime(path, (mtime, mtime))
+    return path
+
+
+def put_record(cache: Path, action: str, body: bytes) -> Path:
+    path = cache / "ac" / action[:2] / action
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(b"nestbox-ac 1 " + hashlib.sha256(body).hexdigest().encode() + b"\n" + body)
+    return path
+
+
+def cache_cmd(cache, *args):
+    return run(["cache", "--cache", cache, *args])
+
+
+def stats(cache):
+    """{namespace: (entries, bytes)} from `nestbox cache stats`."""
+    proc = cache_cmd(cache, "stats")
+    assert proc.returncode == 0, proc.stderr
+    rows = {}
+    for line in proc.stdout.splitlines():
+        m = re.match(r"^(\w+)\s+(\d+) entr(?:y|ies)\s+[\d.]+ (?:B|KiB|MiB|GiB)\s+\((\d+) bytes\)", line)
+        if m:
+            rows[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return rows
+
+
+def test_stats_empty(tmp_path):
+    proc = cache_cmd(tmp_path / "c", "stats")
+    assert proc.returncode == 0, proc.stderr
+    assert re.search(r"^total\s+0 entries\s+0 B \(0 bytes\)$", proc.stdout, re.M), proc.stdout
+    for ns in ("cas", "ac", "venvs", "trees", "tmp"):
+        assert (tmp_path / "c" / ns).is_dir()
+
+
+def test_stats_filled(tmp_path):
+    cache = tmp_path / "c"
+    cache_cmd(cache, "stats")
+    for i in range(12):
+        put_blob(cache, bytes([i]) * (300 * KIB))
+    put_record(cache, "ab" * 32, b'{"status": "passed"}')
+    tree = cache / "trees" / ("cd" * 32)
+    (tree / "pkg").mkdir(parents=True)
+    (tree / "pkg" / "mod.py").write_bytes(b"x" * 100)
+    (tree / "pkg").chmod(0o555)
+    tree.chmod(0o555)
+    (cache / "tmp" / "cas.123.half-written").write_bytes(b"y" * 50)
+
+    proc = cache_cmd(cache, "stats")
+    assert re.search(r"^cas\s+12 entries\s+3\.5 MiB \(3686400 bytes\)$", proc.stdout, re.M), proc.stdout
+    rows = stats(cache)
+    assert rows["ac"] == (1, 78 + 20)
+    assert rows["trees"] == (1, 100)
+    assert rows["venvs"] == (0, 0)
+    assert rows["total"] == (14, 3686400 + 98 + 100)
+    # A half-written file in tmp/ is not an entry and not in the total.
+    assert rows["tmp"] == (1, 50)
+
+
+def test_gc_honours_the_size_and_removes_the_oldest(tmp_path):
+    cache = tmp_path / "c"
+    cache_cmd(cache, "stats")
+    now = time.time()
+    blobs = []
+    for i in range(20):
+        # Distinct ages: blob 0 is the least recently used.
+        blobs.append(put_blob(cache, os.urandom(100 * KIB), mtime=now - 10000 + i * 100))
+    young_tmp = cache / "tmp" / "tree.in-progress"
+    young_tmp.write_bytes(b"z" * 10)
+    old_tmp = cache / "tmp" / "venv.crashed"
+    (old_tmp / "lib").mkdir(parents=True)
+    (old_tmp / "lib" / "x.py").write_bytes(b"q" * 10)
+    (old_tmp / "lib").chmod(0o555)
+    for p in (old_tmp / "lib" / "x.py", old_tmp / "lib", old_tmp):
+        os.utime(p, (now - 7200, now - 7200), follow_symlinks=False)
+
+    proc = cache_cmd(cache, "gc", "--max-size", "1M")
+    assert proc.returncode == 0, proc.stderr
+    assert "removed 10 cas entries" in proc.stdout, proc.stdout
+    assert re.search(r"^total\s+10 entries\s+1000\.0 KiB \(1024000 bytes\)$", proc.stdout, re.M), proc.stdout
+    rows = stats(cache)
+    assert rows["total"][1] <= 1024 * KIB
+    gone = [p for p in blobs if not p.exists()]
+    assert gone == blobs[:10], "gc must remove the least recently used first"
+    # Old leftovers in tmp/ go; a young one may be another process's write in progress.
+    assert not old_tmp.exists()
+    assert young_tmp.exists()
+
+    proc = cache_cmd(cache, "gc", "--max-size", "0")
+    assert proc.returncode == 0, proc.stderr
+    assert stats(cache)["total"] == (0, 0)
+
+
+def test_verify_finds_and_repairs_a_flipped_byte(tmp_path):
+    cache = tmp_path / "c"
+    cache_cmd(cache, "stats")
+    good = put_blob(cache, b"good blob" * 100)
+    bad = put_blob(cache, b"bad blob" * 100)
+    record = put_record(cache, "ef" * 32, b'{"status": "passed"}')
+    proc = cache_cmd(cache, "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+    data = bytearray(bad.read_bytes())
+    data[17] ^= 0x01
+    bad.write_bytes(bytes(data))
+    record.write_bytes(record.read_bytes()[:-4])  # a truncated record
+
+    proc = cache_cmd(cache, "verify")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    damage = [line for line in proc.stdout.splitlines() if line.startswith("cache: ")]
+    assert len(damage) == 2, proc.stdout
+    assert any(bad.name in line and "does not match" in line for line in damage)
+    assert any(record.name in line for line in damage)
+    assert bad.exists(), "verify without --repair changes nothing"
+
+    proc = cache_cmd(cache, "verify", "--repair")
+    assert proc.returncode == 1, proc.stdout + proc.stderr
+    assert "repaired" in proc.stdout
+    assert not bad.exists() and not record.exists()
+    assert good.exists()
+
+    proc = cache_cmd(cache, "verify")
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+
+
+def test_verify_venvs_need_their_marker(tmp_path):
+    cache = tmp_path / "c"
+    cache_cmd(cache, "stats")
+    complete = cache / "venvs" / ("11" * 32)
+    partial = cache / "venvs" / ("22" * 32)
+    for venv in (complete, partial):
+        (venv / "bin").mkdir(parents=True)
+    (complete / ".nestbox-complete").write_text("x\n")
+    for venv in (complete, partial):
+        (venv / "bin").chmod(0o555)
+        venv.chmod(0o555)
+    proc = cache_cmd(cache, "verify", "--repair")
+    assert proc.returncode == 1
+    assert partial.name in proc.stdout and "marker" in proc.stdout
+    assert complete.exists() and not partial.exists()
+
+
+def test_usage_errors(tmp_path):
+    proc = cache_cmd(tmp_path / "c", "gc", "--max-size", "12x")
+    assert proc.returncode == 2
+    assert proc.stderr.count("\n") == 1 and "12x" in proc.stderr, proc.stderr
+    proc = cache_cmd(tmp_path / "c", "gc")
+    assert proc.returncode == 2 and "--max-size" in proc.stderr
+    proc = cache_cmd(tmp_path / "c", "frobnicate")
+    assert proc.returncode == 2 and proc.stderr.count("\n") == 1
+    proc = cache_cmd(tmp_path / "c", "stats", "--repair")
+    assert proc.returncode == 2
+
+
+def test_help_is_the_manual(tmp_path):
+    for verb in ("stats", "gc", "verify"):
+        proc = run(["cache", verb, "--help"])
+        assert proc.returncode == 0
+        assert proc.stdout.startswith(f"usage: nestbox cache [--cache DIR] {verb}")
+    proc = run(["cache", "--help"])
+    assert proc.returncode == 0 and "verify" in proc.stdout
+    assert "cache" in run(["--help"]).stdout
+
+
+def test_unusable_cache_is_an_infrastructure_error(tmp_path):
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("")
+    proc = cache_cmd(not_a_dir, "stats")
+    assert proc.returncode == 3
+    assert proc.stderr.startswith("nestbox: ") and proc.stderr.count("\n") == 1
