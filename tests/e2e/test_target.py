@@ -210,3 +210,21 @@ def test_example_monorepo_passes(tmp_path, resolve_dir, cache):
     p = run(["test", "--cache", cache, ex], timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.count(" PASSED in ") == 3
+
+
+def test_coverage_without_coverage_in_the_lock_is_a_clear_error(tmp_path, resolve_dir, cache):
+    lines = (resolve_dir / "default.lock").read_text().splitlines()
+    kept, skip = [], False
+    for line in lines:
+        if not line.startswith(" "):
+            skip = line.startswith("coverage==")
+        if not skip:
+            kept.append(line)
+    (tmp_path / "nocov").mkdir()
+    (tmp_path / "nocov/default.lock").write_text("\n".join(kept) + "\n")
+    (tmp_path / "nocov/wheelhouse").symlink_to(resolve_dir / "wheelhouse")
+    ws = make_workspace(tmp_path / "ws", tmp_path / "nocov", PASSING)
+    assert run(["test", "--cache", cache, ws]).returncode == 0  # fine without coverage
+    p = run(["test", "--cache", cache, "--coverage", ws])
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr.count("\n") == 1 and "does not pin coverage" in p.stderr, p.stderr
