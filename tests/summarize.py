@@ -17,5 +17,7 @@ for path in sys.argv[1:]:
         passed += tests - bad - skip
         failed += bad
         skipped += skip
-print(f"{passed} passed, {failed} failed" + (f", {skipped} skipped" if skipped else ""))
+if skipped:
+    print(f"({skipped} skipped)")
+print(f"{passed} passed, {failed} failed")
 sys.exit(1 if failed else 0)
