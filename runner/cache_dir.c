@@ -45,14 +45,11 @@ int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *
                 path = default_cache_path();
                 if (!path)
                         return nb_error_set(err, ENOMEM, "cache");
-                _cleanup_close_ int fd = nb_mkdir_p_beneath(AT_FDCWD, path, 0755);
-                /* nb_mkdir_p_beneath refuses absolute paths; walk from "/" instead. */
-                if (fd < 0) {
-                        _cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                        fd = nb_mkdir_p_beneath(root, path + 1, 0755);
-                        if (fd < 0)
-                                return nb_error_set(err, -fd, "cache %s", path);
-                }
+                /* The default path is absolute: walk it from "/". */
+                _cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_close_ int made = root < 0 ? -errno : nb_mkdir_p_beneath(root, path + 1, 0755);
+                if (made < 0)
+                        return nb_error_set(err, -made, "cache %s", path);
         }
         _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)

@@ -29,6 +29,9 @@ int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
 }
 
 int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode) {
+        /* Beneath means beneath: an absolute path is refused like any other escape. */
+        if (path[0] == '/')
+                return -EXDEV;
         _cleanup_free_ char *copy = strdup(path);
         if (!copy)
                 return -ENOMEM;

@@ -228,3 +228,17 @@ def test_coverage_without_coverage_in_the_lock_is_a_clear_error(tmp_path, resolv
     p = run(["test", "--cache", cache, "--coverage", ws])
     assert p.returncode == 2, p.stdout + p.stderr
     assert p.stderr.count("\n") == 1 and "does not pin coverage" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("var", ["HOME", "XDG_CACHE_HOME"])
+def test_default_cache_location(tmp_path, resolve_dir, var):
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME")}
+    env[var] = str(tmp_path / "fresh")  # does not exist yet
+    p = run(["test", ws], env=env, cwd=cwd)
+    assert p.returncode == 0, p.stdout + p.stderr
+    expected = tmp_path / "fresh" / (".cache/nestbox" if var == "HOME" else "nestbox")
+    assert (expected / "venvs").is_dir() and list((expected / "ac").rglob("*"))
+    assert list(cwd.iterdir()) == []  # nothing created relative to the working directory

@@ -69,6 +69,8 @@ TEST(beneath_refuses_escape_and_symlinks) {
         _cleanup_close_ int deep = nb_mkdir_p_beneath(dfd, "x/y/z", 0755);
         CHECK(deep >= 0);
         CHECK_EQ_INT(nb_mkdir_p_beneath(dfd, "x/../../z", 0755), -EXDEV);
+        CHECK_EQ_INT(nb_mkdir_p_beneath(dfd, "/tmp/nb-test-abs", 0755), -EXDEV);
+        CHECK_EQ_INT(nb_mkdir_p_beneath(AT_FDCWD, "/tmp/nb-test-abs", 0755), -EXDEV);
         CHECK_EQ_INT(nb_write_file_atomic(dfd, "x/y/z/f", "new", 3, 0644), 0);
         _cleanup_free_ char *again = NULL;
         CHECK_EQ_INT(nb_read_file_beneath(dfd, "x/y/z/f", 100, &again, &len), 0);
