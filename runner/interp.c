@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "interp.h"
+#include "digest.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
@@ -61,9 +62,7 @@ static void file_actions_donep(posix_spawn_file_actions_t **fa) {
                 posix_spawn_file_actions_destroy(*fa);
 }
 
-/* Runs python with the probe script; *out gets stdout and stderr together so a broken
- * interpreter's complaint ends up in the error message. */
-static int run_probe(const char *python, char **out, int *status) {
+int nb_python_run(const char *python, char *const argv[], char **out, int *status) {
         int pipefd[2];
         if (pipe2(pipefd, O_CLOEXEC) < 0)
                 return -errno;
@@ -78,7 +77,6 @@ static int run_probe(const char *python, char **out, int *status) {
             (r = posix_spawn_file_actions_adddup2(fa, wr, 1)) != 0 ||
             (r = posix_spawn_file_actions_adddup2(fa, wr, 2)) != 0)
                 return -r;
-        char *argv[] = { (char *) python, (char *) "-I", (char *) "-S", (char *) "-c", (char *) probe_script, NULL };
         /* An empty environment: the answer must not depend on the caller's. */
         char *envp[] = { NULL };
         pid_t pid;
@@ -200,7 +198,39 @@ static int derive_tags(struct nb_python *py) {
         return 0;
 }
 
-int nb_python_probe(const char *python, struct nb_python *ret, struct nb_error *err) {
+/* The probe's answer, from the cache when this very binary (same path, inode, size,
+ * mtime and ctime) was asked before: a warm venv must not pay for starting Python. */
+static int probe_output(struct nb_store *store, const char *python, const struct nb_python *py, char *const argv[],
+                        char **out, int *status) {
+        char key[NB_DIGEST_HEX_LEN + 1];
+        struct stat st;
+        if (!store || stat(py->path, &st) < 0)
+                return nb_python_run(python, argv, out, status);
+        struct nb_hasher *h = nb_hasher_new();
+        if (!h)
+                return -ENOMEM;
+        nb_hasher_update_str(h, "nestbox-python-probe-1");
+        nb_hasher_update_str(h, probe_script);
+        nb_hasher_update_str(h, python);
+        nb_hasher_update_str(h, py->path);
+        nb_hasher_update_u64(h, (uint64_t) st.st_dev);
+        nb_hasher_update_u64(h, (uint64_t) st.st_ino);
+        nb_hasher_update_u64(h, (uint64_t) st.st_size);
+        nb_hasher_update_u64(h, (uint64_t) st.st_mtim.tv_sec * 1000000000ull + (uint64_t) st.st_mtim.tv_nsec);
+        nb_hasher_update_u64(h, (uint64_t) st.st_ctim.tv_sec * 1000000000ull + (uint64_t) st.st_ctim.tv_nsec);
+        nb_hasher_finish(h, key);
+        size_t len = 0;
+        if (nb_ac_get(store, key, out, &len, NULL) == 0) {
+                *status = 0;
+                return 0;
+        }
+        int r = nb_python_run(python, argv, out, status);
+        if (r >= 0 && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
+                (void) nb_ac_put(store, key, *out, strlen(*out), NULL); /* only an optimisation */
+        return r;
+}
+
+int nb_python_probe(struct nb_store *store, const char *python, struct nb_python *ret, struct nb_error *err) {
         _cleanup_(python_donep) struct nb_python py = {};
         py.path = realpath(python, NULL);
         if (!py.path)
@@ -217,7 +247,8 @@ int nb_python_probe(const char *python, struct nb_python *ret, struct nb_error *
         int status = 0;
         /* Run the path as given, not its realpath: Python finds its prefix from argv[0]
          * and some installs (pyenv shims aside) depend on the name it was called by. */
-        int r = run_probe(python, &out, &status);
+        char *argv[] = { (char *) python, (char *) "-I", (char *) "-S", (char *) "-c", (char *) probe_script, NULL };
+        int r = probe_output(store, python, &py, argv, &out, &status);
         if (r < 0)
                 return nb_error_set(err, -r, "python %s", python);
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {

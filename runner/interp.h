@@ -6,6 +6,7 @@
 
 #include <stdint.h>
 
+#include "cas.h"
 #include "lockfile.h"
 #include "nestbox/error.h"
 
@@ -29,9 +30,15 @@ struct nb_python {
         struct nb_marker_env env; /* points into the fields above */
 };
 
-/* Runs the interpreter once and fills py. Errors: -ENOENT (no such interpreter),
- * -EINVAL (it ran but did not answer like a Python 3). */
-int nb_python_probe(const char *python, struct nb_python *py, struct nb_error *err);
+/* Runs the interpreter once and fills py; with a store, the answer is kept in the
+ * action cache keyed by the binary's identity and reused while it is unchanged.
+ * Errors: -ENOENT (no such interpreter), -EINVAL (it ran but did not answer like a
+ * Python 3). */
+int nb_python_probe(struct nb_store *store, const char *python, struct nb_python *py, struct nb_error *err);
+
+/* Runs python with argv (argv[0] included) in an empty environment, stdin /dev/null;
+ * *out gets stdout and stderr together, *status the wait status. */
+int nb_python_run(const char *python, char *const argv[], char **out, int *status);
 void nb_python_done(struct nb_python *py);
 
 /* How well a wheel's compressed tag set ("py2.py3", "none", "any" / "cp311", "cp311",

@@ -22,7 +22,7 @@
 
 #define COMPLETE_MARKER ".nestbox-complete"
 /* Bumped whenever the layout nestbox writes changes, so old venvs are not reused. */
-#define VENV_FORMAT "nestbox-venv-1"
+#define VENV_FORMAT "nestbox-venv-2" /* 2: bytecode compiled at build time */
 /* No wheel nests packages this deep; the limit keeps the sealing walk's descriptors
  * bounded whatever a wheel contains. */
 #define MAX_TREE_DEPTH 128
@@ -197,6 +197,23 @@ static int seal_tree(int dfd, int depth) {
         return errno ? -errno : 0;
 }
 
+/* The venv is read-only in the sandbox and PYTHONDONTWRITEBYTECODE is set, so bytecode
+ * not compiled now would be compiled again by every run. unchecked-hash pycs are
+ * valid for an immutable tree and reproducible; their file names say /venv, where the
+ * sandbox mounts it. Only an optimisation: a file that does not compile (a wheel's
+ * Python 2 leftovers) is no reason to refuse the venv. */
+static void compile_bytecode(const struct nb_python *py, const char *where) {
+        _cleanup_free_ char *site = nb_venv_site_packages(py), *dir = NULL;
+        if (!site || asprintf(&dir, "%s/%s", where, site) < 0)
+                return;
+        char *argv[] = { py->path, (char *) "-I", (char *) "-m", (char *) "compileall", (char *) "-q",
+                         (char *) "--invalidation-mode", (char *) "unchecked-hash", (char *) "-s", (char *) where,
+                         (char *) "-p", (char *) NB_VENV_MOUNT, dir, NULL };
+        _cleanup_free_ char *out = NULL;
+        int status;
+        (void) nb_python_run(py->path, argv, &out, &status);
+}
+
 static int build(struct nb_cache_dir *cache, const struct nb_python *py, const struct nb_lockfile *lock,
                  const struct wheel_set *wheels, int wheelhouse_fd, const char *digest, const char *final_rel,
                  struct nb_error *err) {
@@ -221,6 +238,7 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         r = write_pyvenv_cfg(root, py, where, err);
         if (r < 0)
                 return r;
+        compile_bytecode(py, where);
         r = seal_tree(root, 0);
         if (r == -ELOOP)
                 return nb_error_setx(err, EINVAL, "venv: the wheels nest directories deeper than %d levels",
@@ -271,7 +289,8 @@ static int is_complete(struct nb_cache_dir *cache, const char *rel) {
 int nb_venv_ensure(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                    struct nb_venv_info *ret, struct nb_error *err) {
         _cleanup_(python_donep) struct nb_python py = {};
-        int r = nb_python_probe(python, &py, err);
+        struct nb_store store = { .dir = cache };
+        int r = nb_python_probe(&store, python, &py, err);
         if (r < 0)
                 return r;
         _cleanup_(lockfile_donep) struct nb_lockfile lock = {};
