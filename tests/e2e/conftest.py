@@ -8,6 +8,10 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[2]
+
+# The tests run interpreters against read-only trees (venvs, the wheelhouse); as root
+# a stray __pycache__ would be written into them anyway.
+os.environ.setdefault("PYTHONDONTWRITEBYTECODE", "1")
 BUILD = Path(os.environ.get("NESTBOX_BUILD", ROOT / "build"))
 NESTBOX = Path(os.environ.get("NESTBOX", BUILD / "runner" / "nestbox"))
 

@@ -105,7 +105,7 @@ def test_installs_pure_wheel_and_imports(env):
     for name in ("python", "python3", f"python{pyver}"):
         assert os.readlink(venv / "bin" / name) == os.path.realpath(PYTHON)
 
-    out = subprocess.run([str(venv / "bin" / "python"), "-c",
+    out = subprocess.run([str(venv / "bin" / "python"), "-B", "-c",
                           "import mypkg, sys; print(mypkg.X, sys.prefix, mypkg.__file__)"],
                          capture_output=True, text=True)
     assert out.returncode == 0, out.stderr
@@ -159,7 +159,7 @@ def test_data_scripts_and_headers(env):
     assert (venv / "lib" / f"python{pyver}" / "site-packages" / "extra_mod.py").exists()
     assert (venv / "include" / "site" / f"python{pyver}" / "datapkg" / "datapkg.h").exists()
     assert (venv / "share" / "datapkg" / "file.txt").read_text() == "data\n"
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import datapkg, extra_mod"], capture_output=True)
+    out = subprocess.run([str(venv / "bin" / "python"), "-B", "-c", "import datapkg, extra_mod"], capture_output=True)
     assert out.returncode == 0, out.stderr
 
 
@@ -177,7 +177,7 @@ def test_picks_compatible_wheel(env):
         pytest.skip("the manylinux wheel here is x86_64")
     assert p.returncode == 0, p.stderr
     venv = Path(p.stdout.strip())
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import multi; print(multi.WHICH)"],
+    out = subprocess.run([str(venv / "bin" / "python"), "-B", "-c", "import multi; print(multi.WHICH)"],
                          capture_output=True, text=True)
     assert out.stdout.strip() == "manylinux", (out.stderr, good)
 
@@ -412,6 +412,6 @@ def test_empty_lockfile_gives_bare_venv(env):
     p = env.venv()
     assert p.returncode == 0, p.stderr
     venv = Path(p.stdout.strip())
-    out = subprocess.run([str(venv / "bin" / "python"), "-c", "import sys; print(sys.prefix != sys.base_prefix)"],
+    out = subprocess.run([str(venv / "bin" / "python"), "-B", "-c", "import sys; print(sys.prefix != sys.base_prefix)"],
                          capture_output=True, text=True)
     assert out.stdout.strip() == "True"
