@@ -1,7 +1,14 @@
 /* SPDX-License-Identifier: MIT */
-#include <stdarg.h>
+/* nestbox: the front door. sandbox and doctor run here, in a binary that links only
+ * the sandbox library, so starting a sandbox does not pay for loading libxml2, ICU,
+ * libarchive and libcrypto. The other commands live in nestbox-runner beside it,
+ * which this execs (git's libexec helpers in spirit). */
+#include <errno.h>
+#include <limits.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 
@@ -29,28 +36,23 @@ struct command {
 static const struct command commands[] = {
         { "sandbox", cmd_sandbox },
         { "doctor", cmd_doctor },
-        { "venv", cmd_venv },
-        { "test", cmd_test },
-        { "cache", cmd_cache },
 };
 
-int nb_die(int code, const char *fmt, ...) {
-        va_list ap;
-        fputs("nestbox: ", stderr);
-        va_start(ap, fmt);
-        vfprintf(stderr, fmt, ap);
-        va_end(ap);
-        fputc('\n', stderr);
-        return code;
-}
+static const char *const runner_commands[] = { "venv", "test", "cache" };
 
-int nb_die_error(int code, const struct nb_error *err) {
-        return nb_die(code, "%s", nb_error_message(err));
-}
-
-int nb_usage(FILE *f, const char *text, int code) {
-        fputs(text, f);
-        return code;
+/* Execs nestbox-runner from the directory this binary is in, with the same argv. */
+static int exec_runner(char **argv) {
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n < 0)
+                return nb_die(NB_EXIT_INFRA, "/proc/self/exe: %s", strerror(errno));
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (!slash || (size_t) (slash - self) + sizeof("/nestbox-runner") > sizeof(self))
+                return nb_die(NB_EXIT_INFRA, "%s: cannot locate nestbox-runner", self);
+        strcpy(slash, "/nestbox-runner");
+        execv(self, argv);
+        return nb_die(NB_EXIT_INFRA, "%s: %s", self, strerror(errno));
 }
 
 int main(int argc, char **argv) {
@@ -66,5 +68,8 @@ int main(int argc, char **argv) {
         for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
                 if (strcmp(verb, commands[i].name) == 0)
                         return commands[i].fn(argc - 1, argv + 1);
+        for (size_t i = 0; i < sizeof(runner_commands) / sizeof(runner_commands[0]); i++)
+                if (strcmp(verb, runner_commands[i]) == 0)
+                        return exec_runner(argv);
         return nb_die(NB_EXIT_USAGE, "'%s' is not a nestbox command; see 'nestbox --help'", verb);
 }
