@@ -146,6 +146,8 @@ static bool v2_has_controllers(const char *dir) {
 void nb_limits_choose(uint64_t memory, uint64_t pids, enum nb_limit_backend *mem, enum nb_limit_backend *pids_b) {
         *mem = memory ? NB_LIMIT_RLIMIT : NB_LIMIT_NONE;
         *pids_b = pids ? NB_LIMIT_RLIMIT : NB_LIMIT_NONE;
+        if (!memory && !pids)
+                return; /* nothing to limit: no need to look at cgroups at all */
         _cleanup_free_ char *v2 = cgroup_dir("");
         if (v2 && v2_has_controllers(v2)) {
                 if (memory)

@@ -30,8 +30,10 @@ int nb_net_setup(const struct nb_sandbox_config *cfg, struct nb_error *err);
 /* caps.c: drops every capability and sets no_new_privs. */
 int nb_caps_drop_all(struct nb_error *err);
 
-/* seccomp.c */
-int nb_seccomp_install(const struct nb_sandbox_config *cfg, struct nb_error *err);
+/* seccomp.c: the parent compiles the filter into fd while the child sets up; the
+ * child loads it as its last step. */
+int nb_seccomp_export(const struct nb_sandbox_config *cfg, int fd, struct nb_error *err);
+int nb_seccomp_load(int fd, struct nb_error *err);
 
 /* limits.c: memory and pids limits behind one table of backends. */
 struct nb_limits;

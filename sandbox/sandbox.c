@@ -23,6 +23,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
@@ -40,13 +41,15 @@
 static const int supervisor_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
 
 struct pipes {
-        int sync[2];   /* parent -> child: "go"; held open by the parent as a lifeline */
+        int sync[2];   /* parent -> child: "go", then "filter ready"; held open by the
+                        * parent as a lifeline */
         int err[2];    /* child -> parent: setup or exec error */
         int status[2]; /* init -> parent: the command's wait status */
 };
 
 struct child_args {
         const struct nb_sandbox_config *cfg;
+        int filter_fd; /* memfd the parent compiles the seccomp filter into */
         const struct nb_id_map *ids;
         const struct nb_limits *limits;
         struct pipes *p;
@@ -72,13 +75,14 @@ static void pipes_close(struct pipes *p) {
         close_pair(p->status);
 }
 
-static int wait_for_go(int fd) {
+/* One byte from the parent: 'g' go, 's' the seccomp filter is ready. */
+static int wait_for(int fd, char want) {
         char c;
         ssize_t n;
         do
                 n = read(fd, &c, 1);
         while (n < 0 && errno == EINTR);
-        return n == 1 ? 0 : -EPIPE;
+        return n == 1 && c == want ? 0 : -EPIPE;
 }
 
 /* The parent-death signal is reset by the uid change, so it is set after it; the
@@ -108,7 +112,7 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         close(a->p->err[0]);
         close(a->p->status[0]);
 
-        if (wait_for_go(a->p->sync[0]) < 0)
+        if (wait_for(a->p->sync[0], 'g') < 0)
                 _exit(SETUP_FAILED);
         struct nb_mount_plan *plan = NULL;
         if ((r = nb_mounts_prepare(cfg, &plan, &err)) < 0 ||
@@ -128,9 +132,13 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         if ((r = redirect_stdio(cfg, &err)) < 0 ||
             (r = nb_mounts_setup(cfg, plan, &err)) < 0 ||
             (r = nb_net_setup(cfg, &err)) < 0 ||
-            (r = nb_caps_drop_all(&err)) < 0 ||
-            (r = nb_seccomp_install(cfg, &err)) < 0)
+            (r = nb_caps_drop_all(&err)) < 0)
                 goto fail;
+        if (wait_for(a->p->sync[0], 's') < 0)
+                _exit(SETUP_FAILED); /* the parent reports why */
+        if ((r = nb_seccomp_load(a->filter_fd, &err)) < 0)
+                goto fail;
+        close(a->filter_fd);
 
         nb_mount_plan_free(plan);
         struct nb_init_args init = { .cfg = cfg, .limits = a->limits, .err_fd = a->p->err[1], .status_fd = a->p->status[1] };
@@ -210,6 +218,17 @@ static int read_child_error(int fd, bool *exec_failed, struct nb_error *err) {
         return nb_error_setx(err, code > 0 ? code : EIO, "%s", tab ? tab + 1 : p);
 }
 
+/* SIGPIPE is blocked while we run a sandbox (a child that died early must not kill
+ * us through the sync pipe); one that became pending is consumed here. */
+static void drain_sigpipe(void) {
+        sigset_t pipe_set;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
+                ;
+}
+
 static void fill_status(int status, struct nb_sandbox_result *res) {
         if (WIFEXITED(status)) {
                 res->exit_code = WEXITSTATUS(status);
@@ -228,7 +247,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
 
         struct nb_id_map ids;
         nb_userns_choose_ids(&ids);
-        _cleanup_close_ int sigfd = -1, pidfd = -1;
+        _cleanup_close_ int sigfd = -1, pidfd = -1, filter_fd = -1;
         sigset_t sigs, old_mask;
 
         struct nb_limits *limits = NULL;
@@ -241,16 +260,23 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 r = nb_error_set(err, errno, "pipe");
                 goto out;
         }
+        filter_fd = memfd_create("nestbox-seccomp", MFD_CLOEXEC);
+        if (filter_fd < 0) {
+                r = nb_error_set(err, errno, "memfd_create");
+                goto out;
+        }
 
         /* Our own SIGINT/SIGTERM are for the sandbox: forwarded, not fatal to us. */
         sigemptyset(&sigs);
         for (size_t i = 0; i < NB_ELEMENTSOF(supervisor_signals); i++)
                 sigaddset(&sigs, supervisor_signals[i]);
-        sigprocmask(SIG_BLOCK, &sigs, &old_mask);
+        sigset_t blocked = sigs;
+        sigaddset(&blocked, SIGPIPE);
+        sigprocmask(SIG_BLOCK, &blocked, &old_mask);
         sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
 
         double start = now_sec();
-        struct child_args ca = { .cfg = cfg, .ids = &ids, .limits = limits, .p = &p };
+        struct child_args ca = { .cfg = cfg, .filter_fd = filter_fd, .ids = &ids, .limits = limits, .p = &p };
         pid_t pid = clone_sandbox(&pidfd);
         if (pid < 0) {
                 r = userns_error(errno, err);
@@ -278,6 +304,14 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 waitpid(pid, NULL, 0);
                 goto restore;
         }
+        if ((r = nb_seccomp_export(cfg, filter_fd, err)) < 0) {
+                kill(pid, SIGKILL);
+                waitpid(pid, NULL, 0);
+                goto restore;
+        }
+        /* EPIPE: the child failed its setup and is gone; its error pipe says why. */
+        if (nb_write_all(p.sync[1], "s", 1) == -EPIPE)
+                drain_sigpipe();
         if (cfg->on_started)
                 cfg->on_started(pid, cfg->userdata);
 

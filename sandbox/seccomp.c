@@ -9,7 +9,13 @@
 #include <seccomp.h>
 #include <stdbool.h>
 #include <string.h>
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <stdlib.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "nestbox/cleanup.h"
 #include "sandbox-internal.h"
@@ -132,7 +138,9 @@ static int deny_terminal_ioctls(scmp_filter_ctx ctx) {
         return 0;
 }
 
-int nb_seccomp_install(const struct nb_sandbox_config *cfg, struct nb_error *err) {
+/* Compiles the filter to BPF in fd (a memfd the child shares). The parent does this
+ * while the child builds its mounts, so compiling costs the sandbox no time. */
+int nb_seccomp_export(const struct nb_sandbox_config *cfg, int fd, struct nb_error *err) {
         _cleanup_(seccomp_ctx_release) scmp_filter_ctx ctx = seccomp_init(SCMP_ACT_ALLOW);
         if (!ctx)
                 return nb_error_set(err, ENOMEM, "seccomp_init");
@@ -157,8 +165,32 @@ int nb_seccomp_install(const struct nb_sandbox_config *cfg, struct nb_error *err
                 if (r < 0)
                         return nb_error_set(err, -r, "seccomp: rule for %s", name);
         }
-        r = seccomp_load(ctx);
+        r = seccomp_export_bpf(ctx, fd);
         if (r < 0)
-                return nb_error_set(err, -r, "seccomp_load");
+                return nb_error_set(err, -r, "seccomp: exporting the filter");
+        return 0;
+}
+
+int nb_seccomp_load(int fd, struct nb_error *err) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return nb_error_set(err, errno, "seccomp: the compiled filter");
+        size_t len = (size_t) st.st_size;
+        if (len == 0 || len % sizeof(struct sock_filter) != 0 || len / sizeof(struct sock_filter) > BPF_MAXINSNS)
+                return nb_error_setx(err, EINVAL, "seccomp: the compiled filter has a bad size (%zu bytes)", len);
+        _cleanup_free_ struct sock_filter *insns = malloc(len);
+        if (!insns)
+                return nb_error_set(err, ENOMEM, "seccomp");
+        size_t done = 0;
+        while (done < len) {
+                ssize_t n = pread(fd, (char *) insns + done, len - done, (off_t) done);
+                if (n <= 0)
+                        return nb_error_set(err, n < 0 ? errno : EIO, "seccomp: reading the compiled filter");
+                done += (size_t) n;
+        }
+        struct sock_fprog prog = { .len = (unsigned short) (len / sizeof(struct sock_filter)), .filter = insns };
+        /* no_new_privs is already set (caps.c), so an unprivileged process may do this. */
+        if (prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &prog, 0, 0) < 0)
+                return nb_error_set(err, errno, "seccomp: loading the filter");
         return 0;
 }
