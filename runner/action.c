@@ -181,12 +181,9 @@ int nb_action_result_from_run(const struct nb_action *a, struct nb_target_run *r
             (r = nb_artifact_add(&ret->artifact, "log", run->log ? run->log : "", run->log_len)) < 0)
                 return nb_error_set(err, -r, "artifact of \"%s\"", a->target->name);
 
-        _cleanup_free_ char *out_rel = NULL;
-        if (asprintf(&out_rel, "%s/out", run->run_dir) < 0)
-                return nb_error_set(err, ENOMEM, "artifact");
-        _cleanup_close_ int out_fd = nb_open_beneath(run->cache->fd, out_rel, O_RDONLY | O_DIRECTORY, 0);
+        int out_fd = run->out_fd;
         if (out_fd < 0)
-                return nb_error_set(err, -out_fd, "%s/%s", run->cache->path, out_rel);
+                return nb_error_setx(err, EIO, "artifact of \"%s\": the sandbox handed back no /out", a->target->name);
         /* What the test wrote is untrusted: each file read no-follow and size-capped. */
         for (size_t i = 0; i < NB_ELEMENTSOF(coverage_files); i++)
                 if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], err)) < 0)

@@ -42,7 +42,10 @@ void nb_target_run_done(struct nb_target_run *r) {
         if (r->run_dir && r->cache)
                 (void) nb_rm_rf_at(r->cache->fd, r->run_dir);
         free(r->run_dir);
+        if (r->out_fd >= 0)
+                close(r->out_fd);
         memset(r, 0, sizeof(*r));
+        r->out_fd = -1;
 }
 
 /* The directory pytest starts collecting from, for each tests glob: its components
@@ -207,10 +210,9 @@ static bool venv_has_coverage(const char *venv_path) {
         return found;
 }
 
-/* The run directory: out/ is written by the sandbox's user (host nobody when we are
- * root), the log by us. Nothing else of the host is writable inside. */
-static int make_run_dir(struct nb_cache_dir *cache, char **ret_rel, int *ret_out_fd, int *ret_log_fd,
-                        struct nb_error *err) {
+/* The run directory holds the log, which we write; nothing of the host is writable
+ * inside. /out is a size-capped tmpfs the sandbox hands back (NB_MOUNT_OUT_TMPFS). */
+static int make_run_dir(struct nb_cache_dir *cache, char **ret_rel, int *ret_log_fd, struct nb_error *err) {
         _cleanup_free_ char *rel = NULL;
         int r = nb_cache_dir_mkdtemp(cache, "run", &rel, err);
         if (r < 0)
@@ -218,21 +220,10 @@ static int make_run_dir(struct nb_cache_dir *cache, char **ret_rel, int *ret_out
         _cleanup_close_ int run = nb_open_beneath(cache->fd, rel, O_RDONLY | O_DIRECTORY, 0);
         if (run < 0)
                 return nb_error_set(err, -run, "run directory %s/%s", cache->path, rel);
-        if (mkdirat(run, "out", 0755) < 0)
-                return nb_error_set(err, errno, "run directory %s/%s/out", cache->path, rel);
-        _cleanup_close_ int out = nb_open_beneath(run, "out", O_RDONLY | O_DIRECTORY, 0);
-        if (out < 0)
-                return nb_error_set(err, -out, "run directory %s/%s/out", cache->path, rel);
-        uid_t uid;
-        gid_t gid;
-        nb_sandbox_host_ids(&uid, &gid);
-        if ((uid != geteuid() || gid != getegid()) && fchown(out, uid, gid) < 0)
-                return nb_error_set(err, errno, "handing %s/%s/out to the sandbox's user", cache->path, rel);
         int log = openat(run, "log", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
         if (log < 0)
                 return nb_error_set(err, errno, "%s/%s/log", cache->path, rel);
         *ret_log_fd = log;
-        *ret_out_fd = TAKE_FD(out);
         *ret_rel = TAKE_PTR(rel);
         return 0;
 }
@@ -331,6 +322,7 @@ int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, cons
                   uint64_t seed, struct nb_cache_dir *cache, const struct nb_run_options *o,
                   struct nb_target_run *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
+        ret->out_fd = -1;
         ret->cache = cache;
         ret->seed = seed;
         bool coverage = o->coverage || t->coverage;
@@ -356,12 +348,9 @@ int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, cons
                                      t->name, t->resolve->lockfile);
 
         /* 3. the run directory */
-        _cleanup_close_ int out_fd = -1, log_fd = -1;
-        if ((r = make_run_dir(cache, &ret->run_dir, &out_fd, &log_fd, err)) < 0)
+        _cleanup_close_ int log_fd = -1;
+        if ((r = make_run_dir(cache, &ret->run_dir, &log_fd, err)) < 0)
                 return r;
-        _cleanup_free_ char *out_path = NULL;
-        if (asprintf(&out_path, "%s/%s/out", cache->path, ret->run_dir) < 0)
-                return nb_error_set(err, ENOMEM, "run");
         _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
 
         /* 4. the sandbox */
@@ -371,21 +360,12 @@ int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, cons
             nb_sandbox_add_mount(&cfg, NB_MOUNT_RO_BIND, tree_path, "/work", 0) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_RO_BIND, venv_path, "/venv", 0) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_RO_BIND, support_path, "/nestbox", 0) < 0 ||
-            nb_sandbox_add_mount(&cfg, NB_MOUNT_BIND, out_path, "/out", 0) < 0 ||
-            nb_sandbox_add_mount(&cfg, NB_MOUNT_TMPFS, NULL, "/tmp", 1ull << 30) < 0 ||
+            nb_sandbox_add_mount(&cfg, NB_MOUNT_OUT_TMPFS, NULL, "/out", NB_OUT_SIZE) < 0 ||
+            nb_sandbox_add_mount(&cfg, NB_MOUNT_DIR, NULL, "/out/undeclared", 0) < 0 ||
+            nb_sandbox_add_mount(&cfg, NB_MOUNT_TMPFS, NULL, "/tmp", NB_TMP_SIZE) < 0 ||
             nb_sandbox_add_mount(&cfg, NB_MOUNT_DIR, NULL, "/tmp/home", 0) < 0 ||
             build_environment(&cfg, t, o, ret->seed) < 0 || build_argv(&cfg, t, o, coverage) < 0)
                 return nb_error_set(err, ENOMEM, "target \"%s\": sandbox configuration", t->name);
-        if (mkdirat(out_fd, "undeclared", 0755) < 0 && errno != EEXIST)
-                return nb_error_set(err, errno, "%s/undeclared", out_path);
-        uid_t uid;
-        gid_t gid;
-        nb_sandbox_host_ids(&uid, &gid);
-        if (uid != geteuid()) {
-                _cleanup_close_ int und = nb_open_beneath(out_fd, "undeclared", O_RDONLY | O_DIRECTORY, 0);
-                if (und < 0 || fchown(und, uid, gid) < 0)
-                        return nb_error_set(err, und < 0 ? -und : errno, "%s/undeclared", out_path);
-        }
         cfg.cwd = strdup("/work");
         cfg.timeout_sec = (double) t->timeout_ms / 1000.0;
         cfg.memory_bytes = t->memory;
@@ -398,11 +378,12 @@ int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, cons
         r = nb_sandbox_run(&cfg, &ret->sandbox, err);
         if (r < 0)
                 return nb_error_wrap(err, r, "target \"%s\"", t->name);
+        ret->out_fd = TAKE_FD(ret->sandbox.out_fd);
 
         /* 5. what came out */
         if ((r = read_log(log_fd, &ret->log, &ret->log_len)) < 0)
                 return nb_error_set(err, -r, "reading the log of \"%s\"", t->name);
-        if ((r = collect_report(t, out_fd, ret)) < 0)
+        if ((r = collect_report(t, ret->out_fd, ret)) < 0)
                 return nb_error_set(err, -r, "the report of \"%s\"", t->name);
         ret->status = classify(ret);
         return 0;

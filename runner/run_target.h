@@ -28,7 +28,12 @@ struct nb_run_options {
         bool verbose;
 };
 
-/* Where the run's files are on the host: <cache>/tmp/run.XXXXXX/{out/,log} */
+/* /out is a tmpfs of NB_OUT_SIZE that the host reads through out_fd after the run
+ * (the test cannot fill the host's disk through it); /tmp is a tmpfs of NB_TMP_SIZE.
+ * The log goes to <cache>/tmp/run.XXXXXX/log. */
+#define NB_OUT_SIZE (1ull << 30)
+#define NB_TMP_SIZE (1ull << 30)
+
 struct nb_target_run {
         enum nb_target_status status;
         struct nb_junit_report *report; /* never NULL after success: synthesized if need be */
@@ -40,6 +45,7 @@ struct nb_target_run {
         size_t log_len;
         char *why;          /* when the report was synthesized: the reason, one line */
         char *run_dir;      /* relative to the cache root; removed by nb_target_run_done */
+        int out_fd;         /* /out as the test left it (O_DIRECTORY), -1 when none */
         struct nb_cache_dir *cache;
 };
 

@@ -224,7 +224,7 @@ static bool has_mount_at(const struct nb_sandbox_config *cfg, const char *dst) {
         return false;
 }
 
-static int apply_user_mount(int root, const struct nb_mount *m, int tree, struct nb_error *err) {
+static int apply_user_mount(int root, const struct nb_mount *m, int tree, int export_sock, struct nb_error *err) {
         int r = 0;
         switch (m->kind) {
         case NB_MOUNT_RO_BIND:
@@ -242,14 +242,23 @@ static int apply_user_mount(int root, const struct nb_mount *m, int tree, struct
                         return nb_error_set(err, -r, "binding %s to %s", m->src, m->dst);
                 return 0;
         }
-        case NB_MOUNT_TMPFS: {
+        case NB_MOUNT_TMPFS:
+        case NB_MOUNT_OUT_TMPFS: {
                 _cleanup_close_ int target = mkdir_p_in_root(root, m->dst);
                 if (target < 0)
                         return nb_error_set(err, -target, "tmpfs target %s", m->dst);
-                _cleanup_close_ int fs = new_tmpfs(m->size ? m->size : (64ull << 20), "1777",
+                _cleanup_close_ int fs = new_tmpfs(m->size ? m->size : (64ull << 20),
+                                                   m->kind == NB_MOUNT_OUT_TMPFS ? "0755" : "1777",
                                                    MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
                 if (fs < 0)
                         return nb_error_set(err, -fs, "tmpfs at %s", m->dst);
+                /* The supervisor keeps a descriptor of the root: it reads what was
+                 * written there after the sandbox (and its mount namespace) is gone. */
+                if (m->kind == NB_MOUNT_OUT_TMPFS) {
+                        _cleanup_close_ int dir = openat(fs, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                        if (dir < 0 || (r = nb_send_fd(export_sock, dir)) < 0)
+                                return nb_error_set(err, dir < 0 ? errno : -r, "handing out %s", m->dst);
+                }
                 if ((r = attach(fs, target)) < 0)
                         return nb_error_set(err, -r, "tmpfs at %s", m->dst);
                 return 0;
@@ -409,7 +418,8 @@ int nb_mounts_prepare(const struct nb_sandbox_config *cfg, struct nb_mount_plan 
         return 0;
 }
 
-int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_plan *plan, struct nb_error *err) {
+int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_plan *plan, int export_sock,
+                    struct nb_error *err) {
         _cleanup_close_ int root_fs = new_tmpfs(4ull << 20, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
         if (root_fs < 0)
                 return nb_error_set(err, -root_fs, "tmpfs for the new root");
@@ -424,11 +434,11 @@ int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_p
                 return r;
         if (!has_mount_at(cfg, "/tmp")) {
                 struct nb_mount tmp = { .kind = NB_MOUNT_TMPFS, .dst = (char *) "/tmp", .size = cfg->tmp_size };
-                if ((r = apply_user_mount(root, &tmp, -1, err)) < 0)
+                if ((r = apply_user_mount(root, &tmp, -1, -1, err)) < 0)
                         return r;
         }
         for (size_t i = 0; i < cfg->n_mounts; i++)
-                if ((r = apply_user_mount(root, &cfg->mounts[i], plan->source_trees[i], err)) < 0)
+                if ((r = apply_user_mount(root, &cfg->mounts[i], plan->source_trees[i], export_sock, err)) < 0)
                         return r;
         if ((r = mount_proc(root, plan, err)) < 0)
                 return r;

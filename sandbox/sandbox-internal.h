@@ -21,7 +21,8 @@ int nb_userns_become(const struct nb_sandbox_config *cfg, const struct nb_id_map
  * the caller's credentials (it opens the bind sources), setup as the sandbox's uid. */
 struct nb_mount_plan;
 int nb_mounts_prepare(const struct nb_sandbox_config *cfg, struct nb_mount_plan **ret, struct nb_error *err);
-int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_plan *plan, struct nb_error *err);
+int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_plan *plan, int export_sock,
+                    struct nb_error *err);
 void nb_mount_plan_free(struct nb_mount_plan *p);
 
 /* net.c */
@@ -52,6 +53,10 @@ struct nb_init_args {
         int status_fd; /* the command's wait status goes here */
 };
 __attribute__((noreturn)) void nb_init_main(const struct nb_init_args *a);
+
+/* fdpass.c: SCM_RIGHTS over a unix socket. nb_recv_fd does not block. */
+int nb_send_fd(int sock, int fd);
+int nb_recv_fd(int sock);
 
 /* Child-side error reporting through the error pipe: "errno<TAB>message". */
 void nb_child_report(int fd, const struct nb_error *err);

@@ -27,6 +27,7 @@
 #include <sys/prctl.h>
 #include <sys/resource.h>
 #include <sys/signalfd.h>
+#include <sys/socket.h>
 #include <sys/syscall.h>
 #include <sys/wait.h>
 #include <time.h>
@@ -45,6 +46,7 @@ struct pipes {
                         * parent as a lifeline */
         int err[2];    /* child -> parent: setup or exec error */
         int status[2]; /* init -> parent: the command's wait status */
+        int export[2]; /* child -> parent: the NB_MOUNT_OUT_TMPFS root (SCM_RIGHTS) */
 };
 
 struct child_args {
@@ -73,6 +75,7 @@ static void pipes_close(struct pipes *p) {
         close_pair(p->sync);
         close_pair(p->err);
         close_pair(p->status);
+        close_pair(p->export);
 }
 
 /* One byte from the parent: 'g' go, 's' the seccomp filter is ready. */
@@ -111,6 +114,7 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         close(a->p->sync[1]);
         close(a->p->err[0]);
         close(a->p->status[0]);
+        close(a->p->export[0]);
 
         if (wait_for(a->p->sync[0], 'g') < 0)
                 _exit(SETUP_FAILED);
@@ -130,7 +134,7 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
                 goto fail;
         }
         if ((r = redirect_stdio(cfg, &err)) < 0 ||
-            (r = nb_mounts_setup(cfg, plan, &err)) < 0 ||
+            (r = nb_mounts_setup(cfg, plan, a->p->export[1], &err)) < 0 ||
             (r = nb_net_setup(cfg, &err)) < 0 ||
             (r = nb_caps_drop_all(&err)) < 0)
                 goto fail;
@@ -242,6 +246,7 @@ static void fill_status(int status, struct nb_sandbox_result *res) {
 int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res, struct nb_error *err) {
         memset(res, 0, sizeof(*res));
         res->exit_code = -1;
+        res->out_fd = -1;
         if (!cfg->argv || !cfg->argv[0])
                 return nb_error_setx(err, EINVAL, "no command to run");
 
@@ -255,8 +260,9 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (r < 0)
                 return r;
 
-        struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 } };
-        if (pipe2(p.sync, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0) {
+        struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
+        if (pipe2(p.sync, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0 ||
+            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p.export) < 0) {
                 r = nb_error_set(err, errno, "pipe");
                 goto out;
         }
@@ -291,6 +297,8 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         p.err[1] = -1;
         close(p.status[1]);
         p.status[1] = -1;
+        close(p.export[1]);
+        p.export[1] = -1;
 
         if ((r = nb_userns_write_maps(pid, cfg, &ids, err)) < 0 ||
             (r = nb_limits_attach(limits, pid, err)) < 0) {
@@ -340,6 +348,8 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         else
                 fill_status(init_status, res); /* pid 1 itself was killed (timeout) */
         nb_limits_collect(limits, res);
+        int out = nb_recv_fd(p.export[0]);
+        res->out_fd = out >= 0 ? out : -1;
         r = 0;
 restore:
         sigprocmask(SIG_SETMASK, &old_mask, NULL);

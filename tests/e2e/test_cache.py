@@ -192,7 +192,7 @@ def test_coverage_matches_coverage_by_hand(tmp_path, resolve_dir, cache):  # noq
 @pytest.mark.skipif(os.geteuid() != 0, reason="mounts a small tmpfs as the cache")
 def test_full_disk_while_storing_still_reports(tmp_path, resolve_dir):  # noqa: F811
     files = dict(PASSING)
-    # 200 KiB of incompressible output: the run's own files fit, its artifact does not.
+    # 200 KiB of incompressible output: the run (its log) fits, its artifact does not.
     files["tests/test_output.py"] = (
         "import os\n\ndef test_writes_output():\n"
         "    with open(os.path.join(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'], 'blob.bin'), 'wb') as f:\n"
@@ -205,7 +205,7 @@ def test_full_disk_while_storing_still_reports(tmp_path, resolve_dir):  # noqa: 
         mount -t tmpfs -o size=64m tmpfs {cache}
         {NESTBOX} test --cache {cache} --no-cache {ws} >/dev/null
         avail=$(df -k --output=avail {cache} | tail -1)
-        fallocate -l $(( (avail - 240) * 1024 )) {cache}/filler
+        fallocate -l $(( (avail - 100) * 1024 )) {cache}/filler
         set +e
         {NESTBOX} test --cache {cache} {ws}
         echo "rc=$?"
