@@ -151,17 +151,12 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth) {
                 close(dfd);
                 return nb_error_setx(w->err, ELOOP, "artifact: %s: directories nest deeper than %d", prefix, MAX_DEPTH);
         }
-        _cleanup_closedir_ DIR *d = fdopendir(dfd);
-        if (!d) {
-                int e = errno;
-                close(dfd);
-                return nb_error_set(w->err, e, "artifact: listing %s", prefix);
-        }
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_fdopendir(dfd, &d);
+        if (k < 0)
+                return nb_error_set(w->err, -k, "artifact: listing %s", prefix);
         struct dirent *de;
-        errno = 0;
-        while ((de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
+        while ((de = nb_readdir_no_dots(d))) {
                 _cleanup_free_ char *full = NULL;
                 if (asprintf(&full, "%s%s", prefix, de->d_name) < 0)
                         return nb_error_set(w->err, ENOMEM, "artifact");

@@ -54,20 +54,12 @@ static bool newer(struct timespec a, struct timespec b) {
 static int du_dir(int parent, const char *name, int depth, uint64_t *bytes, struct timespec *newest) {
         if (depth > MAX_DEPTH)
                 return -ELOOP;
-        int fd = openat(parent, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return errno == EACCES || errno == ENOENT ? 0 : -errno;
-        _cleanup_closedir_ DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(parent, name, &d);
+        if (k < 0)
+                return k == -EACCES || k == -ENOENT ? 0 : k;
         struct dirent *de;
-        errno = 0;
-        while ((de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
+        while ((de = nb_readdir_no_dots(d))) {
                 struct stat st;
                 if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
                         if (errno != ENOENT) /* removed while we looked: fine */
@@ -118,20 +110,12 @@ static int add_entry(struct entry_list *l, enum ns ns, int parent, const char *d
  * children of each subdirectory instead (cas/ab/...), keeping a stray non-directory
  * at the top as an entry of its own so verify can report it. */
 static int list_dir(struct entry_list *l, enum ns ns, int root, const char *dirrel, bool fanout) {
-        int fd = openat(root, dirrel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-        if (fd < 0)
-                return errno == ENOENT ? 0 : -errno;
-        _cleanup_closedir_ DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(root, dirrel, &d);
+        if (k < 0)
+                return k == -ENOENT ? 0 : k;
         struct dirent *de;
-        errno = 0;
-        while ((de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
+        while ((de = nb_readdir_no_dots(d))) {
                 int r;
                 struct stat st;
                 if (fanout && fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode)) {

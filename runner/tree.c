@@ -196,26 +196,20 @@ static int walk(struct collector *c, int dfd, const char *rel, size_t i, unsigne
                         return r;
         }
 
-        /* fdopendir takes the descriptor it is given; keep ours for the *at calls. */
-        int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (lfd < 0)
-                return nb_error_set(c->err, errno, "glob %s: %s", c->glob, *rel ? rel : ".");
-        _cleanup_closedir_ DIR *d = fdopendir(lfd);
-        if (!d) {
-                int e = errno;
-                close(lfd);
-                return nb_error_set(c->err, e, "glob %s: %s", c->glob, *rel ? rel : ".");
-        }
+        /* A listing of its own: dfd stays ours for the *at calls. */
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(dfd, ".", &d);
+        if (k < 0)
+                return nb_error_set(c->err, -k, "glob %s: %s", c->glob, *rel ? rel : ".");
         for (;;) {
-                errno = 0;
-                struct dirent *de = readdir(d);
+                struct dirent *de = nb_readdir_no_dots(d);
                 if (!de) {
                         if (errno)
                                 return nb_error_set(c->err, errno, "glob %s: %s", c->glob, *rel ? rel : ".");
                         return 0;
                 }
                 const char *name = de->d_name;
-                if (strcmp(name, ".") == 0 || strcmp(name, "..") == 0 || skipped(name))
+                if (skipped(name))
                         continue;
                 int r = 0;
                 if (globstar) {
@@ -491,18 +485,13 @@ static int copy_files(const struct nb_tree *t, int root_fd, int tree_fd, struct 
 
 /* Makes every directory below dfd read-only; the ones we built, so no limits needed. */
 static int seal_below(int dfd) {
-        int lfd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (lfd < 0)
-                return -errno;
-        _cleanup_closedir_ DIR *d = fdopendir(lfd);
-        if (!d) {
-                int e = -errno;
-                close(lfd);
-                return e;
-        }
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(dfd, ".", &d);
+        if (k < 0)
+                return k;
         struct dirent *de;
-        while ((errno = 0, de = readdir(d))) {
-                if (!entry_is_dir(dfd, de) || strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
+        while ((de = nb_readdir_no_dots(d))) {
+                if (!entry_is_dir(dfd, de))
                         continue;
                 _cleanup_close_ int sub = nb_open_beneath(dfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
                 if (sub < 0)

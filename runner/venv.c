@@ -162,20 +162,12 @@ static int write_pyvenv_cfg(int root, const struct nb_python *py, const char *wh
 static int seal_tree(int dfd, int depth) {
         if (depth > MAX_TREE_DEPTH)
                 return -ELOOP;
-        int fd = openat(dfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return -errno;
-        _cleanup_closedir_ DIR *d = fdopendir(fd);
-        if (!d) {
-                int r = -errno;
-                close(fd);
-                return r;
-        }
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(dfd, ".", &d);
+        if (k < 0)
+                return k;
         struct dirent *de;
-        errno = 0;
-        while ((de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
+        while ((de = nb_readdir_no_dots(d))) {
                 struct stat st;
                 if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         return -errno;

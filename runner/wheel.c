@@ -99,15 +99,10 @@ static int find_wheel(const struct nb_python *py, int wheelhouse_fd, const char 
                       const struct nb_requirement *req, char **ret, struct nb_error *err) {
         /* A fresh open file description: readdir must start at the beginning whatever
          * earlier lookups did with wheelhouse_fd. */
-        int fd = openat(wheelhouse_fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return nb_error_set(err, errno, "wheelhouse %s", wheelhouse);
-        _cleanup_closedir_ DIR *d = fdopendir(fd);
-        if (!d) {
-                int e = errno;
-                close(fd);
-                return nb_error_set(err, e, "wheelhouse %s", wheelhouse);
-        }
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(wheelhouse_fd, ".", &d);
+        if (k < 0)
+                return nb_error_set(err, -k, "wheelhouse %s", wheelhouse);
         _cleanup_free_ char *best = NULL;
         int best_score = 0;
         struct dirent *de;

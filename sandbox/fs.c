@@ -170,21 +170,44 @@ int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t l
         return 0;
 }
 
-static int rm_rf_children(int dfd) {
-        _cleanup_closedir_ DIR *d = fdopendir(dfd);
+int nb_fdopendir(int fd, DIR **ret) {
+        DIR *d = fdopendir(fd);
         if (!d) {
                 int r = -errno;
-                close(dfd);
+                close(fd);
                 return r;
         }
+        *ret = d;
+        return 0;
+}
+
+int nb_opendir_at(int dirfd, const char *name, DIR **ret) {
+        int fd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        return nb_fdopendir(fd, ret);
+}
+
+struct dirent *nb_readdir_no_dots(DIR *d) {
+        for (;;) {
+                errno = 0;
+                struct dirent *de = readdir(d);
+                if (!de || (strcmp(de->d_name, ".") != 0 && strcmp(de->d_name, "..") != 0))
+                        return de;
+        }
+}
+
+static int rm_rf_children(int dfd) {
+        _cleanup_closedir_ DIR *d = NULL;
+        int r = nb_fdopendir(dfd, &d);
+        if (r < 0)
+                return r;
         int ret = 0;
         struct dirent *de;
-        while ((de = readdir(d))) {
-                if (strcmp(de->d_name, ".") == 0 || strcmp(de->d_name, "..") == 0)
-                        continue;
-                int r = nb_rm_rf_at(dirfd(d), de->d_name);
-                if (r < 0 && ret == 0)
-                        ret = r;
+        while ((de = nb_readdir_no_dots(d))) {
+                int k = nb_rm_rf_at(dirfd(d), de->d_name);
+                if (k < 0 && ret == 0)
+                        ret = k;
         }
         return ret;
 }

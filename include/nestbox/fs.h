@@ -6,6 +6,7 @@
  * never followed. All functions return >= 0 on success, -errno on failure. */
 #pragma once
 
+#include <dirent.h>
 #include <stddef.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -36,6 +37,16 @@ int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t l
 
 /* Removes name (file or tree) in dirfd without following symlinks. -ENOENT is success. */
 int nb_rm_rf_at(int dirfd, const char *name);
+
+/* A DIR for fd, which it takes over (closed on failure too). */
+int nb_fdopendir(int fd, DIR **ret);
+
+/* A DIR listing name in dirfd ("." lists dirfd itself, from the start), opened
+ * O_NOFOLLOW: a symlink is never listed through. */
+int nb_opendir_at(int dirfd, const char *name, DIR **ret);
+
+/* readdir() without "." and "..": NULL at the end (errno 0) or on error (errno set). */
+struct dirent *nb_readdir_no_dots(DIR *d);
 
 /* Parses "123", "64k", "512M", "2G" (powers of 1024) into bytes. */
 int nb_parse_size(const char *s, uint64_t *ret);

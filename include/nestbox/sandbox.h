@@ -18,6 +18,8 @@ enum nb_mount_kind {
         NB_MOUNT_TMPFS,   /* fresh tmpfs at dst, size-capped */
         NB_MOUNT_SYMLINK, /* symlink dst -> src (src is the link text) */
         NB_MOUNT_DIR,     /* empty directory dst on the (read-only) root */
+        NB_MOUNT_OUT_TMPFS, /* a size-capped tmpfs at dst that outlives the sandbox: its
+                             * root comes back as nb_sandbox_result.out_fd (at most one) */
 };
 
 struct nb_mount {
@@ -71,6 +73,8 @@ struct nb_sandbox_result {
         bool oom_killed;
         bool pids_limited;    /* the pids limit refused at least one fork */
         bool exec_failed;     /* the command could not be executed (err says why) */
+        int out_fd;           /* the NB_MOUNT_OUT_TMPFS root, O_DIRECTORY; the caller
+                               * closes it; -1 when there is none */
         double wall_sec, user_sec, sys_sec;
         uint64_t peak_rss_bytes;
         enum nb_limit_backend memory_backend, pids_backend;
