@@ -165,6 +165,21 @@ static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, s
         return nb_artifact_add(art, name, data, len);
 }
 
+/* Turns a problem with what the test left in /out into the target's failure. Out of
+ * memory stays our error. */
+static int fail_for_out(struct nb_action_result *ret, int r, struct nb_error *err) {
+        if (r == -ENOMEM)
+                return r;
+        char *why = NULL;
+        if (asprintf(&why, "/out: %s", nb_error_message(err)) < 0)
+                return -ENOMEM;
+        free(ret->why);
+        ret->why = why;
+        ret->status = NB_TARGET_FAILED;
+        nb_error_clear(err);
+        return 0;
+}
+
 int nb_action_result_from_run(const struct nb_action *a, struct nb_target_run *run, struct nb_action_result *ret,
                               struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
@@ -184,12 +199,15 @@ int nb_action_result_from_run(const struct nb_action *a, struct nb_target_run *r
         int out_fd = run->out_fd;
         if (out_fd < 0)
                 return nb_error_setx(err, EIO, "artifact of \"%s\": the sandbox handed back no /out", a->target->name);
-        /* What the test wrote is untrusted: each file read no-follow and size-capped. */
+        /* What the test wrote is untrusted: each file read no-follow and size-capped.
+         * A file that is too big, a link or a device is the test's failure, not ours. */
         for (size_t i = 0; i < NB_ELEMENTSOF(coverage_files); i++)
-                if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], err)) < 0)
+                if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], err)) < 0 &&
+                    (r = fail_for_out(ret, r, err)) < 0)
                         return nb_error_wrap(err, r, "artifact of \"%s\"", a->target->name);
         _cleanup_close_ int und = nb_open_beneath(out_fd, "undeclared", O_RDONLY | O_DIRECTORY, 0);
-        if (und >= 0 && (r = nb_artifact_add_tree(&ret->artifact, und, "undeclared/", OUT_FILE_MAX, OUT_TOTAL_MAX, err)) < 0)
+        if (und >= 0 && (r = nb_artifact_add_tree(&ret->artifact, und, "undeclared/", OUT_FILE_MAX, OUT_TOTAL_MAX, err)) < 0 &&
+            (r = fail_for_out(ret, r, err)) < 0)
                 return nb_error_wrap(err, r, "artifact of \"%s\"", a->target->name);
 
         json_auto_t *rec = record_json(a, run, ret);

@@ -4,6 +4,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -80,6 +81,25 @@ int nb_cache_dir_mkdtemp(struct nb_cache_dir *c, const char *prefix, char **ret_
         if (!rel)
                 return nb_error_set(err, ENOMEM, "cache");
         *ret_rel = rel;
+        return 0;
+}
+
+int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd) {
+        _cleanup_close_ int fd = openat(c->fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_SH) < 0)
+                return -errno;
+        /* gc renames an entry away while holding its lock exclusively: once we have the
+         * lock, the entry is either still at rel or gone for good. */
+        struct stat held, now;
+        if (fstat(fd, &held) < 0)
+                return -errno;
+        if (fstatat(c->fd, rel, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_ino != held.st_ino ||
+            now.st_dev != held.st_dev)
+                return -ENOENT;
+        (void) futimens(fd, NULL); /* only recency for gc: a read-only cache still works */
+        *ret_fd = TAKE_FD(fd);
         return 0;
 }
 

@@ -20,6 +20,12 @@ void nb_cache_dir_close(struct nb_cache_dir *c);
  * cache root ("tmp/venv.aB3xYz"). */
 int nb_cache_dir_mkdtemp(struct nb_cache_dir *c, const char *prefix, char **ret_rel, struct nb_error *err);
 
+/* Holds the directory entry rel (a venv or tree) for as long as *ret_fd stays open:
+ * a shared flock that gc respects, taken after checking the entry is still in place,
+ * and a touch of its mtime so least-recently-used means least recently used.
+ * -ENOENT when it is gone (gc removed it meanwhile): ensure it again. */
+int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd);
+
 /* Renames the finished tmp_rel to final_rel ("venvs/<digest>"). When another process
  * published the same entry first, ours is removed and 0 returned: both succeed with
  * one result. */

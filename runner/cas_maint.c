@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/file.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <time.h>
@@ -170,6 +171,13 @@ static int remove_entry(struct nb_cache_dir *c, const struct entry *e) {
                 rnd = (uint64_t) random();
         if (asprintf(&grave, "tmp/gc.%d.%016llx", (int) getpid(), (unsigned long long) rnd) < 0)
                 return -ENOMEM;
+        /* A run holding the entry (nb_cache_dir_hold) has it locked shared: skip it.
+         * Ours is held through the rename, so a run that locks it next finds it gone. */
+        _cleanup_close_ int lock = openat(c->fd, e->rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (lock < 0)
+                return errno == ENOENT ? 0 : -errno;
+        if (flock(lock, LOCK_EX | LOCK_NB) < 0)
+                return errno == EWOULDBLOCK ? 1 : -errno;
         /* Moving a directory to another parent rewrites its "..": it needs write
          * permission, and sealed entries are 0555. A crash right after leaves a
          * writable entry, which is still whole (tree.c reseals it on reuse). */
@@ -231,6 +239,8 @@ int nb_cache_gc(struct nb_cache_dir *c, uint64_t max_bytes, uint64_t *freed, str
                 r = remove_entry(c, e);
                 if (r < 0)
                         return nb_error_set(err, r, "cache %s/%s", c->path, e->rel);
+                if (r == 1)
+                        continue; /* in use by a run */
                 total -= e->bytes;
                 *freed += e->bytes;
         }

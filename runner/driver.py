@@ -69,6 +69,9 @@ def main(argv):
     if cov is not None:
         cov.xml_report(outfile="/out/coverage.xml")
         cov.lcov_report(outfile="/out/coverage.lcov")
+    # Bazel's rule: a shard that got no tests passes (pytest says 5, no tests collected).
+    if shard and shard[1] > 1 and int(rc) == 5:
+        return 0
     return int(rc)
 
 

@@ -314,6 +314,48 @@ static enum nb_target_status classify(const struct nb_target_run *run) {
         return NB_TARGET_PASSED;
 }
 
+struct inputs {
+        char *tree_path, *support_path, *venv_path;
+        char venv_digest[NB_DIGEST_HEX_LEN + 1];
+        int held[3];
+};
+
+static void inputs_done(struct inputs *in) {
+        free(in->tree_path);
+        free(in->support_path);
+        free(in->venv_path);
+        for (int i = 0; i < 3; i++)
+                if (in->held[i] >= 0)
+                        close(in->held[i]);
+        *in = (struct inputs) { .held = { -1, -1, -1 } };
+}
+
+/* Materialises (or finds) the tree, the driver and the venv, then holds each.
+ * -ENOENT with all paths set: one vanished before it was held; try again. */
+static int ensure_inputs(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_tree *tree,
+                         struct nb_cache_dir *cache, struct inputs *in, struct nb_error *err) {
+        int r;
+        if ((r = nb_tree_materialize(cache, tree, ws->root_fd, &in->tree_path, err)) < 0 ||
+            (r = nb_support_materialize(cache, &in->support_path, err)) < 0)
+                return r;
+        struct nb_venv_info venv = { 0 };
+        r = nb_venv_ensure(cache, ws->python, t->resolve->lockfile_path, t->resolve->wheelhouse_path, &venv, err);
+        if (r < 0)
+                return nb_error_wrap(err, r, "target \"%s\"", t->name);
+        snprintf(in->venv_digest, sizeof(in->venv_digest), "%s", venv.digest);
+        in->venv_path = TAKE_PTR(venv.path);
+        const char *paths[] = { in->tree_path, in->support_path, in->venv_path };
+        size_t prefix = strlen(cache->path) + 1;
+        for (int i = 0; i < 3; i++) {
+                r = nb_cache_dir_hold(cache, paths[i] + prefix, &in->held[i]);
+                if (r == -ENOENT)
+                        return r;
+                if (r < 0)
+                        return nb_error_set(err, -r, "holding %s", paths[i]);
+        }
+        return 0;
+}
+
 static void config_donep(struct nb_sandbox_config *c) {
         nb_sandbox_config_done(c);
 }
@@ -327,22 +369,25 @@ int nb_run_target(const struct nb_workspace *ws, const struct nb_target *t, cons
         ret->seed = seed;
         bool coverage = o->coverage || t->coverage;
 
-        /* 1. the declared inputs, and nestbox's own driver */
+        /* 1. the declared inputs, nestbox's own driver and the locked venv, held for
+         * the whole run so a concurrent `nestbox cache gc` leaves them alone */
         int r = nb_tree_digest(tree, ret->tree_digest);
         if (r < 0)
                 return nb_error_set(err, -r, "target \"%s\": digest", t->name);
-        _cleanup_free_ char *tree_path = NULL, *support_path = NULL;
-        if ((r = nb_tree_materialize(cache, tree, ws->root_fd, &tree_path, err)) < 0 ||
-            (r = nb_support_materialize(cache, &support_path, err)) < 0)
-                return r;
-
-        /* 2. the locked venv */
-        struct nb_venv_info venv = { 0 };
-        r = nb_venv_ensure(cache, ws->python, t->resolve->lockfile_path, t->resolve->wheelhouse_path, &venv, err);
+        __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
+        for (int attempt = 0;; attempt++) {
+                r = ensure_inputs(ws, t, tree, cache, &in, err);
+                if (r != -ENOENT || attempt == 2 || in.tree_path == NULL || in.venv_path == NULL)
+                        break;
+                inputs_done(&in); /* gc took one away between ensuring and holding it */
+        }
+        if (r == -ENOENT && in.venv_path)
+                return nb_error_setx(err, EAGAIN, "target \"%s\": the cache's copies of its inputs kept "
+                                     "disappearing (a gc with a tiny --max-size running in a loop?)", t->name);
         if (r < 0)
-                return nb_error_wrap(err, r, "target \"%s\"", t->name);
-        snprintf(ret->venv_digest, sizeof(ret->venv_digest), "%s", venv.digest);
-        _cleanup_free_ char *venv_path = TAKE_PTR(venv.path);
+                return r;
+        snprintf(ret->venv_digest, sizeof(ret->venv_digest), "%s", in.venv_digest);
+        const char *tree_path = in.tree_path, *support_path = in.support_path, *venv_path = in.venv_path;
         if (coverage && !venv_has_coverage(venv_path))
                 return nb_error_setx(err, EINVAL, "target \"%s\": coverage is on, but %s does not pin coverage",
                                      t->name, t->resolve->lockfile);

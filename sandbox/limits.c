@@ -140,7 +140,17 @@ static bool v2_has_controllers(const char *dir) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         if (fd < 0 || nb_read_fd(fd, 4096, &data, NULL) < 0)
                 return false;
-        return strstr(data, "memory") && strstr(data, "pids") && access(dir, W_OK) == 0;
+        if (!strstr(data, "memory") || !strstr(data, "pids") || access(dir, W_OK) < 0)
+                return false;
+        /* We live in this cgroup, so we cannot enable controllers for its children
+         * ("no internal processes"): they must be delegated to its subtree already. */
+        _cleanup_free_ char *sub_path = NULL, *sub = NULL;
+        if (asprintf(&sub_path, "%s/cgroup.subtree_control", dir) < 0)
+                return false;
+        _cleanup_close_ int sfd = open(sub_path, O_RDONLY | O_CLOEXEC);
+        if (sfd < 0 || nb_read_fd(sfd, 4096, &sub, NULL) < 0)
+                return false;
+        return strstr(sub, "memory") && strstr(sub, "pids");
 }
 
 void nb_limits_choose(uint64_t memory, uint64_t pids, enum nb_limit_backend *mem, enum nb_limit_backend *pids_b) {
@@ -202,8 +212,6 @@ static int prepare_v2(struct nb_limits *l, struct nb_error *err) {
         _cleanup_free_ char *parent = cgroup_dir("");
         if (!parent)
                 return nb_error_setx(err, ENOENT, "cgroup2: no cgroup of ours");
-        /* Our children can only use what our own cgroup delegates to its subtree. */
-        (void) write_str(parent, "cgroup.subtree_control", "+memory +pids");
         char *dir = make_child_cgroup(parent);
         if (!dir)
                 return nb_error_set(err, errno, "cgroup2: creating a cgroup under %s", parent);

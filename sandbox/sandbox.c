@@ -16,6 +16,7 @@
  */
 #include <errno.h>
 #include <fcntl.h>
+#include <linux/close_range.h>
 #include <linux/sched.h>
 #include <poll.h>
 #include <sched.h>
@@ -107,14 +108,43 @@ static int redirect_stdio(const struct nb_sandbox_config *cfg, struct nb_error *
         return 0;
 }
 
+static int cmp_int(const void *x, const void *y) {
+        int a = *(const int *) x, b = *(const int *) y;
+        return (a > b) - (a < b);
+}
+
+/* Closes every descriptor above 2 but those in keep. */
+static void close_all_but(const int *keep, size_t n) {
+        int sorted[8];
+        if (n > NB_ELEMENTSOF(sorted))
+                n = NB_ELEMENTSOF(sorted);
+        memcpy(sorted, keep, n * sizeof(int));
+        qsort(sorted, n, sizeof(int), cmp_int);
+        unsigned lo = 3;
+        for (size_t i = 0; i < n; i++) {
+                if (sorted[i] < (int) lo)
+                        continue;
+                if ((unsigned) sorted[i] > lo)
+                        (void) close_range(lo, (unsigned) sorted[i] - 1, 0);
+                lo = (unsigned) sorted[i] + 1;
+        }
+        (void) close_range(lo, ~0U, 0);
+}
+
 __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) {
         const struct nb_sandbox_config *cfg = a->cfg;
         struct nb_error err = NB_ERROR_INIT;
         int r;
-        close(a->p->sync[1]);
-        close(a->p->err[0]);
-        close(a->p->status[0]);
-        close(a->p->export[0]);
+        /* Nothing of the supervisor's crosses in: not the workspace or cache directories
+         * it holds, not what its own caller left open. pid 1 never execs, so CLOEXEC
+         * alone would not protect these, and the command could reach pid 1's fds
+         * through /proc/1/fd. */
+        if ((r = redirect_stdio(cfg, &err)) < 0)
+                goto fail;
+        const int keep[] = { a->p->sync[0], a->p->err[1], a->p->status[1], a->p->export[1], a->filter_fd };
+        close_all_but(keep, NB_ELEMENTSOF(keep));
+        /* Our own process group: a terminal's ^C reaches the command once, through us. */
+        (void) setpgid(0, 0);
 
         if (wait_for(a->p->sync[0], 'g') < 0)
                 _exit(SETUP_FAILED);
@@ -123,6 +153,12 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
             (r = nb_userns_become(cfg, a->ids, &err)) < 0 ||
             (r = arm_parent_death(a->p->sync[0], &err)) < 0)
                 goto fail;
+        /* Not dumpable: the command, same uid as we are, cannot open /proc/1/fd,
+         * /proc/1/mem or ptrace us. exec gives the command its own flag back. */
+        if (prctl(PR_SET_DUMPABLE, 0, 0, 0, 0) < 0) {
+                nb_error_set(&err, errno, "PR_SET_DUMPABLE");
+                goto fail;
+        }
         const char *host = cfg->hostname ? cfg->hostname : "nestbox";
         if (sethostname(host, strlen(host)) < 0) {
                 nb_error_set(&err, errno, "sethostname %s", host);
@@ -133,8 +169,7 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
                 nb_error_set(&err, errno, "cgroup namespace");
                 goto fail;
         }
-        if ((r = redirect_stdio(cfg, &err)) < 0 ||
-            (r = nb_mounts_setup(cfg, plan, a->p->export[1], &err)) < 0 ||
+        if ((r = nb_mounts_setup(cfg, plan, a->p->export[1], &err)) < 0 ||
             (r = nb_net_setup(cfg, &err)) < 0 ||
             (r = nb_caps_drop_all(&err)) < 0)
                 goto fail;
@@ -181,7 +216,8 @@ static void supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_c
                 int wait_ms = -1;
                 if (deadline > 0) {
                         double left = deadline - now_sec();
-                        wait_ms = left <= 0 ? 0 : (int) (left * 1000) + 1;
+                        /* Clamped: the loop re-checks the deadline after each wake-up. */
+                        wait_ms = left <= 0 ? 0 : left > 86400 ? 86400 * 1000 : (int) (left * 1000) + 1;
                 }
                 struct pollfd pfds[2] = { { .fd = pidfd, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
                 int n = poll(pfds, 2, wait_ms);

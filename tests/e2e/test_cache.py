@@ -218,3 +218,37 @@ def test_full_disk_while_storing_still_reports(tmp_path, resolve_dir):  # noqa: 
     assert "rc=0" in p.stdout and "left=0" in p.stdout and "records=0" in p.stdout, p.stdout + p.stderr
     errs = [line for line in p.stderr.splitlines() if line.strip()]
     assert len(errs) == 1 and errs[0].startswith("nestbox: ") and "No space left on device" in errs[0], p.stderr
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="looks into the sandbox through /proc/PID/root")
+def test_gc_leaves_the_inputs_of_a_running_target_alone(tmp_path, resolve_dir):  # noqa: F811
+    files = dict(PASSING)
+    files["tests/test_slow.py"] = (
+        "import time\n\ndef test_waits_for_gc():\n"
+        "    open('/out/undeclared/started', 'w').close()\n"
+        "    time.sleep(6)\n"
+        "    import pluggy  # from the venv, after gc ran\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    cache = tmp_path / "cache"
+    assert run(["test", "--cache", cache, "--no-cache", ws]).returncode == 0  # the venv and tree exist
+    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--no-cache", str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # Wait until the test runs (its venv and tree are mounted), then gc everything.
+    def started():
+        for p in Path("/proc").iterdir():
+            try:
+                if p.name.isdigit() and (p / "root/out/undeclared/started").exists():
+                    return True
+            except OSError:
+                pass
+        return False
+
+    deadline = time.time() + 120
+    while time.time() < deadline and not started():
+        time.sleep(0.1)
+    assert started(), "the test never started"
+    g = run(["cache", "--cache", cache, "gc", "--max-size", "1"])
+    assert g.returncode == 0, g.stdout + g.stderr
+    assert list((cache / "venvs").iterdir()), "gc removed the venv of a running target"
+    out, errs = proc.communicate(timeout=120)
+    assert proc.returncode == 0, out + errs

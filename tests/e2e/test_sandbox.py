@@ -573,6 +573,42 @@ def test_only_stdio_fds_cross(tmp_path):
     assert fds in ([0, 1, 2], [0, 1, 2, 3]), fds  # 3: ls's own directory fd
 
 
+PID1_FDS = r"""
+import os
+reached = []
+try:
+    names = os.listdir('/proc/1/fd')
+except OSError as e:
+    names = []
+    print('listdir', e.errno)
+for n in names:
+    try:
+        reached.append(os.readlink('/proc/1/fd/' + n))
+    except OSError:
+        pass
+print('reached', reached)
+"""
+
+
+def test_pid1_holds_no_host_descriptor(tmp_path):
+    """The sandbox's pid 1 never execs: a host fd it kept would be reachable through
+    /proc/1/fd by the command (same uid when nestbox runs unprivileged)."""
+    d = tmp_path / "hostdir"
+    d.mkdir()
+    fd = os.open(d, os.O_RDONLY | os.O_DIRECTORY)
+    os.dup2(fd, 43, inheritable=True)
+    try:
+        r = py(PID1_FDS, pass_fds=(43,))
+    finally:
+        os.close(43)
+        os.close(fd)
+    assert r.returncode == 0, r.stderr
+    assert str(d) not in r.stdout and str(tmp_path) not in r.stdout, r.stdout
+    # Either pid 1's fd table cannot be listed at all, or nothing in it is a host path.
+    line = [ln for ln in r.stdout.splitlines() if ln.startswith("reached")][0]
+    assert "/" not in line.replace("'/dev/null'", ""), line
+
+
 def test_no_controlling_terminal():
     import fcntl
     import termios

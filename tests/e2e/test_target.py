@@ -242,3 +242,32 @@ def test_default_cache_location(tmp_path, resolve_dir, var):
     expected = tmp_path / "fresh" / (".cache/nestbox" if var == "HOME" else "nestbox")
     assert (expected / "venvs").is_dir() and list((expected / "ac").rglob("*"))
     assert list(cwd.iterdir()) == []  # nothing created relative to the working directory
+
+
+def test_shards_split_the_tests_and_an_empty_shard_passes(tmp_path, resolve_dir, cache):
+    files = dict(PASSING)
+    files["tests/test_many.py"] = "import pytest\n\n@pytest.mark.parametrize('i', range(7))\ndef test_i(i):\n    pass\n"
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    names = []
+    for k in (1, 2):
+        out = tmp_path / f"out{k}"
+        p = run(["test", "--cache", cache, "--shard", f"{k}/2", "--output", out, ws])
+        assert p.returncode == 0, p.stdout + p.stderr
+        names += [c.get("name") for c in junit_cases(out / "app/tests/junit.xml")]
+        props = {x.get("name"): x.get("value") for x in ET.parse(out / "app/tests/junit.xml").getroot().iter("property")}
+        assert props["shard"] == f"{k}/2"
+    assert sorted(names) == sorted(["test_add", "test_more"] + [f"test_i[{i}]" for i in range(7)])
+    p = run(["test", "--cache", cache, "--shard", "20/20", ws])
+    assert p.returncode == 0 and "PASSED" in p.stdout and "(0 tests)" in p.stdout, p.stdout + p.stderr
+
+
+def test_oversized_output_fails_the_target_not_nestbox(tmp_path, resolve_dir, cache):
+    files = dict(PASSING)
+    files["tests/test_big.py"] = (
+        "import os\n\ndef test_writes_a_lot():\n"
+        "    with open(os.path.join(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'], 'big'), 'wb') as f:\n"
+        "        f.write(b'x' * (65 << 20))\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout and "/out:" in p.stdout and "big" in p.stdout
