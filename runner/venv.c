@@ -296,7 +296,7 @@ int nb_venv_ensure(struct nb_cache_dir *cache, const char *python, const char *l
         if (!wheels.v)
                 return nb_error_set(err, ENOMEM, "venv");
         for (; wheels.n < lock.n_reqs; wheels.n++) {
-                r = nb_wheel_select(&py, wh, wheelhouse, &lock.reqs[wheels.n], &wheels.v[wheels.n], err);
+                r = nb_wheel_select(&store, &py, wh, wheelhouse, &lock.reqs[wheels.n], &wheels.v[wheels.n], err);
                 if (r < 0)
                         return r;
         }

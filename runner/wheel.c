@@ -168,7 +168,38 @@ static int hash_mismatch(const struct nb_requirement *req, const char *filename,
                              req->version, filename, said, hex);
 }
 
-int nb_wheel_select(const struct nb_python *py, int wheelhouse_fd, const char *wheelhouse,
+/* The wheel's sha256, remembered in the action cache under the file's identity (device,
+ * inode, size, mtime and ctime, as git's index does): a warm venv does not re-read
+ * megabytes of wheels. Any write to the file changes its ctime, which no one can set
+ * back; and a venv being built hashes every wheel again as it copies it. */
+static int wheel_sha256(struct nb_store *store, int fd, char out[NB_DIGEST_HEX_LEN + 1]) {
+        struct stat st;
+        char key[NB_DIGEST_HEX_LEN + 1];
+        if (!store || fstat(fd, &st) < 0)
+                return nb_sha256_fd(fd, out);
+        struct nb_hasher *h = nb_hasher_new();
+        if (!h)
+                return -ENOMEM;
+        nb_hasher_update_str(h, "nestbox-wheel-sha256-1");
+        nb_hasher_update_u64(h, (uint64_t) st.st_dev);
+        nb_hasher_update_u64(h, (uint64_t) st.st_ino);
+        nb_hasher_update_u64(h, (uint64_t) st.st_size);
+        nb_hasher_update_u64(h, (uint64_t) st.st_mtim.tv_sec * 1000000000ull + (uint64_t) st.st_mtim.tv_nsec);
+        nb_hasher_update_u64(h, (uint64_t) st.st_ctim.tv_sec * 1000000000ull + (uint64_t) st.st_ctim.tv_nsec);
+        nb_hasher_finish(h, key);
+        _cleanup_free_ char *known = NULL;
+        size_t len = 0;
+        if (nb_ac_get(store, key, &known, &len, NULL) == 0 && len == NB_DIGEST_HEX_LEN && nb_is_digest(known)) {
+                memcpy(out, known, NB_DIGEST_HEX_LEN + 1);
+                return 0;
+        }
+        int r = nb_sha256_fd(fd, out);
+        if (r >= 0)
+                (void) nb_ac_put(store, key, out, NB_DIGEST_HEX_LEN, NULL); /* only an optimisation */
+        return r;
+}
+
+int nb_wheel_select(struct nb_store *store, const struct nb_python *py, int wheelhouse_fd, const char *wheelhouse,
                     const struct nb_requirement *req, struct nb_wheel *ret, struct nb_error *err) {
         _cleanup_free_ char *filename = NULL;
         int r = find_wheel(py, wheelhouse_fd, wheelhouse, req, &filename, err);
@@ -177,7 +208,7 @@ int nb_wheel_select(const struct nb_python *py, int wheelhouse_fd, const char *w
         _cleanup_close_ int fd = open_wheel(wheelhouse_fd, filename);
         if (fd < 0)
                 return nb_error_set(err, -fd, "%s==%s: %s/%s", req->name, req->version, wheelhouse, filename);
-        r = nb_sha256_fd(fd, ret->sha256);
+        r = wheel_sha256(store, fd, ret->sha256);
         if (r < 0)
                 return nb_error_set(err, -r, "%s==%s: %s/%s", req->name, req->version, wheelhouse, filename);
         if (!lock_has(req, ret->sha256))

@@ -22,9 +22,10 @@ void nb_wheel_done(struct nb_wheel *w);
 
 /* Picks the best wheel for req in the wheelhouse (name and version from the filename,
  * tags the interpreter accepts) and checks its sha256 against the lock. wheelhouse is
- * the directory's path for messages. Errors: -ENOENT when no wheel matches, -EBADMSG
+ * the directory's path for messages; store (may be NULL) remembers wheels' hashes by
+ * file identity. Errors: -ENOENT when no wheel matches, -EBADMSG
  * when the hash differs. */
-int nb_wheel_select(const struct nb_python *py, int wheelhouse_fd, const char *wheelhouse,
+int nb_wheel_select(struct nb_store *store, const struct nb_python *py, int wheelhouse_fd, const char *wheelhouse,
                     const struct nb_requirement *req, struct nb_wheel *ret, struct nb_error *err);
 
 /* Unpacks w into the venv rooted at venv_fd (an O_DIRECTORY descriptor): the wheel is
