@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <openssl/evp.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "digest.h"
@@ -32,6 +33,14 @@ void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v) {
         for (int i = 0; i < 8; i++)
                 b[i] = (unsigned char) (v >> (8 * i));
         nb_hasher_update(h, b, sizeof(b));
+}
+
+void nb_hasher_update_file_identity(struct nb_hasher *h, const struct stat *st) {
+        nb_hasher_update_u64(h, (uint64_t) st->st_dev);
+        nb_hasher_update_u64(h, (uint64_t) st->st_ino);
+        nb_hasher_update_u64(h, (uint64_t) st->st_size);
+        nb_hasher_update_u64(h, (uint64_t) st->st_mtim.tv_sec * 1000000000ull + (uint64_t) st->st_mtim.tv_nsec);
+        nb_hasher_update_u64(h, (uint64_t) st->st_ctim.tv_sec * 1000000000ull + (uint64_t) st->st_ctim.tv_nsec);
 }
 
 void nb_hasher_update_str(struct nb_hasher *h, const char *s) {

@@ -14,6 +14,10 @@ void nb_hasher_update(struct nb_hasher *h, const void *data, size_t len);
 /* Feeds a string with its length first, so ("ab","c") and ("a","bc") differ. */
 void nb_hasher_update_str(struct nb_hasher *h, const char *s);
 void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v);
+/* Feeds what identifies a file's content without reading it, as git's index does:
+ * device, inode, size, mtime and ctime (which no one can set back after a write). */
+struct stat;
+void nb_hasher_update_file_identity(struct nb_hasher *h, const struct stat *st);
 /* Writes the hex digest (NB_DIGEST_HEX_LEN + 1 bytes) and frees h. */
 void nb_hasher_finish(struct nb_hasher *h, char out[NB_DIGEST_HEX_LEN + 1]);
 void nb_hasher_freep(struct nb_hasher **h);

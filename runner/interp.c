@@ -213,11 +213,7 @@ static int probe_output(struct nb_store *store, const char *python, const struct
         nb_hasher_update_str(h, probe_script);
         nb_hasher_update_str(h, python);
         nb_hasher_update_str(h, py->path);
-        nb_hasher_update_u64(h, (uint64_t) st.st_dev);
-        nb_hasher_update_u64(h, (uint64_t) st.st_ino);
-        nb_hasher_update_u64(h, (uint64_t) st.st_size);
-        nb_hasher_update_u64(h, (uint64_t) st.st_mtim.tv_sec * 1000000000ull + (uint64_t) st.st_mtim.tv_nsec);
-        nb_hasher_update_u64(h, (uint64_t) st.st_ctim.tv_sec * 1000000000ull + (uint64_t) st.st_ctim.tv_nsec);
+        nb_hasher_update_file_identity(h, &st);
         nb_hasher_finish(h, key);
         size_t len = 0;
         if (nb_ac_get(store, key, out, &len, NULL) == 0) {

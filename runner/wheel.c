@@ -181,11 +181,7 @@ static int wheel_sha256(struct nb_store *store, int fd, char out[NB_DIGEST_HEX_L
         if (!h)
                 return -ENOMEM;
         nb_hasher_update_str(h, "nestbox-wheel-sha256-1");
-        nb_hasher_update_u64(h, (uint64_t) st.st_dev);
-        nb_hasher_update_u64(h, (uint64_t) st.st_ino);
-        nb_hasher_update_u64(h, (uint64_t) st.st_size);
-        nb_hasher_update_u64(h, (uint64_t) st.st_mtim.tv_sec * 1000000000ull + (uint64_t) st.st_mtim.tv_nsec);
-        nb_hasher_update_u64(h, (uint64_t) st.st_ctim.tv_sec * 1000000000ull + (uint64_t) st.st_ctim.tv_nsec);
+        nb_hasher_update_file_identity(h, &st);
         nb_hasher_finish(h, key);
         _cleanup_free_ char *known = NULL;
         size_t len = 0;

@@ -59,7 +59,6 @@ struct nb_sandbox_config {
         enum nb_network network;
         uid_t uid;             /* inside; default 1000 */
         gid_t gid;
-        bool verbose;          /* setup steps to stderr */
         int stdin_fd, stdout_fd, stderr_fd; /* -1: inherit ours */
         /* Called in the parent once the sandbox's pid 1 exists (host pid). */
         void (*on_started)(pid_t init_pid, void *userdata);
