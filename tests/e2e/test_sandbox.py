@@ -737,3 +737,19 @@ def test_doctor():
     assert r.returncode == 0, r.stderr
     m = re.search(r"^\s+ptrace\s+(\S.*)$", r.stdout, re.M)
     assert m and len(m.group(1)) > 10, r.stdout
+
+
+def test_no_user_namespaces_is_a_clear_error_naming_the_sysctl():
+    """Inside a user namespace whose user.max_user_namespaces is 0, nestbox cannot make
+    its own: the error says so and names the knobs, and doctor fails on it."""
+    script = (f"echo 0 > /proc/sys/user/max_user_namespaces || exit 99; "
+              f"{NESTBOX} sandbox --ro-bind /usr /usr -- /usr/bin/true; echo rc=$?; "
+              f"{NESTBOX} doctor; echo doctor=$?")
+    p = subprocess.run(["unshare", "--user", "--map-root-user", "/bin/sh", "-c", script],
+                       capture_output=True, text=True, timeout=60)
+    if p.returncode == 99:
+        pytest.skip("cannot lower user.max_user_namespaces here")
+    assert "rc=3" in p.stdout and "doctor=3" in p.stdout, p.stdout + p.stderr
+    first = p.stderr.splitlines()[0]
+    assert first.startswith("nestbox: cannot create a user namespace") and "user.max_user_namespaces" in first
+    assert "user namespaces        no" in p.stdout
