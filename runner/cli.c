@@ -2,6 +2,7 @@
 /* What every subcommand prints with: one line per error, the manual on --help. */
 #include <stdarg.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "cli.h"
 
@@ -22,4 +23,11 @@ int nb_die_error(int code, const struct nb_error *err) {
 int nb_usage(FILE *f, const char *text, int code) {
         fputs(text, f);
         return code;
+}
+
+int nb_dispatch(const struct nb_command *commands, size_t n, int argc, char **argv) {
+        for (size_t i = 0; i < n; i++)
+                if (strcmp(argv[1], commands[i].name) == 0)
+                        return commands[i].fn(argc - 1, argv + 1);
+        return -1;
 }

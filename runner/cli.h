@@ -21,6 +21,14 @@ int cmd_venv(int argc, char **argv);
 int cmd_test(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
 
+struct nb_command {
+        const char *name;
+        int (*fn)(int argc, char **argv);
+};
+
+/* Runs the command argv[1] names from the table; -1 when it names none. */
+int nb_dispatch(const struct nb_command *commands, size_t n, int argc, char **argv);
+
 /* Prints "nestbox: <message>" on stderr and returns code. */
 int nb_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int nb_die_error(int code, const struct nb_error *err);

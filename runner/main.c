@@ -28,12 +28,7 @@ static const char main_usage[] =
         "Exit codes: 0 passed, 1 tests failed, 2 usage or input error,\n"
         "3 sandbox or infrastructure error, 4 timeout.\n";
 
-struct command {
-        const char *name;
-        int (*fn)(int argc, char **argv);
-};
-
-static const struct command commands[] = {
+static const struct nb_command commands[] = {
         { "sandbox", cmd_sandbox },
         { "doctor", cmd_doctor },
 };
@@ -65,9 +60,9 @@ int main(int argc, char **argv) {
                 printf("nestbox %s\n", NESTBOX_VERSION);
                 return 0;
         }
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                if (strcmp(verb, commands[i].name) == 0)
-                        return commands[i].fn(argc - 1, argv + 1);
+        int r = nb_dispatch(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
+        if (r >= 0)
+                return r;
         for (size_t i = 0; i < sizeof(runner_commands) / sizeof(runner_commands[0]); i++)
                 if (strcmp(verb, runner_commands[i]) == 0)
                         return exec_runner(argv);

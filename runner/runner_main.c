@@ -6,12 +6,7 @@
 
 #include "cli.h"
 
-struct command {
-        const char *name;
-        int (*fn)(int argc, char **argv);
-};
-
-static const struct command commands[] = {
+static const struct nb_command commands[] = {
         { "sandbox", cmd_sandbox },
         { "doctor", cmd_doctor },
         { "venv", cmd_venv },
@@ -22,8 +17,8 @@ static const struct command commands[] = {
 int main(int argc, char **argv) {
         if (argc < 2)
                 return nb_die(NB_EXIT_USAGE, "nestbox-runner is run by nestbox; see 'nestbox --help'");
-        for (size_t i = 0; i < sizeof(commands) / sizeof(commands[0]); i++)
-                if (strcmp(argv[1], commands[i].name) == 0)
-                        return commands[i].fn(argc - 1, argv + 1);
+        int r = nb_dispatch(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
+        if (r >= 0)
+                return r;
         return nb_die(NB_EXIT_USAGE, "'%s' is not a nestbox command; see 'nestbox --help'", argv[1]);
 }

@@ -14,7 +14,7 @@ import pytest
 
 from conftest import NESTBOX, ROOT, run
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
-from workspace import make_workspace
+from workspace import copy_examples, make_workspace
 
 
 @pytest.fixture
@@ -156,12 +156,7 @@ def test_concurrent_runs_share_one_entry(cache, ws):
 
 
 def test_coverage_matches_coverage_by_hand(tmp_path, resolve_dir, cache):  # noqa: F811
-    ex = tmp_path / "examples"
-    shutil.copytree(ROOT / "examples", ex, ignore=shutil.ignore_patterns("wheelhouse", "default.lock", ".nestbox"))
-    shutil.copytree(resolve_dir / "wheelhouse", ex / "3rdparty/python/wheelhouse")
-    subprocess.run([str(ROOT / "tests/wheelhouse/make"), str(ex / "3rdparty/python/wheelhouse"),
-                    "--local-packages", str(ex / "3rdparty/python/packages/greenlib"),
-                    "--lock", str(ex / "3rdparty/python/default.lock")], check=True, capture_output=True)
+    ex = copy_examples(tmp_path / "examples", resolve_dir)
     out = tmp_path / "out"
     p = run(["test", "--cache", cache, "--coverage", "--output", out, ex, "project1/tests"], timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from conftest import ROOT, run
-from workspace import build_wheelhouse, make_workspace
+from workspace import build_wheelhouse, copy_examples, make_workspace
 
 
 @pytest.fixture(scope="session")
@@ -201,12 +201,7 @@ def test_unknown_target_and_bad_workspace(tmp_path, resolve_dir, cache):
 
 def test_example_monorepo_passes(tmp_path, resolve_dir, cache):
     """The README's example, on the shared wheelhouse: every target passes."""
-    ex = tmp_path / "examples"
-    shutil.copytree(ROOT / "examples", ex, ignore=shutil.ignore_patterns("wheelhouse", "default.lock", ".nestbox"))
-    shutil.copytree(resolve_dir / "wheelhouse", ex / "3rdparty/python/wheelhouse")
-    subprocess.run([str(ROOT / "tests/wheelhouse/make"), str(ex / "3rdparty/python/wheelhouse"),
-                    "--local-packages", str(ex / "3rdparty/python/packages/greenlib"),
-                    "--lock", str(ex / "3rdparty/python/default.lock")], check=True, capture_output=True)
+    ex = copy_examples(tmp_path / "examples", resolve_dir)
     p = run(["test", "--cache", cache, ex], timeout=600)
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.count(" PASSED in ") == 3

@@ -2,6 +2,7 @@
 wheelhouse (built once per session by tests/wheelhouse/make)."""
 import json
 import os
+import shutil
 import subprocess
 from pathlib import Path
 
@@ -46,3 +47,15 @@ def make_workspace(root: Path, resolve_dir: Path, files: dict, targets: dict | N
     (root / "nestbox.json").write_text(json.dumps(doc, indent=2))
     os.chmod(root, 0o755)
     return root
+
+
+def copy_examples(dest: Path, resolve_dir: Path) -> Path:
+    """A copy of examples/ with its python-default resolve made from the shared
+    wheelhouse plus the example's own packages."""
+    shutil.copytree(ROOT / "examples", dest, ignore=shutil.ignore_patterns("wheelhouse", "default.lock", ".nestbox"))
+    wheelhouse = dest / "3rdparty/python/wheelhouse"
+    shutil.copytree(resolve_dir / "wheelhouse", wheelhouse)
+    subprocess.run([str(ROOT / "tests/wheelhouse/make"), str(wheelhouse),
+                    "--local-packages", str(dest / "3rdparty/python/packages/greenlib"),
+                    "--lock", str(dest / "3rdparty/python/default.lock")], check=True, capture_output=True)
+    return dest
