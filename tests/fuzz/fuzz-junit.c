@@ -7,7 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "junit.h"
+#include "junit/junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 

@@ -8,7 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include "artifact.h"
+#include "cache/artifact.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "test.h"

@@ -12,7 +12,7 @@
 #include <time.h>
 #include <unistd.h>
 
-#include "cas.h"
+#include "cache/cas.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "test.h"

@@ -8,7 +8,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cas.h"
+#include "cache/cas.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "test.h"

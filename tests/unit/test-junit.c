@@ -12,7 +12,7 @@
 
 #include <libxml/parser.h>
 
-#include "junit.h"
+#include "junit/junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 #include "test.h"

@@ -3,8 +3,8 @@
 #include <stdbool.h>
 #include <string.h>
 
-#include "interp.h"
-#include "lockfile.h"
+#include "python/interp.h"
+#include "python/lockfile.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 #include "test.h"

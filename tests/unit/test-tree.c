@@ -6,13 +6,13 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "cache_dir.h"
-#include "digest.h"
+#include "cache/cache_dir.h"
+#include "cache/digest.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 #include "nestbox/fs.h"
 #include "test.h"
-#include "tree.h"
+#include "workspace/tree.h"
 
 /* A scratch workspace:
  *   lib/src/python/lib/{__init__.py, util.py, data.txt, deep/a/b/c.py}

@@ -9,7 +9,7 @@
 #include "nestbox/error.h"
 #include "nestbox/fs.h"
 #include "test.h"
-#include "workspace.h"
+#include "workspace/workspace.h"
 
 /* JSON is written with ' for " to stay readable here. */
 static char *json(const char *s) {

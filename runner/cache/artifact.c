@@ -1,0 +1,424 @@
+/* SPDX-License-Identifier: MIT */
+/* The per-run artifact (artifact.h): a deterministic tar.zst, built and read in memory
+ * with libarchive. Unpacking treats the bytes as hostile: only regular files, names
+ * checked component by component, every size capped before it is allocated. */
+#include <archive.h>
+#include <archive_entry.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/artifact.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+
+#define MAX_NAME 4096
+#define MAX_DEPTH 256
+
+static void archive_writep(struct archive **a) {
+        if (*a)
+                archive_write_free(*a);
+}
+
+static void archive_readp(struct archive **a) {
+        if (*a)
+                archive_read_free(*a);
+}
+
+static void archive_entryp(struct archive_entry **e) {
+        if (*e)
+                archive_entry_free(*e);
+}
+
+/* Relative, "/"-separated, no empty, "." or ".." component, no leading "/". */
+static bool name_ok(const char *name) {
+        if (!name || !*name || strlen(name) > MAX_NAME || name[0] == '/')
+                return false;
+        for (const char *p = name; *p;) {
+                size_t n = strcspn(p, "/");
+                if (n == 0 || (n == 1 && p[0] == '.') || (n == 2 && p[0] == '.' && p[1] == '.'))
+                        return false;
+                p += n;
+                if (*p == '/' && !*++p)
+                        return false; /* trailing "/": a directory, not a file */
+        }
+        return true;
+}
+
+static struct nb_artifact_entry *find(const struct nb_artifact *a, const char *name) {
+        for (size_t i = 0; i < a->n; i++)
+                if (strcmp(a->entries[i].name, name) == 0)
+                        return &a->entries[i];
+        return NULL;
+}
+
+const struct nb_artifact_entry *nb_artifact_find(const struct nb_artifact *a, const char *name) {
+        return find(a, name);
+}
+
+/* Takes ownership of name and data (also on failure). */
+static int add_owned(struct nb_artifact *a, char *name, char *data, size_t len) {
+        _cleanup_free_ char *n = name, *d = data;
+        if (!name_ok(n))
+                return -EINVAL;
+        struct nb_artifact_entry *e = find(a, n);
+        if (e) {
+                free(e->data);
+                e->data = TAKE_PTR(d);
+                e->len = len;
+                return 0;
+        }
+        struct nb_artifact_entry *nv = reallocarray(a->entries, a->n + 1, sizeof(*nv));
+        if (!nv)
+                return -ENOMEM;
+        a->entries = nv;
+        a->entries[a->n++] = (struct nb_artifact_entry) { TAKE_PTR(n), TAKE_PTR(d), len };
+        return 0;
+}
+
+int nb_artifact_add(struct nb_artifact *a, const char *name, const void *data, size_t len) {
+        if (!name_ok(name))
+                return -EINVAL;
+        char *n = strdup(name);
+        char *d = malloc(len + 1); /* NUL-terminated, so text entries can be used as strings */
+        if (!n || !d) {
+                free(n);
+                free(d);
+                return -ENOMEM;
+        }
+        if (len)
+                memcpy(d, data, len);
+        d[len] = 0;
+        return add_owned(a, n, d, len);
+}
+
+void nb_artifact_done(struct nb_artifact *a) {
+        for (size_t i = 0; i < a->n; i++) {
+                free(a->entries[i].name);
+                free(a->entries[i].data);
+        }
+        free(a->entries);
+        a->entries = NULL;
+        a->n = 0;
+}
+
+struct walk {
+        struct nb_artifact *a;
+        size_t max_file, max_total, total;
+        struct nb_error *err;
+};
+
+static int add_file(struct walk *w, int dirfd, const char *name, const char *full) {
+        _cleanup_close_ int fd = nb_open_beneath(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
+        if (fd == -ELOOP || fd == -ENOENT)
+                return 0; /* became a symlink, or went away, since we looked */
+        if (fd < 0)
+                return nb_error_set(w->err, fd, "artifact: reading %s", full);
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return nb_error_set(w->err, errno, "artifact: reading %s", full);
+        if (!S_ISREG(st.st_mode))
+                return 0;
+        if ((uint64_t) st.st_size > w->max_file)
+                return nb_error_setx(w->err, EFBIG, "artifact: %s is %llu bytes, more than the %zu allowed per file",
+                                     full, (unsigned long long) st.st_size, w->max_file);
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r = nb_read_fd(fd, w->max_file, &data, &len);
+        if (r == -EFBIG)
+                return nb_error_setx(w->err, EFBIG, "artifact: %s grew beyond the %zu bytes allowed per file", full,
+                                     w->max_file);
+        if (r < 0)
+                return nb_error_set(w->err, r, "artifact: reading %s", full);
+        if (len > w->max_total - w->total)
+                return nb_error_setx(w->err, EFBIG, "artifact: adding %s takes the outputs beyond %zu bytes in all",
+                                     full, w->max_total);
+        w->total += len;
+        char *n = strdup(full);
+        if (!n)
+                return nb_error_set(w->err, ENOMEM, "artifact");
+        r = add_owned(w->a, n, TAKE_PTR(data), len);
+        return r < 0 ? nb_error_set(w->err, r, "artifact: adding %s", full) : 0;
+}
+
+/* dfd is an O_DIRECTORY fd (consumed); prefix is what names below it start with. */
+static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth) {
+        if (depth > MAX_DEPTH) {
+                close(dfd);
+                return nb_error_setx(w->err, ELOOP, "artifact: %s: directories nest deeper than %d", prefix, MAX_DEPTH);
+        }
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_fdopendir(dfd, &d);
+        if (k < 0)
+                return nb_error_set(w->err, -k, "artifact: listing %s", prefix);
+        struct dirent *de;
+        while ((de = nb_readdir_no_dots(d))) {
+                _cleanup_free_ char *full = NULL;
+                if (asprintf(&full, "%s%s", prefix, de->d_name) < 0)
+                        return nb_error_set(w->err, ENOMEM, "artifact");
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0) {
+                        if (errno == ENOENT)
+                                continue;
+                        return nb_error_set(w->err, errno, "artifact: %s", full);
+                }
+                int r = 0;
+                if (S_ISDIR(st.st_mode)) {
+                        int sub = nb_open_beneath(dirfd(d), de->d_name, O_RDONLY | O_DIRECTORY, 0);
+                        if (sub == -ELOOP || sub == -ENOENT)
+                                continue; /* swapped for a symlink, or gone */
+                        if (sub < 0)
+                                return nb_error_set(w->err, sub, "artifact: %s", full);
+                        _cleanup_free_ char *subprefix = NULL;
+                        if (asprintf(&subprefix, "%s/", full) < 0) {
+                                close(sub);
+                                return nb_error_set(w->err, ENOMEM, "artifact");
+                        }
+                        r = walk_dir(w, sub, subprefix, depth + 1);
+                } else if (S_ISREG(st.st_mode))
+                        r = add_file(w, dirfd(d), de->d_name, full);
+                /* Symlinks, devices, fifos and sockets are not outputs: skipped. */
+                if (r < 0)
+                        return r;
+                errno = 0;
+        }
+        return errno ? nb_error_set(w->err, errno, "artifact: listing %s", prefix) : 0;
+}
+
+int nb_artifact_add_tree(struct nb_artifact *a, int dir_fd, const char *prefix, size_t max_file, size_t max_total,
+                         struct nb_error *err) {
+        _cleanup_free_ char *p = NULL;
+        size_t plen = prefix ? strlen(prefix) : 0;
+        if (asprintf(&p, "%s%s", plen ? prefix : "", plen && prefix[plen - 1] != '/' ? "/" : "") < 0)
+                return nb_error_set(err, ENOMEM, "artifact");
+        int fd = nb_open_beneath(dir_fd, ".", O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0)
+                return nb_error_set(err, fd, "artifact: %s", plen ? prefix : ".");
+        struct walk w = { a, max_file, max_total, 0, err };
+        return walk_dir(&w, fd, p, 0);
+}
+
+/* The packed bytes grow in one buffer; no size is known in advance. */
+struct membuf {
+        char *data;
+        size_t len, cap;
+};
+
+static la_ssize_t membuf_write(struct archive *a, void *userdata, const void *buf, size_t n) {
+        struct membuf *m = userdata;
+        if (n > m->cap - m->len) {
+                size_t ncap = m->cap ? m->cap : 65536;
+                while (ncap - m->len < n) {
+                        if (ncap > SIZE_MAX / 2) {
+                                archive_set_error(a, ENOMEM, "artifact too large");
+                                return -1;
+                        }
+                        ncap *= 2;
+                }
+                char *nd = realloc(m->data, ncap);
+                if (!nd) {
+                        archive_set_error(a, ENOMEM, "out of memory");
+                        return -1;
+                }
+                m->data = nd;
+                m->cap = ncap;
+        }
+        memcpy(m->data + m->len, buf, n);
+        m->len += n;
+        return (la_ssize_t) n;
+}
+
+static int by_name(const void *x, const void *y) {
+        const struct nb_artifact_entry *const *a = x, *const *b = y;
+        return strcmp((*a)->name, (*b)->name);
+}
+
+static int archive_failed(struct nb_error *err, struct archive *ar, const char *what) {
+        int e = archive_errno(ar) > 0 ? archive_errno(ar) : EIO;
+        const char *msg = archive_error_string(ar);
+        return nb_error_setx(err, e, "artifact: %s: %s", what, msg ? msg : strerror(e));
+}
+
+static int write_entry(struct archive *ar, const struct nb_artifact_entry *e, struct nb_error *err) {
+        _cleanup_(archive_entryp) struct archive_entry *ae = archive_entry_new();
+        if (!ae)
+                return nb_error_set(err, ENOMEM, "artifact");
+        /* Everything that could differ between two runs is fixed: owner, mode, time. */
+        archive_entry_copy_pathname(ae, e->name);
+        archive_entry_set_filetype(ae, AE_IFREG);
+        archive_entry_set_perm(ae, 0644);
+        archive_entry_set_uid(ae, 0);
+        archive_entry_set_gid(ae, 0);
+        archive_entry_set_mtime(ae, 0, 0);
+        archive_entry_set_size(ae, (la_int64_t) e->len);
+        if (archive_write_header(ar, ae) != ARCHIVE_OK)
+                return archive_failed(err, ar, e->name);
+        for (size_t off = 0; off < e->len;) {
+                la_ssize_t w = archive_write_data(ar, e->data + off, e->len - off);
+                if (w <= 0)
+                        return archive_failed(err, ar, e->name);
+                off += (size_t) w;
+        }
+        return 0;
+}
+
+static void membuf_done(struct membuf *m) {
+        free(m->data);
+}
+
+int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, struct nb_error *err) {
+        _cleanup_free_ const struct nb_artifact_entry **sorted = calloc(a->n + 1, sizeof(*sorted));
+        if (!sorted)
+                return nb_error_set(err, ENOMEM, "artifact");
+        for (size_t i = 0; i < a->n; i++)
+                sorted[i] = &a->entries[i];
+        qsort(sorted, a->n, sizeof(*sorted), by_name);
+
+        _cleanup_(membuf_done) struct membuf m = {};
+        _cleanup_(archive_writep) struct archive *ar = archive_write_new();
+        if (!ar)
+                return nb_error_set(err, ENOMEM, "artifact");
+        /* pax_restricted: plain ustar headers, and a pax header (path only, no times)
+         * just for names ustar cannot hold. No padding to 10 KiB blocks. The zstd
+         * filter must be libzstd itself (ARCHIVE_WARN means an external program). */
+        if (archive_write_set_format_pax_restricted(ar) != ARCHIVE_OK ||
+            archive_write_add_filter_zstd(ar) != ARCHIVE_OK || archive_write_set_bytes_in_last_block(ar, 1) != ARCHIVE_OK)
+                return archive_failed(err, ar, "setting up tar.zst");
+        if (archive_write_open(ar, &m, NULL, membuf_write, NULL) != ARCHIVE_OK)
+                return archive_failed(err, ar, "packing");
+        for (size_t i = 0; i < a->n; i++) {
+                int r = write_entry(ar, sorted[i], err);
+                if (r < 0)
+                        return r;
+        }
+        if (archive_write_close(ar) != ARCHIVE_OK)
+                return archive_failed(err, ar, "packing");
+        *ret = TAKE_PTR(m.data);
+        *ret_len = m.len;
+        return 0;
+}
+
+/* Reads one entry's data; the declared size is untrusted, so memory grows with what
+ * actually arrives and never beyond the caps. */
+static int read_entry_data(struct archive *ar, const char *name, la_int64_t declared, size_t *total, char **ret,
+                           size_t *ret_len, struct nb_error *err) {
+        if (declared < 0 || (uint64_t) declared > NB_ARTIFACT_MAX_ENTRY)
+                return nb_error_setx(err, EFBIG, "artifact: entry %s is larger than %u bytes", name,
+                                     NB_ARTIFACT_MAX_ENTRY);
+        if ((uint64_t) declared > NB_ARTIFACT_MAX_TOTAL - *total)
+                return nb_error_setx(err, EFBIG, "artifact: entries add up to more than %u bytes",
+                                     NB_ARTIFACT_MAX_TOTAL);
+        size_t want = (size_t) declared, cap = want < 65536 ? want : 65536, len = 0;
+        _cleanup_free_ char *buf = malloc(cap + 1);
+        if (!buf)
+                return nb_error_set(err, ENOMEM, "artifact");
+        for (;;) {
+                if (len == cap && cap < want) {
+                        size_t ncap = cap * 2 < want ? cap * 2 : want;
+                        char *nb = realloc(buf, ncap + 1);
+                        if (!nb)
+                                return nb_error_set(err, ENOMEM, "artifact");
+                        buf = nb;
+                        cap = ncap;
+                }
+                if (len == cap) {
+                        /* libarchive stops at the declared size; one byte more is an error. */
+                        char probe;
+                        la_ssize_t r = archive_read_data(ar, &probe, 1);
+                        if (r != 0)
+                                return r < 0 ? archive_failed(err, ar, name)
+                                             : nb_error_setx(err, EINVAL, "artifact: entry %s: more data than declared", name);
+                        break;
+                }
+                la_ssize_t r = archive_read_data(ar, buf + len, cap - len);
+                if (r < 0)
+                        return archive_failed(err, ar, name);
+                if (r == 0)
+                        return nb_error_setx(err, EINVAL, "artifact: entry %s is truncated", name);
+                len += (size_t) r;
+        }
+        buf[len] = 0;
+        *total += len;
+        *ret = TAKE_PTR(buf);
+        *ret_len = len;
+        return 0;
+}
+
+int nb_artifact_unpack(const char *data, size_t len, struct nb_artifact *ret, struct nb_error *err) {
+        _cleanup_(archive_readp) struct archive *ar = archive_read_new();
+        if (!ar)
+                return nb_error_set(err, ENOMEM, "artifact");
+        if (archive_read_support_filter_zstd(ar) != ARCHIVE_OK || archive_read_support_format_tar(ar) != ARCHIVE_OK)
+                return archive_failed(err, ar, "setting up tar.zst");
+        if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK)
+                return archive_failed(err, ar, "not a tar.zst");
+        struct nb_artifact a = {};
+        size_t total = 0;
+        int r = 0;
+        for (;;) {
+                struct archive_entry *ae;
+                int h = archive_read_next_header(ar, &ae);
+                if (h == ARCHIVE_EOF)
+                        break;
+                if (h != ARCHIVE_OK) {
+                        r = archive_failed(err, ar, "reading");
+                        break;
+                }
+                const char *name = archive_entry_pathname(ae);
+                if (!name_ok(name)) {
+                        r = nb_error_setx(err, EINVAL, "artifact: refusing entry name '%s'", name ? name : "");
+                        break;
+                }
+                if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae)) {
+                        r = nb_error_setx(err, EINVAL, "artifact: entry %s is not a regular file", name);
+                        break;
+                }
+                if (find(&a, name)) {
+                        r = nb_error_setx(err, EINVAL, "artifact: entry %s appears twice", name);
+                        break;
+                }
+                char *buf = NULL;
+                size_t n = 0;
+                r = read_entry_data(ar, name, archive_entry_size(ae), &total, &buf, &n, err);
+                if (r < 0)
+                        break;
+                char *copy = strdup(name);
+                r = copy ? add_owned(&a, copy, buf, n) : (free(buf), -ENOMEM);
+                if (r < 0) {
+                        nb_error_set(err, r, "artifact: %s", name);
+                        break;
+                }
+        }
+        if (r < 0) {
+                nb_artifact_done(&a);
+                return r;
+        }
+        *ret = a;
+        return 0;
+}
+
+int nb_artifact_extract(const struct nb_artifact *a, int dir_fd, struct nb_error *err) {
+        for (size_t i = 0; i < a->n; i++) {
+                const struct nb_artifact_entry *e = &a->entries[i];
+                if (!name_ok(e->name))
+                        return nb_error_setx(err, EINVAL, "artifact: refusing entry name '%s'", e->name);
+                const char *slash = strrchr(e->name, '/');
+                _cleanup_close_ int dfd = -1;
+                if (slash) {
+                        _cleanup_free_ char *dir = strndup(e->name, (size_t) (slash - e->name));
+                        if (!dir)
+                                return nb_error_set(err, ENOMEM, "artifact");
+                        dfd = nb_mkdir_p_beneath(dir_fd, dir, 0755);
+                        if (dfd < 0)
+                                return nb_error_set(err, dfd, "artifact: extracting %s", e->name);
+                }
+                int r = nb_write_file_atomic(slash ? dfd : dir_fd, slash ? slash + 1 : e->name, e->data, e->len, 0644);
+                if (r < 0)
+                        return nb_error_set(err, r, "artifact: extracting %s", e->name);
+        }
+        return 0;
+}

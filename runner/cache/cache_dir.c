@@ -1,0 +1,121 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/file.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/cache_dir.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+
+static const char *const layout[] = { "cas", "ac", "venvs", "trees", "tmp" };
+
+static char *default_cache_path(void) {
+        char *p = NULL;
+        const char *xdg = getenv("XDG_CACHE_HOME");
+        const char *home = getenv("HOME");
+        if (xdg && *xdg == '/') {
+                if (asprintf(&p, "%s/nestbox", xdg) < 0)
+                        return NULL;
+        } else if (home && *home == '/') {
+                if (asprintf(&p, "%s/.cache/nestbox", home) < 0)
+                        return NULL;
+        } else if (asprintf(&p, "/tmp/nestbox-cache-%u", (unsigned) getuid()) < 0)
+                return NULL;
+        return p;
+}
+
+int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *err) {
+        c->fd = -1;
+        c->path = NULL;
+        _cleanup_free_ char *path = dir ? realpath(dir, NULL) : NULL;
+        if (dir && !path) {
+                if (errno != ENOENT)
+                        return nb_error_set(err, errno, "cache %s", dir);
+                if (mkdir(dir, 0755) < 0 && errno != EEXIST)
+                        return nb_error_set(err, errno, "cache %s", dir);
+                path = realpath(dir, NULL);
+                if (!path)
+                        return nb_error_set(err, errno, "cache %s", dir);
+        }
+        if (!path) {
+                path = default_cache_path();
+                if (!path)
+                        return nb_error_set(err, ENOMEM, "cache");
+                /* The default path is absolute: walk it from "/". */
+                _cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
+                _cleanup_close_ int made = root < 0 ? -errno : nb_mkdir_p_beneath(root, path + 1, 0755);
+                if (made < 0)
+                        return nb_error_set(err, -made, "cache %s", path);
+        }
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (fd < 0)
+                return nb_error_set(err, errno, "cache %s", path);
+        for (size_t i = 0; i < NB_ELEMENTSOF(layout); i++)
+                if (mkdirat(fd, layout[i], 0755) < 0 && errno != EEXIST)
+                        return nb_error_set(err, errno, "cache %s/%s", path, layout[i]);
+        c->fd = TAKE_FD(fd);
+        c->path = TAKE_PTR(path);
+        return 0;
+}
+
+void nb_cache_dir_close(struct nb_cache_dir *c) {
+        if (c->fd >= 0)
+                close(c->fd);
+        c->fd = -1;
+        free(c->path);
+        c->path = NULL;
+}
+
+int nb_cache_dir_mkdtemp(struct nb_cache_dir *c, const char *prefix, char **ret_rel, struct nb_error *err) {
+        _cleanup_free_ char *full = NULL;
+        if (asprintf(&full, "%s/tmp/%s.XXXXXX", c->path, prefix) < 0)
+                return nb_error_set(err, ENOMEM, "cache");
+        if (!mkdtemp(full))
+                return nb_error_set(err, errno, "cache %s", full);
+        char *rel = strdup(full + strlen(c->path) + 1);
+        if (!rel)
+                return nb_error_set(err, ENOMEM, "cache");
+        *ret_rel = rel;
+        return 0;
+}
+
+int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd) {
+        _cleanup_close_ int fd = openat(c->fd, rel, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (fd < 0)
+                return -errno;
+        if (flock(fd, LOCK_SH) < 0)
+                return -errno;
+        /* gc renames an entry away while holding its lock exclusively: once we have the
+         * lock, the entry is either still at rel or gone for good. */
+        struct stat held, now;
+        if (fstat(fd, &held) < 0)
+                return -errno;
+        if (fstatat(c->fd, rel, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_ino != held.st_ino ||
+            now.st_dev != held.st_dev)
+                return -ENOENT;
+        (void) futimens(fd, NULL); /* only recency for gc: a read-only cache still works */
+        *ret_fd = TAKE_FD(fd);
+        return 0;
+}
+
+int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char *final_rel, struct nb_error *err) {
+        if (renameat(c->fd, tmp_rel, c->fd, final_rel) == 0) {
+                _cleanup_close_ int d = openat(c->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (d >= 0)
+                        (void) fsync(d);
+                return 0;
+        }
+        if (errno == EEXIST || errno == ENOTEMPTY) {
+                /* Someone else published the same digest first: theirs is as good as ours. */
+                (void) nb_rm_rf_at(c->fd, tmp_rel);
+                return 0;
+        }
+        int e = errno;
+        (void) nb_rm_rf_at(c->fd, tmp_rel);
+        return nb_error_set(err, e, "cache %s/%s", c->path, final_rel);
+}

@@ -1,0 +1,113 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <openssl/evp.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/digest.h"
+
+struct nb_hasher {
+        EVP_MD_CTX *ctx;
+};
+
+struct nb_hasher *nb_hasher_new(void) {
+        struct nb_hasher *h = calloc(1, sizeof(*h));
+        if (!h)
+                return NULL;
+        h->ctx = EVP_MD_CTX_new();
+        if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
+                EVP_MD_CTX_free(h->ctx);
+                free(h);
+                return NULL;
+        }
+        return h;
+}
+
+void nb_hasher_update(struct nb_hasher *h, const void *data, size_t len) {
+        EVP_DigestUpdate(h->ctx, data, len);
+}
+
+void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v) {
+        unsigned char b[8];
+        for (int i = 0; i < 8; i++)
+                b[i] = (unsigned char) (v >> (8 * i));
+        nb_hasher_update(h, b, sizeof(b));
+}
+
+void nb_hasher_update_file_identity(struct nb_hasher *h, const struct stat *st) {
+        nb_hasher_update_u64(h, (uint64_t) st->st_dev);
+        nb_hasher_update_u64(h, (uint64_t) st->st_ino);
+        nb_hasher_update_u64(h, (uint64_t) st->st_size);
+        nb_hasher_update_u64(h, (uint64_t) st->st_mtim.tv_sec * 1000000000ull + (uint64_t) st->st_mtim.tv_nsec);
+        nb_hasher_update_u64(h, (uint64_t) st->st_ctim.tv_sec * 1000000000ull + (uint64_t) st->st_ctim.tv_nsec);
+}
+
+void nb_hasher_update_str(struct nb_hasher *h, const char *s) {
+        size_t n = s ? strlen(s) : 0;
+        nb_hasher_update_u64(h, n);
+        nb_hasher_update(h, s ? s : "", n);
+}
+
+static void to_hex(const unsigned char *md, unsigned n, char *out) {
+        static const char hex[] = "0123456789abcdef";
+        for (unsigned i = 0; i < n; i++) {
+                out[2 * i] = hex[md[i] >> 4];
+                out[2 * i + 1] = hex[md[i] & 15];
+        }
+        out[2 * n] = 0;
+}
+
+void nb_hasher_finish(struct nb_hasher *h, char out[NB_DIGEST_HEX_LEN + 1]) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        EVP_DigestFinal_ex(h->ctx, md, &n);
+        to_hex(md, n, out);
+        EVP_MD_CTX_free(h->ctx);
+        free(h);
+}
+
+void nb_hasher_freep(struct nb_hasher **h) {
+        if (*h) {
+                EVP_MD_CTX_free((*h)->ctx);
+                free(*h);
+        }
+}
+
+void nb_sha256_hex(const void *data, size_t len, char out[NB_DIGEST_HEX_LEN + 1]) {
+        unsigned char md[EVP_MAX_MD_SIZE];
+        unsigned n = 0;
+        EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
+        to_hex(md, n, out);
+}
+
+int nb_sha256_fd(int fd, char out[NB_DIGEST_HEX_LEN + 1]) {
+        struct nb_hasher *h = nb_hasher_new();
+        if (!h)
+                return -ENOMEM;
+        char buf[65536];
+        for (;;) {
+                ssize_t r = read(fd, buf, sizeof(buf));
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        int e = -errno;
+                        nb_hasher_freep(&h);
+                        return e;
+                }
+                if (r == 0)
+                        break;
+                nb_hasher_update(h, buf, (size_t) r);
+        }
+        nb_hasher_finish(h, out);
+        return 0;
+}
+
+int nb_is_digest(const char *s) {
+        if (!s || strlen(s) != NB_DIGEST_HEX_LEN)
+                return 0;
+        for (const char *p = s; *p; p++)
+                if (!((*p >= '0' && *p <= '9') || (*p >= 'a' && *p <= 'f')))
+                        return 0;
+        return 1;
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* nestbox doctor: what this kernel offers and exactly what a run will get. */
+#include <stdio.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "nestbox/probe.h"
+#include "nestbox/sandbox.h"
+
+static const char usage[] =
+        "usage: nestbox doctor [--syscalls]\n"
+        "\n"
+        "Prints what this kernel offers (user namespaces, seccomp and its user notification,\n"
+        "cgroup v2 and its delegated controllers, the cgroup v1 hierarchies, overlayfs,\n"
+        "pidfd, openat2, the new mount API) and which isolation and limits a run will get.\n"
+        "Exits 3 when a feature nestbox cannot work without is missing, else 0.\n"
+        "\n"
+        "  --syscalls   also list the seccomp deny list with the reason for each entry\n"
+        "  -h, --help   this text\n";
+
+static const char *yes_no(bool b) {
+        return b ? "yes" : "no";
+}
+
+int cmd_doctor(int argc, char **argv) {
+        bool syscalls = false;
+        for (int i = 1; i < argc; i++) {
+                if (strcmp(argv[i], "--help") == 0 || strcmp(argv[i], "-h") == 0)
+                        return nb_usage(stdout, usage, 0);
+                if (strcmp(argv[i], "--syscalls") == 0)
+                        syscalls = true;
+                else
+                        return nb_die(NB_EXIT_USAGE, "doctor: unknown argument %s; see 'nestbox doctor --help'", argv[i]);
+        }
+        struct nb_features f;
+        nb_probe_features(&f);
+
+        printf("kernel features\n");
+        printf("  user namespaces        %s%s%s\n", yes_no(f.user_namespaces), f.user_namespaces ? "" : ": ", f.userns_why);
+        printf("  seccomp filter         %s\n", yes_no(f.seccomp_filter));
+        printf("  seccomp user notif     %s\n", yes_no(f.seccomp_user_notif));
+        printf("  cgroup v2              %s%s%s\n", f.cgroup2_mounted ? "mounted at " : "no", f.cgroup2_path,
+               "");
+        if (f.cgroup2_mounted)
+                printf("  cgroup v2 controllers  %s\n", *f.cgroup2_controllers ? f.cgroup2_controllers : "(none)");
+        printf("  cgroup v1 memory       %s\n", f.cgroup1_memory_writable ? "writable" : "not usable");
+        printf("  cgroup v1 pids         %s\n", f.cgroup1_pids_writable ? "writable" : "not usable");
+        printf("  overlayfs              %s\n", yes_no(f.overlayfs));
+        printf("  pidfd                  %s\n", yes_no(f.pidfd));
+        printf("  openat2                %s\n", yes_no(f.openat2));
+        printf("  new mount API          %s\n", yes_no(f.new_mount_api));
+
+        size_t n;
+        nb_seccomp_deny_list(&n);
+        printf("a run gets\n");
+        printf("  namespaces             user mount pid net uts ipc cgroup\n");
+        printf("  uid/gid inside         1000/1000 (host %s)\n", geteuid() == 0 ? "nobody/nogroup" : "the caller");
+        printf("  capabilities           none (bounding set cleared, no_new_privs)\n");
+        printf("  seccomp                %zu denied syscalls (EPERM; clone3 ENOSYS)\n", n);
+        printf("  network                loopback only\n");
+        printf("  memory limit           %s\n", nb_limit_backend_name(f.memory_backend));
+        printf("  pids limit             %s\n", nb_limit_backend_name(f.pids_backend));
+        printf("  timeout                SIGABRT, then SIGKILL of the pid namespace\n");
+        if (syscalls) {
+                const struct nb_denied_syscall *list = nb_seccomp_deny_list(&n);
+                printf("seccomp deny list\n");
+                for (size_t i = 0; i < n; i++)
+                        printf("  %-20s %s\n", list[i].name, list[i].reason);
+        }
+
+        bool ok = f.user_namespaces && f.seccomp_filter && f.openat2 && f.new_mount_api && f.pidfd;
+        if (!ok) {
+                const char *what = !f.user_namespaces ? "user namespaces" : !f.seccomp_filter ? "seccomp" :
+                                   !f.openat2 ? "openat2" : !f.new_mount_api ? "the new mount API" : "pidfd";
+                return nb_die(NB_EXIT_INFRA, "doctor: %s missing: nestbox cannot sandbox on this kernel", what);
+        }
+        printf("ok\n");
+        return 0;
+}

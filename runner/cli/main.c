@@ -1,0 +1,70 @@
+/* SPDX-License-Identifier: MIT */
+/* nestbox: the front door. sandbox and doctor run here, in a binary that links only
+ * the sandbox library, so starting a sandbox does not pay for loading libxml2, ICU,
+ * libarchive and libcrypto. The other commands live in nestbox-runner beside it,
+ * which this execs (git's libexec helpers in spirit). */
+#include <errno.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+
+static const char main_usage[] =
+        "usage: nestbox [--version] [--help] <command> [<args>]\n"
+        "\n"
+        "Hermetic, sandboxed test runs for Python monorepos.\n"
+        "\n"
+        "commands:\n"
+        "  sandbox   run any command in the nestbox sandbox (like bwrap)\n"
+        "  doctor    what this kernel offers and what isolation a run will get\n"
+        "  venv      install a lockfile's wheels into a cached, read-only virtualenv\n"
+        "  test      run a workspace's test targets, each in its own sandbox\n"
+        "  cache     cache stats, gc by least recent use, verify (and repair)\n"
+        "\n"
+        "`nestbox <command> --help` prints the manual of one command.\n"
+        "Exit codes: 0 passed, 1 tests failed, 2 usage or input error,\n"
+        "3 sandbox or infrastructure error, 4 timeout.\n";
+
+static const struct nb_command commands[] = {
+        { "sandbox", cmd_sandbox },
+        { "doctor", cmd_doctor },
+};
+
+static const char *const runner_commands[] = { "venv", "test", "cache" };
+
+/* Execs nestbox-runner from the directory this binary is in, with the same argv. */
+static int exec_runner(char **argv) {
+        char self[PATH_MAX];
+        ssize_t n = readlink("/proc/self/exe", self, sizeof(self) - 1);
+        if (n < 0)
+                return nb_die(NB_EXIT_INFRA, "/proc/self/exe: %s", strerror(errno));
+        self[n] = 0;
+        char *slash = strrchr(self, '/');
+        if (!slash || (size_t) (slash - self) + sizeof("/nestbox-runner") > sizeof(self))
+                return nb_die(NB_EXIT_INFRA, "%s: cannot locate nestbox-runner", self);
+        strcpy(slash, "/nestbox-runner");
+        execv(self, argv);
+        return nb_die(NB_EXIT_INFRA, "%s: %s", self, strerror(errno));
+}
+
+int main(int argc, char **argv) {
+        if (argc < 2)
+                return nb_usage(stderr, main_usage, NB_EXIT_USAGE);
+        const char *verb = argv[1];
+        if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0)
+                return nb_usage(stdout, main_usage, 0);
+        if (strcmp(verb, "--version") == 0) {
+                printf("nestbox %s\n", NESTBOX_VERSION);
+                return 0;
+        }
+        int r = nb_dispatch(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
+        if (r >= 0)
+                return r;
+        for (size_t i = 0; i < sizeof(runner_commands) / sizeof(runner_commands[0]); i++)
+                if (strcmp(verb, runner_commands[i]) == 0)
+                        return exec_runner(argv);
+        return nb_die(NB_EXIT_USAGE, "'%s' is not a nestbox command; see 'nestbox --help'", verb);
+}

@@ -1,0 +1,342 @@
+/* SPDX-License-Identifier: MIT */
+/* JUnit XML: the writer. Reports are emitted from their fields with libxml2's
+ * xmlTextWriter, which does the escaping; every string is first cleaned of what XML
+ * 1.0 cannot carry, so whatever a test printed, the output parses. */
+#include <errno.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include <libxml/xmlIO.h>
+#include <libxml/xmlwriter.h>
+
+#include "junit/junit-internal.h"
+#include "junit/junit.h"
+#include "nestbox/cleanup.h"
+
+const char *nb_junit_outcome_to_string(enum nb_junit_outcome o) {
+        switch (o) {
+        case NB_JUNIT_PASSED:
+                return "passed";
+        case NB_JUNIT_FAILED:
+                return "failed";
+        case NB_JUNIT_ERROR:
+                return "error";
+        case NB_JUNIT_SKIPPED:
+                return "skipped";
+        }
+        return "unknown";
+}
+
+size_t nb_junit_text_head_len(const char *text, size_t max_lines) {
+        if (!text || max_lines == 0)
+                return 0;
+        const char *p = text;
+        for (size_t line = 1;; line++) {
+                const char *nl = strchr(p, '\n');
+                if (!nl)
+                        return strlen(text);
+                if (line == max_lines)
+                        return (size_t) (nl - text);
+                p = nl + 1;
+        }
+}
+
+/* Decodes one UTF-8 sequence at p (NUL-terminated, so reading stops at the end).
+ * Returns its length, or 0 for a byte that starts no valid sequence (overlong forms,
+ * surrogates and values above U+10FFFF included). */
+static size_t utf8_decode(const unsigned char *p, uint32_t *cp) {
+        unsigned char c = p[0];
+        if (c < 0x80) {
+                *cp = c;
+                return 1;
+        }
+        size_t n = c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
+        if (n == 0)
+                return 0;
+        uint32_t v = c & (0x7f >> n);
+        for (size_t i = 1; i < n; i++) {
+                if ((p[i] & 0xc0) != 0x80)
+                        return 0;
+                v = (v << 6) | (p[i] & 0x3f);
+        }
+        if ((n == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (n == 4 && (v < 0x10000 || v > 0x10ffff)))
+                return 0;
+        *cp = v;
+        return n;
+}
+
+static bool xml_char_ok(uint32_t c) {
+        return c == 0x9 || c == 0xa || c == 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) ||
+               (c >= 0x10000 && c <= 0x10ffff);
+}
+
+/* A copy of s holding only characters XML 1.0 allows: a byte that is not valid UTF-8
+ * becomes U+FFFD (so the damage stays visible), a character XML forbids (C0 controls
+ * but tab, LF, CR; U+FFFE, U+FFFF) is dropped. */
+static char *xml_clean(const char *s) {
+        size_t n = strlen(s);
+        if (n > (SIZE_MAX - 1) / 3)
+                return NULL;
+        char *out = malloc(3 * n + 1), *o = out;
+        if (!out)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+                uint32_t c;
+                size_t k = utf8_decode(p, &c);
+                if (k == 0) {
+                        memcpy(o, "\xef\xbf\xbd", 3);
+                        o += 3;
+                        p++;
+                        continue;
+                }
+                if (xml_char_ok(c)) {
+                        memcpy(o, p, k);
+                        o += k;
+                }
+                p += k;
+        }
+        *o = 0;
+        return out;
+}
+
+/* The output, grown by doubling as libxml2 flushes to it. */
+struct out_buf {
+        char *data;
+        size_t len, cap;
+        bool failed; /* a write was refused: the output is truncated */
+};
+
+static int out_write(void *ctx, const char *buf, int len) {
+        struct out_buf *b = ctx;
+        if (len <= 0)
+                return 0;
+        if ((size_t) len > SIZE_MAX / 4 - b->len) {
+                b->failed = true;
+                return -1;
+        }
+        if (b->len + (size_t) len + 1 > b->cap) {
+                size_t cap = b->cap ? b->cap : 4096;
+                while (cap < b->len + (size_t) len + 1)
+                        cap *= 2;
+                char *d = realloc(b->data, cap);
+                if (!d) {
+                        b->failed = true;
+                        return -1;
+                }
+                b->data = d;
+                b->cap = cap;
+        }
+        memcpy(b->data + b->len, buf, (size_t) len);
+        b->len += (size_t) len;
+        b->data[b->len] = 0;
+        return len;
+}
+
+/* A writer with a sticky error, checked once at the end (like ferror()): libxml2
+ * only says "failed", which short of a bug in us means out of memory. */
+struct xw {
+        xmlTextWriterPtr w;
+        int r;
+};
+
+static void xw_check(struct xw *x, int rc) {
+        if (rc < 0 && x->r == 0)
+                x->r = -ENOMEM;
+}
+
+static void xw_start(struct xw *x, const char *elem) {
+        if (x->r == 0)
+                xw_check(x, xmlTextWriterStartElement(x->w, BAD_CAST elem));
+}
+
+static void xw_end(struct xw *x) {
+        if (x->r == 0)
+                xw_check(x, xmlTextWriterEndElement(x->w));
+}
+
+static void xw_attr(struct xw *x, const char *name, const char *value) {
+        if (x->r < 0 || !value)
+                return;
+        _cleanup_free_ char *clean = xml_clean(value);
+        if (!clean) {
+                x->r = -ENOMEM;
+                return;
+        }
+        xw_check(x, xmlTextWriterWriteAttribute(x->w, BAD_CAST name, BAD_CAST clean));
+}
+
+static void xw_attr_count(struct xw *x, const char *name, size_t v) {
+        char buf[24];
+        snprintf(buf, sizeof(buf), "%zu", v);
+        xw_attr(x, name, buf);
+}
+
+static void xw_attr_time(struct xw *x, const char *name, double t) {
+        char buf[64];
+        snprintf(buf, sizeof(buf), "%.3f", nb_junit_sane_time(t));
+        xw_attr(x, name, buf);
+}
+
+static void xw_text(struct xw *x, const char *text) {
+        if (x->r < 0 || !text || !*text)
+                return;
+        _cleanup_free_ char *clean = xml_clean(text);
+        if (!clean) {
+                x->r = -ENOMEM;
+                return;
+        }
+        xw_check(x, xmlTextWriterWriteString(x->w, BAD_CAST clean));
+}
+
+/* <elem>text</elem>, nothing when text is NULL. */
+static void xw_text_element(struct xw *x, const char *elem, const char *text) {
+        if (!text)
+                return;
+        xw_start(x, elem);
+        xw_text(x, text);
+        xw_end(x);
+}
+
+static const char *result_element(enum nb_junit_outcome o) {
+        return o == NB_JUNIT_FAILED ? "failure" : o == NB_JUNIT_ERROR ? "error" : "skipped";
+}
+
+/* Maven Surefire: runs before a final pass are flaky, runs after a first failure
+ * are reruns; failures and errors keep their kind. */
+static const char *rerun_element(enum nb_junit_outcome final, enum nb_junit_outcome o) {
+        bool flaky = final == NB_JUNIT_PASSED || final == NB_JUNIT_SKIPPED;
+        if (o == NB_JUNIT_FAILED)
+                return flaky ? "flakyFailure" : "rerunFailure";
+        return flaky ? "flakyError" : "rerunError";
+}
+
+static void write_testcase(struct xw *x, const struct nb_junit_testcase *tc) {
+        const struct nb_junit_result *res = &tc->result;
+        xw_start(x, "testcase");
+        xw_attr(x, "classname", tc->classname ? tc->classname : "");
+        xw_attr(x, "name", tc->name ? tc->name : "");
+        xw_attr_time(x, "time", tc->time);
+        if (res->outcome != NB_JUNIT_PASSED) {
+                xw_start(x, result_element(res->outcome));
+                xw_attr(x, "message", res->message);
+                xw_attr(x, "type", res->type);
+                xw_text(x, res->text);
+                xw_end(x);
+        }
+        for (size_t i = 0; i < tc->n_reruns; i++) {
+                const struct nb_junit_result *rr = &tc->reruns[i];
+                xw_start(x, rerun_element(res->outcome, rr->outcome));
+                xw_attr(x, "message", rr->message);
+                xw_attr(x, "type", rr->type);
+                xw_text_element(x, "stackTrace", rr->text);
+                xw_text_element(x, "system-out", rr->system_out);
+                xw_text_element(x, "system-err", rr->system_err);
+                xw_end(x);
+        }
+        xw_text_element(x, "system-out", res->system_out);
+        xw_text_element(x, "system-err", res->system_err);
+        xw_end(x);
+}
+
+static void write_totals(struct xw *x, const struct nb_junit_report *r) {
+        xw_attr_count(x, "tests", r->tests);
+        xw_attr_count(x, "failures", r->failures);
+        xw_attr_count(x, "errors", r->errors);
+        xw_attr_count(x, "skipped", r->skipped);
+        xw_attr_time(x, "time", r->time);
+}
+
+static void write_report(struct xw *x, const struct nb_junit_report *r, const struct nb_junit_property *props,
+                         size_t n_props) {
+        xw_check(x, xmlTextWriterSetIndent(x->w, 1));
+        xw_check(x, xmlTextWriterSetIndentString(x->w, BAD_CAST "  "));
+        xw_check(x, xmlTextWriterStartDocument(x->w, NULL, "UTF-8", NULL));
+        xw_start(x, "testsuites");
+        write_totals(x, r);
+        xw_start(x, "testsuite");
+        xw_attr(x, "name", r->name ? r->name : "");
+        write_totals(x, r);
+        xw_attr(x, "timestamp", r->timestamp);
+        if (n_props > 0) {
+                xw_start(x, "properties");
+                for (size_t i = 0; i < n_props; i++) {
+                        xw_start(x, "property");
+                        xw_attr(x, "name", props[i].name ? props[i].name : "");
+                        xw_attr(x, "value", props[i].value ? props[i].value : "");
+                        xw_end(x);
+                }
+                xw_end(x);
+        }
+        for (size_t i = 0; i < r->n_testcases; i++)
+                write_testcase(x, &r->testcases[i]);
+        if (x->r == 0)
+                xw_check(x, xmlTextWriterEndDocument(x->w));
+}
+
+int nb_junit_report_to_xml(const struct nb_junit_report *r, const struct nb_junit_property *props, size_t n_props,
+                           char **ret_xml, size_t *ret_len) {
+        nb_junit_libxml_setup();
+        /* Totals are recounted from the testcases on a copy of the header, so a report
+         * built or edited by hand cannot say one thing and hold another. */
+        struct nb_junit_report counted = *r;
+        nb_junit_report_recount(&counted);
+
+        struct out_buf buf = {};
+        xmlOutputBufferPtr out = xmlOutputBufferCreateIO(out_write, NULL, &buf, NULL);
+        if (!out)
+                return -ENOMEM;
+        struct xw x = { .w = xmlNewTextWriter(out) };
+        if (!x.w) {
+                xmlOutputBufferClose(out);
+                return -ENOMEM;
+        }
+        write_report(&x, &counted, props, n_props);
+        /* Flushes the rest into buf and closes out. */
+        xmlFreeTextWriter(x.w);
+        _cleanup_free_ char *data = buf.data;
+        if (x.r < 0)
+                return x.r;
+        if (!data || buf.failed)
+                return -ENOMEM;
+        if (ret_len)
+                *ret_len = buf.len;
+        *ret_xml = TAKE_PTR(data);
+        return 0;
+}
+
+int nb_junit_error_report(const char *suite_name, const char *testcase_name, const char *message,
+                          const char *details, struct nb_junit_report **ret) {
+        _cleanup_(nb_junit_report_freep) struct nb_junit_report *r = calloc(1, sizeof(*r));
+        if (!r)
+                return -ENOMEM;
+        struct nb_junit_testcase *tc = r->testcases = calloc(1, sizeof(*tc));
+        if (!tc)
+                return -ENOMEM;
+        r->n_testcases = 1;
+        tc->result.outcome = NB_JUNIT_ERROR;
+        int k = nb_junit_strdup(suite_name ? suite_name : "", &r->name);
+        if (k >= 0)
+                k = nb_junit_strdup(suite_name ? suite_name : "", &tc->classname);
+        if (k >= 0)
+                k = nb_junit_strdup(testcase_name ? testcase_name : "", &tc->name);
+        if (k >= 0)
+                k = nb_junit_strdup(message, &tc->result.message);
+        if (k >= 0)
+                k = nb_junit_strdup(details, &tc->result.text);
+        if (k < 0)
+                return k;
+        nb_junit_report_recount(r);
+        *ret = TAKE_PTR(r);
+        return 0;
+}
+
+int nb_junit_write_error_report(const char *suite_name, const char *testcase_name, const char *message,
+                                const char *details, char **ret_xml, size_t *ret_len) {
+        _cleanup_(nb_junit_report_freep) struct nb_junit_report *r = NULL;
+        int k = nb_junit_error_report(suite_name, testcase_name, message, details, &r);
+        if (k < 0)
+                return k;
+        return nb_junit_report_to_xml(r, NULL, 0, ret_xml, ret_len);
+}

@@ -1,0 +1,47 @@
+/* SPDX-License-Identifier: MIT */
+/* The target interpreter: what it is (for the venv digest and pyvenv.cfg), which
+ * markers it satisfies and which wheel tags it accepts. Asked once per nestbox call by
+ * running `PYTHON -I -S -c ...`; everything after that is answered from the record. */
+#pragma once
+
+#include <stdint.h>
+
+#include "cache/cas.h"
+#include "python/lockfile.h"
+#include "nestbox/error.h"
+
+struct nb_python {
+        char *path;          /* realpath of the interpreter: "/usr/bin/python3.11" */
+        char *version;       /* "3.11.2" */
+        char *version_short; /* "3.11" */
+        unsigned major, minor;
+        char *implementation;        /* sys.implementation.name: "cpython" */
+        char *python_implementation; /* platform.python_implementation(): "CPython" */
+        char *sys_platform, *os_name, *platform_system, *platform_machine;
+        char *soabi;    /* "cpython-311-x86_64-linux-gnu", "" when unknown */
+        char *abiflags; /* sys.abiflags: "" or "d", "t" */
+        char *platform; /* sysconfig.get_platform(): "linux-x86_64" */
+        unsigned glibc_major, glibc_minor; /* 0.0 when not glibc */
+        char *interp_tag; /* "cp311" */
+        char *abi_tag;    /* "cp311" */
+        char *plat_tag;   /* "linux_x86_64" */
+        uint64_t size;    /* of the binary at path ... */
+        int64_t mtime_ns; /* ... and its mtime (see nb_python_digest) */
+        struct nb_marker_env env; /* points into the fields above */
+};
+
+/* Runs the interpreter once and fills py; with a store, the answer is kept in the
+ * action cache keyed by the binary's identity and reused while it is unchanged.
+ * Errors: -ENOENT (no such interpreter), -EINVAL (it ran but did not answer like a
+ * Python 3). */
+int nb_python_probe(struct nb_store *store, const char *python, struct nb_python *py, struct nb_error *err);
+
+/* Runs python with argv (argv[0] included) in an empty environment, stdin /dev/null;
+ * *out gets stdout and stderr together, *status the wait status. */
+int nb_python_run(const char *python, char *const argv[], char **out, int *status);
+void nb_python_done(struct nb_python *py);
+
+/* How well a wheel's compressed tag set ("py2.py3", "none", "any" / "cp311", "cp311",
+ * "manylinux_2_17_x86_64.manylinux2014_x86_64") fits: 0 when it cannot be installed,
+ * otherwise higher is more specific (pip's preference order, reduced to a score). */
+int nb_python_tag_score(const struct nb_python *py, const char *pytags, const char *abitags, const char *plattags);

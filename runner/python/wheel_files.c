@@ -1,0 +1,469 @@
+/* SPDX-License-Identifier: MIT */
+#include <ctype.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "cache/digest.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+#include "python/wheel.h"
+#include "python/wheel_files.h"
+
+/* Scripts, WHEEL and entry_points.txt are read whole (to rewrite or parse them); none
+ * is anywhere near this big in a real wheel. */
+#define SMALL_FILE_MAX (64u << 20)
+
+#define BAD(st, ...) nb_error_setx((st)->err, EINVAL, __VA_ARGS__)
+
+int nb_wheel_files_init(struct nb_wheel_files *st) {
+        st->site = nb_venv_site_packages(st->py);
+        st->record = open_memstream(&st->record_buf, &st->record_len);
+        if (!st->site || !st->record)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        return 0;
+}
+
+void nb_wheel_files_donep(struct nb_wheel_files *st) {
+        if (st->record)
+                fclose(st->record);
+        free(st->record_buf);
+        free(st->site);
+        free(st->distinfo);
+        free(st->wheel_meta);
+        free(st->entry_points);
+}
+
+/* Absolute, "..", empty and control characters are refused before anything is
+ * mapped; the beneath-walker would refuse the first two anyway, but this way the
+ * message names the entry instead of an errno. */
+static int check_name(struct nb_wheel_files *st, const char *name) {
+        if (!*name)
+                return BAD(st, "%s: entry with an empty name", st->wheel);
+        for (const char *p = name; *p; p++)
+                if ((unsigned char) *p < 0x20 || *p == 0x7f)
+                        return BAD(st, "%s: entry with a control character in its name", st->wheel);
+        if (name[0] == '/')
+                return BAD(st, "%s: entry %s escapes the venv", st->wheel, name);
+        for (const char *p = name; *p;) {
+                size_t n = strcspn(p, "/");
+                if (n == 2 && p[0] == '.' && p[1] == '.')
+                        return BAD(st, "%s: entry %s escapes the venv", st->wheel, name);
+                p += n;
+                p += strspn(p, "/");
+        }
+        return 0;
+}
+
+static void b64url_nopad(const unsigned char *in, size_t n, char *out) {
+        static const char tbl[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        size_t o = 0;
+        for (size_t i = 0; i < n; i += 3) {
+                unsigned v = (unsigned) in[i] << 16 | (i + 1 < n ? (unsigned) in[i + 1] << 8 : 0) |
+                             (i + 2 < n ? in[i + 2] : 0);
+                out[o++] = tbl[(v >> 18) & 63];
+                out[o++] = tbl[(v >> 12) & 63];
+                if (i + 1 < n)
+                        out[o++] = tbl[(v >> 6) & 63];
+                if (i + 2 < n)
+                        out[o++] = tbl[v & 63];
+        }
+        out[o] = 0;
+}
+
+/* RECORD names files relative to site-packages (PEP 376); the rest of the venv is
+ * reached with "../../../". Paths with a comma or a quote are CSV-quoted. */
+static void record_add(struct nb_wheel_files *st, const char *target, const char *hex, uint64_t size) {
+        unsigned char raw[NB_DIGEST_HEX_LEN / 2];
+        for (size_t i = 0; i < sizeof(raw); i++) {
+                char pair[3] = { hex[2 * i], hex[2 * i + 1], 0 };
+                raw[i] = (unsigned char) strtoul(pair, NULL, 16);
+        }
+        char b64[48];
+        b64url_nopad(raw, sizeof(raw), b64);
+        size_t sl = strlen(st->site);
+        bool in_site = strncmp(target, st->site, sl) == 0 && target[sl] == '/';
+        const char *path = in_site ? target + sl + 1 : target;
+        const char *up = in_site ? "" : "../../../";
+        if (strpbrk(path, ",\"")) {
+                fprintf(st->record, "\"%s", up);
+                for (const char *p = path; *p; p++)
+                        fprintf(st->record, *p == '"' ? "\"\"" : "%c", *p);
+                fprintf(st->record, "\",sha256=%s,%llu\n", b64, (unsigned long long) size);
+        } else
+                fprintf(st->record, "%s%s,sha256=%s,%llu\n", up, path, b64, (unsigned long long) size);
+}
+
+/* Errors from creating a file the wheel asked for: a clash with what is already there
+ * (a file where a directory should be, a link, ...) is the wheel's fault. */
+static int create_error(struct nb_wheel_files *st, int r, const char *what, const char *target) {
+        if (r == -ENOTDIR || r == -EISDIR || r == -ELOOP || r == -EXDEV || r == -EEXIST)
+                return nb_error_setx(st->err, EINVAL, "%s: %s: cannot create %s: %s", st->wheel, what, target,
+                                     strerror(-r));
+        return nb_error_set(st->err, r, "%s: %s: %s", st->wheel, what, target);
+}
+
+static int open_target(struct nb_wheel_files *st, const char *what, const char *target, mode_t mode) {
+        const char *slash = strrchr(target, '/');
+        _cleanup_free_ char *dir = slash ? strndup(target, (size_t) (slash - target)) : strdup(".");
+        if (!dir)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        _cleanup_close_ int dfd = nb_mkdir_p_beneath(st->venv_fd, dir, 0755);
+        if (dfd < 0)
+                return create_error(st, dfd, what, target);
+        _cleanup_close_ int fd = nb_open_beneath(dfd, slash ? slash + 1 : target, O_WRONLY | O_CREAT | O_TRUNC, mode);
+        if (fd < 0)
+                return create_error(st, fd, what, target);
+        /* Whatever the umask: the venv's modes are part of what it is. */
+        if (fchmod(fd, mode) < 0)
+                return nb_error_set(st->err, errno, "%s: %s", st->wheel, target);
+        return TAKE_FD(fd);
+}
+
+static int write_target(struct nb_wheel_files *st, const char *what, const char *target, mode_t mode,
+                        const void *data, size_t len) {
+        _cleanup_close_ int fd = open_target(st, what, target, mode);
+        if (fd < 0)
+                return fd;
+        int r = nb_write_all(fd, data, len);
+        if (r < 0)
+                return nb_error_set(st->err, -r, "%s: %s", st->wheel, target);
+        char hex[NB_DIGEST_HEX_LEN + 1];
+        nb_sha256_hex(data, len, hex);
+        record_add(st, target, hex, len);
+        return 0;
+}
+
+static int stream_target(struct nb_wheel_files *st, struct archive *a, const char *name, const char *target,
+                         mode_t mode) {
+        _cleanup_close_ int fd = open_target(st, name, target, mode);
+        if (fd < 0)
+                return fd;
+        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
+        if (!h)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        uint64_t size = 0;
+        for (;;) {
+                const void *buf;
+                size_t len;
+                la_int64_t off;
+                int ar = archive_read_data_block(a, &buf, &len, &off);
+                if (ar == ARCHIVE_EOF)
+                        break;
+                if (ar != ARCHIVE_OK)
+                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
+                /* Zip has no holes; an offset that jumps means a reader we do not expect. */
+                if (off < 0 || (uint64_t) off != size)
+                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: unexpected data offset", st->wheel, name);
+                int r = nb_write_all(fd, buf, len);
+                if (r < 0)
+                        return nb_error_set(st->err, -r, "%s: %s", st->wheel, target);
+                nb_hasher_update(h, buf, len);
+                size += len;
+        }
+        char hex[NB_DIGEST_HEX_LEN + 1];
+        nb_hasher_finish(TAKE_PTR(h), hex);
+        record_add(st, target, hex, size);
+        return 0;
+}
+
+static int slurp(struct nb_wheel_files *st, struct archive *a, const char *name, char **ret, size_t *ret_len) {
+        size_t cap = 4096, n = 0;
+        _cleanup_free_ char *buf = malloc(cap + 1);
+        if (!buf)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        for (;;) {
+                if (n == cap) {
+                        if (cap >= SMALL_FILE_MAX)
+                                return BAD(st, "%s: entry %s is too large", st->wheel, name);
+                        char *nb = realloc(buf, cap * 2 + 1);
+                        if (!nb)
+                                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+                        buf = nb;
+                        cap *= 2;
+                }
+                la_ssize_t r = archive_read_data(a, buf + n, cap - n);
+                if (r < 0)
+                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
+                if (r == 0)
+                        break;
+                n += (size_t) r;
+        }
+        buf[n] = 0;
+        *ret = TAKE_PTR(buf);
+        *ret_len = n;
+        return 0;
+}
+
+/* "#!python" (and "#!pythonw") is the wheel spec's placeholder for "this venv's
+ * interpreter", which is /venv/bin/python inside the sandbox. */
+static int install_script(struct nb_wheel_files *st, struct archive *a, const char *name, const char *target) {
+        _cleanup_free_ char *data = NULL, *out = NULL;
+        size_t len = 0;
+        int r = slurp(st, a, name, &data, &len);
+        if (r < 0)
+                return r;
+        if (len >= 8 && memcmp(data, "#!python", 8) == 0) {
+                size_t skip = len > 8 && data[8] == 'w' ? 9 : 8;
+                static const char shebang[] = "#!" NB_VENV_MOUNT "/bin/python";
+                out = malloc(sizeof(shebang) - 1 + len - skip);
+                if (!out)
+                        return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+                memcpy(out, shebang, sizeof(shebang) - 1);
+                memcpy(out + sizeof(shebang) - 1, data + skip, len - skip);
+                len = sizeof(shebang) - 1 + len - skip;
+                free(data);
+                data = TAKE_PTR(out);
+        }
+        return write_target(st, name, target, 0755, data, len);
+}
+
+/* <name>-<ver>.data/<scheme>/<path>: the schemes of a venv (pip's "venv" install
+ * scheme; purelib and platlib are the same directory there). */
+static int map_data(struct nb_wheel_files *st, const char *name, const char *rest, char **target, bool *script) {
+        size_t n = strcspn(rest, "/");
+        const char *path = rest[n] ? rest + n + 1 : "";
+        *script = false;
+        if (!*path)
+                return BAD(st, "%s: entry %s is not inside a .data scheme", st->wheel, name);
+        int r;
+        if ((n == 7 && strncmp(rest, "purelib", 7) == 0) || (n == 7 && strncmp(rest, "platlib", 7) == 0))
+                r = asprintf(target, "%s/%s", st->site, path);
+        else if (n == 7 && strncmp(rest, "scripts", 7) == 0) {
+                *script = true;
+                r = asprintf(target, "bin/%s", path);
+        } else if (n == 7 && strncmp(rest, "headers", 7) == 0)
+                r = asprintf(target, "include/site/python%s/%s/%s", st->py->version_short, st->req->name, path);
+        else if (n == 4 && strncmp(rest, "data", 4) == 0) {
+                /* The venv's own files are nestbox's, not the wheel's. */
+                if (strcmp(path, "pyvenv.cfg") == 0 || strncmp(path, ".nestbox", 8) == 0)
+                        return BAD(st, "%s: entry %s would replace the venv's %s", st->wheel, name, path);
+                r = asprintf(target, "%s", path);
+        } else
+                return BAD(st, "%s: entry %s: unknown .data scheme '%.*s'", st->wheel, name, (int) n, rest);
+        if (r < 0)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        return 0;
+}
+
+/* A file in the .dist-info: RECORD and INSTALLER are replaced by nestbox's own, WHEEL
+ * and entry_points.txt are also kept for nb_wheel_files_finish. Returns 1 when handled. */
+static int distinfo_entry(struct nb_wheel_files *st, struct archive *a, const char *name, const char *top,
+                          size_t toplen, const char *leaf, const char *target) {
+        if (!st->distinfo) {
+                if (!nb_wheel_stem_matches(top, toplen - strlen(".dist-info"), st->req))
+                        return BAD(st, "%s: %.*s does not belong to %s==%s", st->wheel, (int) toplen, top,
+                                   st->req->name, st->req->version);
+                st->distinfo = strndup(top, toplen);
+                if (!st->distinfo)
+                        return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        } else if (strlen(st->distinfo) != toplen || strncmp(st->distinfo, top, toplen) != 0)
+                return BAD(st, "%s: more than one .dist-info directory (%s, %.*s)", st->wheel, st->distinfo,
+                           (int) toplen, top);
+        if (strcmp(leaf, "RECORD") == 0 || strcmp(leaf, "RECORD.jws") == 0 || strcmp(leaf, "RECORD.p7s") == 0 ||
+            strcmp(leaf, "INSTALLER") == 0) {
+                st->have_record |= strcmp(leaf, "RECORD") == 0;
+                return 1;
+        }
+        st->have_metadata |= strcmp(leaf, "METADATA") == 0;
+        char **keep = strcmp(leaf, "WHEEL") == 0 ? &st->wheel_meta :
+                      strcmp(leaf, "entry_points.txt") == 0 ? &st->entry_points : NULL;
+        if (!keep)
+                return 0;
+        st->have_wheel |= keep == &st->wheel_meta;
+        size_t len = 0;
+        free(*keep);
+        *keep = NULL;
+        int r = slurp(st, a, name, keep, &len);
+        if (r < 0)
+                return r;
+        r = write_target(st, name, target, 0644, *keep, len);
+        return r < 0 ? r : 1;
+}
+
+int nb_wheel_files_entry(struct nb_wheel_files *st, struct archive *a, struct archive_entry *e) {
+        const char *name = archive_entry_pathname_utf8(e);
+        if (!name)
+                name = archive_entry_pathname(e);
+        if (!name)
+                return nb_error_setx(st->err, EBADMSG, "%s: entry without a readable name", st->wheel);
+        int r = check_name(st, name);
+        if (r < 0)
+                return r;
+        if (archive_entry_hardlink(e))
+                return BAD(st, "%s: entry %s is a hard link; wheels may only hold files", st->wheel, name);
+        mode_t type = archive_entry_filetype(e);
+        if (type == AE_IFLNK || archive_entry_symlink(e))
+                return BAD(st, "%s: entry %s is a symlink; wheels may only hold files", st->wheel, name);
+        /* Directories are created as the files inside them need them (pip does the same). */
+        if (type == AE_IFDIR)
+                return 0;
+        if (type != AE_IFREG)
+                return BAD(st, "%s: entry %s is a device or special file", st->wheel, name);
+
+        size_t toplen = strcspn(name, "/");
+        const char *rest = name[toplen] ? name + toplen + 1 : "";
+        _cleanup_free_ char *target = NULL;
+        bool script = false;
+        if (toplen > 5 && strncmp(name + toplen - 5, ".data", 5) == 0 &&
+            nb_wheel_stem_matches(name, toplen - 5, st->req))
+                r = map_data(st, name, rest, &target, &script);
+        else
+                r = asprintf(&target, "%s/%s", st->site, name) < 0 ? nb_error_set(st->err, ENOMEM, "%s", st->wheel) : 0;
+        if (r < 0)
+                return r;
+        if (toplen > 10 && strncmp(name + toplen - 10, ".dist-info", 10) == 0 && strchr(name, '/')) {
+                r = distinfo_entry(st, a, name, name, toplen, rest, target);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+        }
+        if (script)
+                return install_script(st, a, name, target);
+        mode_t perm = archive_entry_perm(e);
+        return stream_target(st, a, name, target, (perm & 0111) ? 0755 : 0644);
+}
+
+static char *trim(char *s) {
+        s += strspn(s, " \t\r");
+        size_t n = strlen(s);
+        while (n > 0 && strchr(" \t\r", s[n - 1]))
+                s[--n] = 0;
+        return s;
+}
+
+static int check_wheel_meta(struct nb_wheel_files *st) {
+        _cleanup_free_ char *copy = strdup(st->wheel_meta);
+        if (!copy)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        char *save = NULL;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                if (strncasecmp(line, "Wheel-Version:", 14) != 0)
+                        continue;
+                char *v = trim(line + 14);
+                /* The spec: refuse a major version we do not know, accept any minor. */
+                if (strncmp(v, "1.", 2) != 0 && strcmp(v, "1") != 0)
+                        return BAD(st, "%s: unsupported Wheel-Version %s", st->wheel, v);
+                return 0;
+        }
+        return BAD(st, "%s: %s/WHEEL has no Wheel-Version", st->wheel, st->distinfo);
+}
+
+/* "pkg.sub", "main", "Cls.method": dotted Python identifiers, so nothing but an
+ * import and a call can end up in the generated script. */
+static bool is_dotted_ident(const char *s) {
+        if (!*s)
+                return false;
+        for (const char *p = s; *p; p++) {
+                if (*p == '.') {
+                        if (p == s || p[1] == 0 || p[1] == '.')
+                                return false;
+                } else if (!(isalnum((unsigned char) *p) || *p == '_') ||
+                           ((p == s || p[-1] == '.') && isdigit((unsigned char) *p)))
+                        return false;
+        }
+        return true;
+}
+
+static bool is_script_name(const char *s) {
+        if (!*s || s[0] == '.' || s[0] == '-')
+                return false;
+        for (const char *p = s; *p; p++)
+                if (!(isalnum((unsigned char) *p) || strchr("._+-", *p)))
+                        return false;
+        return true;
+}
+
+/* "name = module:attr [extras]" -> bin/name, the launcher pip would write. */
+static int console_script(struct nb_wheel_files *st, char *name, char *value) {
+        char *bracket = strchr(value, '[');
+        if (bracket)
+                *bracket = 0;
+        value = trim(value);
+        char *colon = strchr(value, ':');
+        if (colon)
+                *colon = 0;
+        char *module = trim(value), *attr = colon ? trim(colon + 1) : NULL;
+        if (!is_script_name(name))
+                return BAD(st, "%s: entry_points.txt: bad script name '%s'", st->wheel, name);
+        if (!is_dotted_ident(module) || !attr || !is_dotted_ident(attr))
+                return BAD(st, "%s: entry_points.txt: script %s: expected module:function", st->wheel, name);
+        size_t first = strcspn(attr, ".");
+        _cleanup_free_ char *text = NULL, *target = NULL, *what = NULL;
+        if (asprintf(&text,
+                     "#!" NB_VENV_MOUNT "/bin/python\n"
+                     "# -*- coding: utf-8 -*-\n"
+                     "import re\n"
+                     "import sys\n"
+                     "from %s import %.*s\n"
+                     "if __name__ == \"__main__\":\n"
+                     "    sys.argv[0] = re.sub(r\"(-script\\.pyw|\\.exe)?$\", \"\", sys.argv[0])\n"
+                     "    sys.exit(%s())\n",
+                     module, (int) first, attr, attr) < 0 ||
+            asprintf(&target, "bin/%s", name) < 0 || asprintf(&what, "console script %s", name) < 0)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        return write_target(st, what, target, 0755, text, strlen(text));
+}
+
+static int write_console_scripts(struct nb_wheel_files *st) {
+        if (!st->entry_points)
+                return 0;
+        _cleanup_free_ char *copy = strdup(st->entry_points);
+        if (!copy)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        bool active = false;
+        char *save = NULL;
+        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
+                line = trim(line);
+                if (!*line || *line == '#' || *line == ';')
+                        continue;
+                if (*line == '[') {
+                        active = strcmp(line, "[console_scripts]") == 0 || strcmp(line, "[gui_scripts]") == 0;
+                        continue;
+                }
+                if (!active)
+                        continue;
+                char *eq = strchr(line, '=');
+                if (!eq)
+                        return BAD(st, "%s: entry_points.txt: expected name = module:function, got '%s'", st->wheel, line);
+                *eq = 0;
+                int r = console_script(st, trim(line), eq + 1);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+int nb_wheel_files_finish(struct nb_wheel_files *st) {
+        if (!st->distinfo || !st->have_metadata || !st->have_wheel || !st->have_record)
+                return BAD(st, "%s: not a wheel: %s-%s.dist-info/ needs METADATA, WHEEL and RECORD", st->wheel,
+                           st->req->name, st->req->version);
+        int r = check_wheel_meta(st);
+        if (r < 0)
+                return r;
+        r = write_console_scripts(st);
+        if (r < 0)
+                return r;
+        _cleanup_free_ char *installer = NULL, *record = NULL;
+        if (asprintf(&installer, "%s/%s/INSTALLER", st->site, st->distinfo) < 0 ||
+            asprintf(&record, "%s/%s/RECORD", st->site, st->distinfo) < 0)
+                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
+        r = write_target(st, "INSTALLER", installer, 0644, "nestbox\n", 8);
+        if (r < 0)
+                return r;
+        /* RECORD lists itself without a hash (PEP 376). */
+        fprintf(st->record, "%s/RECORD,,\n", st->distinfo);
+        FILE *f = TAKE_PTR(st->record);
+        bool failed = ferror(f);
+        if (fclose(f) != 0 || failed)
+                return nb_error_set(st->err, ENOMEM, "%s: RECORD", st->wheel);
+        _cleanup_close_ int fd = open_target(st, "RECORD", record, 0644);
+        if (fd < 0)
+                return fd;
+        r = nb_write_all(fd, st->record_buf, st->record_len);
+        if (r < 0)
+                return nb_error_set(st->err, -r, "%s: %s", st->wheel, record);
+        return 0;
+}

@@ -1,0 +1,585 @@
+/* SPDX-License-Identifier: MIT */
+/* Declared input trees (tree.h): glob expansion and hashing, the Merkle digest, and
+ * the read-only copy in the cache. */
+#include <dirent.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <fnmatch.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <linux/fs.h>
+#include <sys/ioctl.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+#include "workspace/tree.h"
+
+/* Deeper than this is a loop or a mistake, and each level holds a descriptor. */
+#define MAX_DEPTH 256
+#define IO_BUF (128u << 10)
+
+/* Hashes fd from its offset to EOF, copying what it reads to copy_to when >= 0. */
+static int hash_fd(int fd, int copy_to, char out[NB_DIGEST_HEX_LEN + 1], uint64_t *size) {
+        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
+        _cleanup_free_ char *buf = malloc(IO_BUF);
+        if (!h || !buf)
+                return -ENOMEM;
+        uint64_t n = 0;
+        for (;;) {
+                ssize_t r = read(fd, buf, IO_BUF);
+                if (r < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                if (r == 0)
+                        break;
+                nb_hasher_update(h, buf, (size_t) r);
+                n += (uint64_t) r;
+                if (copy_to >= 0) {
+                        int w = nb_write_all(copy_to, buf, (size_t) r);
+                        if (w < 0)
+                                return w;
+                }
+        }
+        nb_hasher_finish(TAKE_PTR(h), out);
+        *size = n;
+        return 0;
+}
+
+/* Tree order: byte-wise with "/" below every other byte (and the end below "/"), so
+ * a directory's files sort together and right where the directory's name sorts. */
+static int path_cmp(const char *a, const char *b) {
+        for (;; a++, b++) {
+                int ka = !*a ? -1 : *a == '/' ? 0 : (unsigned char) *a + 1;
+                int kb = !*b ? -1 : *b == '/' ? 0 : (unsigned char) *b + 1;
+                if (ka != kb)
+                        return ka < kb ? -1 : 1;
+                if (ka < 0)
+                        return 0;
+        }
+}
+
+static int cmp_paths(const void *a, const void *b) {
+        return path_cmp(*(char *const *) a, *(char *const *) b);
+}
+
+struct collector {
+        const char *glob;  /* the glob being expanded, quoted for messages */
+        char **comps;      /* its components, consecutive "**" folded into one */
+        size_t n_comps;
+        size_t matches;    /* files it matched */
+        bool matched_dir;  /* its last component matched a directory */
+        char **paths;      /* every match so far, duplicates included */
+        size_t n_paths, cap;
+        struct nb_error *err;
+};
+
+static void collector_done(struct collector *c) {
+        for (size_t i = 0; i < c->n_paths; i++)
+                free(c->paths[i]);
+        free(c->paths);
+        nb_strv_freep(&c->comps);
+}
+
+static bool skipped(const char *name) {
+        return strcmp(name, "__pycache__") == 0 || strcmp(name, ".git") == 0 || strcmp(name, ".nestbox") == 0;
+}
+
+static bool has_magic(const char *comp) {
+        return strpbrk(comp, "*?[\\") != NULL;
+}
+
+static char *join(const char *rel, const char *name) {
+        char *r = NULL;
+        if (asprintf(&r, "%s%s%s", rel, *rel ? "/" : "", name) < 0)
+                return NULL;
+        return r;
+}
+
+static int symlink_error(struct collector *c, const char *path) {
+        _cleanup_free_ char *q = nb_quote(path);
+        return nb_error_setx(c->err, ELOOP,
+                             "glob %s: %s is a symlink; declared inputs must be regular files "
+                             "(nestbox never follows symlinks: declare the file at its real path)",
+                             c->glob, q ? q : path);
+}
+
+/* name in dfd matched the glob's last component. */
+static int candidate(struct collector *c, int dfd, const char *rel, const char *name) {
+        _cleanup_free_ char *path = join(rel, name);
+        if (!path)
+                return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
+        struct stat st;
+        if (fstatat(dfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : nb_error_set(c->err, errno, "glob %s: %s", c->glob, path);
+        if (S_ISDIR(st.st_mode)) {
+                c->matched_dir = true;
+                return 0;
+        }
+        if (S_ISLNK(st.st_mode))
+                return symlink_error(c, path);
+        if (!S_ISREG(st.st_mode)) {
+                _cleanup_free_ char *q = nb_quote(path);
+                return nb_error_setx(c->err, EINVAL, "glob %s: %s is not a regular file", c->glob, q ? q : path);
+        }
+        if (c->n_paths == c->cap) {
+                size_t ncap = c->cap ? c->cap * 2 : 64;
+                char **np = realloc(c->paths, ncap * sizeof(char *));
+                if (!np)
+                        return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
+                c->paths = np;
+                c->cap = ncap;
+        }
+        c->paths[c->n_paths++] = TAKE_PTR(path);
+        c->matches++;
+        return 0;
+}
+
+static int walk(struct collector *c, int dfd, const char *rel, size_t i, unsigned depth);
+
+/* nb_open_beneath() of a directory, telling a symlink (-ELOOP) from a file (-ENOTDIR):
+ * with O_NOFOLLOW | O_DIRECTORY the kernel answers ENOTDIR for both. */
+static int open_dir(int dfd, const char *path, int flags) {
+        int fd = nb_open_beneath(dfd, path, flags | O_DIRECTORY, 0);
+        if (fd != -ENOTDIR)
+                return fd;
+        _cleanup_close_ int pfd = nb_open_beneath(dfd, path, O_PATH, 0);
+        struct stat st;
+        if (pfd >= 0 && fstat(pfd, &st) == 0 && S_ISLNK(st.st_mode))
+                return -ELOOP;
+        return -ENOTDIR;
+}
+
+/* Opens rel/name (a directory we are about to expand) and walks comps[i..] in it. */
+static int descend(struct collector *c, int dfd, const char *rel, const char *name, size_t i, unsigned depth) {
+        if (depth >= MAX_DEPTH)
+                return nb_error_setx(c->err, ELOOP, "glob %s: more than %d directories deep at %s", c->glob,
+                                     MAX_DEPTH, rel);
+        _cleanup_free_ char *sub = join(rel, name);
+        if (!sub)
+                return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
+        _cleanup_close_ int fd = open_dir(dfd, name, O_RDONLY);
+        if (fd == -ENOENT || fd == -ENOTDIR)
+                return 0; /* gone, or not a directory: no match below it */
+        if (fd == -ELOOP)
+                return symlink_error(c, sub);
+        if (fd < 0)
+                return nb_error_set(c->err, -fd, "glob %s: %s", c->glob, sub);
+        return walk(c, fd, sub, i, depth + 1);
+}
+
+static bool entry_is_dir(int dfd, const struct dirent *de) {
+        struct stat st;
+        if (de->d_type != DT_UNKNOWN)
+                return de->d_type == DT_DIR; /* DT_LNK is not: links are not descended */
+        return fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISDIR(st.st_mode);
+}
+
+/* Matches comps[i..] in directory dfd (at rel, "" for the root). */
+static int walk(struct collector *c, int dfd, const char *rel, size_t i, unsigned depth) {
+        const char *pat = c->comps[i];
+        bool last = i + 1 == c->n_comps;
+        bool globstar = strcmp(pat, "**") == 0;
+
+        if (!globstar && !has_magic(pat))
+                /* A literal name: look it up, don't list the directory. */
+                return last ? candidate(c, dfd, rel, pat) : descend(c, dfd, rel, pat, i + 1, depth);
+
+        if (globstar && !last) {
+                /* "**" as zero directories: the rest of the glob right here. */
+                int r = walk(c, dfd, rel, i + 1, depth);
+                if (r < 0)
+                        return r;
+        }
+
+        /* A listing of its own: dfd stays ours for the *at calls. */
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(dfd, ".", &d);
+        if (k < 0)
+                return nb_error_set(c->err, -k, "glob %s: %s", c->glob, *rel ? rel : ".");
+        for (;;) {
+                struct dirent *de = nb_readdir_no_dots(d);
+                if (!de) {
+                        if (errno)
+                                return nb_error_set(c->err, errno, "glob %s: %s", c->glob, *rel ? rel : ".");
+                        return 0;
+                }
+                const char *name = de->d_name;
+                if (skipped(name))
+                        continue;
+                int r = 0;
+                if (globstar) {
+                        /* "**" as one or more directories; trailing, also every file here. */
+                        if (entry_is_dir(dfd, de))
+                                r = descend(c, dfd, rel, name, i, depth);
+                        else if (last)
+                                r = candidate(c, dfd, rel, name);
+                } else if (fnmatch(pat, name, 0) == 0) {
+                        if (last)
+                                r = candidate(c, dfd, rel, name);
+                        else if (entry_is_dir(dfd, de))
+                                r = descend(c, dfd, rel, name, i + 1, depth);
+                }
+                if (r < 0)
+                        return r;
+        }
+}
+
+/* Splits glob into components, folding "**" runs ("**" + "/" + "**" means what "**" means). */
+static int split_glob(const char *glob, char ***ret, size_t *n) {
+        size_t cap = 1;
+        for (const char *s = glob; *s; s++)
+                cap += *s == '/';
+        _cleanup_strv_free_ char **v = calloc(cap + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        size_t k = 0;
+        for (const char *s = glob;;) {
+                size_t len = strcspn(s, "/");
+                bool star2 = len == 2 && s[0] == '*' && s[1] == '*';
+                if (!(star2 && k > 0 && strcmp(v[k - 1], "**") == 0)) {
+                        v[k] = strndup(s, len);
+                        if (!v[k++])
+                                return -ENOMEM;
+                }
+                if (!s[len])
+                        break;
+                s += len + 1;
+        }
+        *n = k;
+        *ret = TAKE_PTR(v);
+        return 0;
+}
+
+static int expand_glob(int root_fd, const char *glob, struct collector *c) {
+        _cleanup_free_ char *q = nb_quote(glob);
+        if (!q)
+                return nb_error_set(c->err, ENOMEM, "glob");
+        const char *problem = nb_check_relative_path(glob, false);
+        if (problem)
+                return nb_error_setx(c->err, EINVAL, "glob %s: %s", q, problem);
+        nb_strv_freep(&c->comps);
+        c->comps = NULL;
+        if (split_glob(glob, &c->comps, &c->n_comps) < 0)
+                return nb_error_set(c->err, ENOMEM, "glob %s", q);
+        c->glob = q;
+        c->matches = 0;
+        c->matched_dir = false;
+        int r = walk(c, root_fd, "", 0, 0);
+        c->glob = NULL;
+        if (r < 0)
+                return r;
+        if (c->matches == 0)
+                return nb_error_setx(c->err, ENOENT, "glob %s matched no files%s", q,
+                                     c->matched_dir ? " (it matches a directory: add \"/**\" for the files below)"
+                                                    : "");
+        return 0;
+}
+
+static int check_source_root(int root_fd, const char *path, struct nb_error *err) {
+        _cleanup_free_ char *q = nb_quote(path);
+        if (!q)
+                return nb_error_set(err, ENOMEM, "source root");
+        const char *problem = nb_check_relative_path(path, true);
+        if (problem)
+                return nb_error_setx(err, EINVAL, "source root %s: %s", q, problem);
+        _cleanup_close_ int fd = open_dir(root_fd, path, O_PATH);
+        if (fd == -ENOTDIR)
+                return nb_error_setx(err, ENOTDIR, "source root %s is not a directory", q);
+        if (fd == -ELOOP)
+                return nb_error_setx(err, ELOOP, "source root %s is a symlink (nestbox never follows symlinks)", q);
+        if (fd < 0)
+                return nb_error_set(err, -fd, "source root %s", q);
+        return 0;
+}
+
+/* Opens path beneath the root again (so no link on the way is followed now either)
+ * and hashes it. */
+static int hash_file(int root_fd, struct nb_tree_file *f, struct nb_error *err) {
+        _cleanup_close_ int fd = nb_open_beneath(root_fd, f->path, O_RDONLY | O_NONBLOCK, 0);
+        struct stat st;
+        if (fd < 0 || fstat(fd, &st) < 0)
+                return nb_error_set(err, fd < 0 ? -fd : errno, "%s", f->path);
+        if (!S_ISREG(st.st_mode))
+                return nb_error_setx(err, EINVAL, "%s: not a regular file", f->path);
+        f->exec = (st.st_mode & S_IXUSR) != 0;
+        int r = hash_fd(fd, -1, f->digest, &f->size);
+        return r < 0 ? nb_error_set(err, r, "%s", f->path) : 0;
+}
+
+int nb_tree_collect(int root_fd, const char *const *globs, const char *const *source_roots, struct nb_tree *ret,
+                    struct nb_error *err) {
+        for (const char *const *s = source_roots; s && *s; s++) {
+                int r = check_source_root(root_fd, *s, err);
+                if (r < 0)
+                        return r;
+        }
+        _cleanup_(collector_done) struct collector c = { .err = err };
+        for (const char *const *g = globs; g && *g; g++) {
+                int r = expand_glob(root_fd, *g, &c);
+                if (r < 0)
+                        return r;
+        }
+        if (c.n_paths > 0)
+                qsort(c.paths, c.n_paths, sizeof(char *), cmp_paths);
+
+        _cleanup_(nb_tree_clear) struct nb_tree t = NB_TREE_INIT;
+        t.files = calloc(c.n_paths + 1, sizeof(struct nb_tree_file));
+        if (!t.files)
+                return nb_error_set(err, ENOMEM, "tree");
+        for (size_t i = 0; i < c.n_paths; i++) {
+                if (t.n_files > 0 && strcmp(t.files[t.n_files - 1].path, c.paths[i]) == 0)
+                        continue; /* matched by more than one glob */
+                struct nb_tree_file *f = &t.files[t.n_files++];
+                f->path = TAKE_PTR(c.paths[i]);
+                int r = hash_file(root_fd, f, err);
+                if (r < 0)
+                        return r;
+        }
+        *ret = t;
+        t = (struct nb_tree) NB_TREE_INIT;
+        return 0;
+}
+
+int nb_tree_collect_target(const struct nb_workspace *ws, const struct nb_target *t, struct nb_tree *ret,
+                           struct nb_error *err) {
+        size_t n = 0, k = 0;
+        for (char **g = t->sources; *g; g++)
+                n++;
+        for (char **g = t->tests; *g; g++)
+                n++;
+        _cleanup_free_ const char **globs = calloc(n + 1, sizeof(char *));
+        if (!globs)
+                return nb_error_set(err, ENOMEM, "target \"%s\"", t->name);
+        for (char **g = t->sources; *g; g++)
+                globs[k++] = *g;
+        for (char **g = t->tests; *g; g++)
+                globs[k++] = *g;
+        int r = nb_tree_collect(ws->root_fd, globs, (const char *const *) t->source_roots, ret, err);
+        return r < 0 ? nb_error_wrap(err, r, "target \"%s\"", t->name) : 0;
+}
+
+/* The digest of the directory whose files are t->files[*i..] while their paths start
+ * with the plen bytes of prefix; consumes them. */
+static int dir_digest(const struct nb_tree *t, size_t *i, const char *prefix, size_t plen,
+                      char out[NB_DIGEST_HEX_LEN + 1]) {
+        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
+        if (!h)
+                return -ENOMEM;
+        nb_hasher_update_str(h, "nestbox-tree-v1");
+        while (*i < t->n_files && strncmp(t->files[*i].path, prefix, plen) == 0) {
+                const struct nb_tree_file *f = &t->files[*i];
+                const char *name = f->path + plen;
+                const char *slash = strchr(name, '/');
+                size_t nlen = slash ? (size_t) (slash - name) : strlen(name);
+                char child[NB_DIGEST_HEX_LEN + 1];
+                if (slash) {
+                        int r = dir_digest(t, i, f->path, plen + nlen + 1, child);
+                        if (r < 0)
+                                return r;
+                } else
+                        (*i)++;
+                nb_hasher_update_str(h, slash ? "dir" : "file");
+                nb_hasher_update_u64(h, nlen);
+                nb_hasher_update(h, name, nlen);
+                nb_hasher_update_u64(h, !slash && f->exec);
+                nb_hasher_update_str(h, slash ? child : f->digest);
+        }
+        nb_hasher_finish(TAKE_PTR(h), out);
+        return 0;
+}
+
+int nb_tree_digest(const struct nb_tree *t, char out[NB_DIGEST_HEX_LEN + 1]) {
+        /* Out of order or repeated, a directory would be hashed in pieces: refuse. */
+        for (size_t k = 1; k < t->n_files; k++)
+                if (path_cmp(t->files[k - 1].path, t->files[k].path) >= 0)
+                        return -EINVAL;
+        size_t i = 0;
+        return dir_digest(t, &i, "", 0, out);
+}
+
+void nb_tree_clear(struct nb_tree *t) {
+        for (size_t i = 0; i < t->n_files; i++)
+                free(t->files[i].path);
+        free(t->files);
+        t->files = NULL;
+        t->n_files = 0;
+}
+
+/* Copies src to dst and hashes the copy. A reflink (shared blocks) or
+ * copy_file_range keeps the data out of userspace; the copy is then hashed by reading
+ * it back, which checks what actually landed in the tree. */
+static int copy_and_hash(int src, int dst, char out[NB_DIGEST_HEX_LEN + 1], uint64_t *size) {
+        bool fast = ioctl(dst, FICLONE, src) == 0;
+        if (!fast)
+                for (fast = true;;) {
+                        ssize_t n = copy_file_range(src, NULL, dst, NULL, 1u << 30, 0);
+                        if (n < 0 && errno == EINTR)
+                                continue;
+                        if (n <= 0) {
+                                fast = n == 0;
+                                break;
+                        }
+                }
+        if (fast)
+                return lseek(dst, 0, SEEK_SET) < 0 ? -errno : hash_fd(dst, -1, out, size);
+        /* Neither works here (across filesystems, old kernels): start over by hand. */
+        if (lseek(src, 0, SEEK_SET) < 0 || lseek(dst, 0, SEEK_SET) < 0 || ftruncate(dst, 0) < 0)
+                return -errno;
+        return hash_fd(src, dst, out, size);
+}
+
+static int copy_one(int root_fd, int dir_fd, const char *name, const struct nb_tree_file *f, struct nb_error *err) {
+        _cleanup_close_ int src = nb_open_beneath(root_fd, f->path, O_RDONLY | O_NONBLOCK, 0);
+        struct stat st;
+        if (src < 0 || fstat(src, &st) < 0)
+                return nb_error_set(err, src < 0 ? -src : errno, "%s", f->path);
+        if (!S_ISREG(st.st_mode))
+                return nb_error_setx(err, EINVAL, "%s: not a regular file", f->path);
+        _cleanup_close_ int dst = nb_open_beneath(dir_fd, name, O_RDWR | O_CREAT | O_EXCL, 0600);
+        if (dst < 0)
+                return nb_error_set(err, -dst, "copying %s", f->path);
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        uint64_t size = 0;
+        int r = copy_and_hash(src, dst, digest, &size);
+        if (r < 0)
+                return nb_error_set(err, r, "copying %s", f->path);
+        if (size != f->size || strcmp(digest, f->digest) != 0 || ((st.st_mode & S_IXUSR) != 0) != f->exec)
+                return nb_error_setx(err, ESTALE, "%s changed while nestbox was reading it; inputs must not "
+                                     "change during a run", f->path);
+        if (fchmod(dst, f->exec ? 0555 : 0444) < 0)
+                return nb_error_set(err, errno, "copying %s", f->path);
+        return 0;
+}
+
+static int copy_files(const struct nb_tree *t, int root_fd, int tree_fd, struct nb_error *err) {
+        _cleanup_free_ char *cur = NULL; /* the directory dfd is, relative to tree_fd */
+        _cleanup_close_ int dfd = -1;
+        for (size_t i = 0; i < t->n_files; i++) {
+                const struct nb_tree_file *f = &t->files[i];
+                const char *slash = strrchr(f->path, '/');
+                size_t dlen = slash ? (size_t) (slash - f->path) : 0;
+                /* Tree order keeps a directory's files together: one mkdir -p for each. */
+                if (!cur || strlen(cur) != dlen || strncmp(cur, f->path, dlen) != 0) {
+                        free(cur);
+                        cur = strndup(f->path, dlen);
+                        if (!cur)
+                                return nb_error_set(err, ENOMEM, "tree");
+                        if (dfd >= 0)
+                                close(TAKE_FD(dfd));
+                        dfd = dlen ? nb_mkdir_p_beneath(tree_fd, cur, 0755)
+                                   : nb_open_beneath(tree_fd, ".", O_PATH | O_DIRECTORY, 0);
+                        if (dfd < 0)
+                                return nb_error_set(err, -dfd, "tree directory %s", cur);
+                }
+                int r = copy_one(root_fd, dfd, slash ? slash + 1 : f->path, f, err);
+                if (r < 0)
+                        return r;
+        }
+        return 0;
+}
+
+/* Makes every directory below dfd read-only; the ones we built, so no limits needed. */
+static int seal_below(int dfd) {
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(dfd, ".", &d);
+        if (k < 0)
+                return k;
+        struct dirent *de;
+        while ((de = nb_readdir_no_dots(d))) {
+                if (!entry_is_dir(dfd, de))
+                        continue;
+                _cleanup_close_ int sub = nb_open_beneath(dfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
+                if (sub < 0)
+                        return sub;
+                int r = seal_below(sub);
+                if (r < 0)
+                        return r;
+                if (fchmod(sub, 0555) < 0)
+                        return -errno;
+        }
+        return errno ? -errno : 0;
+}
+
+/* > 0 when trees/<digest> is there (whole: only complete trees are ever renamed in). */
+static int reuse(struct nb_cache_dir *cache, const char *final_rel, struct nb_error *err) {
+        struct stat st;
+        if (fstatat(cache->fd, final_rel, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                return errno == ENOENT ? 0 : nb_error_set(err, errno, "cache %s/%s", cache->path, final_rel);
+        if (!S_ISDIR(st.st_mode)) {
+                /* Not something nestbox makes: remove it and build afresh. */
+                int r = nb_rm_rf_at(cache->fd, final_rel);
+                return r < 0 ? nb_error_set(err, r, "cache %s/%s", cache->path, final_rel) : 0;
+        }
+        if ((st.st_mode & 07777) != 0555) {
+                /* A crash between publishing and sealing the root (below) left it writable. */
+                _cleanup_close_ int fd = nb_open_beneath(cache->fd, final_rel, O_RDONLY | O_DIRECTORY, 0);
+                if (fd < 0 || fchmod(fd, 0555) < 0)
+                        return nb_error_set(err, fd < 0 ? -fd : errno, "cache %s/%s", cache->path, final_rel);
+        }
+        return 1;
+}
+
+/* Removes a half-built tree under tmp/ on every error path. */
+struct tmp_tree {
+        int cache_fd;
+        char *rel;
+};
+
+static void tmp_tree_cleanup(struct tmp_tree *t) {
+        if (t->rel)
+                (void) nb_rm_rf_at(t->cache_fd, t->rel);
+        free(t->rel);
+}
+
+int nb_tree_materialize(struct nb_cache_dir *cache, const struct nb_tree *t, int root_fd, char **ret_path,
+                        struct nb_error *err) {
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        int r = nb_tree_digest(t, digest);
+        if (r < 0)
+                return nb_error_set(err, r, "tree digest");
+        _cleanup_free_ char *final_rel = join("trees", digest);
+        _cleanup_free_ char *path = final_rel ? join(cache->path, final_rel) : NULL;
+        if (!path)
+                return nb_error_set(err, ENOMEM, "tree");
+        r = reuse(cache, final_rel, err);
+        if (r < 0)
+                return r;
+        if (r > 0) {
+                *ret_path = TAKE_PTR(path);
+                return 0;
+        }
+
+        _cleanup_(tmp_tree_cleanup) struct tmp_tree tmp = { cache->fd, NULL };
+        r = nb_cache_dir_mkdtemp(cache, "tree", &tmp.rel, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int tfd = nb_open_beneath(cache->fd, tmp.rel, O_RDONLY | O_DIRECTORY, 0);
+        if (tfd < 0)
+                return nb_error_set(err, tfd, "cache %s/%s", cache->path, tmp.rel);
+        r = copy_files(t, root_fd, tfd, err);
+        if (r < 0)
+                return nb_error_wrap(err, r, "materialising tree %s", digest);
+        r = seal_below(tfd);
+        if (r < 0)
+                return nb_error_set(err, r, "cache %s/%s", cache->path, tmp.rel);
+        /* The data must be on disk before the rename that publishes it; one syncfs
+         * costs less than an fsync per file. */
+        if (syncfs(tfd) < 0)
+                return nb_error_set(err, errno, "cache %s/%s", cache->path, tmp.rel);
+        r = nb_cache_dir_publish(cache, tmp.rel, final_rel, err);
+        free(TAKE_PTR(tmp.rel)); /* renamed, or removed by publish */
+        if (r < 0)
+                return r;
+        /* Sealed only now: moving a directory to another parent needs write permission
+         * on it (its ".." entry changes). A tree someone else published is sealed too. */
+        _cleanup_close_ int fd = nb_open_beneath(cache->fd, final_rel, O_RDONLY | O_DIRECTORY, 0);
+        if (fd < 0 || fchmod(fd, 0555) < 0)
+                return nb_error_set(err, fd < 0 ? -fd : errno, "cache %s", path);
+        *ret_path = TAKE_PTR(path);
+        return 0;
+}
