@@ -25,6 +25,7 @@ static int set_message(struct nb_error *err, int code, char *msg) {
         free(err->msg);
         err->msg = msg;
         err->code = code;
+        err->klass = NB_ERROR_INFRA;
         return -code;
 }
 
@@ -82,6 +83,23 @@ void nb_error_clear(struct nb_error *err) {
         free(err->msg);
         err->msg = NULL;
         err->code = 0;
+        err->klass = NB_ERROR_INFRA;
+}
+
+int nb_error_classify(struct nb_error *err, enum nb_error_class k, int r) {
+        if (!err)
+                return r;
+        err->klass = k;
+        return -(err->code ? err->code : EIO);
+}
+
+int nb_error_input(struct nb_error *err, int code, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        char *msg = vformat(fmt, ap);
+        va_end(ap);
+        int r = set_message(err, code, msg);
+        return nb_error_classify(err, NB_ERROR_INPUT, r);
 }
 
 const char *nb_error_message(const struct nb_error *err) {

@@ -9,12 +9,22 @@
 
 #include <stdarg.h>
 
+/* Who is to blame, decided where the error is found (not guessed from errno later):
+ * the CLI maps a class to an exit code in one place (runner/cli/cli.c). */
+enum nb_error_class {
+        NB_ERROR_INFRA = 0, /* the machine, the cache, the sandbox, out of memory: exit 3 */
+        NB_ERROR_USAGE,     /* the command line: exit 2 */
+        NB_ERROR_INPUT,     /* the workspace, an action file, a lockfile, a wheel: exit 2 */
+        NB_ERROR_TIMEOUT,   /* a run hit its wall-clock limit: exit 4 */
+};
+
 struct nb_error {
         int code;  /* positive errno, 0 when unset */
         char *msg; /* "context: reason", malloc'd */
+        enum nb_error_class klass;
 };
 
-#define NB_ERROR_INIT { 0, NULL }
+#define NB_ERROR_INIT { 0, NULL, NB_ERROR_INFRA }
 
 /* Sets err to "<fmt>: strerror(code)" and returns -code. */
 int nb_error_set(struct nb_error *err, int code, const char *fmt, ...)
@@ -30,6 +40,14 @@ int nb_error_wrap(struct nb_error *err, int code, const char *fmt, ...)
         __attribute__((format(printf, 3, 4)));
 
 void nb_error_clear(struct nb_error *err);
+
+/* Marks err (already set) as being of class k and returns -err->code (or -EINVAL when
+ * err is NULL), so that "return nb_error_class(err, NB_ERROR_INPUT, r);" reads well.
+ * r is returned unchanged when err is NULL. */
+int nb_error_classify(struct nb_error *err, enum nb_error_class k, int r);
+
+/* nb_error_setx() with class NB_ERROR_INPUT: for what the user wrote. */
+int nb_error_input(struct nb_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 
 /* The human message, never NULL. */
 const char *nb_error_message(const struct nb_error *err);

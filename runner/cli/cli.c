@@ -20,6 +20,23 @@ int nb_die_error(int code, const struct nb_error *err) {
         return nb_die(code, "%s", nb_error_message(err));
 }
 
+int nb_exit_code(const struct nb_error *err) {
+        switch (err ? err->klass : NB_ERROR_INFRA) {
+        case NB_ERROR_USAGE:
+        case NB_ERROR_INPUT:
+                return NB_EXIT_USAGE;
+        case NB_ERROR_TIMEOUT:
+                return NB_EXIT_TIMEOUT;
+        case NB_ERROR_INFRA:
+                break;
+        }
+        return NB_EXIT_INFRA;
+}
+
+int nb_fail(const struct nb_error *err) {
+        return nb_die(nb_exit_code(err), "%s", nb_error_message(err));
+}
+
 int nb_usage(FILE *f, const char *text, int code) {
         fputs(text, f);
         return code;

@@ -33,5 +33,10 @@ int nb_dispatch(const struct nb_command *commands, size_t n, int argc, char **ar
 int nb_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int nb_die_error(int code, const struct nb_error *err);
 
+/* The one mapping from an error's class to an exit code (DESIGN.md, "Errors"). */
+int nb_exit_code(const struct nb_error *err);
+/* Prints err and returns nb_exit_code(err). */
+int nb_fail(const struct nb_error *err);
+
 /* Prints the subcommand's manual text and returns code (0 for --help, 2 otherwise). */
 int nb_usage(FILE *f, const char *text, int code);

@@ -75,7 +75,7 @@ int cmd_venv(int argc, char **argv) {
         r = nb_venv_ensure(&cache, python, lock, wheelhouse, &info, &err);
         nb_cache_dir_close(&cache);
         if (r < 0)
-                return nb_die_error(nb_venv_is_input_error(r) ? NB_EXIT_USAGE : NB_EXIT_INFRA, &err);
+                return nb_fail(&err);
         printf("%s\n", info.path);
         nb_venv_info_done(&info);
         if (fflush(stdout) != 0)

@@ -32,10 +32,6 @@ void nb_venv_info_done(struct nb_venv_info *info) {
         info->path = NULL;
 }
 
-bool nb_venv_is_input_error(int r) {
-        return r == -EINVAL || r == -ENOENT || r == -EBADMSG;
-}
-
 struct wheel_set {
         struct nb_wheel *v;
         size_t n;
@@ -45,14 +41,6 @@ static void wheel_set_donep(struct wheel_set *s) {
         for (size_t i = 0; i < s->n; i++)
                 nb_wheel_done(&s->v[i]);
         free(s->v);
-}
-
-static void python_donep(struct nb_python *py) {
-        nb_python_done(py);
-}
-
-static void lockfile_donep(struct nb_lockfile *l) {
-        nb_lockfile_done(l);
 }
 
 /* The build directory under tmp/, removed on every way out but success. */
@@ -278,46 +266,99 @@ static int is_complete(struct nb_cache_dir *cache, const char *rel) {
         return nb_rm_rf_at(cache->fd, rel);
 }
 
-int nb_venv_ensure(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
-                   struct nb_venv_info *ret, struct nb_error *err) {
-        _cleanup_(python_donep) struct nb_python py = {};
+struct nb_venv_plan {
+        struct nb_python py;
+        struct nb_lockfile lock;
+        struct wheel_set wheels;
+        int wheelhouse_fd;
+        char digest[NB_DIGEST_HEX_LEN + 1];
+};
+
+void nb_venv_plan_free(struct nb_venv_plan *p) {
+        if (!p)
+                return;
+        nb_python_done(&p->py);
+        nb_lockfile_done(&p->lock);
+        wheel_set_donep(&p->wheels);
+        if (p->wheelhouse_fd >= 0)
+                close(p->wheelhouse_fd);
+        free(p);
+}
+
+const char *nb_venv_plan_digest(const struct nb_venv_plan *p) {
+        return p->digest;
+}
+
+/* What the user wrote (lockfile, markers, wheels, the interpreter named) is the input;
+ * the rest (out of memory, an unwritable cache) stays infrastructure. */
+static int classify(struct nb_error *err, int r) {
+        if (r == -EINVAL || r == -ENOENT || r == -EBADMSG || r == -ENOEXEC)
+                return nb_error_classify(err, NB_ERROR_INPUT, r);
+        return r;
+}
+
+static int resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
+                   struct nb_venv_plan *p, struct nb_error *err) {
         struct nb_store store = { .dir = cache };
-        int r = nb_python_probe(&store, python, &py, err);
+        int r = nb_python_probe(&store, python, &p->py, err);
         if (r < 0)
                 return r;
-        _cleanup_(lockfile_donep) struct nb_lockfile lock = {};
-        r = nb_lockfile_load(lockfile, &py.env, &lock, err);
-        if (r < 0)
+        if ((r = nb_lockfile_load(lockfile, &p->py.env, &p->lock, err)) < 0)
                 return r;
-        _cleanup_close_ int wh = open(wheelhouse, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (wh < 0)
+        p->wheelhouse_fd = open(wheelhouse, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (p->wheelhouse_fd < 0)
                 return nb_error_set(err, errno == ENOTDIR ? ENOENT : errno, "wheelhouse %s", wheelhouse);
-        _cleanup_(wheel_set_donep) struct wheel_set wheels = { .v = calloc(lock.n_reqs + 1, sizeof(struct nb_wheel)) };
-        if (!wheels.v)
+        p->wheels.v = calloc(p->lock.n_reqs + 1, sizeof(struct nb_wheel));
+        if (!p->wheels.v)
                 return nb_error_set(err, ENOMEM, "venv");
-        for (; wheels.n < lock.n_reqs; wheels.n++) {
-                r = nb_wheel_select(&store, &py, wh, wheelhouse, &lock.reqs[wheels.n], &wheels.v[wheels.n], err);
+        for (; p->wheels.n < p->lock.n_reqs; p->wheels.n++) {
+                r = nb_wheel_select(&store, &p->py, p->wheelhouse_fd, wheelhouse, &p->lock.reqs[p->wheels.n],
+                                    &p->wheels.v[p->wheels.n], err);
                 if (r < 0)
                         return r;
         }
+        if (digest_inputs(&p->py, &p->lock, &p->wheels, p->digest) < 0)
+                return nb_error_set(err, ENOMEM, "venv");
+        return 0;
+}
 
-        char digest[NB_DIGEST_HEX_LEN + 1];
-        if (digest_inputs(&py, &lock, &wheels, digest) < 0)
+int nb_venv_resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
+                    struct nb_venv_plan **ret, struct nb_error *err) {
+        struct nb_venv_plan *p = calloc(1, sizeof(*p));
+        if (!p)
                 return nb_error_set(err, ENOMEM, "venv");
+        p->wheelhouse_fd = -1;
+        int r = resolve(cache, python, lockfile, wheelhouse, p, err);
+        if (r < 0) {
+                nb_venv_plan_free(p);
+                return classify(err, r);
+        }
+        *ret = p;
+        return 0;
+}
+
+int nb_venv_materialize(struct nb_cache_dir *cache, const struct nb_venv_plan *p, struct nb_venv_info *ret,
+                        struct nb_error *err) {
         _cleanup_free_ char *rel = NULL, *path = NULL;
-        if (asprintf(&rel, "venvs/%s", digest) < 0 || asprintf(&path, "%s/%s", cache->path, rel) < 0)
+        if (asprintf(&rel, "venvs/%s", p->digest) < 0 || asprintf(&path, "%s/%s", cache->path, rel) < 0)
                 return nb_error_set(err, ENOMEM, "venv");
-        r = is_complete(cache, rel);
+        int r = is_complete(cache, rel);
         if (r < 0)
                 return nb_error_set(err, -r, "venv %s", path);
         bool built = r == 0;
-        if (built) {
-                r = build(cache, &py, &lock, &wheels, wh, digest, rel, err);
-                if (r < 0)
-                        return r;
-        }
-        memcpy(ret->digest, digest, sizeof(digest));
+        if (built && (r = build(cache, &p->py, &p->lock, &p->wheels, p->wheelhouse_fd, p->digest, rel, err)) < 0)
+                return classify(err, r);
+        memcpy(ret->digest, p->digest, sizeof(ret->digest));
         ret->path = TAKE_PTR(path);
         ret->built = built;
         return 0;
+}
+
+int nb_venv_ensure(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
+                   struct nb_venv_info *ret, struct nb_error *err) {
+        _cleanup_(nb_venv_plan_freep) struct nb_venv_plan *p = NULL;
+        int r = nb_venv_resolve(cache, python, lockfile, wheelhouse, &p, err);
+        if (r < 0)
+                return r;
+        return nb_venv_materialize(cache, p, ret, err);
 }

@@ -27,16 +27,29 @@ struct nb_venv_info {
 
 void nb_venv_info_done(struct nb_venv_info *info);
 
-/* Returns the venv for (python, lockfile, wheelhouse), building it when the cache
- * does not have it. Two processes doing this at once both succeed with one result.
- * On failure nothing is left in the cache.
- *
- * Input errors come back as -EINVAL (bad lockfile, marker, wheel or interpreter),
- * -ENOENT (a missing file or wheel) or -EBADMSG (a hash mismatch, a corrupt wheel);
- * nb_venv_is_input_error() says which class an error is in. */
+/* A venv resolved but not necessarily built: the interpreter's answers, the lockfile
+ * after markers, the chosen wheels with their hashes, and the digest of all that.
+ * Resolving is cheap (no Python runs when the probe and wheel hashes are remembered
+ * in the cache) and is all a cached action needs. */
+struct nb_venv_plan;
+
+/* Errors in what the user wrote (bad lockfile, marker, interpreter; a missing wheel,
+ * a hash mismatch) come back classified NB_ERROR_INPUT (-EINVAL, -ENOENT, -EBADMSG);
+ * others (the cache cannot be written, out of memory) stay NB_ERROR_INFRA. */
+int nb_venv_resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
+                    struct nb_venv_plan **ret, struct nb_error *err);
+const char *nb_venv_plan_digest(const struct nb_venv_plan *p);
+void nb_venv_plan_free(struct nb_venv_plan *p);
+static inline void nb_venv_plan_freep(struct nb_venv_plan **p) {
+        nb_venv_plan_free(*p);
+}
+
+/* Returns the plan's venv, building it when the cache does not have it. Two processes
+ * doing this at once both succeed with one result. On failure nothing is left in the
+ * cache. */
+int nb_venv_materialize(struct nb_cache_dir *cache, const struct nb_venv_plan *p, struct nb_venv_info *ret,
+                        struct nb_error *err);
+
+/* nb_venv_resolve() then nb_venv_materialize(). */
 int nb_venv_ensure(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                    struct nb_venv_info *ret, struct nb_error *err);
-
-/* True for the errors above that are the user's input, false for infrastructure
- * errors (the cache cannot be written, out of memory, ...). */
-bool nb_venv_is_input_error(int r);

@@ -44,8 +44,8 @@ static int fail(const struct parser *p, const char *path, const char *fmt, ...) 
         if (!msg)
                 return oom(p);
         if (path && *path)
-                return nb_error_setx(p->err, EINVAL, "%s: %s: %s", p->file, path, msg);
-        return nb_error_setx(p->err, EINVAL, "%s: %s", p->file, msg);
+                return nb_error_input(p->err, EINVAL, "%s: %s: %s", p->file, path, msg);
+        return nb_error_input(p->err, EINVAL, "%s: %s", p->file, msg);
 }
 
 char *nb_quote(const char *s) {
