@@ -49,6 +49,10 @@ static inline void nb_strv_freep(char ***v) {
         }
 }
 
+static inline void nb_strv_free(char **v) {
+        nb_strv_freep(&v);
+}
+
 #define _cleanup_free_ _cleanup_(nb_freep)
 #define _cleanup_close_ _cleanup_(nb_closep)
 #define _cleanup_fclose_ _cleanup_(nb_fclosep)

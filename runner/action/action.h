@@ -1,54 +1,93 @@
 /* SPDX-License-Identifier: MIT */
-/* An action: one run of one target, named by the digest of everything that can change
- * its result (DESIGN.md): executor version and policy, interpreter identity, the
- * lockfile, the input tree, pytest arguments, environment, shard, seed, coverage.
- * The digest is computed without starting Python, so a cache hit never does. */
+/* The action (DESIGN.md, "Actions"): one run of one target, holding everything that
+ * decides its result. It is built from nestbox.json (action_workspace.c) or read from
+ * an action file (action_json.c); both give the same value. Resolving it
+ * (action_digest.c) collects the input tree and the venv plan and names it by the
+ * SHA-256 of one canonical encoding, so `nestbox test` and `nestbox run` share cache
+ * entries by construction. Running it (run.c) gives a struct nb_result (result.h). */
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 
-#include "cache/artifact.h"
-#include "cache/cas.h"
 #include "cache/digest.h"
-#include "action/run_target.h"
+#include "nestbox/error.h"
 #include "workspace/tree.h"
-#include "workspace/workspace.h"
+
+#define NB_ACTION_SCHEMA "nestbox.action/v1"
+
+struct nb_policy {
+        uint64_t timeout_ms;
+        uint64_t memory; /* bytes */
+        uint64_t pids;
+        bool network;    /* always false today: the sandbox has loopback only */
+};
 
 struct nb_action {
-        const struct nb_target *target;
-        struct nb_tree tree;
-        char tree_digest[NB_DIGEST_HEX_LEN + 1];
-        char digest[NB_DIGEST_HEX_LEN + 1];
+        char *target;
+        /* The declared inputs: files beneath root, or a tree already in the cache. */
+        char *root;         /* absolute; NULL when tree_given */
+        char **sources;     /* relative file paths, sorted, NULL-terminated, never NULL */
+        char **tests;       /* the same; exactly these are handed to pytest */
+        char **source_roots;
+        /* The resolve: a lockfile and a wheelhouse, or a venv already in the cache. */
+        char *lockfile, *wheelhouse; /* absolute; NULL when venv_given */
+        char *python;
+        char **pytest_args;
+        char **env;         /* "NAME=value", sorted by name */
+        struct nb_policy policy;
+        unsigned shard_index, shard_count; /* 1-based index; count 1: no sharding */
         uint64_t seed;
         bool coverage;
+        unsigned run;       /* 1-based */
+        char tree_given[NB_DIGEST_HEX_LEN + 1]; /* "" unless the action names a tree */
+        char venv_given[NB_DIGEST_HEX_LEN + 1]; /* "" unless the action names a venv */
+
+        /* Filled by nb_action_resolve(). */
+        struct {
+                bool done;
+                struct nb_tree tree; /* empty when tree_given */
+                char tree_digest[NB_DIGEST_HEX_LEN + 1];
+                struct nb_venv_plan *venv; /* NULL when venv_given */
+                char venv_digest[NB_DIGEST_HEX_LEN + 1];
+                char digest[NB_DIGEST_HEX_LEN + 1];
+        } resolved;
 };
 
-/* Collects the target's declared files and computes the action digest. */
-int nb_action_prepare(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_run_options *o,
-                      struct nb_action *a, struct nb_error *err);
-void nb_action_done(struct nb_action *a);
+void nb_action_free(struct nb_action *a);
+static inline void nb_action_freep(struct nb_action **a) {
+        nb_action_free(*a);
+}
+#define _cleanup_action_ __attribute__((cleanup(nb_action_freep)))
 
-/* What a finished or replayed action gives: the artifact (junit.xml, log, coverage.*,
- * undeclared/..., result.json) and the parsed report. */
-struct nb_action_result {
-        enum nb_target_status status;
-        struct nb_junit_report *report;
-        struct nb_artifact artifact;
-        double wall_sec;
-        uint64_t seed;
-        char *why;
-        bool cached;
-};
-void nb_action_result_done(struct nb_action_result *r);
+/* The seed a target gets when none is asked for: stable across runs and machines. */
+uint64_t nb_action_default_seed(const char *target);
 
-/* Turns a finished run into a result with its artifact. */
-int nb_action_result_from_run(const struct nb_action *a, struct nb_target_run *run, struct nb_action_result *ret,
-                              struct nb_error *err);
+/* ---- action_json.c ---- */
 
-/* Stores the result under the action's digest: the artifact in cas/, the record in ac/. */
-int nb_action_store(struct nb_store *s, const struct nb_action *a, const struct nb_action_result *r,
-                    struct nb_error *err);
+/* Parses an action file. Strict: an unknown key is an error with a did-you-mean, a
+ * missing required field or a wrong type names the field:
+ *   "<file>: .policy.memory: expected a size like \"512M\""
+ * All such errors are NB_ERROR_INPUT. file is the name messages use. */
+int nb_action_from_json(const char *text, size_t len, const char *file, struct nb_action **ret,
+                        struct nb_error *err);
+/* The same, from an already parsed value (the worker's --action-json). */
+struct json_t;
+int nb_action_from_json_value(struct json_t *v, const char *file, struct nb_action **ret, struct nb_error *err);
 
-/* Looks the action up: 0 with *ret filled on a hit, -ENOENT on a miss (damaged entries
- * are removed, reported through the store's warn callback, and are misses). */
-int nb_action_lookup(struct nb_store *s, const struct nb_action *a, struct nb_action_result *ret, struct nb_error *err);
+/* The action as nestbox.action/v1 JSON (one line, keys sorted). */
+int nb_action_to_json(const struct nb_action *a, char **ret);
+
+/* ---- action_digest.c ---- */
+
+/* Collects the declared files (or checks the named tree is in the cache), resolves
+ * the venv (without building it), and computes the digest. Needs no Python when the
+ * interpreter's answers and the wheels' hashes are remembered in the cache. */
+struct nb_cache_dir;
+int nb_action_resolve(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err);
+
+/* Collects the files sources and tests name (globs or literal paths) beneath root_fd:
+ * the tree of both, and each list expanded to its files. Used by both builders, so
+ * the same declaration gives the same action. */
+int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char **source_roots, struct nb_tree *tree,
+                      char ***ret_sources, char ***ret_tests, struct nb_error *err);

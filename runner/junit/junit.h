@@ -83,6 +83,17 @@ int nb_junit_report_to_xml(const struct nb_junit_report *r,
                            const struct nb_junit_property *props, size_t n_props,
                            char **ret_xml, size_t *ret_len);
 
+/* One <testsuite> of a document with several: a report and its properties. */
+struct nb_junit_suite {
+        const struct nb_junit_report *report;
+        const struct nb_junit_property *props;
+        size_t n_props;
+};
+
+/* Writes <testsuites> holding one <testsuite> per element, totals summed: the combined
+ * report of a run (one suite per target). nb_junit_report_to_xml() is this with one. */
+int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char **ret_xml, size_t *ret_len);
+
 /* Combines reports (shards and attempts, in attempt order) into one. Testcases are
  * identified by (classname, name) and kept in the order they first appear. Runs of
  * the same testcase: if any passed, it is PASSED with every failed run as a flaky

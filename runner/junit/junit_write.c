@@ -248,40 +248,60 @@ static void write_totals(struct xw *x, const struct nb_junit_report *r) {
         xw_attr_time(x, "time", r->time);
 }
 
-static void write_report(struct xw *x, const struct nb_junit_report *r, const struct nb_junit_property *props,
-                         size_t n_props) {
-        xw_check(x, xmlTextWriterSetIndent(x->w, 1));
-        xw_check(x, xmlTextWriterSetIndentString(x->w, BAD_CAST "  "));
-        xw_check(x, xmlTextWriterStartDocument(x->w, NULL, "UTF-8", NULL));
-        xw_start(x, "testsuites");
-        write_totals(x, r);
+static void write_suite(struct xw *x, const struct nb_junit_suite *s) {
+        const struct nb_junit_report *r = s->report;
         xw_start(x, "testsuite");
         xw_attr(x, "name", r->name ? r->name : "");
         write_totals(x, r);
         xw_attr(x, "timestamp", r->timestamp);
-        if (n_props > 0) {
+        if (s->n_props > 0) {
                 xw_start(x, "properties");
-                for (size_t i = 0; i < n_props; i++) {
+                for (size_t i = 0; i < s->n_props; i++) {
                         xw_start(x, "property");
-                        xw_attr(x, "name", props[i].name ? props[i].name : "");
-                        xw_attr(x, "value", props[i].value ? props[i].value : "");
+                        xw_attr(x, "name", s->props[i].name ? s->props[i].name : "");
+                        xw_attr(x, "value", s->props[i].value ? s->props[i].value : "");
                         xw_end(x);
                 }
                 xw_end(x);
         }
         for (size_t i = 0; i < r->n_testcases; i++)
                 write_testcase(x, &r->testcases[i]);
+        xw_end(x);
+}
+
+static void write_document(struct xw *x, const struct nb_junit_suite *suites, size_t n,
+                           const struct nb_junit_report *totals) {
+        xw_check(x, xmlTextWriterSetIndent(x->w, 1));
+        xw_check(x, xmlTextWriterSetIndentString(x->w, BAD_CAST "  "));
+        xw_check(x, xmlTextWriterStartDocument(x->w, NULL, "UTF-8", NULL));
+        xw_start(x, "testsuites");
+        write_totals(x, totals);
+        for (size_t i = 0; i < n; i++)
+                write_suite(x, &suites[i]);
         if (x->r == 0)
                 xw_check(x, xmlTextWriterEndDocument(x->w));
 }
 
-int nb_junit_report_to_xml(const struct nb_junit_report *r, const struct nb_junit_property *props, size_t n_props,
-                           char **ret_xml, size_t *ret_len) {
+int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char **ret_xml, size_t *ret_len) {
         nb_junit_libxml_setup();
-        /* Totals are recounted from the testcases on a copy of the header, so a report
+        /* Totals are recounted from the testcases on a copy of each header, so a report
          * built or edited by hand cannot say one thing and hold another. */
-        struct nb_junit_report counted = *r;
-        nb_junit_report_recount(&counted);
+        _cleanup_free_ struct nb_junit_suite *counted = calloc(n + 1, sizeof(*counted));
+        _cleanup_free_ struct nb_junit_report *headers = calloc(n + 1, sizeof(*headers));
+        if (!counted || !headers)
+                return -ENOMEM;
+        struct nb_junit_report totals = { 0 };
+        for (size_t i = 0; i < n; i++) {
+                headers[i] = *suites[i].report;
+                nb_junit_report_recount(&headers[i]);
+                counted[i] = suites[i];
+                counted[i].report = &headers[i];
+                totals.tests += headers[i].tests;
+                totals.failures += headers[i].failures;
+                totals.errors += headers[i].errors;
+                totals.skipped += headers[i].skipped;
+                totals.time += headers[i].time;
+        }
 
         struct out_buf buf = {};
         xmlOutputBufferPtr out = xmlOutputBufferCreateIO(out_write, NULL, &buf, NULL);
@@ -292,7 +312,7 @@ int nb_junit_report_to_xml(const struct nb_junit_report *r, const struct nb_juni
                 xmlOutputBufferClose(out);
                 return -ENOMEM;
         }
-        write_report(&x, &counted, props, n_props);
+        write_document(&x, counted, n, &totals);
         /* Flushes the rest into buf and closes out. */
         xmlFreeTextWriter(x.w);
         _cleanup_free_ char *data = buf.data;
@@ -304,6 +324,12 @@ int nb_junit_report_to_xml(const struct nb_junit_report *r, const struct nb_juni
                 *ret_len = buf.len;
         *ret_xml = TAKE_PTR(data);
         return 0;
+}
+
+int nb_junit_report_to_xml(const struct nb_junit_report *r, const struct nb_junit_property *props, size_t n_props,
+                           char **ret_xml, size_t *ret_len) {
+        const struct nb_junit_suite suite = { r, props, n_props };
+        return nb_junit_suites_to_xml(&suite, 1, ret_xml, ret_len);
 }
 
 int nb_junit_error_report(const char *suite_name, const char *testcase_name, const char *message,

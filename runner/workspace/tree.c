@@ -345,22 +345,25 @@ int nb_tree_collect(int root_fd, const char *const *globs, const char *const *so
         return 0;
 }
 
-int nb_tree_collect_target(const struct nb_workspace *ws, const struct nb_target *t, struct nb_tree *ret,
-                           struct nb_error *err) {
-        size_t n = 0, k = 0;
-        for (char **g = t->sources; *g; g++)
-                n++;
-        for (char **g = t->tests; *g; g++)
-                n++;
-        _cleanup_free_ const char **globs = calloc(n + 1, sizeof(char *));
-        if (!globs)
-                return nb_error_set(err, ENOMEM, "target \"%s\"", t->name);
-        for (char **g = t->sources; *g; g++)
-                globs[k++] = *g;
-        for (char **g = t->tests; *g; g++)
-                globs[k++] = *g;
-        int r = nb_tree_collect(ws->root_fd, globs, (const char *const *) t->source_roots, ret, err);
-        return r < 0 ? nb_error_wrap(err, r, "target \"%s\"", t->name) : 0;
+int nb_tree_merge(struct nb_tree *a, struct nb_tree *b, struct nb_tree *ret) {
+        struct nb_tree m = { calloc(a->n_files + b->n_files + 1, sizeof(struct nb_tree_file)), 0 };
+        if (!m.files)
+                return -ENOMEM;
+        size_t i = 0, j = 0;
+        while (i < a->n_files || j < b->n_files) {
+                int c = i == a->n_files ? 1 : j == b->n_files ? -1 : path_cmp(a->files[i].path, b->files[j].path);
+                if (c == 0) { /* declared twice: one file */
+                        free(b->files[j].path);
+                        b->files[j++].path = NULL;
+                        c = -1;
+                }
+                m.files[m.n_files++] = c < 0 ? a->files[i++] : b->files[j++];
+        }
+        free(a->files);
+        free(b->files);
+        *a = *b = (struct nb_tree) NB_TREE_INIT;
+        *ret = m;
+        return 0;
 }
 
 /* The digest of the directory whose files are t->files[*i..] while their paths start

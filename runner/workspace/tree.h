@@ -49,10 +49,9 @@ struct nb_tree {
 int nb_tree_collect(int root_fd, const char *const *globs, const char *const *source_roots, struct nb_tree *ret,
                     struct nb_error *err);
 
-/* nb_tree_collect() of a target's sources + tests and source_roots, beneath the
- * workspace root; messages start with 'target "<name>"'. */
-int nb_tree_collect_target(const struct nb_workspace *ws, const struct nb_target *t, struct nb_tree *ret,
-                           struct nb_error *err);
+/* The union of a and b (each in tree order) into *ret, taking over their files: a
+ * path in both is kept once. a and b are left empty. */
+int nb_tree_merge(struct nb_tree *a, struct nb_tree *b, struct nb_tree *ret);
 
 /* The Merkle digest: each directory hashes its entries in tree order (type, name, exec
  * bit, content digest or child directory digest); the root directory's digest is the

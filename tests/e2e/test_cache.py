@@ -78,7 +78,10 @@ def test_each_input_change_misses(cache, ws, change):
         lock_dir = ws.parent / "lock2"
         lock_dir.mkdir()
         real = (ws / "3rdparty").resolve()
-        (lock_dir / "default.lock").write_text((real / "default.lock").read_text() + "\n# a comment\n")
+        # A different resolve: without coverage (a comment alone resolves to the
+        # same venv, and so to the same action).
+        lock = (real / "default.lock").read_text().split("\ncoverage==")
+        (lock_dir / "default.lock").write_text(lock[0] + "\n" + lock[1].split("\n", 2)[2])
         (lock_dir / "wheelhouse").symlink_to(real / "wheelhouse")
         (ws / "3rdparty").unlink()
         (ws / "3rdparty").symlink_to(lock_dir)

@@ -12,6 +12,7 @@
 #include "nestbox/error.h"
 #include "nestbox/fs.h"
 #include "test.h"
+#include "action/action.h"
 #include "workspace/tree.h"
 
 /* A scratch workspace:
@@ -475,13 +476,18 @@ TEST(collect_target_uses_sources_tests_and_roots) {
         CHECK_EQ_INT(nb_workspace_load(w.path, &ws, &err), 0);
         _cleanup_(nb_tree_clear) struct nb_tree t = NB_TREE_INIT;
         if (ws) {
-                CHECK_EQ_INT(nb_tree_collect_target(ws, &ws->targets[0], &t, &err), -ENOENT);
-                CHECK_EQ_STR(nb_error_message(&err),
-                             "target \"p1\": source root \"project1/tset/python\": No such file or directory");
+                const struct nb_target *tg = &ws->targets[0];
+                _cleanup_strv_free_ char **sources = NULL, **tests = NULL;
+                CHECK_EQ_INT(nb_action_collect(ws->root_fd, tg->sources, tg->tests, tg->source_roots, &t, &sources,
+                                               &tests, &err), -ENOENT);
+                CHECK_EQ_STR(nb_error_message(&err), "source root \"project1/tset/python\": No such file or directory");
                 free(ws->targets[0].source_roots[1]);
                 ws->targets[0].source_roots[1] = NULL;
-                CHECK_EQ_INT(nb_tree_collect_target(ws, &ws->targets[0], &t, &err), 0);
+                CHECK_EQ_INT(nb_action_collect(ws->root_fd, tg->sources, tg->tests, tg->source_roots, &t, &sources,
+                                               &tests, &err), 0);
                 CHECK_PATHS(&t, "project1/src/python/app/main.py project1/test/python/test_main.py");
+                CHECK(sources && sources[0] && strcmp(sources[0], "project1/src/python/app/main.py") == 0 && !sources[1]);
+                CHECK(tests && tests[0] && strcmp(tests[0], "project1/test/python/test_main.py") == 0 && !tests[1]);
         }
         ws_close(&w);
 }

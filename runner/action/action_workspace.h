@@ -1,0 +1,25 @@
+/* SPDX-License-Identifier: MIT */
+/* Actions from a workspace's targets (nestbox.json) and the invocation's options. */
+#pragma once
+
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "action/action.h"
+#include "workspace/workspace.h"
+
+/* What the command line adds to a target to make an action. */
+struct nb_action_options {
+        uint64_t seed;
+        bool seed_set;        /* else derived from the target's name: stable across runs */
+        unsigned shard_index; /* 1-based */
+        unsigned shard_count; /* 0 or 1: no sharding */
+        bool coverage;        /* on for every target (else the target's setting) */
+        unsigned run;         /* 1-based; 0 means 1 */
+};
+
+int nb_action_from_target(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_action_options *o,
+                          struct nb_action **ret, struct nb_error *err);
+
+/* Orders "NAME=value" strings by NAME (qsort comparator). */
+int nb_env_cmp(const void *a, const void *b);

@@ -1,0 +1,39 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action/execute.h"
+#include "action/run.h"
+#include "nestbox/cleanup.h"
+
+int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret,
+                      struct nb_error *err) {
+        memset(ret, 0, sizeof(*ret));
+        int r = nb_action_resolve(a, s->dir, err);
+        if (r < 0)
+                return r;
+        if (!m->no_cache && !m->force) {
+                r = nb_result_lookup(s, a, ret, err);
+                if (r == 0 && (ret->status == NB_TARGET_PASSED || m->cache_failures))
+                        return 0;
+                nb_result_done(ret);
+                if (r == -ENOMEM)
+                        return r;
+                nb_error_clear(err);
+        }
+        if ((r = nb_action_run(a, s->dir, ret, err)) < 0) {
+                nb_result_done(ret);
+                return nb_error_wrap(err, r, "target \"%s\"", a->target);
+        }
+        if (!m->no_cache) {
+                _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
+                if (nb_result_store(s, ret, &serr) < 0 && s->warn) {
+                        _cleanup_free_ char *line = NULL;
+                        if (asprintf(&line, "result of \"%s\" not cached: %s", a->target, nb_error_message(&serr)) >= 0)
+                                s->warn(line, s->userdata);
+                }
+        }
+        return 0;
+}

@@ -1,0 +1,22 @@
+/* SPDX-License-Identifier: MIT */
+/* One action from start to result, as `nestbox test`, `nestbox run` and the worker all
+ * do it: resolve, a cache hit replays the result without starting Python, a miss runs
+ * it and stores the result. */
+#pragma once
+
+#include <stdbool.h>
+
+#include "action/action.h"
+#include "action/result.h"
+#include "cache/cas.h"
+
+struct nb_cache_modes {
+        bool no_cache;       /* neither read nor write the result cache */
+        bool force;          /* run even when cached (and store the new result) */
+        bool cache_failures; /* replay cached failures too (else only passes) */
+};
+
+/* A result that cannot be stored (a full disk) is still returned, with one line
+ * through s->warn: the cache is an optimisation, never the reason a run fails. */
+int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret,
+                      struct nb_error *err);

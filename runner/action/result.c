@@ -1,0 +1,207 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action/result.h"
+#include "nestbox/cleanup.h"
+
+#define RECORD_MAX (1u << 20)
+
+const char *nb_target_status_name(enum nb_target_status s) {
+        switch (s) {
+        case NB_TARGET_PASSED: return "PASSED";
+        case NB_TARGET_FAILED: return "FAILED";
+        case NB_TARGET_TIMEOUT: return "TIMEOUT";
+        }
+        return "?";
+}
+
+static int status_from_name(const char *s, enum nb_target_status *ret) {
+        static const enum nb_target_status all[] = { NB_TARGET_PASSED, NB_TARGET_FAILED, NB_TARGET_TIMEOUT };
+        for (size_t i = 0; s && i < NB_ELEMENTSOF(all); i++)
+                if (strcmp(s, nb_target_status_name(all[i])) == 0) {
+                        *ret = all[i];
+                        return 0;
+                }
+        return -EINVAL;
+}
+
+int nb_result_exit_code(const struct nb_result *r) {
+        return r->status == NB_TARGET_PASSED ? 0 : r->status == NB_TARGET_TIMEOUT ? 4 : 1;
+}
+
+void nb_result_done(struct nb_result *r) {
+        free(r->target);
+        free(r->memory_backend);
+        free(r->pids_backend);
+        free(r->why);
+        nb_junit_report_free(r->report);
+        nb_artifact_done(&r->artifact);
+        memset(r, 0, sizeof(*r));
+}
+
+json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
+        const struct nb_junit_report *rep = r->report;
+        json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:I, s:I}, s:I, s:I, s:I, s:I, s:I,"
+                              " s:{s:f, s:f, s:f}, s:{s:i, s:i, s:b, s:b, s:I}, s:{s:f, s:I, s:I, s:s, s:s}}",
+                              "schema", NB_RESULT_SCHEMA, "target", r->target, "status", nb_target_status_name(r->status),
+                              "exit_code", nb_result_exit_code(r), "action", r->action, "tree", r->tree, "venv", r->venv,
+                              "seed", (json_int_t) r->seed,
+                              "shard", "index", (json_int_t) r->shard_index, "count", (json_int_t) r->shard_count,
+                              "run", (json_int_t) r->run,
+                              "tests", (json_int_t) (rep ? rep->tests : 0), "failures", (json_int_t) (rep ? rep->failures : 0),
+                              "errors", (json_int_t) (rep ? rep->errors : 0), "skipped", (json_int_t) (rep ? rep->skipped : 0),
+                              "durations", "wall", r->wall_sec, "user", r->user_sec, "sys", r->sys_sec,
+                              "pytest", "exit_code", r->exit_code, "signal", r->signal, "timed_out", r->timed_out,
+                              "oom_killed", r->oom_killed, "peak_rss_bytes", (json_int_t) r->peak_rss_bytes,
+                              "limits", "timeout", r->timeout_sec, "memory", (json_int_t) r->memory,
+                              "pids", (json_int_t) r->pids, "memory_backend", r->memory_backend ? r->memory_backend : "",
+                              "pids_backend", r->pids_backend ? r->pids_backend : "");
+        if (!j)
+                return NULL;
+        int k = json_object_set_new(j, "why", r->why ? json_string(r->why) : json_null());
+        if (flags & NB_RESULT_JSON_ARTIFACT)
+                k |= json_object_set_new(j, "artifact", r->artifact_digest[0] ? json_string(r->artifact_digest) : json_null());
+        if (flags & NB_RESULT_JSON_CACHED)
+                k |= json_object_set_new(j, "cached", json_boolean(r->cached));
+        if (k < 0) {
+                json_decref(j);
+                return NULL;
+        }
+        return j;
+}
+
+int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len) {
+        char seed[32], shard[32], run[32];
+        snprintf(seed, sizeof(seed), "%llu", (unsigned long long) r->seed);
+        snprintf(shard, sizeof(shard), "%u/%u", r->shard_index, r->shard_count);
+        snprintf(run, sizeof(run), "%u", r->run);
+        const struct nb_junit_property props[] = {
+                { "target", r->target }, { "shard", shard }, { "run", run }, { "attempt", "1" },
+                { "seed", seed }, { "cached", r->cached ? "true" : "false" },
+        };
+        /* The suite is named after the target, so a combined report keeps them apart. */
+        struct nb_junit_report named = *r->report;
+        named.name = r->target;
+        return nb_junit_report_to_xml(&named, props, NB_ELEMENTSOF(props), ret, ret_len);
+}
+
+int nb_result_seal(struct nb_result *r, struct nb_error *err) {
+        json_auto_t *j = nb_result_to_json(r, 0);
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2)) : NULL;
+        int k;
+        if (!text || (k = nb_artifact_add(&r->artifact, "result.json", text, strlen(text))) < 0)
+                return nb_error_set(err, ENOMEM, "result.json");
+        return 0;
+}
+
+int nb_result_store(struct nb_store *s, struct nb_result *r, struct nb_error *err) {
+        _cleanup_free_ char *blob = NULL;
+        size_t len = 0;
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        int k = nb_artifact_pack(&r->artifact, &blob, &len, err);
+        if (k < 0 || (k = nb_cas_put(s, blob, len, digest, err)) < 0)
+                return k;
+        memcpy(r->artifact_digest, digest, sizeof(digest));
+        json_auto_t *rec = nb_result_to_json(r, NB_RESULT_JSON_ARTIFACT);
+        _cleanup_free_ char *text = rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+        if (!text) {
+                r->artifact_digest[0] = 0;
+                return nb_error_set(err, ENOMEM, "action record");
+        }
+        if ((k = nb_ac_put(s, r->action, text, strlen(text), err)) < 0)
+                r->artifact_digest[0] = 0;
+        return k;
+}
+
+/* ---- reading a record back ---- */
+
+static int get_str(json_t *o, const char *key, char **ret) {
+        const char *s = json_string_value(json_object_get(o, key));
+        if (!s)
+                return -EINVAL;
+        return (*ret = strdup(s)) ? 0 : -ENOMEM;
+}
+
+static int get_digest(json_t *o, const char *key, char out[NB_DIGEST_HEX_LEN + 1]) {
+        const char *s = json_string_value(json_object_get(o, key));
+        if (!s || !nb_is_digest(s))
+                return -EINVAL;
+        memcpy(out, s, NB_DIGEST_HEX_LEN + 1);
+        return 0;
+}
+
+static int get_uint(json_t *o, const char *key, uint64_t *ret) {
+        json_t *v = json_object_get(o, key);
+        if (!json_is_integer(v) || json_integer_value(v) < 0)
+                return -EINVAL;
+        *ret = (uint64_t) json_integer_value(v);
+        return 0;
+}
+
+/* Only what a replay shows and the record claims; the counts come from junit.xml. */
+static int result_from_record(json_t *rec, struct nb_result *r) {
+        json_t *d = json_object_get(rec, "durations"), *py = json_object_get(rec, "pytest");
+        json_t *lim = json_object_get(rec, "limits"), *shard = json_object_get(rec, "shard");
+        uint64_t shard_index, shard_count, run, pids, memory, rss;
+        if (!json_is_object(d) || !json_is_object(py) || !json_is_object(lim) || !json_is_object(shard))
+                return -EINVAL;
+        int k = status_from_name(json_string_value(json_object_get(rec, "status")), &r->status);
+        if (k < 0 || (k = get_str(rec, "target", &r->target)) < 0 || (k = get_digest(rec, "tree", r->tree)) < 0 ||
+            (k = get_digest(rec, "venv", r->venv)) < 0 || (k = get_uint(rec, "seed", &r->seed)) < 0 ||
+            (k = get_uint(shard, "index", &shard_index)) < 0 || (k = get_uint(shard, "count", &shard_count)) < 0 ||
+            (k = get_uint(rec, "run", &run)) < 0 || (k = get_uint(lim, "pids", &pids)) < 0 ||
+            (k = get_uint(lim, "memory", &memory)) < 0 || (k = get_uint(py, "peak_rss_bytes", &rss)) < 0 ||
+            (k = get_str(lim, "memory_backend", &r->memory_backend)) < 0 ||
+            (k = get_str(lim, "pids_backend", &r->pids_backend)) < 0)
+                return k;
+        r->shard_index = (unsigned) shard_index;
+        r->shard_count = (unsigned) shard_count;
+        r->run = (unsigned) run;
+        r->pids = pids;
+        r->memory = memory;
+        r->peak_rss_bytes = rss;
+        r->wall_sec = json_number_value(json_object_get(d, "wall"));
+        r->user_sec = json_number_value(json_object_get(d, "user"));
+        r->sys_sec = json_number_value(json_object_get(d, "sys"));
+        r->timeout_sec = json_number_value(json_object_get(lim, "timeout"));
+        r->exit_code = (int) json_integer_value(json_object_get(py, "exit_code"));
+        r->signal = (int) json_integer_value(json_object_get(py, "signal"));
+        r->timed_out = json_is_true(json_object_get(py, "timed_out"));
+        r->oom_killed = json_is_true(json_object_get(py, "oom_killed"));
+        const char *why = json_string_value(json_object_get(rec, "why"));
+        if (why && !(r->why = strdup(why)))
+                return -ENOMEM;
+        return 0;
+}
+
+int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_result *ret, struct nb_error *err) {
+        memset(ret, 0, sizeof(*ret));
+        _cleanup_free_ char *text = NULL, *blob = NULL;
+        size_t len = 0, blob_len = 0;
+        int r = nb_ac_get(s, a->resolved.digest, &text, &len, err);
+        if (r < 0)
+                return r;
+        json_auto_t *rec = len <= RECORD_MAX ? json_loadb(text, len, 0, NULL) : NULL;
+        char artifact[NB_DIGEST_HEX_LEN + 1];
+        if (!rec || get_digest(rec, "artifact", artifact) < 0)
+                return -ENOENT; /* an older nestbox's record, or an interpreter probe's */
+        if ((r = nb_cas_get(s, artifact, &blob, &blob_len, err)) < 0)
+                return r;
+        const struct nb_artifact_entry *junit;
+        if ((r = result_from_record(rec, ret)) < 0 || (r = nb_artifact_unpack(blob, blob_len, &ret->artifact, err)) < 0 ||
+            !(junit = nb_artifact_find(&ret->artifact, "junit.xml")) ||
+            (r = nb_junit_parse(junit->data, junit->len, &ret->report, err)) < 0 || strcmp(ret->target, a->target) != 0) {
+                nb_result_done(ret);
+                nb_error_clear(err);
+                return r == -ENOMEM ? nb_error_set(err, ENOMEM, "cache record") : -ENOENT;
+        }
+        memcpy(ret->action, a->resolved.digest, sizeof(ret->action));
+        memcpy(ret->artifact_digest, artifact, sizeof(artifact));
+        ret->cached = true;
+        nb_store_touch(s, "ac", a->resolved.digest);
+        nb_store_touch(s, "cas", artifact);
+        return 0;
+}

@@ -1,0 +1,80 @@
+/* SPDX-License-Identifier: MIT */
+/* The result of an action (nestbox.result/v1; runner/action/schema/result.schema.json):
+ * produced once, by a run (run.c) or a cache hit (result.c), and serialised by one
+ * function, nb_result_to_json(): to result.json in the artifact, to the record the
+ * cache keeps under the action digest, and to what `nestbox run` prints. */
+#pragma once
+
+#include <jansson.h>
+#include <stdbool.h>
+#include <stdint.h>
+
+#include "action/action.h"
+#include "cache/artifact.h"
+#include "cache/cas.h"
+#include "junit/junit.h"
+
+#define NB_RESULT_SCHEMA "nestbox.result/v1"
+
+enum nb_target_status {
+        NB_TARGET_PASSED,
+        NB_TARGET_FAILED,  /* tests failed, or pytest could not run them */
+        NB_TARGET_TIMEOUT, /* the target's timeout fired */
+};
+
+const char *nb_target_status_name(enum nb_target_status s);
+
+struct nb_result {
+        char *target;
+        enum nb_target_status status;
+        char action[NB_DIGEST_HEX_LEN + 1];
+        char tree[NB_DIGEST_HEX_LEN + 1];
+        char venv[NB_DIGEST_HEX_LEN + 1];
+        char artifact_digest[NB_DIGEST_HEX_LEN + 1]; /* "" until stored */
+        uint64_t seed;
+        unsigned shard_index, shard_count, run;
+        double wall_sec, user_sec, sys_sec;
+        /* How the command in the sandbox ended. */
+        int exit_code; /* -1 when it did not exit normally */
+        int signal;
+        bool timed_out, oom_killed;
+        uint64_t peak_rss_bytes;
+        /* The limits in force, and what enforced them. */
+        double timeout_sec;
+        uint64_t memory, pids;
+        char *memory_backend, *pids_backend;
+        char *why; /* one line when the report was synthesized; NULL otherwise */
+        bool cached;
+        struct nb_junit_report *report; /* never NULL in a finished result */
+        struct nb_artifact artifact;    /* junit.xml, log, coverage.*, undeclared/, result.json */
+};
+
+void nb_result_done(struct nb_result *r);
+
+/* The exit code a result gives on its own: 0 PASSED, 1 FAILED, 4 TIMEOUT. */
+int nb_result_exit_code(const struct nb_result *r);
+
+enum {
+        NB_RESULT_JSON_ARTIFACT = 1 << 0, /* with "artifact" (the record, the CLI's output) */
+        NB_RESULT_JSON_CACHED = 1 << 1,   /* with "cached" (the CLI's output) */
+};
+/* The one serialiser. NULL when out of memory. */
+json_t *nb_result_to_json(const struct nb_result *r, unsigned flags);
+
+/* junit.xml of a result: its report with the properties target, shard, run, attempt,
+ * seed and cached, the suite named after the target. The artifact's copy and the one
+ * --output writes for a replay both come from here. */
+int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len);
+
+/* Adds result.json (nb_result_to_json without artifact and cached) to the artifact:
+ * the last step of a run. */
+int nb_result_seal(struct nb_result *r, struct nb_error *err);
+
+/* Stores the artifact in cas/ and the record in ac/ under r->action; fills
+ * r->artifact_digest. On failure (a full disk) the cache is left as it was. */
+int nb_result_store(struct nb_store *s, struct nb_result *r, struct nb_error *err);
+
+/* Looks the action up: 0 with *ret filled (cached = true) on a hit, -ENOENT on a miss.
+ * Damaged entries are removed, reported through the store's warn callback, and are
+ * misses; so is a record that does not agree with its own junit.xml. */
+int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_result *ret, struct nb_error *err);

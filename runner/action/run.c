@@ -1,0 +1,294 @@
+/* SPDX-License-Identifier: MIT */
+/* nb_action_run: the steps of one run of a resolved action, in order:
+ *   materialise the declared inputs (or find the named tree)  -> /work (ro)
+ *   build or reuse the locked venv                            -> /venv (ro)
+ *   nestbox's own driver                                      -> /nestbox (ro)
+ *   a fresh run directory holding the log; /out a capped tmpfs
+ *   pytest in the sandbox
+ *   what came out -> a result (run_collect.c) */
+#include <errno.h>
+#include <fcntl.h>
+#include <glob.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "action/run.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+#include "nestbox/sandbox.h"
+#include "python/support.h"
+#include "python/venv.h"
+
+static int setenv_u64(struct nb_sandbox_config *cfg, const char *k, uint64_t v) {
+        char buf[32];
+        snprintf(buf, sizeof(buf), "%llu", (unsigned long long) v);
+        return nb_sandbox_setenv(cfg, k, buf);
+}
+
+/* "/work/a:/work/b" for source roots a and b ("." is /work itself); with only_sources,
+ * only the roots holding a declared source file (what coverage measures). */
+static char *work_paths(const struct nb_action *a, const char *sep, bool only_sources) {
+        size_t len = 1;
+        for (char **r = a->source_roots; *r; r++)
+                len += strlen(*r) + 8;
+        char *s = calloc(1, len);
+        if (!s)
+                return NULL;
+        for (char **r = a->source_roots; *r; r++) {
+                bool dot = strcmp(*r, ".") == 0, holds = dot || !only_sources;
+                size_t n = strlen(*r);
+                for (char **f = a->sources; !holds && *f; f++)
+                        holds = strncmp(*f, *r, n) == 0 && (*f)[n] == '/';
+                if (!holds)
+                        continue;
+                if (*s)
+                        strcat(s, sep);
+                strcat(s, dot ? "/work" : "/work/");
+                if (!dot)
+                        strcat(s, *r);
+        }
+        return s;
+}
+
+static int build_environment(struct nb_sandbox_config *cfg, const struct nb_action *a) {
+        _cleanup_free_ char *pythonpath = work_paths(a, ":", false);
+        if (!pythonpath)
+                return -ENOMEM;
+        const struct { const char *k, *v; } fixed[] = {
+                { "PATH", "/venv/bin:/usr/bin:/bin" },
+                { "HOME", "/tmp/home" },
+                { "TMPDIR", "/tmp" },
+                { "LANG", "C.UTF-8" },
+                { "TZ", "UTC" },
+                { "PYTHONDONTWRITEBYTECODE", "1" },
+                { "PYTHONFAULTHANDLER", "1" },
+                { "PYTHONPATH", pythonpath },
+                { "TEST_TMPDIR", "/tmp" },
+                { "XML_OUTPUT_FILE", "/out/junit.xml" },
+                { "TEST_SHARD_STATUS_FILE", "/out/shard_status" },
+                { "TEST_UNDECLARED_OUTPUTS_DIR", "/out/undeclared" },
+                { "TEST_TARGET", a->target },
+        };
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < NB_ELEMENTSOF(fixed); i++)
+                r = nb_sandbox_setenv(cfg, fixed[i].k, fixed[i].v);
+        const struct { const char *k; uint64_t v; } numbers[] = {
+                { "PYTHONHASHSEED", a->seed % 4294967296ull },
+                { "TEST_RANDOM_SEED", a->seed },
+                { "TEST_SHARD_INDEX", a->shard_index - 1 }, /* Bazel's are 0-based */
+                { "TEST_TOTAL_SHARDS", a->shard_count },
+                { "TEST_RUN_NUMBER", a->run },
+        };
+        for (size_t i = 0; r >= 0 && i < NB_ELEMENTSOF(numbers); i++)
+                r = setenv_u64(cfg, numbers[i].k, numbers[i].v);
+        /* What the action passes, by name and value: nothing else of the host's. */
+        for (char **e = a->env; r >= 0 && *e; e++) {
+                size_t n = strcspn(*e, "=");
+                _cleanup_free_ char *name = strndup(*e, n);
+                r = name ? nb_sandbox_setenv(cfg, name, (*e)[n] ? *e + n + 1 : "") : -ENOMEM;
+        }
+        return r;
+}
+
+/* pytest is handed exactly the declared test files, each once; conftest.py and
+ * __init__.py files are in the tree (pytest finds them itself) but not collected. */
+static bool is_test_module(const char *path) {
+        const char *base = strrchr(path, '/');
+        base = base ? base + 1 : path;
+        return strcmp(base, "conftest.py") != 0 && strcmp(base, "__init__.py") != 0;
+}
+
+static int build_argv(struct nb_sandbox_config *cfg, const struct nb_action *a) {
+        size_t cap = 24;
+        for (char **v = a->pytest_args; *v; v++)
+                cap++;
+        for (char **v = a->tests; *v; v++)
+                cap++;
+        _cleanup_free_ const char **argv = calloc(cap + 1, sizeof(char *));
+        _cleanup_free_ char *roots = NULL, *shard = NULL;
+        if (!argv)
+                return -ENOMEM;
+        size_t n = 0;
+        argv[n++] = "/venv/bin/python";
+        argv[n++] = "/nestbox/driver.py";
+        if (a->coverage) {
+                if (!(roots = work_paths(a, ",", true)))
+                        return -ENOMEM;
+                argv[n++] = "--coverage";
+                argv[n++] = roots;
+        }
+        if (a->shard_count > 1) {
+                if (asprintf(&shard, "%u/%u", a->shard_index - 1, a->shard_count) < 0) {
+                        shard = NULL;
+                        return -ENOMEM;
+                }
+                argv[n++] = "--shard";
+                argv[n++] = shard;
+        }
+        argv[n++] = "--";
+        static const char *const fixed[] = { "-p", "no:cacheprovider", "--junitxml=/out/junit.xml", "--rootdir=/work",
+                                             "-o", "junit_family=xunit2" };
+        for (size_t i = 0; i < NB_ELEMENTSOF(fixed); i++)
+                argv[n++] = fixed[i];
+        for (char **v = a->pytest_args; *v; v++)
+                argv[n++] = *v;
+        for (char **v = a->tests; *v; v++)
+                if (is_test_module(*v))
+                        argv[n++] = *v;
+        argv[n] = NULL;
+        return nb_sandbox_set_argv(cfg, (char *const *) argv);
+}
+
+/* Coverage needs coverage.py in the locked venv; say so before starting anything. */
+static bool venv_has_coverage(const char *venv_path) {
+        _cleanup_free_ char *pattern = NULL;
+        if (asprintf(&pattern, "%s/lib/python*/site-packages/coverage/__init__.py", venv_path) < 0)
+                return false;
+        glob_t g;
+        bool found = glob(pattern, GLOB_NOSORT, NULL, &g) == 0 && g.gl_pathc > 0;
+        globfree(&g);
+        return found;
+}
+
+struct inputs {
+        char *tree_path, *support_path, *venv_path;
+        int held[3];
+};
+
+static void inputs_done(struct inputs *in) {
+        free(in->tree_path);
+        free(in->support_path);
+        free(in->venv_path);
+        for (int i = 0; i < 3; i++)
+                if (in->held[i] >= 0)
+                        close(in->held[i]);
+        *in = (struct inputs) { .held = { -1, -1, -1 } };
+}
+
+static int cache_path(struct nb_cache_dir *cache, const char *ns, const char *digest, char **ret) {
+        return asprintf(ret, "%s/%s/%s", cache->path, ns, digest) < 0 ? -ENOMEM : 0;
+}
+
+/* Materialises (or finds) the tree, the driver and the venv, then holds each so a
+ * concurrent `nestbox cache gc` leaves them alone. -ENOENT with all paths set: one
+ * vanished before it was held; try again. */
+static int ensure_inputs(const struct nb_action *a, struct nb_cache_dir *cache, struct inputs *in,
+                         struct nb_error *err) {
+        int r;
+        if (a->tree_given[0])
+                r = cache_path(cache, "trees", a->tree_given, &in->tree_path);
+        else {
+                _cleanup_close_ int root_fd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                if (root_fd < 0)
+                        return nb_error_set(err, errno, "root %s", a->root);
+                r = nb_tree_materialize(cache, &a->resolved.tree, root_fd, &in->tree_path, err);
+        }
+        if (r < 0 || (r = nb_support_materialize(cache, &in->support_path, err)) < 0)
+                return r == -ENOMEM ? nb_error_set(err, ENOMEM, "inputs") : r;
+        if (a->resolved.venv) {
+                struct nb_venv_info venv = { 0 };
+                if ((r = nb_venv_materialize(cache, a->resolved.venv, &venv, err)) < 0)
+                        return r;
+                in->venv_path = TAKE_PTR(venv.path);
+        } else if ((r = cache_path(cache, "venvs", a->venv_given, &in->venv_path)) < 0)
+                return nb_error_set(err, ENOMEM, "inputs");
+        const char *paths[] = { in->tree_path, in->support_path, in->venv_path };
+        size_t prefix = strlen(cache->path) + 1;
+        for (int i = 0; i < 3; i++) {
+                r = nb_cache_dir_hold(cache, paths[i] + prefix, &in->held[i]);
+                if (r == -ENOENT)
+                        return r;
+                if (r < 0)
+                        return nb_error_set(err, -r, "holding %s", paths[i]);
+        }
+        return 0;
+}
+
+static int hold_inputs(const struct nb_action *a, struct nb_cache_dir *cache, struct inputs *in,
+                       struct nb_error *err) {
+        int r;
+        for (int attempt = 0;; attempt++) {
+                r = ensure_inputs(a, cache, in, err);
+                if (r != -ENOENT || attempt == 2 || !in->tree_path || !in->venv_path)
+                        break;
+                inputs_done(in); /* gc took one away between ensuring and holding it */
+        }
+        if (r == -ENOENT && in->venv_path)
+                return nb_error_setx(err, EAGAIN, "the cache's copies of its inputs kept disappearing (a gc with a "
+                                     "tiny --max-size running in a loop?)");
+        return r;
+}
+
+/* The run directory holds the log, which we write; nothing of the host is writable
+ * inside. /out is a size-capped tmpfs the sandbox hands back (NB_MOUNT_OUT_TMPFS). */
+static int make_run_dir(struct nb_cache_dir *cache, char **ret_rel, int *ret_log_fd, struct nb_error *err) {
+        _cleanup_free_ char *rel = NULL;
+        int r = nb_cache_dir_mkdtemp(cache, "run", &rel, err);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int run = nb_open_beneath(cache->fd, rel, O_RDONLY | O_DIRECTORY, 0);
+        if (run < 0)
+                return nb_error_set(err, -run, "run directory %s/%s", cache->path, rel);
+        int log = openat(run, "log", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
+        if (log < 0)
+                return nb_error_set(err, errno, "%s/%s/log", cache->path, rel);
+        *ret_log_fd = log;
+        *ret_rel = TAKE_PTR(rel);
+        return 0;
+}
+
+static void config_donep(struct nb_sandbox_config *c) {
+        nb_sandbox_config_done(c);
+}
+
+static int configure(struct nb_sandbox_config *cfg, const struct nb_action *a, const struct inputs *in) {
+        int r;
+        if ((r = nb_sandbox_add_system_dirs(cfg)) < 0 ||
+            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->tree_path, "/work", 0)) < 0 ||
+            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->venv_path, "/venv", 0)) < 0 ||
+            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->support_path, "/nestbox", 0)) < 0 ||
+            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_OUT_TMPFS, NULL, "/out", NB_OUT_SIZE)) < 0 ||
+            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_DIR, NULL, "/out/undeclared", 0)) < 0 ||
+            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_TMPFS, NULL, "/tmp", NB_TMP_SIZE)) < 0 ||
+            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_DIR, NULL, "/tmp/home", 0)) < 0 ||
+            (r = build_environment(cfg, a)) < 0 || (r = build_argv(cfg, a)) < 0)
+                return r;
+        if (!(cfg->cwd = strdup("/work")))
+                return -ENOMEM;
+        cfg->timeout_sec = (double) a->policy.timeout_ms / 1000.0;
+        cfg->memory_bytes = a->policy.memory;
+        cfg->pids_max = a->policy.pids;
+        return 0;
+}
+
+int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, struct nb_result *ret, struct nb_error *err) {
+        memset(ret, 0, sizeof(*ret));
+        __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
+        int r = hold_inputs(a, cache, &in, err);
+        if (r < 0)
+                return r;
+        if (a->coverage && !venv_has_coverage(in.venv_path))
+                return nb_error_input(err, EINVAL, "coverage is on, but %s does not pin coverage",
+                                      a->lockfile ? a->lockfile : "the venv");
+
+        _cleanup_(nb_run_dir_freep) struct nb_run_dir run = { .cache = cache, .log_fd = -1 };
+        if ((r = make_run_dir(cache, &run.rel, &run.log_fd, err)) < 0)
+                return r;
+        _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (devnull < 0)
+                return nb_error_set(err, errno, "/dev/null");
+
+        __attribute__((cleanup(config_donep))) struct nb_sandbox_config cfg;
+        nb_sandbox_config_init(&cfg);
+        if ((r = configure(&cfg, a, &in)) < 0)
+                return nb_error_set(err, -r, "sandbox configuration");
+        cfg.stdin_fd = devnull;
+        cfg.stdout_fd = cfg.stderr_fd = run.log_fd;
+        struct nb_sandbox_result sandbox;
+        if ((r = nb_sandbox_run(&cfg, &sandbox, err)) < 0)
+                return r;
+        run.out_fd = sandbox.out_fd;
+        return nb_run_collect(a, &run, &sandbox, ret, err);
+}

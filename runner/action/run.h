@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* Running a resolved action in the sandbox (run.c) and turning what came out into its
+ * result (run_collect.c). */
+#pragma once
+
+#include "action/action.h"
+#include "action/result.h"
+#include "cache/cache_dir.h"
+#include "nestbox/sandbox.h"
+
+/* /out is a tmpfs of NB_OUT_SIZE that the host reads through its descriptor after the
+ * run (the test cannot fill the host's disk through it); /tmp is a tmpfs of
+ * NB_TMP_SIZE. */
+#define NB_OUT_SIZE (1ull << 30)
+#define NB_TMP_SIZE (1ull << 30)
+
+/* One run's scratch space: <cache>/tmp/run.XXXXXX holding the log, and /out as the
+ * test left it. Removed when done. */
+struct nb_run_dir {
+        struct nb_cache_dir *cache;
+        char *rel;  /* relative to the cache root */
+        int log_fd;
+        int out_fd; /* O_DIRECTORY, -1 when the sandbox handed none back */
+};
+void nb_run_dir_freep(struct nb_run_dir *d);
+
+/* Runs a (resolved) action. Returns 0 with *ret filled whenever pytest could be
+ * started, whatever the tests did; -errno with err (classified) when an input is bad
+ * or the sandbox could not be built. */
+int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, struct nb_result *ret, struct nb_error *err);
+
+/* The log, the JUnit report (or one synthesized saying why there is none), the
+ * artifact and the status, from a finished sandbox. */
+int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const struct nb_sandbox_result *sandbox,
+                   struct nb_result *ret, struct nb_error *err);

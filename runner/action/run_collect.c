@@ -1,0 +1,208 @@
+/* SPDX-License-Identifier: MIT */
+/* After the sandbox: everything here reads what the test left behind, which is
+ * untrusted. /out is read descriptor-relative and no-follow, each file capped; the
+ * JUnit XML goes through the hardened parser; the log is capped head and tail. */
+#include <errno.h>
+#include <fcntl.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "action/run.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+
+#define LOG_KEEP_HEAD (256u * 1024u)
+#define LOG_KEEP_TAIL (256u * 1024u)
+#define OUT_FILE_MAX (64u * 1024u * 1024u)
+#define OUT_TOTAL_MAX (256u * 1024u * 1024u)
+
+static const char *const coverage_files[] = { "coverage.data", "coverage.xml", "coverage.lcov" };
+
+void nb_run_dir_freep(struct nb_run_dir *d) {
+        if (d->rel && d->cache)
+                (void) nb_rm_rf_at(d->cache->fd, d->rel); /* best effort: tmp/ is swept by gc */
+        free(d->rel);
+        if (d->log_fd >= 0)
+                close(d->log_fd);
+        if (d->out_fd >= 0)
+                close(d->out_fd);
+        *d = (struct nb_run_dir) { .log_fd = -1, .out_fd = -1 };
+}
+
+/* A runaway test printing gigabytes keeps its first and last words. */
+static int read_log(int fd, char **ret, size_t *ret_len) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        size_t size = (size_t) st.st_size;
+        bool cut = size > LOG_KEEP_HEAD + LOG_KEEP_TAIL;
+        static const char marker[] = "\n[... nestbox: log cut here ...]\n";
+        size_t want = cut ? LOG_KEEP_HEAD + sizeof(marker) - 1 + LOG_KEEP_TAIL : size;
+        _cleanup_free_ char *buf = malloc(want + 1);
+        if (!buf)
+                return -ENOMEM;
+        size_t n = 0;
+        const struct { off_t off; size_t len; } parts[2] = {
+                { 0, cut ? LOG_KEEP_HEAD : size },
+                { (off_t) (size - LOG_KEEP_TAIL), cut ? LOG_KEEP_TAIL : 0 },
+        };
+        for (int i = 0; i < 2; i++) {
+                if (i == 1 && cut) {
+                        memcpy(buf + n, marker, sizeof(marker) - 1);
+                        n += sizeof(marker) - 1;
+                }
+                for (size_t done = 0; done < parts[i].len;) {
+                        ssize_t k = pread(fd, buf + n, parts[i].len - done, parts[i].off + (off_t) done);
+                        if (k < 0 && errno == EINTR)
+                                continue;
+                        if (k < 0)
+                                return -errno;
+                        if (k == 0)
+                                break; /* the file shrank under us: keep what there is */
+                        done += (size_t) k;
+                        n += (size_t) k;
+                }
+        }
+        buf[n] = 0;
+        *ret_len = n;
+        *ret = TAKE_PTR(buf);
+        return 0;
+}
+
+static char *why_no_report(const struct nb_action *a, const struct nb_sandbox_result *s, const char *parse_error) {
+        char *why = NULL;
+        int k;
+        if (s->timed_out)
+                k = asprintf(&why, "timed out after %.0fs (SIGABRT, then SIGKILL)", (double) a->policy.timeout_ms / 1000);
+        else if (s->oom_killed)
+                k = asprintf(&why, "killed: out of memory (limit %llu bytes, %s)", (unsigned long long) a->policy.memory,
+                             nb_limit_backend_name(s->memory_backend));
+        else if (s->signal)
+                k = asprintf(&why, "pytest died of signal %d (%s) before writing junit.xml", s->signal, strsignal(s->signal));
+        else if (parse_error)
+                k = asprintf(&why, "junit.xml unusable (%s); pytest exited with status %d", parse_error, s->exit_code);
+        else
+                k = asprintf(&why, "pytest exited with status %d without writing junit.xml", s->exit_code);
+        return k < 0 ? NULL : why;
+}
+
+static int collect_report(const struct nb_action *a, int out_fd, const struct nb_sandbox_result *s, const char *log,
+                          size_t log_len, struct nb_result *ret) {
+        _cleanup_free_ char *xml = NULL;
+        size_t len = 0;
+        _cleanup_error_ struct nb_error perr = NB_ERROR_INIT;
+        const char *parse_error = NULL;
+        int r = nb_read_file_beneath(out_fd, "junit.xml", NB_JUNIT_MAX_SIZE, &xml, &len);
+        if (r >= 0) {
+                if (nb_junit_parse(xml, len, &ret->report, &perr) < 0)
+                        parse_error = nb_error_message(&perr);
+        } else if (r != -ENOENT) {
+                nb_error_set(&perr, -r, "reading it");
+                parse_error = nb_error_message(&perr);
+        }
+        if (ret->report && !s->timed_out)
+                return 0;
+        /* A report from a run that then timed out is incomplete: say so instead. */
+        nb_junit_report_free(TAKE_PTR(ret->report));
+        if (!(ret->why = why_no_report(a, s, parse_error)))
+                return -ENOMEM;
+        const char *details = log ? log + (log_len > 8192 ? log_len - 8192 : 0) : NULL;
+        return nb_junit_error_report(a->target, "nestbox", ret->why, details, &ret->report);
+}
+
+static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, struct nb_error *err) {
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r = nb_read_file_beneath(out_fd, name, OUT_FILE_MAX, &data, &len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return nb_error_set(err, -r, "/out/%s", name);
+        return nb_artifact_add(art, name, data, len);
+}
+
+/* A problem with what the test left in /out is the target's failure; out of memory
+ * stays ours. */
+static int fail_for_out(struct nb_result *ret, int r, struct nb_error *err) {
+        if (r == -ENOMEM)
+                return r;
+        char *why = NULL;
+        if (asprintf(&why, "/out: %s", nb_error_message(err)) < 0)
+                return -ENOMEM;
+        free(ret->why);
+        ret->why = why;
+        ret->status = NB_TARGET_FAILED;
+        nb_error_clear(err);
+        return 0;
+}
+
+static int collect_outputs(int out_fd, struct nb_result *ret, struct nb_error *err) {
+        int r;
+        for (size_t i = 0; i < NB_ELEMENTSOF(coverage_files); i++)
+                if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], err)) < 0 &&
+                    (r = fail_for_out(ret, r, err)) < 0)
+                        return r;
+        _cleanup_close_ int und = nb_open_beneath(out_fd, "undeclared", O_RDONLY | O_DIRECTORY, 0);
+        if (und >= 0 && (r = nb_artifact_add_tree(&ret->artifact, und, "undeclared/", OUT_FILE_MAX, OUT_TOTAL_MAX, err)) < 0 &&
+            (r = fail_for_out(ret, r, err)) < 0)
+                return r;
+        return 0;
+}
+
+static int fill_result(const struct nb_action *a, const struct nb_sandbox_result *s, struct nb_result *ret) {
+        memcpy(ret->action, a->resolved.digest, sizeof(ret->action));
+        memcpy(ret->tree, a->resolved.tree_digest, sizeof(ret->tree));
+        memcpy(ret->venv, a->resolved.venv_digest, sizeof(ret->venv));
+        ret->seed = a->seed;
+        ret->shard_index = a->shard_index;
+        ret->shard_count = a->shard_count;
+        ret->run = a->run;
+        ret->wall_sec = s->wall_sec;
+        ret->user_sec = s->user_sec;
+        ret->sys_sec = s->sys_sec;
+        ret->exit_code = s->exit_code;
+        ret->signal = s->signal;
+        ret->timed_out = s->timed_out;
+        ret->oom_killed = s->oom_killed;
+        ret->peak_rss_bytes = s->peak_rss_bytes;
+        ret->timeout_sec = (double) a->policy.timeout_ms / 1000.0;
+        ret->memory = a->policy.memory;
+        ret->pids = a->policy.pids;
+        ret->target = strdup(a->target);
+        ret->memory_backend = strdup(nb_limit_backend_name(s->memory_backend));
+        ret->pids_backend = strdup(nb_limit_backend_name(s->pids_backend));
+        return ret->target && ret->memory_backend && ret->pids_backend ? 0 : -ENOMEM;
+}
+
+static enum nb_target_status classify(const struct nb_result *r) {
+        if (r->timed_out)
+                return NB_TARGET_TIMEOUT;
+        if (r->why || r->exit_code != 0 || r->report->failures || r->report->errors)
+                return NB_TARGET_FAILED;
+        return NB_TARGET_PASSED;
+}
+
+int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const struct nb_sandbox_result *sandbox,
+                   struct nb_result *ret, struct nb_error *err) {
+        if (run->out_fd < 0)
+                return nb_error_setx(err, EIO, "the sandbox handed back no /out");
+        _cleanup_free_ char *log = NULL, *xml = NULL;
+        size_t log_len = 0, xml_len = 0;
+        int r = read_log(run->log_fd, &log, &log_len);
+        if (r < 0)
+                return nb_error_set(err, -r, "reading the log");
+        if ((r = fill_result(a, sandbox, ret)) < 0 ||
+            (r = collect_report(a, run->out_fd, sandbox, log, log_len, ret)) < 0)
+                return nb_error_set(err, -r, "the report");
+        ret->status = classify(ret);
+        if ((r = collect_outputs(run->out_fd, ret, err)) < 0)
+                return nb_error_wrap(err, r, "artifact");
+        if ((r = nb_result_junit_xml(ret, &xml, &xml_len)) < 0 ||
+            (r = nb_artifact_add(&ret->artifact, "junit.xml", xml, xml_len)) < 0 ||
+            (r = nb_artifact_add(&ret->artifact, "log", log, log_len)) < 0)
+                return nb_error_set(err, -r, "artifact");
+        return nb_result_seal(ret, err);
+}

@@ -1,0 +1,115 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <limits.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+
+int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
+        _cleanup_close_ int base = open(arg[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        if (base < 0)
+                return nb_error_set(err, errno, "--output %s", arg);
+        int fd = nb_mkdir_p_beneath(base, arg[0] == '/' ? arg + 1 : arg, 0755);
+        if (fd < 0)
+                return nb_error_classify(err, NB_ERROR_USAGE, nb_error_set(err, -fd, "--output %s", arg));
+        *ret_fd = fd;
+        return 0;
+}
+
+/* Output paths are derived from target names: anything but a plain relative path
+ * character becomes "_", so a name cannot climb out of --output. */
+static char *output_subdir(const char *name) {
+        char *s = strdup(name);
+        if (!s)
+                return NULL;
+        for (char *p = s; *p; p++)
+                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+                      *p == '-' || *p == '_' || *p == '/' || (*p == '.' && p != s && p[-1] != '/' && p[-1] != '.')))
+                        *p = '_';
+        return s;
+}
+
+static json_t *outputs_json(const char *out_arg, const char *sub, const struct nb_result *r) {
+        _cleanup_free_ char *base = realpath(out_arg, NULL);
+        _cleanup_free_ char *dir = NULL;
+        if (!base || asprintf(&dir, "%s/%s", base, sub) < 0)
+                return NULL;
+        json_t *o = json_pack("{s:s, s:s++, s:s++, s:[]}", "dir", dir, "junit", dir, "/junit.xml", "log", dir, "/log",
+                              "coverage");
+        for (size_t i = 0; o && i < r->artifact.n; i++)
+                if (strncmp(r->artifact.entries[i].name, "coverage.", 9) == 0) {
+                        _cleanup_free_ char *p = NULL;
+                        if (asprintf(&p, "%s/%s", dir, r->artifact.entries[i].name) < 0 ||
+                            json_array_append_new(json_object_get(o, "coverage"), json_string(p)) < 0) {
+                                json_decref(o);
+                                return NULL;
+                        }
+                }
+        return o;
+}
+
+int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, json_t **ret_outputs,
+                    struct nb_error *err) {
+        _cleanup_free_ char *sub = output_subdir(r->target);
+        if (!sub)
+                return nb_error_set(err, ENOMEM, "--output");
+        _cleanup_close_ int dir = nb_mkdir_p_beneath(out_dir, sub, 0755);
+        if (dir < 0)
+                return nb_error_set(err, -dir, "--output: %s", sub);
+        _cleanup_close_ int d = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (d < 0)
+                return nb_error_set(err, errno, "--output: %s", sub);
+        int k = nb_artifact_extract(&r->artifact, d, err);
+        if (k < 0)
+                return nb_error_wrap(err, k, "--output: %s", sub);
+        /* A replayed junit.xml says so: cached is this invocation's property. */
+        if (r->cached) {
+                _cleanup_free_ char *xml = NULL;
+                size_t len = 0;
+                if ((k = nb_result_junit_xml(r, &xml, &len)) < 0 || (k = nb_write_file_atomic(d, "junit.xml", xml, len, 0644)) < 0)
+                        return nb_error_set(err, -k, "--output: %s/junit.xml", sub);
+        }
+        json_auto_t *full = nb_result_to_json(r, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
+        _cleanup_free_ char *text = full ? json_dumps(full, JSON_SORT_KEYS | JSON_INDENT(2)) : NULL;
+        if (!text)
+                return nb_error_set(err, ENOMEM, "--output");
+        if ((k = nb_write_file_atomic(d, "result.json", text, strlen(text), 0644)) < 0)
+                return nb_error_set(err, -k, "--output: %s/result.json", sub);
+        if (ret_outputs && !(*ret_outputs = outputs_json(out_arg, sub, r)))
+                return nb_error_set(err, ENOMEM, "--output");
+        return 0;
+}
+
+int nb_parse_seed_option(const char *arg, struct nb_action_options *o) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long long v = strtoull(arg, &end, 10);
+        /* Seeds travel as JSON integers, which are signed 64-bit. */
+        if (errno || end == arg || *end || *arg == '-' || v > (unsigned long long) INT64_MAX)
+                return nb_die(NB_EXIT_USAGE, "--seed %s: expected an integer from 0 to %lld", arg, (long long) INT64_MAX);
+        o->seed = v;
+        o->seed_set = true;
+        return 0;
+}
+
+int nb_parse_shard_option(const char *arg, struct nb_action_options *o) {
+        unsigned k, n;
+        char tail;
+        if (sscanf(arg, "%u/%u%c", &k, &n, &tail) != 2 || n == 0 || k == 0 || k > n || n > 100000)
+                return nb_die(NB_EXIT_USAGE, "--shard %s: expected K/N with 1 <= K <= N", arg);
+        o->shard_index = k;
+        o->shard_count = n;
+        return 0;
+}
+
+void nb_warn_line(const char *message, void *userdata) {
+        (void) userdata;
+        fprintf(stderr, "nestbox: %s\n", message);
+}
