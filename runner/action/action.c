@@ -79,17 +79,9 @@ int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char 
         return 0;
 }
 
-static int collect_inputs(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {
-        if (a->tree_given[0]) {
-                _cleanup_free_ char *rel = NULL;
-                if (asprintf(&rel, "trees/%s", a->tree_given) < 0)
-                        return nb_error_set(err, ENOMEM, "tree");
-                struct stat st;
-                if (fstatat(cache->fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
-                        return nb_error_input(err, ENOENT, "tree %s is not in the cache %s", a->tree_given, cache->path);
-                memcpy(a->resolved.tree_digest, a->tree_given, sizeof(a->tree_given));
+int nb_action_expand(struct nb_action *a, struct nb_error *err) {
+        if (a->tree_given[0] || a->resolved.tree_digest[0])
                 return 0;
-        }
         _cleanup_close_ int root_fd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root_fd < 0)
                 return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "root %s", a->root));
@@ -103,6 +95,19 @@ static int collect_inputs(struct nb_action *a, struct nb_cache_dir *cache, struc
         a->tests = tests;
         if ((r = nb_tree_digest(&a->resolved.tree, a->resolved.tree_digest)) < 0)
                 return nb_error_set(err, -r, "digest of the declared files");
+        return 0;
+}
+
+static int collect_inputs(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {
+        if (!a->tree_given[0])
+                return nb_action_expand(a, err);
+        _cleanup_free_ char *rel = NULL;
+        if (asprintf(&rel, "trees/%s", a->tree_given) < 0)
+                return nb_error_set(err, ENOMEM, "tree");
+        struct stat st;
+        if (fstatat(cache->fd, rel, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode))
+                return nb_error_input(err, ENOENT, "tree %s is not in the cache %s", a->tree_given, cache->path);
+        memcpy(a->resolved.tree_digest, a->tree_given, sizeof(a->tree_given));
         return 0;
 }
 

@@ -80,6 +80,10 @@ int nb_action_to_json(const struct nb_action *a, char **ret);
 
 /* ---- action_digest.c ---- */
 
+/* Expands the declared globs (or paths) into files beneath root and digests them:
+ * what `nestbox actions` prints. Nothing to do for an action naming a tree. */
+int nb_action_expand(struct nb_action *a, struct nb_error *err);
+
 /* Collects the declared files (or checks the named tree is in the cache), resolves
  * the venv (without building it), and computes the digest. Needs no Python when the
  * interpreter's answers and the wheels' hashes are remembered in the cache. */

@@ -90,7 +90,7 @@ int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len) 
 
 int nb_result_seal(struct nb_result *r, struct nb_error *err) {
         json_auto_t *j = nb_result_to_json(r, 0);
-        _cleanup_free_ char *text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2)) : NULL;
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
         int k;
         if (!text || (k = nb_artifact_add(&r->artifact, "result.json", text, strlen(text))) < 0)
                 return nb_error_set(err, ENOMEM, "result.json");
@@ -106,7 +106,7 @@ int nb_result_store(struct nb_store *s, struct nb_result *r, struct nb_error *er
                 return k;
         memcpy(r->artifact_digest, digest, sizeof(digest));
         json_auto_t *rec = nb_result_to_json(r, NB_RESULT_JSON_ARTIFACT);
-        _cleanup_free_ char *text = rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+        _cleanup_free_ char *text = rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         if (!text) {
                 r->artifact_digest[0] = 0;
                 return nb_error_set(err, ENOMEM, "action record");

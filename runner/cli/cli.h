@@ -20,6 +20,9 @@ int cmd_doctor(int argc, char **argv);
 int cmd_venv(int argc, char **argv);
 int cmd_test(int argc, char **argv);
 int cmd_cache(int argc, char **argv);
+int cmd_actions(int argc, char **argv);
+int cmd_run(int argc, char **argv);
+int cmd_worker(int argc, char **argv);
 
 struct nb_command {
         const char *name;

@@ -65,16 +65,6 @@ static const struct option options[] = {
 
 #define FAILURE_LINES 12
 
-static bool is_workspace(const char *dir) {
-        char *p = NULL;
-        if (asprintf(&p, "%s/%s", dir, NB_WORKSPACE_FILE) < 0)
-                return false;
-        struct stat st;
-        bool ok = stat(p, &st) == 0 && S_ISREG(st.st_mode);
-        free(p);
-        return ok;
-}
-
 static void print_indented(const char *text, size_t len) {
         const char *p = text, *end = text + len;
         while (p < end) {
@@ -250,7 +240,7 @@ int cmd_test(int argc, char **argv) {
                 }
         }
         const char *root = ".";
-        if (optind < argc && is_workspace(argv[optind]))
+        if (optind < argc && nb_is_workspace(argv[optind]))
                 root = argv[optind++];
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
@@ -258,17 +248,11 @@ int cmd_test(int argc, char **argv) {
         if (nb_workspace_load(root, &ws, &err) < 0)
                 return nb_fail(&err);
 
-        /* The targets to run, validated before anything runs. */
-        size_t n_targets = optind < argc ? (size_t) (argc - optind) : ws->n_targets;
-        _cleanup_free_ const struct nb_target **targets = calloc(n_targets + 1, sizeof(*targets));
-        if (!targets)
-                return nb_die(NB_EXIT_INFRA, "out of memory");
-        for (size_t i = 0; i < n_targets; i++) {
-                targets[i] = optind < argc ? nb_workspace_target(ws, argv[optind + (int) i]) : &ws->targets[i];
-                if (!targets[i])
-                        return nb_die(NB_EXIT_USAGE, "%s: no target \"%s\" (see %s/%s)", root, argv[optind + (int) i],
-                                      root, NB_WORKSPACE_FILE);
-        }
+        _cleanup_free_ const struct nb_target **targets = NULL;
+        size_t n_targets = 0;
+        int r = nb_select_targets(ws, root, argc - optind, argv + optind, &targets, &n_targets);
+        if (r != 0)
+                return r;
 
         struct nb_cache_dir cache;
         if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)

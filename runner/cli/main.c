@@ -23,6 +23,9 @@ static const char main_usage[] =
         "  venv      install a lockfile's wheels into a cached, read-only virtualenv\n"
         "  test      run a workspace's test targets, each in its own sandbox\n"
         "  cache     cache stats, gc by least recent use, verify (and repair)\n"
+        "  actions   print a workspace's targets as actions (JSON Lines) for build tools\n"
+        "  run       run one action file and print its result as JSON\n"
+        "  worker    serve actions over Bazel's JSON persistent worker protocol\n"
         "\n"
         "`nestbox <command> --help` prints the manual of one command.\n"
         "Exit codes: 0 passed, 1 tests failed, 2 usage or input error,\n"
@@ -33,7 +36,7 @@ static const struct nb_command commands[] = {
         { "doctor", cmd_doctor },
 };
 
-static const char *const runner_commands[] = { "venv", "test", "cache" };
+static const char *const runner_commands[] = { "venv", "test", "cache", "actions", "run", "worker" };
 
 /* Execs nestbox-runner from the directory this binary is in, with the same argv. */
 static int exec_runner(char **argv) {

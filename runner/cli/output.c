@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "cli/cli.h"
@@ -77,7 +78,7 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
                         return nb_error_set(err, -k, "--output: %s/junit.xml", sub);
         }
         json_auto_t *full = nb_result_to_json(r, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
-        _cleanup_free_ char *text = full ? json_dumps(full, JSON_SORT_KEYS | JSON_INDENT(2)) : NULL;
+        _cleanup_free_ char *text = full ? json_dumps(full, JSON_SORT_KEYS | JSON_INDENT(2) | JSON_REAL_PRECISION(6)) : NULL;
         if (!text)
                 return nb_error_set(err, ENOMEM, "--output");
         if ((k = nb_write_file_atomic(d, "result.json", text, strlen(text), 0644)) < 0)
@@ -112,4 +113,29 @@ int nb_parse_shard_option(const char *arg, struct nb_action_options *o) {
 void nb_warn_line(const char *message, void *userdata) {
         (void) userdata;
         fprintf(stderr, "nestbox: %s\n", message);
+}
+
+bool nb_is_workspace(const char *dir) {
+        _cleanup_free_ char *p = NULL;
+        if (asprintf(&p, "%s/%s", dir, NB_WORKSPACE_FILE) < 0)
+                return false;
+        struct stat st;
+        return stat(p, &st) == 0 && S_ISREG(st.st_mode);
+}
+
+int nb_select_targets(const struct nb_workspace *ws, const char *root, int argc, char **argv,
+                      const struct nb_target ***ret, size_t *ret_n) {
+        size_t n = argc > 0 ? (size_t) argc : ws->n_targets;
+        _cleanup_free_ const struct nb_target **targets = calloc(n + 1, sizeof(*targets));
+        if (!targets)
+                return nb_die(NB_EXIT_INFRA, "out of memory");
+        for (size_t i = 0; i < n; i++) {
+                targets[i] = argc > 0 ? nb_workspace_target(ws, argv[i]) : &ws->targets[i];
+                if (!targets[i])
+                        return nb_die(NB_EXIT_USAGE, "%s: no target \"%s\" (see %s/%s)", root, argv[i], root,
+                                      NB_WORKSPACE_FILE);
+        }
+        *ret = TAKE_PTR(targets);
+        *ret_n = n;
+        return 0;
 }

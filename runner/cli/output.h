@@ -9,6 +9,7 @@
 #include "action/action_workspace.h"
 #include "action/execute.h"
 #include "action/result.h"
+#include "workspace/workspace.h"
 
 /* Opens (creating) --output DIR; -errno with err. */
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err);
@@ -24,3 +25,11 @@ int nb_parse_shard_option(const char *arg, struct nb_action_options *o);
 
 /* The store's warn callback: one line on stderr. */
 void nb_warn_line(const char *message, void *userdata);
+
+/* True when dir holds a nestbox.json. */
+bool nb_is_workspace(const char *dir);
+
+/* The targets argv names (all of the workspace's when argc is 0), each checked; prints
+ * the error and returns its exit code when one is unknown, else 0. */
+int nb_select_targets(const struct nb_workspace *ws, const char *root, int argc, char **argv,
+                      const struct nb_target ***ret, size_t *ret_n);

@@ -12,6 +12,9 @@ static const struct nb_command commands[] = {
         { "venv", cmd_venv },
         { "test", cmd_test },
         { "cache", cmd_cache },
+        { "actions", cmd_actions },
+        { "run", cmd_run },
+        { "worker", cmd_worker },
 };
 
 int main(int argc, char **argv) {

@@ -1,0 +1,102 @@
+/* SPDX-License-Identifier: MIT */
+/* nestbox actions: a workspace's targets as actions (nestbox.action/v1), for build
+ * tools to store, schedule and hand back to `nestbox run` or `nestbox worker`. */
+#include <getopt.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "action/action_workspace.h"
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "nestbox/cleanup.h"
+#include "workspace/workspace.h"
+
+static const char usage[] =
+        "usage: nestbox actions [options] [WORKSPACE] [TARGET...]\n"
+        "\n"
+        "Prints the actions of the named targets of the workspace (all when none is named)\n"
+        "as JSON Lines: one nestbox.action/v1 object per line, with the declared globs\n"
+        "expanded into files and host paths made absolute. Schema:\n"
+        "runner/action/schema/action.schema.json. `nestbox run` of a printed action and\n"
+        "`nestbox test` of the same target share one cache entry.\n"
+        "\n"
+        "  --seed N       the seed of every action (default: from the target's name)\n"
+        "  --shard K/N    shard K of N (1-based)\n"
+        "  --coverage     coverage on for every action (else each target's setting)\n"
+        "  -h, --help     this text\n"
+        "\n"
+        "Exit status: 0, or 2 for a usage or input error (bad nestbox.json, a glob that\n"
+        "matches nothing).\n";
+
+enum { OPT_SEED = 256, OPT_SHARD, OPT_COVERAGE };
+
+static const struct option options[] = {
+        { "seed", required_argument, NULL, OPT_SEED },
+        { "shard", required_argument, NULL, OPT_SHARD },
+        { "coverage", no_argument, NULL, OPT_COVERAGE },
+        { "help", no_argument, NULL, 'h' },
+        {},
+};
+
+static void workspace_freep(struct nb_workspace **ws) {
+        nb_workspace_freep(ws);
+}
+
+static int print_action(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_action_options *o) {
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        _cleanup_action_ struct nb_action *a = NULL;
+        _cleanup_free_ char *text = NULL;
+        if (nb_action_from_target(ws, t, o, &a, &err) < 0 || nb_action_expand(a, &err) < 0)
+                return nb_fail(&err);
+        if (nb_action_to_json(a, &text) < 0)
+                return nb_die(NB_EXIT_INFRA, "out of memory");
+        printf("%s\n", text);
+        return 0;
+}
+
+int cmd_actions(int argc, char **argv) {
+        struct nb_action_options opts = { 0 };
+        int c;
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+                switch (c) {
+                case 'h':
+                        return nb_usage(stdout, usage, 0);
+                case OPT_SEED:
+                        if (nb_parse_seed_option(optarg, &opts) != 0)
+                                return NB_EXIT_USAGE;
+                        break;
+                case OPT_SHARD:
+                        if (nb_parse_shard_option(optarg, &opts) != 0)
+                                return NB_EXIT_USAGE;
+                        break;
+                case OPT_COVERAGE:
+                        opts.coverage = true;
+                        break;
+                default:
+                        return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox actions --help'",
+                                      argv[optind - 1]);
+                }
+        }
+        const char *root = ".";
+        if (optind < argc && nb_is_workspace(argv[optind]))
+                root = argv[optind++];
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        __attribute__((cleanup(workspace_freep))) struct nb_workspace *ws = NULL;
+        if (nb_workspace_load(root, &ws, &err) < 0)
+                return nb_fail(&err);
+        const struct nb_target **targets = NULL;
+        size_t n = 0;
+        int r = nb_select_targets(ws, root, argc - optind, argv + optind, &targets, &n);
+        if (r != 0)
+                return r;
+        for (size_t i = 0; i < n && r == 0; i++)
+                r = print_action(ws, targets[i], &opts);
+        free(targets);
+        if (fflush(stdout) != 0 && r == 0)
+                return nb_die(NB_EXIT_INFRA, "actions: writing to stdout failed");
+        return r;
+}
