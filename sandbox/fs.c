@@ -13,6 +13,21 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
+/* openat2 answers EAGAIN when a rename or mount raced the lookup; a few more tries
+ * get past an unlucky moment, a path that keeps changing gets -EAGAIN. */
+#define OPENAT2_TRIES 8
+
+static int openat2_retry(int dirfd, const char *path, const struct open_how *how) {
+        for (int i = 0; i < OPENAT2_TRIES; i++) {
+                int fd = (int) syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
+                if (fd >= 0)
+                        return fd;
+                if (errno != EAGAIN)
+                        return -errno;
+        }
+        return -EAGAIN;
+}
+
 int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
         struct open_how how = {
                 .flags = (uint64_t) (flags | O_CLOEXEC | O_NOFOLLOW),
@@ -21,11 +36,7 @@ int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
         };
         if (!path || !*path)
                 path = ".";
-        int fd;
-        do
-                fd = (int) syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-        while (fd < 0 && errno == EAGAIN);
-        return fd < 0 ? -errno : fd;
+        return openat2_retry(dirfd, path, &how);
 }
 
 int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode) {
