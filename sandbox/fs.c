@@ -248,30 +248,3 @@ int nb_rm_rf_at(int dirfd, const char *name) {
                 return -errno;
         return 0;
 }
-
-int nb_parse_size(const char *s, uint64_t *ret) {
-        if (!s || !*s)
-                return -EINVAL;
-        char *end = NULL;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || *s == '-')
-                return -EINVAL;
-        unsigned shift = 0;
-        switch (*end) {
-        case 0: break;
-        case 'k': case 'K': shift = 10; end++; break;
-        case 'm': case 'M': shift = 20; end++; break;
-        case 'g': case 'G': shift = 30; end++; break;
-        case 't': case 'T': shift = 40; end++; break;
-        default: return -EINVAL;
-        }
-        if (*end == 'i' || *end == 'B')
-                end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
-        if (*end)
-                return -EINVAL;
-        if (shift && v > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *ret = (uint64_t) v << shift;
-        return 0;
-}

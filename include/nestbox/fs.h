@@ -47,6 +47,3 @@ int nb_opendir_at(int dirfd, const char *name, DIR **ret);
 
 /* readdir() without "." and "..": NULL at the end (errno 0) or on error (errno set). */
 struct dirent *nb_readdir_no_dots(DIR *d);
-
-/* Parses "123", "64k", "512M", "2G" (powers of 1024) into bytes. */
-int nb_parse_size(const char *s, uint64_t *ret);

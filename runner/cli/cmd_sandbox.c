@@ -9,7 +9,7 @@
 
 #include "cli/cli.h"
 #include "nestbox/cleanup.h"
-#include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "nestbox/sandbox.h"
 
 static const char usage[] =

@@ -13,6 +13,7 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "workspace/workspace.h"
 
 /* A workspace file is a few kilobytes; anything near this is not one. */
@@ -46,28 +47,6 @@ static int fail(const struct parser *p, const char *path, const char *fmt, ...) 
         if (path && *path)
                 return nb_error_setx(p->err, EINVAL, "%s: %s: %s", p->file, path, msg);
         return nb_error_setx(p->err, EINVAL, "%s: %s", p->file, msg);
-}
-
-char *nb_quote(const char *s) {
-        size_t n = 3;
-        for (const unsigned char *c = (const unsigned char *) s; *c; c++)
-                n += (*c < 0x20 || *c == 0x7f) ? 4 : (*c == '"' || *c == '\\') ? 2 : 1;
-        char *q = malloc(n), *o = q;
-        if (!q)
-                return NULL;
-        *o++ = '"';
-        for (const unsigned char *c = (const unsigned char *) s; *c; c++) {
-                if (*c < 0x20 || *c == 0x7f)
-                        o += sprintf(o, "\\x%02x", *c);
-                else {
-                        if (*c == '"' || *c == '\\')
-                                *o++ = '\\';
-                        *o++ = (char) *c;
-                }
-        }
-        *o++ = '"';
-        *o = 0;
-        return q;
 }
 
 /* "parent.key" for fixed keys, "parent.\"name\"" for user-chosen names. */
@@ -152,27 +131,6 @@ static bool valid_name(const char *s) {
 static bool valid_env_name(const char *s) {
         size_t n = strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_");
         return n > 0 && !s[n] && !(*s >= '0' && *s <= '9');
-}
-
-const char *nb_check_relative_path(const char *s, bool allow_dot) {
-        if (!*s)
-                return "expected a non-empty path";
-        if (*s == '/')
-                return "absolute paths are not allowed (paths are relative to the workspace root)";
-        if (allow_dot && strcmp(s, ".") == 0)
-                return NULL;
-        for (const char *c = s;;) {
-                size_t n = strcspn(c, "/");
-                if (n == 0)
-                        return "empty path component (\"//\" or a trailing \"/\")";
-                if (n == 2 && c[0] == '.' && c[1] == '.')
-                        return "\"..\" is not allowed (paths must stay inside the workspace)";
-                if (n == 1 && c[0] == '.')
-                        return "\".\" components are not allowed";
-                if (!c[n])
-                        return NULL;
-                c += n + 1;
-        }
 }
 
 enum strv_kind { STRV_ANY, STRV_GLOB, STRV_ROOT, STRV_ENV };
