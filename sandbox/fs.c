@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -39,31 +40,70 @@ int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
         return openat2_retry(dirfd, path, &how);
 }
 
+int nb_open_in_root(int rootfd, const char *path, int flags) {
+        struct open_how how = {
+                .flags = (uint64_t) (flags | O_CLOEXEC),
+                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        };
+        while (path && *path == '/')
+                path++;
+        return openat2_retry(rootfd, path && *path ? path : ".", &how);
+}
+
+/* The one mkdir -p: each prefix of path is opened from dirfd the way the caller
+ * resolves (beneath, or in root), and created in its parent when it is missing. */
+static int mkdir_p(int dirfd, const char *path, mode_t mode, bool in_root) {
+        _cleanup_free_ char *prefix = malloc(strlen(path) + 1);
+        if (!prefix)
+                return -ENOMEM;
+        size_t len = 0;
+        _cleanup_close_ int cur = in_root ? nb_open_in_root(dirfd, ".", O_PATH | O_DIRECTORY)
+                                          : nb_open_beneath(dirfd, ".", O_PATH | O_DIRECTORY, 0);
+        if (cur < 0)
+                return cur;
+        for (const char *c = path; *c;) {
+                size_t n = strcspn(c, "/");
+                if (n == 0 || (n == 1 && c[0] == '.')) {
+                        c += n + (c[n] == '/');
+                        continue;
+                }
+                if (n == 2 && c[0] == '.' && c[1] == '.')
+                        return -EXDEV;
+                _cleanup_free_ char *part = strndup(c, n);
+                if (!part)
+                        return -ENOMEM;
+                if (len)
+                        prefix[len++] = '/';
+                memcpy(prefix + len, c, n);
+                len += n;
+                prefix[len] = 0;
+                c += n + (c[n] == '/');
+                for (int attempt = 0;; attempt++) {
+                        int next = in_root ? nb_open_in_root(dirfd, prefix, O_PATH | O_DIRECTORY)
+                                           : nb_open_beneath(dirfd, prefix, O_PATH | O_DIRECTORY, 0);
+                        if (next >= 0) {
+                                close(cur);
+                                cur = next;
+                                break;
+                        }
+                        if (next != -ENOENT || attempt > 0)
+                                return next;
+                        if (mkdirat(cur, part, mode) < 0 && errno != EEXIST)
+                                return -errno;
+                }
+        }
+        return TAKE_FD(cur);
+}
+
 int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode) {
         /* Beneath means beneath: an absolute path is refused like any other escape. */
         if (path[0] == '/')
                 return -EXDEV;
-        _cleanup_free_ char *copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        _cleanup_close_ int cur = nb_open_beneath(dirfd, ".", O_PATH | O_DIRECTORY, 0);
-        if (cur < 0)
-                return cur;
-        char *save = NULL;
-        for (char *part = strtok_r(copy, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
-                if (strcmp(part, ".") == 0)
-                        continue;
-                if (strcmp(part, "..") == 0)
-                        return -EXDEV;
-                if (mkdirat(cur, part, mode) < 0 && errno != EEXIST)
-                        return -errno;
-                int next = nb_open_beneath(cur, part, O_PATH | O_DIRECTORY, 0);
-                if (next < 0)
-                        return next;
-                close(cur);
-                cur = next;
-        }
-        return TAKE_FD(cur);
+        return mkdir_p(dirfd, path, mode, false);
+}
+
+int nb_mkdir_p_in_root(int rootfd, const char *path, mode_t mode) {
+        return mkdir_p(rootfd, path, mode, true);
 }
 
 int nb_read_fd(int fd, size_t max_size, char **data, size_t *len) {
