@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The nb_sandbox_config builder: grows its arrays, owns its strings. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,9 +60,20 @@ static int strv_push(char ***v, size_t *n, char *s) {
         return 0;
 }
 
+/* A mount target is absolute and has no ".." component: it names one place in the
+ * new root, however the path is read. */
+static bool valid_target(const char *dst) {
+        if (!dst || dst[0] != '/')
+                return false;
+        for (const char *c = dst; (c = strstr(c, "..")); c += 2)
+                if (c[-1] == '/' && (c[2] == 0 || c[2] == '/'))
+                        return false;
+        return true;
+}
+
 int nb_sandbox_add_mount(struct nb_sandbox_config *cfg, enum nb_mount_kind kind,
                          const char *src, const char *dst, uint64_t size) {
-        if (!dst || dst[0] != '/')
+        if (!valid_target(dst))
                 return -EINVAL;
         struct nb_mount *nm = realloc(cfg->mounts, (cfg->n_mounts + 1) * sizeof(*nm));
         if (!nm)
