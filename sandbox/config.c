@@ -10,6 +10,7 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/sandbox.h"
+#include "nestbox/text.h"
 
 void nb_sandbox_config_init(struct nb_sandbox_config *cfg) {
         memset(cfg, 0, sizeof(*cfg));
@@ -63,12 +64,7 @@ static int strv_push(char ***v, size_t *n, char *s) {
 /* A mount target is absolute and has no ".." component: it names one place in the
  * new root, however the path is read. */
 static bool valid_target(const char *dst) {
-        if (!dst || dst[0] != '/')
-                return false;
-        for (const char *c = dst; (c = strstr(c, "..")); c += 2)
-                if (c[-1] == '/' && (c[2] == 0 || c[2] == '/'))
-                        return false;
-        return true;
+        return dst && dst[0] == '/' && !nb_path_has_dotdot(dst);
 }
 
 int nb_sandbox_add_mount(struct nb_sandbox_config *cfg, enum nb_mount_kind kind,

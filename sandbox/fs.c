@@ -13,6 +13,7 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 
 /* openat2 answers EAGAIN when a rename or mount raced the lookup; a few more tries
  * get past an unlucky moment, a path that keeps changing gets -EAGAIN. */
@@ -50,9 +51,29 @@ int nb_open_in_root(int rootfd, const char *path, int flags) {
         return openat2_retry(rootfd, path && *path ? path : ".", &how);
 }
 
+/* A directory of the walk: a symlink met where links are not followed is -ELOOP, as
+ * everywhere in the walker, anything else that is not a directory -ENOTDIR. */
+static int open_walk_dir(int dirfd, const char *prefix, bool in_root) {
+        _cleanup_close_ int fd = in_root ? nb_open_in_root(dirfd, prefix, O_PATH)
+                                         : nb_open_beneath(dirfd, prefix, O_PATH, 0);
+        if (fd < 0)
+                return fd;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISLNK(st.st_mode))
+                return -ELOOP;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        return TAKE_FD(fd);
+}
+
 /* The one mkdir -p: each prefix of path is opened from dirfd the way the caller
- * resolves (beneath, or in root), and created in its parent when it is missing. */
+ * resolves (beneath, or in root), and created in its parent when it is missing. A
+ * ".." anywhere is refused before anything is made. */
 static int mkdir_p(int dirfd, const char *path, mode_t mode, bool in_root) {
+        if (nb_path_has_dotdot(path))
+                return -EXDEV;
         _cleanup_free_ char *prefix = malloc(strlen(path) + 1);
         if (!prefix)
                 return -ENOMEM;
@@ -67,8 +88,6 @@ static int mkdir_p(int dirfd, const char *path, mode_t mode, bool in_root) {
                         c += n + (c[n] == '/');
                         continue;
                 }
-                if (n == 2 && c[0] == '.' && c[1] == '.')
-                        return -EXDEV;
                 _cleanup_free_ char *part = strndup(c, n);
                 if (!part)
                         return -ENOMEM;
@@ -79,8 +98,7 @@ static int mkdir_p(int dirfd, const char *path, mode_t mode, bool in_root) {
                 prefix[len] = 0;
                 c += n + (c[n] == '/');
                 for (int attempt = 0;; attempt++) {
-                        int next = in_root ? nb_open_in_root(dirfd, prefix, O_PATH | O_DIRECTORY)
-                                           : nb_open_beneath(dirfd, prefix, O_PATH | O_DIRECTORY, 0);
+                        int next = open_walk_dir(dirfd, prefix, in_root);
                         if (next >= 0) {
                                 close(cur);
                                 cur = next;

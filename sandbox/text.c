@@ -78,3 +78,10 @@ const char *nb_check_relative_path(const char *s, bool allow_dot) {
                 c += n + 1;
         }
 }
+
+bool nb_path_has_dotdot(const char *path) {
+        for (const char *c = path; (c = strstr(c, "..")); c += 2)
+                if ((c == path || c[-1] == '/') && (c[2] == 0 || c[2] == '/'))
+                        return true;
+        return false;
+}

@@ -17,3 +17,6 @@ char *nb_quote(const char *s);
  * component (the whole path "." is allowed when allow_dot). Returns NULL when fine,
  * else a static description of the problem. */
 const char *nb_check_relative_path(const char *p, bool allow_dot);
+
+/* Whether path (relative or absolute) has a ".." component; "..data" is a name. */
+bool nb_path_has_dotdot(const char *path);
