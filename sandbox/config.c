@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* The nb_sandbox_config builder: grows its arrays, owns its strings. */
 #include <errno.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -9,6 +10,7 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/sandbox.h"
+#include "nestbox/text.h"
 
 void nb_sandbox_config_init(struct nb_sandbox_config *cfg) {
         memset(cfg, 0, sizeof(*cfg));
@@ -59,9 +61,15 @@ static int strv_push(char ***v, size_t *n, char *s) {
         return 0;
 }
 
+/* A mount target is absolute and has no ".." component: it names one place in the
+ * new root, however the path is read. */
+static bool valid_target(const char *dst) {
+        return dst && dst[0] == '/' && !nb_path_has_dotdot(dst);
+}
+
 int nb_sandbox_add_mount(struct nb_sandbox_config *cfg, enum nb_mount_kind kind,
                          const char *src, const char *dst, uint64_t size) {
-        if (!dst || dst[0] != '/')
+        if (!valid_target(dst))
                 return -EINVAL;
         struct nb_mount *nm = realloc(cfg->mounts, (cfg->n_mounts + 1) * sizeof(*nm));
         if (!nm)

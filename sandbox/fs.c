@@ -2,6 +2,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <linux/openat2.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,6 +13,22 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
+
+/* openat2 answers EAGAIN when a rename or mount raced the lookup; a few more tries
+ * get past an unlucky moment, a path that keeps changing gets -EAGAIN. */
+#define OPENAT2_TRIES 8
+
+static int openat2_retry(int dirfd, const char *path, const struct open_how *how) {
+        for (int i = 0; i < OPENAT2_TRIES; i++) {
+                int fd = (int) syscall(SYS_openat2, dirfd, path, how, sizeof(*how));
+                if (fd >= 0)
+                        return fd;
+                if (errno != EAGAIN)
+                        return -errno;
+        }
+        return -EAGAIN;
+}
 
 int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
         struct open_how how = {
@@ -21,38 +38,90 @@ int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode) {
         };
         if (!path || !*path)
                 path = ".";
-        int fd;
-        do
-                fd = (int) syscall(SYS_openat2, dirfd, path, &how, sizeof(how));
-        while (fd < 0 && errno == EAGAIN);
-        return fd < 0 ? -errno : fd;
+        return openat2_retry(dirfd, path, &how);
+}
+
+int nb_open_in_root(int rootfd, const char *path, int flags) {
+        struct open_how how = {
+                .flags = (uint64_t) (flags | O_CLOEXEC),
+                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
+        };
+        while (path && *path == '/')
+                path++;
+        return openat2_retry(rootfd, path && *path ? path : ".", &how);
+}
+
+/* A directory of the walk: a symlink met where links are not followed is -ELOOP, as
+ * everywhere in the walker, anything else that is not a directory -ENOTDIR. */
+static int open_walk_dir(int dirfd, const char *prefix, bool in_root) {
+        _cleanup_close_ int fd = in_root ? nb_open_in_root(dirfd, prefix, O_PATH)
+                                         : nb_open_beneath(dirfd, prefix, O_PATH, 0);
+        if (fd < 0)
+                return fd;
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return -errno;
+        if (S_ISLNK(st.st_mode))
+                return -ELOOP;
+        if (!S_ISDIR(st.st_mode))
+                return -ENOTDIR;
+        return TAKE_FD(fd);
+}
+
+/* The one mkdir -p: each prefix of path is opened from dirfd the way the caller
+ * resolves (beneath, or in root), and created in its parent when it is missing. A
+ * ".." anywhere is refused before anything is made. */
+static int mkdir_p(int dirfd, const char *path, mode_t mode, bool in_root) {
+        if (nb_path_has_dotdot(path))
+                return -EXDEV;
+        _cleanup_free_ char *prefix = malloc(strlen(path) + 1);
+        if (!prefix)
+                return -ENOMEM;
+        size_t len = 0;
+        _cleanup_close_ int cur = in_root ? nb_open_in_root(dirfd, ".", O_PATH | O_DIRECTORY)
+                                          : nb_open_beneath(dirfd, ".", O_PATH | O_DIRECTORY, 0);
+        if (cur < 0)
+                return cur;
+        for (const char *c = path; *c;) {
+                size_t n = strcspn(c, "/");
+                if (n == 0 || (n == 1 && c[0] == '.')) {
+                        c += n + (c[n] == '/');
+                        continue;
+                }
+                _cleanup_free_ char *part = strndup(c, n);
+                if (!part)
+                        return -ENOMEM;
+                if (len)
+                        prefix[len++] = '/';
+                memcpy(prefix + len, c, n);
+                len += n;
+                prefix[len] = 0;
+                c += n + (c[n] == '/');
+                for (int attempt = 0;; attempt++) {
+                        int next = open_walk_dir(dirfd, prefix, in_root);
+                        if (next >= 0) {
+                                close(cur);
+                                cur = next;
+                                break;
+                        }
+                        if (next != -ENOENT || attempt > 0)
+                                return next;
+                        if (mkdirat(cur, part, mode) < 0 && errno != EEXIST)
+                                return -errno;
+                }
+        }
+        return TAKE_FD(cur);
 }
 
 int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode) {
         /* Beneath means beneath: an absolute path is refused like any other escape. */
         if (path[0] == '/')
                 return -EXDEV;
-        _cleanup_free_ char *copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        _cleanup_close_ int cur = nb_open_beneath(dirfd, ".", O_PATH | O_DIRECTORY, 0);
-        if (cur < 0)
-                return cur;
-        char *save = NULL;
-        for (char *part = strtok_r(copy, "/", &save); part; part = strtok_r(NULL, "/", &save)) {
-                if (strcmp(part, ".") == 0)
-                        continue;
-                if (strcmp(part, "..") == 0)
-                        return -EXDEV;
-                if (mkdirat(cur, part, mode) < 0 && errno != EEXIST)
-                        return -errno;
-                int next = nb_open_beneath(cur, part, O_PATH | O_DIRECTORY, 0);
-                if (next < 0)
-                        return next;
-                close(cur);
-                cur = next;
-        }
-        return TAKE_FD(cur);
+        return mkdir_p(dirfd, path, mode, false);
+}
+
+int nb_mkdir_p_in_root(int rootfd, const char *path, mode_t mode) {
+        return mkdir_p(rootfd, path, mode, true);
 }
 
 int nb_read_fd(int fd, size_t max_size, char **data, size_t *len) {
@@ -235,32 +304,5 @@ int nb_rm_rf_at(int dirfd, const char *name) {
         }
         if (unlinkat(dirfd, name, 0) < 0 && errno != ENOENT)
                 return -errno;
-        return 0;
-}
-
-int nb_parse_size(const char *s, uint64_t *ret) {
-        if (!s || !*s)
-                return -EINVAL;
-        char *end = NULL;
-        errno = 0;
-        unsigned long long v = strtoull(s, &end, 10);
-        if (errno || end == s || *s == '-')
-                return -EINVAL;
-        unsigned shift = 0;
-        switch (*end) {
-        case 0: break;
-        case 'k': case 'K': shift = 10; end++; break;
-        case 'm': case 'M': shift = 20; end++; break;
-        case 'g': case 'G': shift = 30; end++; break;
-        case 't': case 'T': shift = 40; end++; break;
-        default: return -EINVAL;
-        }
-        if (*end == 'i' || *end == 'B')
-                end += (*end == 'i' && end[1] == 'B') ? 2 : 1;
-        if (*end)
-                return -EINVAL;
-        if (shift && v > (UINT64_MAX >> shift))
-                return -ERANGE;
-        *ret = (uint64_t) v << shift;
         return 0;
 }

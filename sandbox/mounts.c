@@ -11,12 +11,12 @@
  *   5. a fresh /proc, hardened as container runtimes do; a minimal /dev;
  *   6. pivot_root into it, detach the old root, make the root itself read-only.
  *
- * Targets are resolved with openat2(RESOLVE_IN_ROOT): a symlink inside the new root
- * (say /lib -> usr/lib) is honoured but can never point outside it. We hold
+ * Targets are resolved by fs.c's walker in its RESOLVE_IN_ROOT mode (nb_open_in_root,
+ * nb_mkdir_p_in_root): a symlink inside the new root (say /lib -> usr/lib) is honoured
+ * but can never point outside it. We hold
  * CAP_SYS_ADMIN only over this mount namespace, so none of this touches the host. */
 #include <errno.h>
 #include <fcntl.h>
-#include <linux/openat2.h>
 #include <sched.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -62,57 +62,17 @@ void nb_mount_plan_free(struct nb_mount_plan *p) {
         free(p);
 }
 
-static int open_in_root(int root, const char *path, int flags) {
-        struct open_how how = {
-                .flags = (uint64_t) (flags | O_CLOEXEC),
-                .resolve = RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS,
-        };
-        while (*path == '/')
-                path++;
-        int fd = (int) syscall(SYS_openat2, root, *path ? path : ".", &how, sizeof(how));
-        return fd < 0 ? -errno : fd;
-}
-
-/* mkdir -p inside the new root, following its own symlinks (within it) on the way. */
-static int mkdir_p_in_root(int root, const char *path) {
-        _cleanup_free_ char *copy = strdup(path);
-        if (!copy)
-                return -ENOMEM;
-        for (char *p = copy + 1; ; p++) {
-                if (*p == '/' || *p == 0) {
-                        char saved = *p;
-                        *p = 0;
-                        _cleanup_close_ int fd = open_in_root(root, copy, O_PATH | O_DIRECTORY);
-                        if (fd < 0) {
-                                const char *slash = strrchr(copy, '/');
-                                _cleanup_free_ char *parent = strndup(copy, (size_t) (slash - copy));
-                                if (!parent)
-                                        return -ENOMEM;
-                                _cleanup_close_ int pfd = open_in_root(root, *parent ? parent : "/", O_PATH | O_DIRECTORY);
-                                if (pfd < 0)
-                                        return pfd;
-                                if (mkdirat(pfd, slash + 1, 0755) < 0 && errno != EEXIST)
-                                        return -errno;
-                        }
-                        *p = saved;
-                        if (!saved)
-                                break;
-                }
-        }
-        return open_in_root(root, path, O_PATH | O_DIRECTORY);
-}
-
 /* The mount point for dst: a directory, or an empty file when binding a file. */
 static int make_mountpoint(int root, const char *dst, bool is_dir) {
         if (is_dir)
-                return mkdir_p_in_root(root, dst);
+                return nb_mkdir_p_in_root(root, dst, 0755);
         _cleanup_free_ char *parent = strdup(dst);
         if (!parent)
                 return -ENOMEM;
         char *slash = strrchr(parent, '/');
         const char *name = dst + (slash - parent) + 1;
         *slash = 0;
-        _cleanup_close_ int pfd = mkdir_p_in_root(root, *parent ? parent : "/");
+        _cleanup_close_ int pfd = nb_mkdir_p_in_root(root, *parent ? parent : "/", 0755);
         if (pfd < 0)
                 return pfd;
         _cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -189,7 +149,7 @@ static int prepare_plan(const struct nb_sandbox_config *cfg, struct nb_mount_pla
 }
 
 static int write_etc(int root, const struct nb_sandbox_config *cfg, struct nb_error *err) {
-        _cleanup_close_ int etc = mkdir_p_in_root(root, "/etc");
+        _cleanup_close_ int etc = nb_mkdir_p_in_root(root, "/etc", 0755);
         if (etc < 0)
                 return nb_error_set(err, -etc, "creating /etc");
         _cleanup_close_ int dfd = openat(etc, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -244,7 +204,7 @@ static int apply_user_mount(int root, const struct nb_mount *m, int tree, int ex
         }
         case NB_MOUNT_TMPFS:
         case NB_MOUNT_OUT_TMPFS: {
-                _cleanup_close_ int target = mkdir_p_in_root(root, m->dst);
+                _cleanup_close_ int target = nb_mkdir_p_in_root(root, m->dst, 0755);
                 if (target < 0)
                         return nb_error_set(err, -target, "tmpfs target %s", m->dst);
                 _cleanup_close_ int fs = new_tmpfs(m->size ? m->size : (64ull << 20),
@@ -269,7 +229,7 @@ static int apply_user_mount(int root, const struct nb_mount *m, int tree, int ex
                         return nb_error_set(err, ENOMEM, "symlink");
                 char *slash = strrchr(parent, '/');
                 *slash = 0;
-                _cleanup_close_ int pfd = mkdir_p_in_root(root, *parent ? parent : "/");
+                _cleanup_close_ int pfd = nb_mkdir_p_in_root(root, *parent ? parent : "/", 0755);
                 if (pfd < 0)
                         return nb_error_set(err, -pfd, "symlink %s", m->dst);
                 _cleanup_close_ int dfd = openat(pfd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
@@ -278,7 +238,7 @@ static int apply_user_mount(int root, const struct nb_mount *m, int tree, int ex
                 return 0;
         }
         case NB_MOUNT_DIR: {
-                _cleanup_close_ int d = mkdir_p_in_root(root, m->dst);
+                _cleanup_close_ int d = nb_mkdir_p_in_root(root, m->dst, 0755);
                 if (d < 0)
                         return nb_error_set(err, -d, "directory %s", m->dst);
                 return 0;
@@ -325,7 +285,7 @@ static int harden_proc(int proc, int dev_null, struct nb_error *err) {
 }
 
 static int mount_proc(int root, const struct nb_mount_plan *p, struct nb_error *err) {
-        _cleanup_close_ int target = mkdir_p_in_root(root, "/proc");
+        _cleanup_close_ int target = nb_mkdir_p_in_root(root, "/proc", 0755);
         if (target < 0)
                 return nb_error_set(err, -target, "creating /proc");
         /* A procfs of our own pid namespace: the host's processes do not exist in it. */
@@ -338,21 +298,21 @@ static int mount_proc(int root, const struct nb_mount_plan *p, struct nb_error *
         int r = attach(proc, target);
         if (r < 0)
                 return nb_error_set(err, -r, "attaching /proc");
-        _cleanup_close_ int attached = open_in_root(root, "/proc", O_PATH | O_DIRECTORY);
+        _cleanup_close_ int attached = nb_open_in_root(root, "/proc", O_PATH | O_DIRECTORY);
         if (attached < 0)
                 return nb_error_set(err, -attached, "opening /proc");
         return harden_proc(attached, p->dev_null_tree, err);
 }
 
 static int mount_dev(int root, const struct nb_mount_plan *p, struct nb_error *err) {
-        _cleanup_close_ int target = mkdir_p_in_root(root, "/dev");
+        _cleanup_close_ int target = nb_mkdir_p_in_root(root, "/dev", 0755);
         if (target < 0)
                 return nb_error_set(err, -target, "creating /dev");
         _cleanup_close_ int fs = new_tmpfs(1 << 20, "0755", MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC);
         int r = 0;
         if (fs < 0 || (r = attach(fs, target)) < 0)
                 return nb_error_set(err, fs < 0 ? -fs : -r, "tmpfs at /dev");
-        _cleanup_close_ int dev = open_in_root(root, "/dev", O_RDONLY | O_DIRECTORY);
+        _cleanup_close_ int dev = nb_open_in_root(root, "/dev", O_RDONLY | O_DIRECTORY);
         if (dev < 0)
                 return nb_error_set(err, -dev, "opening /dev");
         /* Device nodes cannot be created in a user namespace; the host's harmless ones
@@ -379,7 +339,7 @@ static int mount_dev(int root, const struct nb_mount_plan *p, struct nb_error *e
         if (shm_target < 0 || shm < 0 || (r = attach(shm, shm_target)) < 0)
                 return nb_error_set(err, shm < 0 ? -shm : (shm_target < 0 ? errno : -r), "tmpfs at /dev/shm");
         /* The /dev tmpfs itself becomes read-only: the test cannot plant nodes or links. */
-        _cleanup_close_ int devmnt = open_in_root(root, "/dev", O_PATH | O_DIRECTORY);
+        _cleanup_close_ int devmnt = nb_open_in_root(root, "/dev", O_PATH | O_DIRECTORY);
         if (devmnt < 0 || (r = set_attrs(devmnt, MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NOEXEC, false)) < 0)
                 return nb_error_set(err, devmnt < 0 ? -devmnt : -r, "making /dev read-only");
         return 0;

@@ -36,13 +36,17 @@ int nb_caps_drop_all(struct nb_error *err);
 int nb_seccomp_export(const struct nb_sandbox_config *cfg, int fd, struct nb_error *err);
 int nb_seccomp_load(int fd, struct nb_error *err);
 
-/* limits.c: memory and pids limits behind one table of backends. */
+/* limits.c: memory and pids limits behind one table of backends (cgroup v2, cgroup
+ * v1, rlimit; limits-internal.h), chosen per resource. prepare and attach run in the
+ * parent, apply in the command's process, collect after the run. */
 struct nb_limits;
 int nb_limits_prepare(const struct nb_sandbox_config *cfg, struct nb_limits **ret, struct nb_error *err);
 int nb_limits_attach(struct nb_limits *l, pid_t pid, struct nb_error *err);
 int nb_limits_apply_in_child(const struct nb_limits *l, struct nb_error *err);
 void nb_limits_collect(struct nb_limits *l, struct nb_sandbox_result *res);
 void nb_limits_free(struct nb_limits *l);
+void nb_limits_freep(struct nb_limits **l);
+/* The backend each limit would get here (NB_LIMIT_NONE for a zero limit). */
 void nb_limits_choose(uint64_t memory, uint64_t pids, enum nb_limit_backend *mem, enum nb_limit_backend *pids_b);
 
 /* init.c: pid 1 of the sandbox. Never returns. */

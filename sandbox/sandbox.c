@@ -2,18 +2,29 @@
 /* nb_sandbox_run: the whole sequence, in the order it happens.
  *
  * parent (the caller's credentials)           child (pid 1 of the new namespaces)
- *   choose host ids, prepare cgroups
- *   clone3(NEWUSER|NEWNS|NEWPID|NEWNET|...) ->  waits for "go"
+ *   choose host ids, prepare limits (cgroups)
+ *   pipes, seccomp memfd; block SIGINT, SIGTERM,
+ *   SIGHUP, SIGQUIT (and SIGPIPE): a signalfd
+ *   clone3(NEWUSER|NEWNS|NEWPID|NEWNET|...) ->  stdio, close all other fds, own process
+ *                                               group; waits for "go"
  *   write uid_map/gid_map, join cgroups
- *   "go" ------------------------------------>  become uid/gid 1000, parent-death signal,
- *                                               hostname, cgroup namespace, mounts +
- *                                               pivot_root, loopback, rlimits, drop all
- *                                               capabilities, seccomp, then init: fork
- *                                               and exec the command, reap, forward
+ *   "go" ------------------------------------>  private mounts, pin the bind sources,
+ *   compile the seccomp filter                  become uid/gid 1000, parent-death
+ *                                               signal, not dumpable, hostname, cgroup
+ *                                               namespace, mounts + pivot_root,
+ *                                               loopback, drop all capabilities (and
+ *   "filter ready" -------------------------->  no_new_privs); waits for the filter;
+ *                                               seccomp; then init (init.c): fork; the
+ *                                               command's process takes a new session,
+ *                                               rlimits, cwd, closes fds, execs; pid 1
+ *                                               reaps and forwards signals
  *   supervise: forward signals, timeout
  *   (SIGABRT, grace, SIGKILL of pid 1)
  *   reap pid 1, read status and errors, collect limits
- */
+ *
+ * Whatever way the parent leaves, pid 1 is killed (and with it its pid namespace) and
+ * reaped once (kill_and_reap, crun's cleanup_pid), the signal mask is restored, the
+ * pipes are closed and the cgroups removed. Each privileged step says why it is safe. */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/close_range.h>
@@ -60,7 +71,8 @@ struct child_args {
 
 static double now_sec(void) {
         struct timespec ts;
-        clock_gettime(CLOCK_MONOTONIC, &ts);
+        if (clock_gettime(CLOCK_MONOTONIC, &ts) < 0)
+                return 0; /* not for CLOCK_MONOTONIC, which every kernel has */
         return (double) ts.tv_sec + (double) ts.tv_nsec / 1e9;
 }
 
@@ -149,8 +161,15 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         if (wait_for(a->p->sync[0], 'g') < 0)
                 _exit(SETUP_FAILED);
         struct nb_mount_plan *plan = NULL;
-        if ((r = nb_mounts_prepare(cfg, &plan, &err)) < 0 ||
-            (r = nb_userns_become(cfg, a->ids, &err)) < 0 ||
+        /* Privileged (mount propagation, open_tree): safe because our CAP_SYS_ADMIN is
+         * that of our new user namespace over our own copy of the mount table, and the
+         * bind sources are opened with the caller's credentials, so nothing is pinned
+         * that the caller could not read. */
+        if ((r = nb_mounts_prepare(cfg, &plan, &err)) < 0)
+                goto fail;
+        /* Privileged (setresuid/setresgid, setgroups): safe because the parent mapped
+         * only the caller's own ids, or nobody/nogroup for root: never host root. */
+        if ((r = nb_userns_become(cfg, a->ids, &err)) < 0 ||
             (r = arm_parent_death(a->p->sync[0], &err)) < 0)
                 goto fail;
         /* Not dumpable: the command, same uid as we are, cannot open /proc/1/fd,
@@ -159,25 +178,41 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
                 nb_error_set(&err, errno, "PR_SET_DUMPABLE");
                 goto fail;
         }
+        /* Privileged: safe because it names our own new UTS namespace only. */
         const char *host = cfg->hostname ? cfg->hostname : "nestbox";
         if (sethostname(host, strlen(host)) < 0) {
                 nb_error_set(&err, errno, "sethostname %s", host);
                 goto fail;
         }
-        /* Now that the parent put us in our cgroups, make them our cgroup root. */
+        /* Now that the parent put us in our cgroups, make them our cgroup root.
+         * Privileged: safe because a cgroup namespace only narrows what we see of the
+         * hierarchy; it grants nothing over it. */
         if (unshare(CLONE_NEWCGROUP) < 0) {
                 nb_error_set(&err, errno, "cgroup namespace");
                 goto fail;
         }
-        if ((r = nb_mounts_setup(cfg, plan, a->p->export[1], &err)) < 0 ||
-            (r = nb_net_setup(cfg, &err)) < 0 ||
-            (r = nb_caps_drop_all(&err)) < 0)
+        /* Privileged (tmpfs, binds, procfs, pivot_root): safe because every mount is in
+         * our own mount namespace, from sources pinned above, onto targets resolved
+         * inside the new root (fs.c's walker), nosuid and nodev; the old root is
+         * detached, so no path leads back to the host's tree. */
+        if ((r = nb_mounts_setup(cfg, plan, a->p->export[1], &err)) < 0)
+                goto fail;
+        /* Privileged (bringing lo up): safe because the net namespace is new: lo is its
+         * only device and nothing in it reaches the host's network. */
+        if ((r = nb_net_setup(cfg, &err)) < 0)
+                goto fail;
+        /* From here on we hold no capability: the bounding set is cleared and
+         * no_new_privs is set, which seccomp needs to be loaded unprivileged. */
+        if ((r = nb_caps_drop_all(&err)) < 0)
                 goto fail;
         if (wait_for(a->p->sync[0], 's') < 0)
                 _exit(SETUP_FAILED); /* the parent reports why */
         if ((r = nb_seccomp_load(a->filter_fd, &err)) < 0)
                 goto fail;
-        close(a->filter_fd);
+        if (close(a->filter_fd) < 0) {
+                nb_error_set(&err, errno, "closing the seccomp filter");
+                goto fail;
+        }
 
         nb_mount_plan_free(plan);
         struct nb_init_args init = { .cfg = cfg, .limits = a->limits, .err_fd = a->p->err[1], .status_fd = a->p->status[1] };
@@ -207,9 +242,10 @@ static int userns_error(int e, struct nb_error *err) {
 
 /* Waits for pid 1 to exit, forwarding our signals to it and enforcing the timeout:
  * SIGABRT first (Python's faulthandler prints every thread's stack), SIGKILL of pid 1
- * (and with it the whole pid namespace) after the grace period. */
-static void supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_config *cfg,
-                      double start, struct nb_sandbox_result *res) {
+ * (and with it the whole pid namespace) after the grace period. A kill() may find pid
+ * 1 already exiting (ESRCH); the pidfd then says so on the next poll. */
+static int supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_config *cfg,
+                     double start, struct nb_sandbox_result *res) {
         double deadline = cfg->timeout_sec > 0 ? start + cfg->timeout_sec : 0;
         double grace = cfg->kill_grace_sec > 0 ? cfg->kill_grace_sec : 0;
         for (;;) {
@@ -222,32 +258,39 @@ static void supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_c
                 struct pollfd pfds[2] = { { .fd = pidfd, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
                 int n = poll(pfds, 2, wait_ms);
                 if (n < 0 && errno != EINTR)
-                        break;
+                        return -errno;
                 if (n > 0 && (pfds[0].revents & (POLLIN | POLLHUP)))
-                        return;
+                        return 0;
                 if (n > 0 && (pfds[1].revents & POLLIN)) {
                         struct signalfd_siginfo si;
-                        if (read(sigfd, &si, sizeof(si)) == sizeof(si))
-                                kill(pid, (int) si.ssi_signo);
+                        ssize_t got = read(sigfd, &si, sizeof(si));
+                        if (got < 0 && errno != EAGAIN && errno != EINTR)
+                                return -errno;
+                        if (got == (ssize_t) sizeof(si))
+                                (void) kill(pid, (int) si.ssi_signo);
                 }
                 if (deadline > 0 && now_sec() >= deadline) {
                         if (!res->timed_out) {
                                 res->timed_out = true;
-                                kill(pid, SIGABRT);
+                                (void) kill(pid, SIGABRT);
                                 deadline = now_sec() + grace;
                         } else {
-                                kill(pid, SIGKILL);
+                                (void) kill(pid, SIGKILL);
                                 deadline = 0;
                         }
                 }
         }
 }
 
-/* Reads the child's error report: "[X]errno<TAB>message". Returns 0 when empty. */
+/* Reads the child's error report: "[X]errno<TAB>message". Returns 0 when empty; a
+ * pipe that cannot be read is an error too, never taken for "no error". */
 static int read_child_error(int fd, bool *exec_failed, struct nb_error *err) {
         _cleanup_free_ char *msg = NULL;
         size_t len = 0;
-        if (nb_read_fd(fd, 64 * 1024, &msg, &len) < 0 || len == 0)
+        int r = nb_read_fd(fd, 64 * 1024, &msg, &len); /* retries EINTR itself */
+        if (r < 0)
+                return nb_error_set(err, -r, "reading the sandbox's error pipe");
+        if (len == 0)
                 return 0;
         char *p = msg;
         *exec_failed = *p == 'X';
@@ -258,15 +301,16 @@ static int read_child_error(int fd, bool *exec_failed, struct nb_error *err) {
         return nb_error_setx(err, code > 0 ? code : EIO, "%s", tab ? tab + 1 : p);
 }
 
-/* SIGPIPE is blocked while we run a sandbox (a child that died early must not kill
- * us through the sync pipe); one that became pending is consumed here. */
-static void drain_sigpipe(void) {
-        sigset_t pipe_set;
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        struct timespec zero = { 0, 0 };
-        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
-                ;
+/* The command's wait status as init wrote it. 0 when there is one, -ENODATA when pid
+ * 1 died without writing it (killed at the timeout). */
+static int read_command_status(int fd, int *status, struct nb_error *err) {
+        ssize_t n;
+        do
+                n = read(fd, status, sizeof(*status));
+        while (n < 0 && errno == EINTR);
+        if (n < 0)
+                return nb_error_set(err, errno, "reading the command's status");
+        return n == (ssize_t) sizeof(*status) ? 0 : -ENODATA;
 }
 
 static void fill_status(int status, struct nb_sandbox_result *res) {
@@ -279,6 +323,48 @@ static void fill_status(int status, struct nb_sandbox_result *res) {
         }
 }
 
+/* crun's cleanup_pid: a pid 1 not yet reaped when its variable goes out of scope is
+ * killed, and with it everything in its pid namespace, then reaped. */
+static void kill_and_reap(pid_t *pid) {
+        if (*pid <= 0)
+                return;
+        int saved = errno;
+        (void) kill(*pid, SIGKILL); /* our own unreaped child: it cannot fail */
+        while (waitpid(*pid, NULL, 0) < 0 && errno == EINTR)
+                ;
+        *pid = 0;
+        errno = saved;
+}
+
+/* The signal mask from before the run, restored when its variable goes out of scope.
+ * SIGPIPE is blocked while we run a sandbox (a child that died early must not kill
+ * us through the sync pipe); one that became pending is consumed before unblocking. */
+struct saved_mask {
+        sigset_t old;
+        bool saved;
+};
+
+static void restore_mask(struct saved_mask *m) {
+        if (!m->saved)
+                return;
+        int saved = errno;
+        sigset_t pipe_set;
+        sigemptyset(&pipe_set);
+        sigaddset(&pipe_set, SIGPIPE);
+        struct timespec zero = { 0, 0 };
+        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
+                ;
+        (void) sigprocmask(SIG_SETMASK, &m->old, NULL); /* a mask we got from it */
+        errno = saved;
+}
+
+static void usage_to_result(const struct rusage *ru, double start, struct nb_sandbox_result *res) {
+        res->wall_sec = now_sec() - start;
+        res->user_sec = (double) ru->ru_utime.tv_sec + (double) ru->ru_utime.tv_usec / 1e6;
+        res->sys_sec = (double) ru->ru_stime.tv_sec + (double) ru->ru_stime.tv_usec / 1e6;
+        res->peak_rss_bytes = (uint64_t) ru->ru_maxrss * 1024;
+}
+
 int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res, struct nb_error *err) {
         memset(res, 0, sizeof(*res));
         res->exit_code = -1;
@@ -288,109 +374,102 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
 
         struct nb_id_map ids;
         nb_userns_choose_ids(&ids);
-        _cleanup_close_ int sigfd = -1, pidfd = -1, filter_fd = -1;
-        sigset_t sigs, old_mask;
 
-        struct nb_limits *limits = NULL;
+        /* Privileged (creating cgroups): safe because they are made only beneath our
+         * own cgroup, where we can write already, and hold nothing but limits. */
+        _cleanup_(nb_limits_freep) struct nb_limits *limits = NULL;
         int r = nb_limits_prepare(cfg, &limits, err);
         if (r < 0)
                 return r;
 
-        struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
+        _cleanup_(pipes_close) struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
         if (pipe2(p.sync, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0 ||
-            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p.export) < 0) {
-                r = nb_error_set(err, errno, "pipe");
-                goto out;
-        }
-        filter_fd = memfd_create("nestbox-seccomp", MFD_CLOEXEC);
-        if (filter_fd < 0) {
-                r = nb_error_set(err, errno, "memfd_create");
-                goto out;
-        }
+            socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p.export) < 0)
+                return nb_error_set(err, errno, "pipe");
+        _cleanup_close_ int filter_fd = memfd_create("nestbox-seccomp", MFD_CLOEXEC);
+        if (filter_fd < 0)
+                return nb_error_set(err, errno, "memfd_create");
 
         /* Our own SIGINT/SIGTERM are for the sandbox: forwarded, not fatal to us. */
+        sigset_t sigs;
         sigemptyset(&sigs);
         for (size_t i = 0; i < NB_ELEMENTSOF(supervisor_signals); i++)
                 sigaddset(&sigs, supervisor_signals[i]);
         sigset_t blocked = sigs;
         sigaddset(&blocked, SIGPIPE);
-        sigprocmask(SIG_BLOCK, &blocked, &old_mask);
-        sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+        _cleanup_(restore_mask) struct saved_mask mask = { .saved = false };
+        if (sigprocmask(SIG_BLOCK, &blocked, &mask.old) < 0)
+                return nb_error_set(err, errno, "blocking signals");
+        mask.saved = true;
+        /* Without it a ^C would stay blocked and never reach the command. */
+        _cleanup_close_ int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sigfd < 0)
+                return nb_error_set(err, errno, "signalfd");
 
         double start = now_sec();
         struct child_args ca = { .cfg = cfg, .filter_fd = filter_fd, .ids = &ids, .limits = limits, .p = &p };
-        pid_t pid = clone_sandbox(&pidfd);
+        /* Privileged (new namespaces): safe because each is new and owned by a new user
+         * namespace; the child's capabilities are those of that namespace alone. */
+        _cleanup_close_ int pidfd = -1;
+        _cleanup_(kill_and_reap) pid_t pid = clone_sandbox(&pidfd);
         if (pid < 0) {
-                r = userns_error(errno, err);
-                goto restore;
+                int e = errno;
+                pid = 0;
+                return userns_error(e, err);
         }
         if (pid == 0)
                 sandbox_child(&ca);
 
-        close(p.sync[0]);
-        p.sync[0] = -1;
-        close(p.err[1]);
-        p.err[1] = -1;
-        close(p.status[1]);
-        p.status[1] = -1;
-        close(p.export[1]);
-        p.export[1] = -1;
+        /* The child's ends; the parent keeps sync[1] as the child's lifeline. */
+        int *child_ends[] = { &p.sync[0], &p.err[1], &p.status[1], &p.export[1] };
+        for (size_t i = 0; i < NB_ELEMENTSOF(child_ends); i++) {
+                nb_closep(child_ends[i]);
+                *child_ends[i] = -1;
+        }
 
+        /* Privileged (writing the maps, joining cgroups): safe because the maps name
+         * only the caller's ids or nobody/nogroup (userns.c), and pid 1 is our own
+         * child going into the cgroups we have just made. */
         if ((r = nb_userns_write_maps(pid, cfg, &ids, err)) < 0 ||
-            (r = nb_limits_attach(limits, pid, err)) < 0) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                goto restore;
-        }
-        if (nb_write_all(p.sync[1], "g", 1) < 0) {
-                r = nb_error_set(err, errno, "starting the sandbox");
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                goto restore;
-        }
-        if ((r = nb_seccomp_export(cfg, filter_fd, err)) < 0) {
-                kill(pid, SIGKILL);
-                waitpid(pid, NULL, 0);
-                goto restore;
-        }
+            (r = nb_limits_attach(limits, pid, err)) < 0)
+                return r;
+        if ((r = nb_write_all(p.sync[1], "g", 1)) < 0)
+                return nb_error_set(err, -r, "starting the sandbox");
+        if ((r = nb_seccomp_export(cfg, filter_fd, err)) < 0)
+                return r;
         /* EPIPE: the child failed its setup and is gone; its error pipe says why. */
-        if (nb_write_all(p.sync[1], "s", 1) == -EPIPE)
-                drain_sigpipe();
+        r = nb_write_all(p.sync[1], "s", 1);
+        if (r < 0 && r != -EPIPE)
+                return nb_error_set(err, -r, "handing the seccomp filter to the sandbox");
         if (cfg->on_started)
                 cfg->on_started(pid, cfg->userdata);
 
-        supervise(pid, pidfd, sigfd, cfg, start, res);
+        if ((r = supervise(pid, pidfd, sigfd, cfg, start, res)) < 0)
+                return nb_error_set(err, -r, "supervising the sandbox");
 
         int init_status = 0;
         struct rusage ru = { 0 };
-        while (wait4(pid, &init_status, 0, &ru) < 0 && errno == EINTR)
+        pid_t reaped;
+        while ((reaped = wait4(pid, &init_status, 0, &ru)) < 0 && errno == EINTR)
                 ;
-        res->wall_sec = now_sec() - start;
-        res->user_sec = (double) ru.ru_utime.tv_sec + (double) ru.ru_utime.tv_usec / 1e6;
-        res->sys_sec = (double) ru.ru_stime.tv_sec + (double) ru.ru_stime.tv_usec / 1e6;
-        res->peak_rss_bytes = (uint64_t) ru.ru_maxrss * 1024;
+        if (reaped < 0)
+                return nb_error_set(err, errno, "waiting for the sandbox");
+        pid = 0; /* reaped: nothing left for kill_and_reap */
+        usage_to_result(&ru, start, res);
 
         bool exec_failed = false;
         r = read_child_error(p.err[0], &exec_failed, err);
         if (r < 0) {
                 res->exec_failed = exec_failed;
-                goto restore;
+                return r;
         }
-
         int cmd_status;
-        ssize_t n = read(p.status[0], &cmd_status, sizeof(cmd_status));
-        if (n == (ssize_t) sizeof(cmd_status))
-                fill_status(cmd_status, res);
-        else
-                fill_status(init_status, res); /* pid 1 itself was killed (timeout) */
+        r = read_command_status(p.status[0], &cmd_status, err);
+        if (r < 0 && r != -ENODATA)
+                return r;
+        fill_status(r == 0 ? cmd_status : init_status, res); /* else pid 1 itself was killed */
         nb_limits_collect(limits, res);
         int out = nb_recv_fd(p.export[0]);
         res->out_fd = out >= 0 ? out : -1;
-        r = 0;
-restore:
-        sigprocmask(SIG_SETMASK, &old_mask, NULL);
-out:
-        pipes_close(&p);
-        nb_limits_free(limits);
-        return r;
+        return 0;
 }

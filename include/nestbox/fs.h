@@ -3,7 +3,8 @@
  * extractor goes through these: paths are resolved beneath a directory descriptor with
  * openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS | RESOLVE_NO_MAGICLINKS), so "..", an
  * absolute path or a symlink planted anywhere on the way is refused (-EXDEV or -ELOOP),
- * never followed. All functions return >= 0 on success, -errno on failure. */
+ * never followed. The sandbox's own new root is walked the same way, with RESOLVE_IN_ROOT
+ * (nb_open_in_root). All functions return >= 0 on success, -errno on failure. */
 #pragma once
 
 #include <dirent.h>
@@ -17,6 +18,15 @@ int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
 
 /* mkdir -p of path beneath dirfd; returns an O_DIRECTORY fd of the last component. */
 int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode);
+
+/* For a tree we assemble ourselves (the sandbox's new root): path is opened with
+ * rootfd as "/" (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), so a symlink in it
+ * such as /lib -> usr/lib is honoured, yet neither it nor ".." can lead outside. */
+int nb_open_in_root(int rootfd, const char *path, int flags);
+
+/* mkdir -p in root with nb_open_in_root's resolution; a ".." component is refused
+ * (-EXDEV). Returns an O_PATH | O_DIRECTORY fd of the last component. */
+int nb_mkdir_p_in_root(int rootfd, const char *path, mode_t mode);
 
 /* Reads a regular file beneath dirfd. A file larger than max_size gives -EFBIG, a
  * non-regular file -EINVAL. *data is NUL-terminated (not counted in *len). */
@@ -47,6 +57,3 @@ int nb_opendir_at(int dirfd, const char *name, DIR **ret);
 
 /* readdir() without "." and "..": NULL at the end (errno 0) or on error (errno set). */
 struct dirent *nb_readdir_no_dots(DIR *d);
-
-/* Parses "123", "64k", "512M", "2G" (powers of 1024) into bytes. */
-int nb_parse_size(const char *s, uint64_t *ret);

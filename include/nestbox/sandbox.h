@@ -81,6 +81,8 @@ struct nb_sandbox_result {
 
 void nb_sandbox_config_init(struct nb_sandbox_config *cfg);
 void nb_sandbox_config_done(struct nb_sandbox_config *cfg);
+/* Appends a mount; they are made in the order added, after the default /tmp (left out
+ * when one is added at /tmp). -EINVAL when dst is not absolute or has a ".." component. */
 int nb_sandbox_add_mount(struct nb_sandbox_config *cfg, enum nb_mount_kind kind,
                          const char *src, const char *dst, uint64_t size);
 int nb_sandbox_setenv(struct nb_sandbox_config *cfg, const char *key, const char *value);

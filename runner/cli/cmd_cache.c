@@ -10,7 +10,7 @@
 #include "cache/cas.h"
 #include "cli/cli.h"
 #include "nestbox/cleanup.h"
-#include "nestbox/fs.h"
+#include "nestbox/text.h"
 
 static const char usage[] =
         "usage: nestbox cache [--cache DIR] stats\n"

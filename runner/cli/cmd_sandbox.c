@@ -9,7 +9,7 @@
 
 #include "cli/cli.h"
 #include "nestbox/cleanup.h"
-#include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "nestbox/sandbox.h"
 
 static const char usage[] =
@@ -107,6 +107,17 @@ static const char *second_arg(int argc, char **argv, const char *opt) {
         return argv[optind++];
 }
 
+/* nb_sandbox_add_mount, its failure reported the command's way. */
+static int add_mount(struct nb_sandbox_config *cfg, enum nb_mount_kind kind, const char *opt,
+                     const char *src, const char *dst, uint64_t size) {
+        int r = nb_sandbox_add_mount(cfg, kind, src, dst, size);
+        if (r == -ENOMEM)
+                return nb_die(NB_EXIT_INFRA, "out of memory");
+        if (r < 0)
+                return nb_die(NB_EXIT_USAGE, "%s %s: %s", opt, dst, strerror(-r));
+        return 0;
+}
+
 static int add_bind(struct nb_sandbox_config *cfg, enum nb_mount_kind kind, const char *opt,
                     const char *src, const char *dst) {
         struct stat st;
@@ -114,8 +125,16 @@ static int add_bind(struct nb_sandbox_config *cfg, enum nb_mount_kind kind, cons
                 return nb_die(NB_EXIT_USAGE, "%s %s: %s", opt, src, strerror(errno));
         if (dst[0] != '/')
                 return nb_die(NB_EXIT_USAGE, "%s %s %s: the destination must be an absolute path", opt, src, dst);
-        if (nb_sandbox_add_mount(cfg, kind, src, dst, 0) < 0)
+        return add_mount(cfg, kind, opt, src, dst, 0);
+}
+
+/* *field = a copy of value. */
+static int set_string(char **field, const char *value) {
+        char *copy = strdup(value);
+        if (!copy)
                 return nb_die(NB_EXIT_INFRA, "out of memory");
+        free(*field);
+        *field = copy;
         return 0;
 }
 
@@ -161,16 +180,18 @@ int cmd_sandbox(int argc, char **argv) {
                         break;
                 case OPT_TMPFS: {
                         _cleanup_free_ char *dst = strdup(optarg);
-                        char *colon = dst ? strchr(dst, ':') : NULL;
+                        if (!dst)
+                                return nb_die(NB_EXIT_INFRA, "out of memory");
+                        char *colon = strchr(dst, ':');
                         uint64_t size = 0;
                         if (colon) {
                                 *colon = 0;
                                 if ((r = parse_u64("--tmpfs", colon + 1, &size, true)) != 0)
                                         return r;
                         }
-                        if (!dst || dst[0] != '/')
+                        if (dst[0] != '/')
                                 return nb_die(NB_EXIT_USAGE, "--tmpfs %s: expected an absolute path", optarg);
-                        nb_sandbox_add_mount(&cfg, NB_MOUNT_TMPFS, NULL, dst, size);
+                        r = add_mount(&cfg, NB_MOUNT_TMPFS, "--tmpfs", NULL, dst, size);
                         break;
                 }
                 case OPT_SYMLINK:
@@ -178,28 +199,29 @@ int cmd_sandbox(int argc, char **argv) {
                                 return NB_EXIT_USAGE;
                         if (second[0] != '/')
                                 return nb_die(NB_EXIT_USAGE, "--symlink %s %s: expected an absolute path", optarg, second);
-                        nb_sandbox_add_mount(&cfg, NB_MOUNT_SYMLINK, optarg, second, 0);
+                        r = add_mount(&cfg, NB_MOUNT_SYMLINK, "--symlink", optarg, second, 0);
                         break;
                 case OPT_DIR:
                         if (optarg[0] != '/')
                                 return nb_die(NB_EXIT_USAGE, "--dir %s: expected an absolute path", optarg);
-                        nb_sandbox_add_mount(&cfg, NB_MOUNT_DIR, NULL, optarg, 0);
+                        r = add_mount(&cfg, NB_MOUNT_DIR, "--dir", NULL, optarg, 0);
                         break;
                 case OPT_SETENV:
                         if (!(second = second_arg(argc, argv, "setenv")))
                                 return NB_EXIT_USAGE;
-                        if (nb_sandbox_setenv(&cfg, optarg, second) < 0)
+                        r = nb_sandbox_setenv(&cfg, optarg, second);
+                        if (r == -ENOMEM)
+                                return nb_die(NB_EXIT_INFRA, "out of memory");
+                        if (r < 0)
                                 return nb_die(NB_EXIT_USAGE, "--setenv %s: not a valid variable name", optarg);
                         break;
                 case OPT_CHDIR:
-                        free(cfg.cwd);
-                        cfg.cwd = strdup(optarg);
+                        r = set_string(&cfg.cwd, optarg);
                         break;
                 case OPT_HOSTNAME:
                         if (!*optarg || strlen(optarg) > 64)
                                 return nb_die(NB_EXIT_USAGE, "--hostname %s: expected 1 to 64 characters", optarg);
-                        free(cfg.hostname);
-                        cfg.hostname = strdup(optarg);
+                        r = set_string(&cfg.hostname, optarg);
                         break;
                 case OPT_TIMEOUT:
                         r = parse_seconds("--timeout", optarg, &cfg.timeout_sec);

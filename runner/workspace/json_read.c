@@ -8,6 +8,7 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "workspace/json_read.h"
 #include "workspace/workspace.h"
 

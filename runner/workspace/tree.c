@@ -15,6 +15,7 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "workspace/tree.h"
 
 /* Deeper than this is a loop or a mistake, and each level holds a descriptor. */

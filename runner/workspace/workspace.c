@@ -13,54 +13,12 @@
 
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "workspace/json_read.h"
 #include "workspace/workspace.h"
 
 /* A workspace file is a few kilobytes; anything near this is not one. */
 #define MAX_WORKSPACE_FILE (16u << 20)
-
-char *nb_quote(const char *s) {
-        size_t n = 3;
-        for (const unsigned char *c = (const unsigned char *) s; *c; c++)
-                n += (*c < 0x20 || *c == 0x7f) ? 4 : (*c == '"' || *c == '\\') ? 2 : 1;
-        char *q = malloc(n), *o = q;
-        if (!q)
-                return NULL;
-        *o++ = '"';
-        for (const unsigned char *c = (const unsigned char *) s; *c; c++) {
-                if (*c < 0x20 || *c == 0x7f)
-                        o += sprintf(o, "\\x%02x", *c);
-                else {
-                        if (*c == '"' || *c == '\\')
-                                *o++ = '\\';
-                        *o++ = (char) *c;
-                }
-        }
-        *o++ = '"';
-        *o = 0;
-        return q;
-}
-
-const char *nb_check_relative_path(const char *s, bool allow_dot) {
-        if (!*s)
-                return "expected a non-empty path";
-        if (*s == '/')
-                return "absolute paths are not allowed (paths are relative to the workspace root)";
-        if (allow_dot && strcmp(s, ".") == 0)
-                return NULL;
-        for (const char *c = s;;) {
-                size_t n = strcspn(c, "/");
-                if (n == 0)
-                        return "empty path component (\"//\" or a trailing \"/\")";
-                if (n == 2 && c[0] == '.' && c[1] == '.')
-                        return "\"..\" is not allowed (paths must stay inside the workspace)";
-                if (n == 1 && c[0] == '.')
-                        return "\".\" components are not allowed";
-                if (!c[n])
-                        return NULL;
-                c += n + 1;
-        }
-}
 
 static int parse_rel_path(const struct nb_json_reader *p, const char *path, json_t *v, char **rel, char **abs) {
         if (!json_is_string(v))

@@ -69,12 +69,3 @@ const struct nb_resolve *nb_workspace_resolve(const struct nb_workspace *ws, con
 
 void nb_workspace_free(struct nb_workspace *ws);
 void nb_workspace_freep(struct nb_workspace **ws);
-
-/* Checks a path or glob taken from the workspace file: relative, no empty, "." or ".."
- * component (the whole path "." is allowed when allow_dot). Returns NULL when fine,
- * else a static description of the problem. Shared with tree.c. */
-const char *nb_check_relative_path(const char *p, bool allow_dot);
-
-/* s in double quotes, with quotes, backslashes and control bytes escaped so that a hostile name
- * cannot break a one-line message. NULL when out of memory. */
-char *nb_quote(const char *s);

@@ -8,6 +8,7 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "test.h"
 
 static int make_tmpdir(char *tmpl) {
