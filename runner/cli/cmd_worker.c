@@ -13,6 +13,7 @@
 #include <poll.h>
 #include <sched.h>
 #include <signal.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -232,25 +233,75 @@ static unsigned default_jobs(void) {
         return 1;
 }
 
+/* Answers every complete line of buf; keeps the rest (a line still arriving). */
+static int handle_lines(struct worker *w, char *buf, size_t *len, bool eof) {
+        size_t start = 0;
+        for (;;) {
+                char *nl = memchr(buf + start, '\n', *len - start);
+                if (!nl && !(eof && start < *len))
+                        break;
+                size_t end = nl ? (size_t) (nl - buf) : *len, n = end - start;
+                while (n > 0 && buf[start + n - 1] == '\r')
+                        n--;
+                int r = n == 0 ? 0 : handle_line(w, buf + start, n);
+                if (r < 0)
+                        return r;
+                start = nl ? end + 1 : *len;
+        }
+        memmove(buf, buf + start, *len - start);
+        *len -= start;
+        if (*len > REQUEST_MAX) { /* a line that never ends: answered, then skipped */
+                *len = 0;
+                return respond(w, NB_EXIT_USAGE, "nestbox: request: larger than 16 MiB", 0);
+        }
+        return 0;
+}
+
+/* Reads requests as they come while answering finished ones as they finish: a build
+ * tool may wait for an answer before it sends the next request. */
 static int serve(struct worker *w) {
-        _cleanup_free_ char *line = NULL;
-        size_t cap = 0;
-        ssize_t n;
-        _cleanup_fclose_ FILE *in = fdopen(dup(STDIN_FILENO), "r");
-        if (!in)
-                return -errno;
-        while ((n = getline(&line, &cap, in)) >= 0) {
-                size_t len = (size_t) n;
-                while (len > 0 && (line[len - 1] == '\n' || line[len - 1] == '\r'))
-                        len--;
-                if (len == 0)
+        _cleanup_free_ char *buf = NULL;
+        size_t len = 0, cap = 0;
+        bool eof = false;
+        while (!eof || w->n_running > 0) {
+                size_t n = 0;
+                for (; n < w->n_running; n++)
+                        w->fds[n] = (struct pollfd) { .fd = w->running[n].fd, .events = POLLIN };
+                if (!eof)
+                        w->fds[n++] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
+                if (poll(w->fds, n, -1) < 0) {
+                        if (errno == EINTR)
+                                continue;
+                        return -errno;
+                }
+                bool input = !eof && w->fds[n - 1].revents;
+                for (size_t i = w->n_running; i-- > 0;)
+                        if (w->fds[i].revents) {
+                                int r = drain_child(w, i);
+                                if (r < 0)
+                                        return r;
+                        }
+                if (!input)
                         continue;
-                int r = len > REQUEST_MAX ? respond(w, NB_EXIT_USAGE, "nestbox: request: larger than 16 MiB", 0)
-                                          : handle_line(w, line, len);
+                if (cap - len < 65536) {
+                        char *grown = realloc(buf, cap + 65536);
+                        if (!grown)
+                                return -ENOMEM;
+                        buf = grown;
+                        cap += 65536;
+                }
+                ssize_t k = read(STDIN_FILENO, buf + len, cap - len);
+                if (k < 0 && (errno == EINTR || errno == EAGAIN))
+                        continue;
+                if (k < 0)
+                        return -errno;
+                eof = k == 0;
+                len += (size_t) k;
+                int r = handle_lines(w, buf, &len, eof);
                 if (r < 0)
                         return r;
         }
-        return wait_children(w, 0);
+        return 0;
 }
 
 int cmd_worker(int argc, char **argv) {
@@ -286,7 +337,7 @@ int cmd_worker(int argc, char **argv) {
          * failed write ends the worker with a status instead. */
         signal(SIGPIPE, SIG_IGN);
         w.running = calloc(w.jobs + 1, sizeof(*w.running));
-        w.fds = calloc(w.jobs + 1, sizeof(*w.fds));
+        w.fds = calloc(w.jobs + 2, sizeof(*w.fds));
         int r = w.running && w.fds ? serve(&w) : -ENOMEM;
         free(w.running);
         free(w.fds);

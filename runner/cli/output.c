@@ -42,7 +42,7 @@ static json_t *outputs_json(const char *out_arg, const char *sub, const struct n
         _cleanup_free_ char *dir = NULL;
         if (!base || asprintf(&dir, "%s/%s", base, sub) < 0)
                 return NULL;
-        json_t *o = json_pack("{s:s, s:s++, s:s++, s:[]}", "dir", dir, "junit", dir, "/junit.xml", "log", dir, "/log",
+        json_t *o = json_pack("{s:s, s:s+, s:s+, s:[]}", "dir", dir, "junit", dir, "/junit.xml", "log", dir, "/log",
                               "coverage");
         for (size_t i = 0; o && i < r->artifact.n; i++)
                 if (strncmp(r->artifact.entries[i].name, "coverage.", 9) == 0) {

@@ -87,12 +87,13 @@ int nb_jr_check_keys(const struct nb_json_reader *p, const char *path, json_t *o
                 }
                 if (ok)
                         continue;
-                _cleanup_free_ char *q = nb_quote(key);
-                if (!q)
+                /* Action files name the key itself (".polcy: unknown key"), as jq would. */
+                _cleanup_free_ char *q = nb_quote(key), *at = p->dotted ? nb_jr_join(p, path, key, !nb_valid_env_name(key)) : NULL;
+                if (!q || (p->dotted && !at))
                         return nb_jr_oom(p);
                 if (best)
-                        return nb_jr_fail(p, path, "unknown key %s (did you mean \"%s\"?)", q, best);
-                return nb_jr_fail(p, path, "unknown key %s", q);
+                        return nb_jr_fail(p, at ? at : path, "unknown key %s (did you mean \"%s\"?)", q, best);
+                return nb_jr_fail(p, at ? at : path, "unknown key %s", q);
         }
         return 0;
 }
