@@ -7,6 +7,10 @@
 
 #include "nestbox/error.h"
 
+/* The file a finished venvs/<digest> holds, written last: `cache verify` calls an entry
+ * without it incomplete, and a venv lookup treats it as a miss. */
+#define NB_VENV_COMPLETE_MARKER ".nestbox-complete"
+
 struct nb_cache_dir {
         char *path; /* absolute */
         int fd;     /* O_DIRECTORY of path */

@@ -19,13 +19,20 @@
 #include "nestbox/fs.h"
 #include "python/venv.h"
 #include "python/wheel.h"
+#include "python/wheel_files.h"
 
-#define COMPLETE_MARKER ".nestbox-complete"
 /* Bumped whenever the layout nestbox writes changes, so old venvs are not reused. */
 #define VENV_FORMAT "nestbox-venv-2" /* 2: bytecode compiled at build time */
 /* No wheel nests packages this deep; the limit keeps the sealing walk's descriptors
  * bounded whatever a wheel contains. */
 #define MAX_TREE_DEPTH 128
+
+char *nb_venv_site_packages(const struct nb_python *py) {
+        char *s = NULL;
+        if (asprintf(&s, "lib/python%s/site-packages", py->version_short) < 0)
+                return NULL;
+        return s;
+}
 
 void nb_venv_info_done(struct nb_venv_info *info) {
         free(info->path);
@@ -210,8 +217,12 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         r = make_layout(root, py, where, err);
         if (r < 0)
                 return r;
+        _cleanup_free_ char *site = nb_venv_site_packages(py);
+        if (!site)
+                return nb_error_set(err, ENOMEM, "venv");
+        const struct nb_wheel_dest dest = { .fd = root, .site = site, .python = NB_VENV_MOUNT "/bin/python" };
         for (size_t i = 0; i < lock->n_reqs; i++) {
-                r = nb_wheel_install(py, wheelhouse_fd, &lock->reqs[i], &wheels->v[i], root, err);
+                r = nb_wheel_install(py, wheelhouse_fd, &lock->reqs[i], &wheels->v[i], &dest, err);
                 if (r < 0)
                         return r;
         }
@@ -230,9 +241,9 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         _cleanup_free_ char *marker = NULL;
         if (asprintf(&marker, "%s\n", digest) < 0)
                 return nb_error_set(err, ENOMEM, "venv");
-        r = write_new_file(root, COMPLETE_MARKER, marker, 0444);
+        r = write_new_file(root, NB_VENV_COMPLETE_MARKER, marker, 0444);
         if (r < 0)
-                return nb_error_set(err, -r, "venv %s/%s", where, COMPLETE_MARKER);
+                return nb_error_set(err, -r, "venv %s/%s", where, NB_VENV_COMPLETE_MARKER);
         if (syncfs(root) < 0)
                 return nb_error_set(err, errno, "venv %s: syncfs", where);
         /* mkdtemp made it 0700; the sandbox user must be able to read it. Its own mode
@@ -255,7 +266,7 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
  * miss). */
 static int is_complete(struct nb_cache_dir *cache, const char *rel) {
         _cleanup_free_ char *marker = NULL;
-        if (asprintf(&marker, "%s/%s", rel, COMPLETE_MARKER) < 0)
+        if (asprintf(&marker, "%s/%s", rel, NB_VENV_COMPLETE_MARKER) < 0)
                 return -ENOMEM;
         struct stat st;
         if (fstatat(cache->fd, marker, &st, AT_SYMLINK_NOFOLLOW) == 0) {

@@ -17,7 +17,14 @@
 
 #include "cache/cache_dir.h"
 #include "cache/digest.h"
+#include "python/interp.h"
 #include "nestbox/error.h"
+
+/* Where a venv lives inside the sandbox; scripts' shebangs point here. */
+#define NB_VENV_MOUNT "/venv"
+
+/* "lib/python3.11/site-packages", relative to the venv root; NULL when out of memory. */
+char *nb_venv_site_packages(const struct nb_python *py);
 
 struct nb_venv_info {
         char digest[NB_DIGEST_HEX_LEN + 1];
