@@ -152,38 +152,6 @@ static int write_pyvenv_cfg(int root, const struct nb_python *py, const char *wh
         return 0;
 }
 
-/* chmod a-w over the tree (links are skipped: chmod follows them, and the interpreter
- * they point to is the host's). Modes are set exactly, whatever the umask was. */
-static int seal_tree(int dfd, int depth) {
-        if (depth > MAX_TREE_DEPTH)
-                return -ELOOP;
-        _cleanup_closedir_ DIR *d = NULL;
-        int k = nb_opendir_at(dfd, ".", &d);
-        if (k < 0)
-                return k;
-        struct dirent *de;
-        while ((de = nb_readdir_no_dots(d))) {
-                struct stat st;
-                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        return -errno;
-                if (S_ISDIR(st.st_mode)) {
-                        _cleanup_close_ int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        if (sub < 0)
-                                return -errno;
-                        int r = seal_tree(sub, depth + 1);
-                        if (r < 0)
-                                return r;
-                        if (fchmod(sub, 0555) < 0)
-                                return -errno;
-                } else if (S_ISREG(st.st_mode)) {
-                        if (fchmodat(dfd, de->d_name, (st.st_mode & 0100) ? 0555 : 0444, 0) < 0)
-                                return -errno;
-                }
-                errno = 0;
-        }
-        return errno ? -errno : 0;
-}
-
 /* The venv is read-only in the sandbox and PYTHONDONTWRITEBYTECODE is set, so bytecode
  * not compiled now would be compiled again by every run. unchecked-hash pycs are
  * valid for an immutable tree and reproducible; their file names say /venv, where the
@@ -230,7 +198,7 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         if (r < 0)
                 return r;
         compile_bytecode(py, where);
-        r = seal_tree(root, 0);
+        r = nb_cache_dir_seal(root, MAX_TREE_DEPTH);
         if (r == -ELOOP)
                 return nb_error_setx(err, EINVAL, "venv: the wheels nest directories deeper than %d levels",
                                      MAX_TREE_DEPTH);

@@ -483,28 +483,6 @@ static int copy_files(const struct nb_tree *t, int root_fd, int tree_fd, struct 
         return 0;
 }
 
-/* Makes every directory below dfd read-only; the ones we built, so no limits needed. */
-static int seal_below(int dfd) {
-        _cleanup_closedir_ DIR *d = NULL;
-        int k = nb_opendir_at(dfd, ".", &d);
-        if (k < 0)
-                return k;
-        struct dirent *de;
-        while ((de = nb_readdir_no_dots(d))) {
-                if (!entry_is_dir(dfd, de))
-                        continue;
-                _cleanup_close_ int sub = nb_open_beneath(dfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
-                if (sub < 0)
-                        return sub;
-                int r = seal_below(sub);
-                if (r < 0)
-                        return r;
-                if (fchmod(sub, 0555) < 0)
-                        return -errno;
-        }
-        return errno ? -errno : 0;
-}
-
 /* > 0 when trees/<digest> is there (whole: only complete trees are ever renamed in). */
 static int reuse(struct nb_cache_dir *cache, const char *final_rel, struct nb_error *err) {
         struct stat st;
@@ -564,7 +542,7 @@ int nb_tree_materialize(struct nb_cache_dir *cache, const struct nb_tree *t, int
         r = copy_files(t, root_fd, tfd, err);
         if (r < 0)
                 return nb_error_wrap(err, r, "materialising tree %s", digest);
-        r = seal_below(tfd);
+        r = nb_cache_dir_seal(tfd, MAX_DEPTH);
         if (r < 0)
                 return nb_error_set(err, r, "cache %s/%s", cache->path, tmp.rel);
         /* The data must be on disk before the rename that publishes it; one syncfs
