@@ -506,25 +506,9 @@ static int private_copy(int wheelhouse_fd, const struct nb_wheel *w, int venv_fd
                 if (unlinkat(venv_fd, name, 0) < 0)
                         return -errno;
         }
-        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
-        _cleanup_free_ char *buf = malloc(1 << 16);
-        if (!h || !buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(src, buf, 1 << 16);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                nb_hasher_update(h, buf, (size_t) n);
-                int r = nb_write_all(dst, buf, (size_t) n);
-                if (r < 0)
-                        return r;
-        }
-        nb_hasher_finish(TAKE_PTR(h), hex);
+        int r = nb_sha256_fd_copy(src, dst, hex, NULL);
+        if (r < 0)
+                return r;
         if (lseek(dst, 0, SEEK_SET) < 0)
                 return -errno;
         return TAKE_FD(dst);
