@@ -200,8 +200,8 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         compile_bytecode(py, where);
         r = nb_cache_dir_seal(root, MAX_TREE_DEPTH);
         if (r == -ELOOP)
-                return nb_error_setx(err, EINVAL, "venv: the wheels nest directories deeper than %d levels",
-                                     MAX_TREE_DEPTH);
+                return nb_error_input(err, EINVAL, "venv: the wheels nest directories deeper than %d levels",
+                                      MAX_TREE_DEPTH);
         if (r < 0)
                 return nb_error_set(err, -r, "venv %s: making it read-only", where);
         /* The marker goes last, and everything is on disk before the rename makes the
@@ -268,14 +268,6 @@ const char *nb_venv_plan_digest(const struct nb_venv_plan *p) {
         return p->digest;
 }
 
-/* What the user wrote (lockfile, markers, wheels, the interpreter named) is the input;
- * the rest (out of memory, an unwritable cache) stays infrastructure. */
-static int classify(struct nb_error *err, int r) {
-        if (r == -EINVAL || r == -ENOENT || r == -EBADMSG || r == -ENOEXEC)
-                return nb_error_classify(err, NB_ERROR_INPUT, r);
-        return r;
-}
-
 static int resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                    struct nb_venv_plan *p, struct nb_error *err) {
         struct nb_store store = { .dir = cache };
@@ -285,8 +277,12 @@ static int resolve(struct nb_cache_dir *cache, const char *python, const char *l
         if ((r = nb_lockfile_load(lockfile, &p->py.env, &p->lock, err)) < 0)
                 return r;
         p->wheelhouse_fd = open(wheelhouse, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (p->wheelhouse_fd < 0)
-                return nb_error_set(err, errno == ENOTDIR ? ENOENT : errno, "wheelhouse %s", wheelhouse);
+        if (p->wheelhouse_fd < 0) {
+                /* Not there (or not a directory) is a wrong name; unreadable is the machine's. */
+                int e = errno == ENOTDIR ? ENOENT : errno;
+                return nb_error_classify(err, e == ENOENT ? NB_ERROR_INPUT : NB_ERROR_INFRA,
+                                         nb_error_set(err, e, "wheelhouse %s", wheelhouse));
+        }
         p->wheels.v = calloc(p->lock.n_reqs + 1, sizeof(struct nb_wheel));
         if (!p->wheels.v)
                 return nb_error_set(err, ENOMEM, "venv");
@@ -310,7 +306,7 @@ int nb_venv_resolve(struct nb_cache_dir *cache, const char *python, const char *
         int r = resolve(cache, python, lockfile, wheelhouse, p, err);
         if (r < 0) {
                 nb_venv_plan_free(p);
-                return classify(err, r);
+                return r;
         }
         *ret = p;
         return 0;
@@ -326,7 +322,7 @@ int nb_venv_materialize(struct nb_cache_dir *cache, const struct nb_venv_plan *p
                 return nb_error_set(err, -r, "venv %s", path);
         bool built = r == 0;
         if (built && (r = build(cache, &p->py, &p->lock, &p->wheels, p->wheelhouse_fd, p->digest, rel, err)) < 0)
-                return classify(err, r);
+                return r;
         memcpy(ret->digest, p->digest, sizeof(ret->digest));
         ret->path = TAKE_PTR(path);
         ret->built = built;

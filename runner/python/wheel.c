@@ -114,8 +114,8 @@ static int find_wheel(const struct nb_python *py, int wheelhouse_fd, const char 
                 return nb_error_set(err, errno, "wheelhouse %s", wheelhouse);
         if (!best) {
                 _cleanup_free_ char *want = wanted_pattern(req);
-                return nb_error_setx(err, ENOENT, "%s==%s: no wheel in %s matches (wanted %s for %s-%s)", req->name,
-                                     req->version, wheelhouse, want ? want : req->name, py->interp_tag, py->plat_tag);
+                return nb_error_input(err, ENOENT, "%s==%s: no wheel in %s matches (wanted %s for %s-%s)", req->name,
+                                      req->version, wheelhouse, want ? want : req->name, py->interp_tag, py->plat_tag);
         }
         *ret = TAKE_PTR(best);
         return 0;
@@ -123,6 +123,10 @@ static int find_wheel(const struct nb_python *py, int wheelhouse_fd, const char 
 
 /* Wheels are opened by name from a directory the user named; a symlinked wheel is
  * fine (a shared download cache often is one) because its bytes answer to the hash. */
+enum nb_error_class nb_wheel_open_error_class(int r) {
+        return r == -ENOENT || r == -EINVAL ? NB_ERROR_INPUT : NB_ERROR_INFRA;
+}
+
 int nb_wheel_open(int wheelhouse_fd, const char *filename) {
         _cleanup_close_ int fd = openat(wheelhouse_fd, filename, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
@@ -154,8 +158,8 @@ int nb_wheel_hash_mismatch(const struct nb_requirement *req, const char *filenam
                 fprintf(f, "%s%s", h == req->hashes ? "" : " or ", *h);
         if (fclose(f) != 0)
                 return nb_error_set(err, ENOMEM, "%s==%s", req->name, req->version);
-        return nb_error_setx(err, EBADMSG, "%s==%s: %s: sha256 mismatch: lock says %s, file is %s", req->name,
-                             req->version, filename, said, hex);
+        return nb_error_input(err, EBADMSG, "%s==%s: %s: sha256 mismatch: lock says %s, file is %s", req->name,
+                              req->version, filename, said, hex);
 }
 
 /* The wheel's sha256, remembered in the action cache under the file's identity (device,
@@ -193,7 +197,9 @@ int nb_wheel_select(struct nb_store *store, const struct nb_python *py, int whee
                 return r;
         _cleanup_close_ int fd = nb_wheel_open(wheelhouse_fd, filename);
         if (fd < 0)
-                return nb_error_set(err, -fd, "%s==%s: %s/%s", req->name, req->version, wheelhouse, filename);
+                return nb_error_classify(err, nb_wheel_open_error_class(fd),
+                                         nb_error_set(err, -fd, "%s==%s: %s/%s", req->name, req->version, wheelhouse,
+                                                      filename));
         r = wheel_sha256(store, fd, ret->sha256);
         if (r < 0)
                 return nb_error_set(err, -r, "%s==%s: %s/%s", req->name, req->version, wheelhouse, filename);

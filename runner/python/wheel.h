@@ -23,12 +23,15 @@ void nb_wheel_done(struct nb_wheel *w);
  * tags the interpreter accepts) and checks its sha256 against the lock. wheelhouse is
  * the directory's path for messages; store (may be NULL) remembers wheels' hashes by
  * file identity. Errors: -ENOENT when no wheel matches, -EBADMSG
- * when the hash differs. */
+ * when the hash differs, both classified NB_ERROR_INPUT and naming the package. */
 int nb_wheel_select(struct nb_store *store, const struct nb_python *py, int wheelhouse_fd, const char *wheelhouse,
                     const struct nb_requirement *req, struct nb_wheel *ret, struct nb_error *err);
 
 /* Opens filename in the wheelhouse for reading; -EINVAL when it is not a regular file. */
 int nb_wheel_open(int wheelhouse_fd, const char *filename);
+/* Whose fault nb_wheel_open's error r is: a wheel that is gone (a dangling link) or
+ * not a file is the wheelhouse's, so NB_ERROR_INPUT; anything else NB_ERROR_INFRA. */
+enum nb_error_class nb_wheel_open_error_class(int r);
 
 /* Fills err with "<req>: <filename>: sha256 mismatch: lock says A or B, file is <hex>",
  * classified NB_ERROR_INPUT, and returns -EBADMSG. */

@@ -22,7 +22,8 @@
  * is anywhere near this big in a real wheel. */
 #define SMALL_FILE_MAX (64u << 20)
 
-#define BAD(st, ...) nb_error_setx((st)->err, EINVAL, __VA_ARGS__)
+/* What the wheel holds is wrong: the wheelhouse's to fix, not the machine's. */
+#define BAD(st, ...) nb_error_input((st)->err, EINVAL, __VA_ARGS__)
 
 /* One wheel being unpacked. */
 struct wheel_files {
@@ -123,8 +124,8 @@ static void record_add(struct wheel_files *st, const char *target, const char *h
  * (a file where a directory should be, a link, ...) is the wheel's fault. */
 static int create_error(struct wheel_files *st, int r, const char *what, const char *target) {
         if (r == -ENOTDIR || r == -EISDIR || r == -ELOOP || r == -EXDEV || r == -EEXIST)
-                return nb_error_setx(st->err, EINVAL, "%s: %s: cannot create %s: %s", st->wheel, what, target,
-                                     strerror(-r));
+                return nb_error_input(st->err, EINVAL, "%s: %s: cannot create %s: %s", st->wheel, what, target,
+                                      strerror(-r));
         return nb_error_set(st->err, r, "%s: %s: %s", st->wheel, what, target);
 }
 
@@ -176,10 +177,10 @@ static int stream_target(struct wheel_files *st, struct archive *a, const char *
                 if (ar == ARCHIVE_EOF)
                         break;
                 if (ar != ARCHIVE_OK)
-                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
+                        return nb_error_input(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
                 /* Zip has no holes; an offset that jumps means a reader we do not expect. */
                 if (off < 0 || (uint64_t) off != size)
-                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: unexpected data offset", st->wheel, name);
+                        return nb_error_input(st->err, EBADMSG, "%s: entry %s: unexpected data offset", st->wheel, name);
                 int r = nb_write_all(fd, buf, len);
                 if (r < 0)
                         return nb_error_set(st->err, -r, "%s: %s", st->wheel, target);
@@ -209,7 +210,7 @@ static int slurp(struct wheel_files *st, struct archive *a, const char *name, ch
                 }
                 la_ssize_t r = archive_read_data(a, buf + n, cap - n);
                 if (r < 0)
-                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
+                        return nb_error_input(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
                 if (r == 0)
                         break;
                 n += (size_t) r;
@@ -312,7 +313,7 @@ static int files_entry(struct wheel_files *st, struct archive *a, struct archive
         if (!name)
                 name = archive_entry_pathname(e);
         if (!name)
-                return nb_error_setx(st->err, EBADMSG, "%s: entry without a readable name", st->wheel);
+                return nb_error_input(st->err, EBADMSG, "%s: entry without a readable name", st->wheel);
         int r = check_name(st, name);
         if (r < 0)
                 return r;
@@ -524,7 +525,8 @@ int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct
         char hex[NB_DIGEST_HEX_LEN + 1];
         _cleanup_close_ int fd = private_copy(wheelhouse_fd, w, dest->fd, hex);
         if (fd < 0)
-                return nb_error_set(err, -fd, "%s==%s: %s", req->name, req->version, w->filename);
+                return nb_error_classify(err, nb_wheel_open_error_class(fd),
+                                         nb_error_set(err, -fd, "%s==%s: %s", req->name, req->version, w->filename));
         /* The file changed between selection and now: whatever it is, it is not what
          * the lock pinned. */
         if (strcmp(hex, w->sha256) != 0)
@@ -537,7 +539,7 @@ int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct
          * do, so nestbox unpacks the same files every other installer would. */
         if (archive_read_support_format_zip_seekable(a) != ARCHIVE_OK ||
             archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK)
-                return nb_error_setx(err, EBADMSG, "%s: not a zip archive: %s", w->filename, archive_error_string(a));
+                return nb_error_input(err, EBADMSG, "%s: not a zip archive: %s", w->filename, archive_error_string(a));
 
         _cleanup_(files_donep) struct wheel_files st = {
                 .py = py, .req = req, .wheel = w->filename, .venv_fd = dest->fd, .site = dest->site,
@@ -552,7 +554,7 @@ int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct
                 if (ar == ARCHIVE_EOF)
                         break;
                 if (ar != ARCHIVE_OK)
-                        return nb_error_setx(err, EBADMSG, "%s: %s", w->filename, archive_error_string(a));
+                        return nb_error_input(err, EBADMSG, "%s: %s", w->filename, archive_error_string(a));
                 r = files_entry(&st, a, e);
                 if (r < 0)
                         return r;

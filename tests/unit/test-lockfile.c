@@ -31,9 +31,9 @@ static void check_bad(const char *text, const char *want, int line) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_lockfile l = {};
         int r = parse(text, &l, &err);
-        if (r != -EINVAL || !strstr(nb_error_message(&err), want)) {
-                fprintf(stderr, "test-lockfile.c:%d: r=%d message \"%s\", wanted -EINVAL and \"%s\"\n", line, r,
-                        nb_error_message(&err), want);
+        if (r != -EINVAL || !strstr(nb_error_message(&err), want) || err.klass != NB_ERROR_INPUT) {
+                fprintf(stderr, "test-lockfile.c:%d: r=%d class=%d message \"%s\", wanted -EINVAL, input and \"%s\"\n",
+                        line, r, (int) err.klass, nb_error_message(&err), want);
                 nb_failures++;
         }
         nb_lockfile_done(&l);

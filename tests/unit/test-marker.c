@@ -138,13 +138,14 @@ TEST(marker_precedence) {
         CHECK_MARKER("python_full_version == '3.11.2.0'", 1);
 }
 
-/* A refused marker says why, and sets nothing. */
+/* A refused marker says why, is the user's to fix (NB_ERROR_INPUT), and sets nothing. */
 TEST(marker_error_message) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         bool v = true;
         CHECK_EQ_INT(nb_marker_eval("extra == 'test'", &env311, &v, &err), -EINVAL);
         CHECK(v);
         CHECK_EQ_STR(nb_error_message(&err), "marker 'extra == 'test'': variable 'extra' is not supported");
+        CHECK_EQ_INT(err.klass, NB_ERROR_INPUT);
         nb_error_clear(&err);
         CHECK_EQ_INT(nb_marker_eval("os_name < 'z'", &env311, &v, &err), -EINVAL);
         CHECK(strstr(nb_error_message(&err), "cannot order") != NULL);

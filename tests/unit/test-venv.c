@@ -182,6 +182,7 @@ static void check_failed_build(const struct test_zip_entry *entries, const char 
         if (p)
                 CHECK_EQ_INT(nb_venv_materialize(&f.cache, p, &info, &err), want);
         CHECK(strstr(nb_error_message(&err), msg) != NULL);
+        CHECK_EQ_INT(err.klass, NB_ERROR_INPUT);
         CHECK(info.path == NULL);
         CHECK_EQ_INT(count(&f, "tmp"), 0);
         CHECK_EQ_INT(count(&f, "venvs"), 0);
@@ -198,4 +199,55 @@ TEST(failure_leaves_nothing) {
                 { "bad-1.0.data/data/pyvenv.cfg", "home = /tmp\n", 0 }, { NULL, NULL, 0 },
         };
         check_failed_build(clash, NULL, -EINVAL, "would replace the venv's pyvenv.cfg");
+}
+
+/* Each error in what the user wrote is classified NB_ERROR_INPUT where it is found (so
+ * the CLI exits 2); an unusable cache stays NB_ERROR_INFRA (exit 3). */
+static void check_resolve_error(struct fixture *f, const char *python, const char *house, int want,
+                                enum nb_error_class klass, const char *msg, int line) {
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        _cleanup_(nb_venv_plan_freep) struct nb_venv_plan *p = NULL;
+        int r = nb_venv_resolve(&f->cache, python, f->lock, house ? house : f->house, &p, &err);
+        if (r != want || err.klass != klass || !strstr(nb_error_message(&err), msg) || p) {
+                fprintf(stderr, "test-venv.c:%d: r=%d class=%d \"%s\", wanted %d class=%d \"%s\"\n", line, r,
+                        (int) err.klass, nb_error_message(&err), want, (int) klass, msg);
+                nb_failures++;
+        }
+}
+#define CHECK_RESOLVE_ERROR(python, house, want, klass, msg) \
+        check_resolve_error(&f, python, house, want, klass, msg, __LINE__)
+
+TEST(input_errors_are_classified) {
+        struct fixture f;
+        fixture_open(&f);
+        /* A bad lockfile line, and a bad marker in one. */
+        write_lock(&f, "demo>=1.0 --hash=sha256:%s\n", f.demo);
+        CHECK_RESOLVE_ERROR(PYTHON, NULL, -EINVAL, NB_ERROR_INPUT, "default.lock:1: demo is not pinned");
+        write_lock(&f, "demo==1.0 ; extra == 'x' --hash=sha256:%s\n", f.demo);
+        CHECK_RESOLVE_ERROR(PYTHON, NULL, -EINVAL, NB_ERROR_INPUT, "variable 'extra' is not supported");
+        /* A missing wheel, a hash mismatch. */
+        write_lock(&f, "absent==1.0 --hash=sha256:%s\n", f.demo);
+        CHECK_RESOLVE_ERROR(PYTHON, NULL, -ENOENT, NB_ERROR_INPUT, "absent==1.0: no wheel in");
+        write_lock(&f, "demo==1.0 --hash=sha256:%s\n", f.extra);
+        CHECK_RESOLVE_ERROR(PYTHON, NULL, -EBADMSG, NB_ERROR_INPUT, "demo==1.0: demo-1.0-py3-none-any.whl: sha256 mismatch");
+        /* An interpreter that is not Python or not there, a wheelhouse or lockfile not there. */
+        write_lock(&f, "demo==1.0 --hash=sha256:%s\n", f.demo);
+        CHECK_RESOLVE_ERROR("/bin/true", NULL, -EINVAL, NB_ERROR_INPUT, "not a Python 3 interpreter");
+        CHECK_RESOLVE_ERROR("/nonexistent/python3", NULL, -ENOENT, NB_ERROR_INPUT, "python /nonexistent/python3");
+        CHECK_RESOLVE_ERROR(PYTHON, "/nonexistent/wheels", -ENOENT, NB_ERROR_INPUT, "wheelhouse /nonexistent/wheels");
+        CHECK(unlinkat(f.fd, "default.lock", 0) == 0);
+        CHECK_RESOLVE_ERROR(PYTHON, NULL, -ENOENT, NB_ERROR_INPUT, "default.lock: No such file or directory");
+        /* The machine's fault stays the machine's: a cache whose tmp/ is not a directory. */
+        write_lock(&f, "demo==1.0 --hash=sha256:%s\n", f.demo);
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        _cleanup_(nb_venv_plan_freep) struct nb_venv_plan *p = NULL;
+        CHECK_EQ_INT(nb_venv_resolve(&f.cache, PYTHON, f.lock, f.house, &p, &err), 0);
+        CHECK_EQ_INT(nb_rm_rf_at(f.cache.fd, "tmp"), 0);
+        CHECK_EQ_INT(test_write_text(f.cache.fd, "tmp", "not a directory"), 0);
+        struct nb_venv_info info = {};
+        if (p)
+                CHECK(nb_venv_materialize(&f.cache, p, &info, &err) < 0);
+        CHECK_EQ_INT(err.klass, NB_ERROR_INFRA);
+        CHECK(info.path == NULL);
+        fixture_close(&f);
 }

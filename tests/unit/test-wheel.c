@@ -104,6 +104,7 @@ TEST(missing_wheel) {
         CHECK_EQ_INT(select_wheel(&h, NULL, "demo", "1.0", hashes, &w, &err), -ENOENT);
         CHECK(strstr(nb_error_message(&err), "demo==1.0: no wheel in ") != NULL);
         CHECK(strstr(nb_error_message(&err), "wanted demo-1.0-*.whl for cp311-linux_x86_64") != NULL);
+        CHECK_EQ_INT(err.klass, NB_ERROR_INPUT);
         CHECK(w.filename == NULL);
         nb_error_clear(&err);
         CHECK_EQ_INT(select_wheel(&h, NULL, "absent", "2.0", hashes, &w, &err), -ENOENT);
@@ -123,6 +124,7 @@ TEST(hash_mismatch) {
         const char *m = nb_error_message(&err);
         CHECK(strstr(m, "demo==1.0: demo-1.0-py3-none-any.whl: sha256 mismatch: lock says " BOGUS " or 1111") != NULL);
         CHECK(strstr(m, hex) != NULL);
+        CHECK_EQ_INT(err.klass, NB_ERROR_INPUT);
         CHECK(w.filename == NULL);
         house_close(&h);
 }
