@@ -6,21 +6,11 @@
 #include "python/lockfile.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
+#include "marker-env.h"
 #include "test.h"
 
 #define H1 "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 #define H2 "fedcba9876543210fedcba9876543210fedcba9876543210fedcba9876543210"
-
-static const struct nb_marker_env env311 = {
-        .python_version = "3.11",
-        .python_full_version = "3.11.2",
-        .sys_platform = "linux",
-        .platform_system = "Linux",
-        .platform_machine = "x86_64",
-        .os_name = "posix",
-        .implementation_name = "cpython",
-        .platform_python_implementation = "CPython",
-};
 
 static int parse(const char *text, struct nb_lockfile *l, struct nb_error *err) {
         return nb_lockfile_parse("default.lock", text, strlen(text), &env311, l, err);

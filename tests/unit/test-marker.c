@@ -7,18 +7,8 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 #include "python/lockfile.h"
+#include "marker-env.h"
 #include "test.h"
-
-static const struct nb_marker_env env311 = {
-        .python_version = "3.11",
-        .python_full_version = "3.11.2",
-        .sys_platform = "linux",
-        .platform_system = "Linux",
-        .platform_machine = "x86_64",
-        .os_name = "posix",
-        .implementation_name = "cpython",
-        .platform_python_implementation = "CPython",
-};
 
 static const struct nb_marker_env env38_windows = {
         .python_version = "3.8",
