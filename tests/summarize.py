@@ -1,4 +1,5 @@
-"""Sums pytest JUnit reports into the one line tests/run ends with."""
+"""Sums JUnit reports (pytest's and meson test's) into the one line tests/run ends with.
+A report that is missing or unreadable counts as one failure."""
 import sys
 import xml.etree.ElementTree as ET
 

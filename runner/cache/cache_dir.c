@@ -119,3 +119,38 @@ int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char
         (void) nb_rm_rf_at(c->fd, tmp_rel);
         return nb_error_set(err, e, "cache %s/%s", c->path, final_rel);
 }
+
+static int seal_below(int dfd, unsigned depth, unsigned max_depth) {
+        if (depth > max_depth)
+                return -ELOOP;
+        _cleanup_closedir_ DIR *d = NULL;
+        int k = nb_opendir_at(dfd, ".", &d);
+        if (k < 0)
+                return k;
+        struct dirent *de;
+        while ((de = nb_readdir_no_dots(d))) {
+                struct stat st;
+                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return -errno;
+                if (S_ISDIR(st.st_mode)) {
+                        _cleanup_close_ int sub = nb_open_beneath(dfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
+                        if (sub < 0)
+                                return sub;
+                        int r = seal_below(sub, depth + 1, max_depth);
+                        if (r < 0)
+                                return r;
+                        if (fchmod(sub, 0555) < 0)
+                                return -errno;
+                } else if (S_ISREG(st.st_mode)) {
+                        mode_t want = (st.st_mode & S_IXUSR) ? 0555 : 0444;
+                        if ((st.st_mode & 07777) != want && fchmodat(dfd, de->d_name, want, 0) < 0)
+                                return -errno;
+                }
+                errno = 0;
+        }
+        return errno ? -errno : 0;
+}
+
+int nb_cache_dir_seal(int dfd, unsigned max_depth) {
+        return seal_below(dfd, 0, max_depth);
+}

@@ -7,6 +7,10 @@
 
 #include "nestbox/error.h"
 
+/* The file a finished venvs/<digest> holds, written last: `cache verify` calls an entry
+ * without it incomplete, and a venv lookup treats it as a miss. */
+#define NB_VENV_COMPLETE_MARKER ".nestbox-complete"
+
 struct nb_cache_dir {
         char *path; /* absolute */
         int fd;     /* O_DIRECTORY of path */
@@ -30,3 +34,11 @@ int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd);
  * published the same entry first, ours is removed and 0 returned: both succeed with
  * one result. */
 int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char *final_rel, struct nb_error *err);
+
+/* Makes everything below dfd (an entry being built under tmp/) read-only for everyone:
+ * directories 0555, regular files 0555 when their owner may execute them and 0444
+ * otherwise, set exactly whatever the umask was. Links are skipped (chmod follows
+ * them). dfd itself is left as it is: it is sealed after nb_cache_dir_publish, since
+ * moving a directory rewrites its "..". -ELOOP when the tree nests directories deeper
+ * than max_depth (each level holds a descriptor). */
+int nb_cache_dir_seal(int dfd, unsigned max_depth);

@@ -15,8 +15,6 @@
 /* Longest entry path relative to the cache root: "venvs/" or "cas/ab/" plus a digest. */
 #define NB_ENTRY_REL_MAX 96
 
-#define NB_VENV_COMPLETE_MARKER ".nestbox-complete"
-
 /* Writes "cas/ab/<digest>", "ac/ab/<digest>", "venvs/<digest>" or "trees/<digest>" into
  * rel. -EINVAL for an unknown namespace or a digest that is not 64 lowercase hex. */
 int nb_cas_entry_rel(const char *ns, const char *digest, char rel[NB_ENTRY_REL_MAX]);

@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <openssl/evp.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
 #include "cache/digest.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
 
 struct nb_hasher {
         EVP_MD_CTX *ctx;
@@ -81,26 +84,56 @@ void nb_sha256_hex(const void *data, size_t len, char out[NB_DIGEST_HEX_LEN + 1]
         to_hex(md, n, out);
 }
 
-int nb_sha256_fd(int fd, char out[NB_DIGEST_HEX_LEN + 1]) {
-        struct nb_hasher *h = nb_hasher_new();
-        if (!h)
+#define CHUNK (128u << 10)
+
+int nb_read_chunks(int fd, nb_chunk_fn fn, void *userdata) {
+        _cleanup_free_ char *buf = malloc(CHUNK);
+        if (!buf)
                 return -ENOMEM;
-        char buf[65536];
         for (;;) {
-                ssize_t r = read(fd, buf, sizeof(buf));
-                if (r < 0) {
+                ssize_t n = read(fd, buf, CHUNK);
+                if (n < 0) {
                         if (errno == EINTR)
                                 continue;
-                        int e = -errno;
-                        nb_hasher_freep(&h);
-                        return e;
+                        return -errno;
                 }
-                if (r == 0)
-                        break;
-                nb_hasher_update(h, buf, (size_t) r);
+                if (n == 0)
+                        return 0;
+                int r = fn(buf, (size_t) n, userdata);
+                if (r < 0)
+                        return r;
         }
-        nb_hasher_finish(h, out);
+}
+
+struct hash_copy {
+        struct nb_hasher *h;
+        int copy_to;
+        uint64_t size;
+};
+
+static int hash_copy_chunk(const void *data, size_t len, void *userdata) {
+        struct hash_copy *c = userdata;
+        nb_hasher_update(c->h, data, len);
+        c->size += len;
+        return c->copy_to >= 0 ? nb_write_all(c->copy_to, data, len) : 0;
+}
+
+int nb_sha256_fd_copy(int fd, int copy_to, char out[NB_DIGEST_HEX_LEN + 1], uint64_t *size) {
+        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
+        if (!h)
+                return -ENOMEM;
+        struct hash_copy c = { .h = h, .copy_to = copy_to };
+        int r = nb_read_chunks(fd, hash_copy_chunk, &c);
+        if (r < 0)
+                return r;
+        nb_hasher_finish(TAKE_PTR(h), out);
+        if (size)
+                *size = c.size;
         return 0;
+}
+
+int nb_sha256_fd(int fd, char out[NB_DIGEST_HEX_LEN + 1]) {
+        return nb_sha256_fd_copy(fd, -1, out, NULL);
 }
 
 int nb_is_digest(const char *s) {

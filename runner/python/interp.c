@@ -229,13 +229,17 @@ static int probe_output(struct nb_store *store, const char *python, const struct
 int nb_python_probe(struct nb_store *store, const char *python, struct nb_python *ret, struct nb_error *err) {
         _cleanup_(python_donep) struct nb_python py = {};
         py.path = realpath(python, NULL);
-        if (!py.path)
-                return nb_error_set(err, errno, "python %s", python);
+        if (!py.path) {
+                /* No such interpreter is a wrong name; an unreadable path is the machine's. */
+                int e = errno;
+                return nb_error_classify(err, e == ENOENT ? NB_ERROR_INPUT : NB_ERROR_INFRA,
+                                         nb_error_set(err, e, "python %s", python));
+        }
         struct stat st;
         if (stat(py.path, &st) < 0)
                 return nb_error_set(err, errno, "python %s", py.path);
         if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
-                return nb_error_setx(err, EINVAL, "python %s: not an executable file", python);
+                return nb_error_input(err, EINVAL, "python %s: not an executable file", python);
         py.size = (uint64_t) st.st_size;
         py.mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 
@@ -245,18 +249,23 @@ int nb_python_probe(struct nb_store *store, const char *python, struct nb_python
          * and some installs (pyenv shims aside) depend on the name it was called by. */
         char *argv[] = { (char *) python, (char *) "-I", (char *) "-S", (char *) "-c", (char *) probe_script, NULL };
         int r = probe_output(store, python, &py, argv, &out, &status);
-        if (r < 0)
-                return nb_error_set(err, -r, "python %s", python);
+        if (r < 0) {
+                /* The kernel would not run it (ENOEXEC: not a program; ENOENT: its #!
+                 * interpreter is missing; EINVAL: a bad ELF): not a Python. */
+                bool theirs = r == -ENOEXEC || r == -ENOENT || r == -EINVAL;
+                return nb_error_classify(err, theirs ? NB_ERROR_INPUT : NB_ERROR_INFRA,
+                                         nb_error_set(err, -r, "python %s", python));
+        }
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 size_t n = strcspn(out, "\n");
-                return nb_error_setx(err, EINVAL, "python %s: the interpreter probe failed%s%.*s", python,
-                                     n ? ": " : "", (int) (n > 200 ? 200 : n), out);
+                return nb_error_input(err, EINVAL, "python %s: the interpreter probe failed%s%.*s", python,
+                                      n ? ": " : "", (int) (n > 200 ? 200 : n), out);
         }
         r = parse_probe(out, &py);
         if (r == -ENOMEM)
                 return nb_error_set(err, ENOMEM, "python %s", python);
         if (r < 0)
-                return nb_error_setx(err, EINVAL, "python %s: not a Python 3 interpreter nestbox understands", python);
+                return nb_error_input(err, EINVAL, "python %s: not a Python 3 interpreter nestbox understands", python);
         if (derive_tags(&py) < 0)
                 return nb_error_set(err, ENOMEM, "python %s", python);
         *ret = py;

@@ -62,7 +62,8 @@ struct ctx {
         struct nb_error *err;
 };
 
-#define BAD(c, ...) nb_error_setx((c)->err, EINVAL, "lockfile %s:%u: " __VA_ARGS__)
+/* What the lockfile says is wrong: the user's to fix. */
+#define BAD(c, ...) nb_error_input((c)->err, EINVAL, "lockfile %s:%u: " __VA_ARGS__)
 #define BADARGS(c) (c)->name, (c)->line
 
 static bool is_name_char(char c) {
@@ -283,7 +284,7 @@ int nb_lockfile_parse(const char *name, const char *text, size_t len, const stru
                       struct nb_lockfile *ret, struct nb_error *err) {
         struct ctx c = { .name = name, .env = env, .err = err };
         if (memchr(text, 0, len))
-                return nb_error_setx(err, EINVAL, "lockfile %s: contains a NUL byte", name);
+                return nb_error_input(err, EINVAL, "lockfile %s: contains a NUL byte", name);
         _cleanup_free_ char *copy = strndup(text, len);
         /* The logical line being assembled from '\'-continued physical lines. */
         _cleanup_free_ char *logical = NULL;
@@ -338,8 +339,8 @@ int nb_lockfile_parse(const char *name, const char *text, size_t len, const stru
         for (size_t i = 1; i < l.n_reqs; i++)
                 if (strcmp(l.reqs[i - 1].name, l.reqs[i].name) == 0) {
                         unsigned a = l.reqs[i - 1].line, b = l.reqs[i].line;
-                        return nb_error_setx(err, EINVAL, "lockfile %s:%u: %s is pinned twice (also on line %u)",
-                                             name, a > b ? a : b, l.reqs[i].name, a > b ? b : a);
+                        return nb_error_input(err, EINVAL, "lockfile %s:%u: %s is pinned twice (also on line %u)",
+                                              name, a > b ? a : b, l.reqs[i].name, a > b ? b : a);
                 }
         *ret = l;
         l = (struct nb_lockfile) {};
@@ -351,13 +352,18 @@ int nb_lockfile_load(const char *path, const struct nb_marker_env *env, struct n
         /* The lockfile is named by the user on the command line, so it is opened like
          * any file they name (not beneath anything); only its type and size are checked. */
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
-        if (fd < 0)
-                return nb_error_set(err, errno, "lockfile %s", path);
+        if (fd < 0) {
+                /* A lockfile that is not there is a wrong name on the command line or in
+                 * nestbox.json; one that cannot be read (EACCES, EIO) is the machine's. */
+                int e = errno;
+                return nb_error_classify(err, e == ENOENT ? NB_ERROR_INPUT : NB_ERROR_INFRA,
+                                         nb_error_set(err, e, "lockfile %s", path));
+        }
         struct stat st;
         if (fstat(fd, &st) < 0)
                 return nb_error_set(err, errno, "lockfile %s", path);
         if (!S_ISREG(st.st_mode))
-                return nb_error_setx(err, EINVAL, "lockfile %s: not a regular file", path);
+                return nb_error_input(err, EINVAL, "lockfile %s: not a regular file", path);
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
         int r = nb_read_fd(fd, LOCKFILE_MAX, &data, &len);

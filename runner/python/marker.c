@@ -38,7 +38,7 @@ struct parser {
 };
 
 static int fail(struct parser *ps, const char *why) {
-        return nb_error_setx(ps->err, EINVAL, "marker '%s': %s", ps->s, why);
+        return nb_error_input(ps->err, EINVAL, "marker '%s': %s", ps->s, why);
 }
 
 static int next(struct parser *ps) {
@@ -133,7 +133,7 @@ static int parse_operand(struct parser *ps, struct operand *o) {
                 return nb_error_set(ps->err, ENOMEM, "marker");
         const char *v = lookup(ps->env, name, &o->is_version);
         if (!v)
-                return nb_error_setx(ps->err, EINVAL, "marker '%s': variable '%s' is not supported", ps->s, name);
+                return nb_error_input(ps->err, EINVAL, "marker '%s': variable '%s' is not supported", ps->s, name);
         o->value = strdup(v);
         if (!o->value)
                 return nb_error_set(ps->err, ENOMEM, "marker");
@@ -215,9 +215,9 @@ static int compare_versions(struct parser *ps, const char *op, const char *l, co
         struct version a, b;
         bool eq_op = strcmp(op, "==") == 0 || strcmp(op, "!=") == 0;
         if (!parse_version(l, &a, false))
-                return nb_error_setx(ps->err, EINVAL, "marker '%s': '%s' is not a version nestbox can compare", ps->s, l);
+                return nb_error_input(ps->err, EINVAL, "marker '%s': '%s' is not a version nestbox can compare", ps->s, l);
         if (!parse_version(r, &b, eq_op))
-                return nb_error_setx(ps->err, EINVAL, "marker '%s': '%s' is not a version nestbox can compare", ps->s, r);
+                return nb_error_input(ps->err, EINVAL, "marker '%s': '%s' is not a version nestbox can compare", ps->s, r);
         if (b.wildcard) {
                 bool m = version_prefix(&a, &b);
                 *ret = op[0] == '=' ? m : !m;
@@ -239,12 +239,12 @@ static int compare_versions(struct parser *ps, const char *op, const char *l, co
         else if (strcmp(op, "~=") == 0) {
                 /* ~=3.8 means >=3.8 and ==3.*: compatible release. */
                 if (b.n < 2)
-                        return nb_error_setx(ps->err, EINVAL, "marker '%s': '~=%s' needs at least two components", ps->s, r);
+                        return nb_error_input(ps->err, EINVAL, "marker '%s': '~=%s' needs at least two components", ps->s, r);
                 struct version prefix = b;
                 prefix.n--;
                 *ret = c >= 0 && version_prefix(&a, &prefix);
         } else
-                return nb_error_setx(ps->err, EINVAL, "marker '%s': operator '%s' is not supported", ps->s, op);
+                return nb_error_input(ps->err, EINVAL, "marker '%s': operator '%s' is not supported", ps->s, op);
         return 0;
 }
 
@@ -312,9 +312,9 @@ static int parse_atom(struct parser *ps, int depth, bool *ret) {
         }
         if (strcmp(op, "<") == 0 || strcmp(op, "<=") == 0 || strcmp(op, ">") == 0 || strcmp(op, ">=") == 0 ||
             strcmp(op, "~=") == 0)
-                return nb_error_setx(ps->err, EINVAL, "marker '%s': cannot order '%s' %s '%s': not versions",
-                                     ps->s, lv, op, rv);
-        return nb_error_setx(ps->err, EINVAL, "marker '%s': operator '%s' is not supported", ps->s, op);
+                return nb_error_input(ps->err, EINVAL, "marker '%s': cannot order '%s' %s '%s': not versions",
+                                      ps->s, lv, op, rv);
+        return nb_error_input(ps->err, EINVAL, "marker '%s': operator '%s' is not supported", ps->s, op);
 }
 
 /* Both operands of and/or are always parsed (and so checked), never short-circuited:

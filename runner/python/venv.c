@@ -19,13 +19,20 @@
 #include "nestbox/fs.h"
 #include "python/venv.h"
 #include "python/wheel.h"
+#include "python/wheel_files.h"
 
-#define COMPLETE_MARKER ".nestbox-complete"
 /* Bumped whenever the layout nestbox writes changes, so old venvs are not reused. */
 #define VENV_FORMAT "nestbox-venv-2" /* 2: bytecode compiled at build time */
 /* No wheel nests packages this deep; the limit keeps the sealing walk's descriptors
  * bounded whatever a wheel contains. */
 #define MAX_TREE_DEPTH 128
+
+char *nb_venv_site_packages(const struct nb_python *py) {
+        char *s = NULL;
+        if (asprintf(&s, "lib/python%s/site-packages", py->version_short) < 0)
+                return NULL;
+        return s;
+}
 
 void nb_venv_info_done(struct nb_venv_info *info) {
         free(info->path);
@@ -145,38 +152,6 @@ static int write_pyvenv_cfg(int root, const struct nb_python *py, const char *wh
         return 0;
 }
 
-/* chmod a-w over the tree (links are skipped: chmod follows them, and the interpreter
- * they point to is the host's). Modes are set exactly, whatever the umask was. */
-static int seal_tree(int dfd, int depth) {
-        if (depth > MAX_TREE_DEPTH)
-                return -ELOOP;
-        _cleanup_closedir_ DIR *d = NULL;
-        int k = nb_opendir_at(dfd, ".", &d);
-        if (k < 0)
-                return k;
-        struct dirent *de;
-        while ((de = nb_readdir_no_dots(d))) {
-                struct stat st;
-                if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
-                        return -errno;
-                if (S_ISDIR(st.st_mode)) {
-                        _cleanup_close_ int sub = openat(dfd, de->d_name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
-                        if (sub < 0)
-                                return -errno;
-                        int r = seal_tree(sub, depth + 1);
-                        if (r < 0)
-                                return r;
-                        if (fchmod(sub, 0555) < 0)
-                                return -errno;
-                } else if (S_ISREG(st.st_mode)) {
-                        if (fchmodat(dfd, de->d_name, (st.st_mode & 0100) ? 0555 : 0444, 0) < 0)
-                                return -errno;
-                }
-                errno = 0;
-        }
-        return errno ? -errno : 0;
-}
-
 /* The venv is read-only in the sandbox and PYTHONDONTWRITEBYTECODE is set, so bytecode
  * not compiled now would be compiled again by every run. unchecked-hash pycs are
  * valid for an immutable tree and reproducible; their file names say /venv, where the
@@ -210,8 +185,12 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         r = make_layout(root, py, where, err);
         if (r < 0)
                 return r;
+        _cleanup_free_ char *site = nb_venv_site_packages(py);
+        if (!site)
+                return nb_error_set(err, ENOMEM, "venv");
+        const struct nb_wheel_dest dest = { .fd = root, .site = site, .python = NB_VENV_MOUNT "/bin/python" };
         for (size_t i = 0; i < lock->n_reqs; i++) {
-                r = nb_wheel_install(py, wheelhouse_fd, &lock->reqs[i], &wheels->v[i], root, err);
+                r = nb_wheel_install(py, wheelhouse_fd, &lock->reqs[i], &wheels->v[i], &dest, err);
                 if (r < 0)
                         return r;
         }
@@ -219,10 +198,10 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         if (r < 0)
                 return r;
         compile_bytecode(py, where);
-        r = seal_tree(root, 0);
+        r = nb_cache_dir_seal(root, MAX_TREE_DEPTH);
         if (r == -ELOOP)
-                return nb_error_setx(err, EINVAL, "venv: the wheels nest directories deeper than %d levels",
-                                     MAX_TREE_DEPTH);
+                return nb_error_input(err, EINVAL, "venv: the wheels nest directories deeper than %d levels",
+                                      MAX_TREE_DEPTH);
         if (r < 0)
                 return nb_error_set(err, -r, "venv %s: making it read-only", where);
         /* The marker goes last, and everything is on disk before the rename makes the
@@ -230,9 +209,9 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         _cleanup_free_ char *marker = NULL;
         if (asprintf(&marker, "%s\n", digest) < 0)
                 return nb_error_set(err, ENOMEM, "venv");
-        r = write_new_file(root, COMPLETE_MARKER, marker, 0444);
+        r = write_new_file(root, NB_VENV_COMPLETE_MARKER, marker, 0444);
         if (r < 0)
-                return nb_error_set(err, -r, "venv %s/%s", where, COMPLETE_MARKER);
+                return nb_error_set(err, -r, "venv %s/%s", where, NB_VENV_COMPLETE_MARKER);
         if (syncfs(root) < 0)
                 return nb_error_set(err, errno, "venv %s: syncfs", where);
         /* mkdtemp made it 0700; the sandbox user must be able to read it. Its own mode
@@ -255,7 +234,7 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
  * miss). */
 static int is_complete(struct nb_cache_dir *cache, const char *rel) {
         _cleanup_free_ char *marker = NULL;
-        if (asprintf(&marker, "%s/%s", rel, COMPLETE_MARKER) < 0)
+        if (asprintf(&marker, "%s/%s", rel, NB_VENV_COMPLETE_MARKER) < 0)
                 return -ENOMEM;
         struct stat st;
         if (fstatat(cache->fd, marker, &st, AT_SYMLINK_NOFOLLOW) == 0) {
@@ -289,14 +268,6 @@ const char *nb_venv_plan_digest(const struct nb_venv_plan *p) {
         return p->digest;
 }
 
-/* What the user wrote (lockfile, markers, wheels, the interpreter named) is the input;
- * the rest (out of memory, an unwritable cache) stays infrastructure. */
-static int classify(struct nb_error *err, int r) {
-        if (r == -EINVAL || r == -ENOENT || r == -EBADMSG || r == -ENOEXEC)
-                return nb_error_classify(err, NB_ERROR_INPUT, r);
-        return r;
-}
-
 static int resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                    struct nb_venv_plan *p, struct nb_error *err) {
         struct nb_store store = { .dir = cache };
@@ -306,8 +277,12 @@ static int resolve(struct nb_cache_dir *cache, const char *python, const char *l
         if ((r = nb_lockfile_load(lockfile, &p->py.env, &p->lock, err)) < 0)
                 return r;
         p->wheelhouse_fd = open(wheelhouse, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (p->wheelhouse_fd < 0)
-                return nb_error_set(err, errno == ENOTDIR ? ENOENT : errno, "wheelhouse %s", wheelhouse);
+        if (p->wheelhouse_fd < 0) {
+                /* Not there (or not a directory) is a wrong name; unreadable is the machine's. */
+                int e = errno == ENOTDIR ? ENOENT : errno;
+                return nb_error_classify(err, e == ENOENT ? NB_ERROR_INPUT : NB_ERROR_INFRA,
+                                         nb_error_set(err, e, "wheelhouse %s", wheelhouse));
+        }
         p->wheels.v = calloc(p->lock.n_reqs + 1, sizeof(struct nb_wheel));
         if (!p->wheels.v)
                 return nb_error_set(err, ENOMEM, "venv");
@@ -331,7 +306,7 @@ int nb_venv_resolve(struct nb_cache_dir *cache, const char *python, const char *
         int r = resolve(cache, python, lockfile, wheelhouse, p, err);
         if (r < 0) {
                 nb_venv_plan_free(p);
-                return classify(err, r);
+                return r;
         }
         *ret = p;
         return 0;
@@ -347,7 +322,7 @@ int nb_venv_materialize(struct nb_cache_dir *cache, const struct nb_venv_plan *p
                 return nb_error_set(err, -r, "venv %s", path);
         bool built = r == 0;
         if (built && (r = build(cache, &p->py, &p->lock, &p->wheels, p->wheelhouse_fd, p->digest, rel, err)) < 0)
-                return classify(err, r);
+                return r;
         memcpy(ret->digest, p->digest, sizeof(ret->digest));
         ret->path = TAKE_PTR(path);
         ret->built = built;

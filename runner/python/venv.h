@@ -17,7 +17,14 @@
 
 #include "cache/cache_dir.h"
 #include "cache/digest.h"
+#include "python/interp.h"
 #include "nestbox/error.h"
+
+/* Where a venv lives inside the sandbox; scripts' shebangs point here. */
+#define NB_VENV_MOUNT "/venv"
+
+/* "lib/python3.11/site-packages", relative to the venv root; NULL when out of memory. */
+char *nb_venv_site_packages(const struct nb_python *py);
 
 struct nb_venv_info {
         char digest[NB_DIGEST_HEX_LEN + 1];
@@ -34,8 +41,9 @@ void nb_venv_info_done(struct nb_venv_info *info);
 struct nb_venv_plan;
 
 /* Errors in what the user wrote (bad lockfile, marker, interpreter; a missing wheel,
- * a hash mismatch) come back classified NB_ERROR_INPUT (-EINVAL, -ENOENT, -EBADMSG);
- * others (the cache cannot be written, out of memory) stay NB_ERROR_INFRA. */
+ * a hash mismatch) come back classified NB_ERROR_INPUT (-EINVAL, -ENOENT, -EBADMSG),
+ * set where each is found; others (the cache cannot be written, out of memory) stay
+ * NB_ERROR_INFRA. */
 int nb_venv_resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                     struct nb_venv_plan **ret, struct nb_error *err);
 const char *nb_venv_plan_digest(const struct nb_venv_plan *p);

@@ -1,9 +1,6 @@
 /* SPDX-License-Identifier: MIT */
-/* Choosing a wheel and unpacking it. The wheel's bytes are trusted only after their
- * sha256 matched the lock, and even then every entry is checked: a hash-pinned wheel
- * is what the lock's author chose, not proof that it cannot write outside the venv. */
-#include <archive.h>
-#include <archive_entry.h>
+/* Choosing a wheel: the best-tagged file for a requirement in the wheelhouse, and its
+ * sha256 checked against the lock. Unpacking it is wheel_files.c's. */
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
@@ -17,18 +14,10 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "python/wheel.h"
-#include "python/wheel_files.h"
 
 void nb_wheel_done(struct nb_wheel *w) {
         free(w->filename);
         w->filename = NULL;
-}
-
-char *nb_venv_site_packages(const struct nb_python *py) {
-        char *s = NULL;
-        if (asprintf(&s, "lib/python%s/site-packages", py->version_short) < 0)
-                return NULL;
-        return s;
 }
 
 /* Wheel filenames escape versions' "-" as "_" and may differ in case. */
@@ -125,8 +114,8 @@ static int find_wheel(const struct nb_python *py, int wheelhouse_fd, const char 
                 return nb_error_set(err, errno, "wheelhouse %s", wheelhouse);
         if (!best) {
                 _cleanup_free_ char *want = wanted_pattern(req);
-                return nb_error_setx(err, ENOENT, "%s==%s: no wheel in %s matches (wanted %s for %s-%s)", req->name,
-                                     req->version, wheelhouse, want ? want : req->name, py->interp_tag, py->plat_tag);
+                return nb_error_input(err, ENOENT, "%s==%s: no wheel in %s matches (wanted %s for %s-%s)", req->name,
+                                      req->version, wheelhouse, want ? want : req->name, py->interp_tag, py->plat_tag);
         }
         *ret = TAKE_PTR(best);
         return 0;
@@ -134,7 +123,11 @@ static int find_wheel(const struct nb_python *py, int wheelhouse_fd, const char 
 
 /* Wheels are opened by name from a directory the user named; a symlinked wheel is
  * fine (a shared download cache often is one) because its bytes answer to the hash. */
-static int open_wheel(int wheelhouse_fd, const char *filename) {
+enum nb_error_class nb_wheel_open_error_class(int r) {
+        return r == -ENOENT || r == -EINVAL ? NB_ERROR_INPUT : NB_ERROR_INFRA;
+}
+
+int nb_wheel_open(int wheelhouse_fd, const char *filename) {
         _cleanup_close_ int fd = openat(wheelhouse_fd, filename, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0)
                 return -errno;
@@ -153,7 +146,8 @@ static bool lock_has(const struct nb_requirement *req, const char *hex) {
         return false;
 }
 
-static int hash_mismatch(const struct nb_requirement *req, const char *filename, const char *hex, struct nb_error *err) {
+int nb_wheel_hash_mismatch(const struct nb_requirement *req, const char *filename, const char *hex,
+                           struct nb_error *err) {
         /* "lock says A or B": every hash the lock allows, so the user sees which to update. */
         _cleanup_free_ char *said = NULL;
         size_t n = 0;
@@ -164,8 +158,8 @@ static int hash_mismatch(const struct nb_requirement *req, const char *filename,
                 fprintf(f, "%s%s", h == req->hashes ? "" : " or ", *h);
         if (fclose(f) != 0)
                 return nb_error_set(err, ENOMEM, "%s==%s", req->name, req->version);
-        return nb_error_setx(err, EBADMSG, "%s==%s: %s: sha256 mismatch: lock says %s, file is %s", req->name,
-                             req->version, filename, said, hex);
+        return nb_error_input(err, EBADMSG, "%s==%s: %s: sha256 mismatch: lock says %s, file is %s", req->name,
+                              req->version, filename, said, hex);
 }
 
 /* The wheel's sha256, remembered in the action cache under the file's identity (device,
@@ -201,98 +195,16 @@ int nb_wheel_select(struct nb_store *store, const struct nb_python *py, int whee
         int r = find_wheel(py, wheelhouse_fd, wheelhouse, req, &filename, err);
         if (r < 0)
                 return r;
-        _cleanup_close_ int fd = open_wheel(wheelhouse_fd, filename);
+        _cleanup_close_ int fd = nb_wheel_open(wheelhouse_fd, filename);
         if (fd < 0)
-                return nb_error_set(err, -fd, "%s==%s: %s/%s", req->name, req->version, wheelhouse, filename);
+                return nb_error_classify(err, nb_wheel_open_error_class(fd),
+                                         nb_error_set(err, -fd, "%s==%s: %s/%s", req->name, req->version, wheelhouse,
+                                                      filename));
         r = wheel_sha256(store, fd, ret->sha256);
         if (r < 0)
                 return nb_error_set(err, -r, "%s==%s: %s/%s", req->name, req->version, wheelhouse, filename);
         if (!lock_has(req, ret->sha256))
-                return hash_mismatch(req, filename, ret->sha256, err);
+                return nb_wheel_hash_mismatch(req, filename, ret->sha256, err);
         ret->filename = TAKE_PTR(filename);
         return 0;
-}
-
-/* The private copy: an unlinked file in the venv being built, hashed while written. */
-static int private_copy(int wheelhouse_fd, const struct nb_wheel *w, int venv_fd, char hex[NB_DIGEST_HEX_LEN + 1]) {
-        _cleanup_close_ int src = open_wheel(wheelhouse_fd, w->filename);
-        if (src < 0)
-                return src;
-        _cleanup_close_ int dst = openat(venv_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
-        if (dst < 0) {
-                /* No O_TMPFILE on this file system: a named file, unlinked at once. */
-                static const char name[] = ".nestbox-wheel.tmp";
-                dst = openat(venv_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
-                if (dst < 0)
-                        return -errno;
-                if (unlinkat(venv_fd, name, 0) < 0)
-                        return -errno;
-        }
-        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
-        _cleanup_free_ char *buf = malloc(1 << 16);
-        if (!h || !buf)
-                return -ENOMEM;
-        for (;;) {
-                ssize_t n = read(src, buf, 1 << 16);
-                if (n < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (n == 0)
-                        break;
-                nb_hasher_update(h, buf, (size_t) n);
-                int r = nb_write_all(dst, buf, (size_t) n);
-                if (r < 0)
-                        return r;
-        }
-        nb_hasher_finish(TAKE_PTR(h), hex);
-        if (lseek(dst, 0, SEEK_SET) < 0)
-                return -errno;
-        return TAKE_FD(dst);
-}
-
-static void archive_freep(struct archive **a) {
-        if (*a)
-                archive_read_free(*a);
-}
-
-int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct nb_requirement *req,
-                     const struct nb_wheel *w, int venv_fd, struct nb_error *err) {
-        char hex[NB_DIGEST_HEX_LEN + 1];
-        _cleanup_close_ int fd = private_copy(wheelhouse_fd, w, venv_fd, hex);
-        if (fd < 0)
-                return nb_error_set(err, -fd, "%s==%s: %s", req->name, req->version, w->filename);
-        /* The file changed between selection and now: whatever it is, it is not what
-         * the lock pinned. */
-        if (strcmp(hex, w->sha256) != 0)
-                return hash_mismatch(req, w->filename, hex, err);
-
-        _cleanup_(archive_freep) struct archive *a = archive_read_new();
-        if (!a)
-                return nb_error_set(err, ENOMEM, "%s", w->filename);
-        /* The seekable reader trusts the central directory, as Python's zipfile and pip
-         * do, so nestbox unpacks the same files every other installer would. */
-        if (archive_read_support_format_zip_seekable(a) != ARCHIVE_OK ||
-            archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK)
-                return nb_error_setx(err, EBADMSG, "%s: not a zip archive: %s", w->filename, archive_error_string(a));
-
-        _cleanup_(nb_wheel_files_donep) struct nb_wheel_files st = {
-                .py = py, .req = req, .wheel = w->filename, .venv_fd = venv_fd, .err = err,
-        };
-        int r = nb_wheel_files_init(&st);
-        if (r < 0)
-                return r;
-        for (;;) {
-                struct archive_entry *e;
-                int ar = archive_read_next_header(a, &e);
-                if (ar == ARCHIVE_EOF)
-                        break;
-                if (ar != ARCHIVE_OK)
-                        return nb_error_setx(err, EBADMSG, "%s: %s", w->filename, archive_error_string(a));
-                r = nb_wheel_files_entry(&st, a, e);
-                if (r < 0)
-                        return r;
-        }
-        return nb_wheel_files_finish(&st);
 }

@@ -1,17 +1,16 @@
 /* SPDX-License-Identifier: MIT */
-/* Wheels: picking the one for a requirement out of a wheelhouse, checking it against
- * the lock, and unpacking it into a venv (the binary distribution format, PEP 427 /
- * packaging.python.org "Binary distribution format"). No pip, no setup.py: a wheel is
- * a zip with a fixed layout, read with libarchive. */
+/* Wheels: picking the one for a requirement out of a wheelhouse and checking it against
+ * the lock (the binary distribution format, PEP 427 / packaging.python.org "Binary
+ * distribution format"). Unpacking one is wheel_files.h's; the venv is venv.h's. */
 #pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
 
 #include "cache/digest.h"
 #include "python/interp.h"
 #include "python/lockfile.h"
 #include "nestbox/error.h"
-
-/* Where a venv lives inside the sandbox; scripts' shebangs point here. */
-#define NB_VENV_MOUNT "/venv"
 
 struct nb_wheel {
         char *filename;                      /* in the wheelhouse: "pytest-7.2.1-py3-none-any.whl" */
@@ -24,18 +23,21 @@ void nb_wheel_done(struct nb_wheel *w);
  * tags the interpreter accepts) and checks its sha256 against the lock. wheelhouse is
  * the directory's path for messages; store (may be NULL) remembers wheels' hashes by
  * file identity. Errors: -ENOENT when no wheel matches, -EBADMSG
- * when the hash differs. */
+ * when the hash differs, both classified NB_ERROR_INPUT and naming the package. */
 int nb_wheel_select(struct nb_store *store, const struct nb_python *py, int wheelhouse_fd, const char *wheelhouse,
                     const struct nb_requirement *req, struct nb_wheel *ret, struct nb_error *err);
 
-/* Unpacks w into the venv rooted at venv_fd (an O_DIRECTORY descriptor): the wheel is
- * first copied into a private unlinked file while hashed again, so the bytes unpacked
- * are exactly the bytes checked. Every file is created beneath venv_fd. Writes the
- * console scripts, INSTALLER and RECORD. Errors: -EBADMSG (hash or archive), -EINVAL
- * (an entry that is absolute, climbs out, is a link or a device, or a wheel that is not
- * a valid wheel), anything else is an infrastructure error. */
-int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct nb_requirement *req,
-                     const struct nb_wheel *w, int venv_fd, struct nb_error *err);
+/* Opens filename in the wheelhouse for reading; -EINVAL when it is not a regular file. */
+int nb_wheel_open(int wheelhouse_fd, const char *filename);
+/* Whose fault nb_wheel_open's error r is: a wheel that is gone (a dangling link) or
+ * not a file is the wheelhouse's, so NB_ERROR_INPUT; anything else NB_ERROR_INFRA. */
+enum nb_error_class nb_wheel_open_error_class(int r);
 
-/* "lib/python3.11/site-packages", relative to the venv root; NULL when out of memory. */
-char *nb_venv_site_packages(const struct nb_python *py);
+/* Fills err with "<req>: <filename>: sha256 mismatch: lock says A or B, file is <hex>",
+ * classified NB_ERROR_INPUT, and returns -EBADMSG. */
+int nb_wheel_hash_mismatch(const struct nb_requirement *req, const char *filename, const char *hex,
+                           struct nb_error *err);
+
+/* True when "pytest-7.2.1" (len bytes of stem) names req's distribution and version,
+ * as a wheel's .dist-info or .data directory does. */
+bool nb_wheel_stem_matches(const char *stem, size_t len, const struct nb_requirement *req);

@@ -1,7 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+/* A wheel's entries, unpacked into a venv (wheel_files.h). */
+#include <archive.h>
+#include <archive_entry.h>
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -17,21 +22,39 @@
  * is anywhere near this big in a real wheel. */
 #define SMALL_FILE_MAX (64u << 20)
 
-#define BAD(st, ...) nb_error_setx((st)->err, EINVAL, __VA_ARGS__)
+/* What the wheel holds is wrong: the wheelhouse's to fix, not the machine's. */
+#define BAD(st, ...) nb_error_input((st)->err, EINVAL, __VA_ARGS__)
 
-int nb_wheel_files_init(struct nb_wheel_files *st) {
-        st->site = nb_venv_site_packages(st->py);
+/* One wheel being unpacked. */
+struct wheel_files {
+        const struct nb_python *py;
+        const struct nb_requirement *req;
+        const char *wheel; /* the wheel's filename, for messages */
+        int venv_fd;
+        const char *site;   /* "lib/python3.11/site-packages" */
+        const char *python; /* scripts' interpreter: "/venv/bin/python" */
+        struct nb_error *err;
+
+        char *distinfo;     /* "pytest-7.2.1.dist-info", once seen */
+        bool have_metadata, have_wheel, have_record;
+        char *wheel_meta;   /* the dist-info's WHEEL file */
+        char *entry_points; /* the dist-info's entry_points.txt, if any */
+        FILE *record;       /* RECORD lines so far */
+        char *record_buf;
+        size_t record_len;
+};
+
+static int files_init(struct wheel_files *st) {
         st->record = open_memstream(&st->record_buf, &st->record_len);
-        if (!st->site || !st->record)
+        if (!st->record)
                 return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
         return 0;
 }
 
-void nb_wheel_files_donep(struct nb_wheel_files *st) {
+static void files_donep(struct wheel_files *st) {
         if (st->record)
                 fclose(st->record);
         free(st->record_buf);
-        free(st->site);
         free(st->distinfo);
         free(st->wheel_meta);
         free(st->entry_points);
@@ -40,7 +63,7 @@ void nb_wheel_files_donep(struct nb_wheel_files *st) {
 /* Absolute, "..", empty and control characters are refused before anything is
  * mapped; the beneath-walker would refuse the first two anyway, but this way the
  * message names the entry instead of an errno. */
-static int check_name(struct nb_wheel_files *st, const char *name) {
+static int check_name(struct wheel_files *st, const char *name) {
         if (!*name)
                 return BAD(st, "%s: entry with an empty name", st->wheel);
         for (const char *p = name; *p; p++)
@@ -76,7 +99,7 @@ static void b64url_nopad(const unsigned char *in, size_t n, char *out) {
 
 /* RECORD names files relative to site-packages (PEP 376); the rest of the venv is
  * reached with "../../../". Paths with a comma or a quote are CSV-quoted. */
-static void record_add(struct nb_wheel_files *st, const char *target, const char *hex, uint64_t size) {
+static void record_add(struct wheel_files *st, const char *target, const char *hex, uint64_t size) {
         unsigned char raw[NB_DIGEST_HEX_LEN / 2];
         for (size_t i = 0; i < sizeof(raw); i++) {
                 char pair[3] = { hex[2 * i], hex[2 * i + 1], 0 };
@@ -99,14 +122,14 @@ static void record_add(struct nb_wheel_files *st, const char *target, const char
 
 /* Errors from creating a file the wheel asked for: a clash with what is already there
  * (a file where a directory should be, a link, ...) is the wheel's fault. */
-static int create_error(struct nb_wheel_files *st, int r, const char *what, const char *target) {
+static int create_error(struct wheel_files *st, int r, const char *what, const char *target) {
         if (r == -ENOTDIR || r == -EISDIR || r == -ELOOP || r == -EXDEV || r == -EEXIST)
-                return nb_error_setx(st->err, EINVAL, "%s: %s: cannot create %s: %s", st->wheel, what, target,
-                                     strerror(-r));
+                return nb_error_input(st->err, EINVAL, "%s: %s: cannot create %s: %s", st->wheel, what, target,
+                                      strerror(-r));
         return nb_error_set(st->err, r, "%s: %s: %s", st->wheel, what, target);
 }
 
-static int open_target(struct nb_wheel_files *st, const char *what, const char *target, mode_t mode) {
+static int open_target(struct wheel_files *st, const char *what, const char *target, mode_t mode) {
         const char *slash = strrchr(target, '/');
         _cleanup_free_ char *dir = slash ? strndup(target, (size_t) (slash - target)) : strdup(".");
         if (!dir)
@@ -123,7 +146,7 @@ static int open_target(struct nb_wheel_files *st, const char *what, const char *
         return TAKE_FD(fd);
 }
 
-static int write_target(struct nb_wheel_files *st, const char *what, const char *target, mode_t mode,
+static int write_target(struct wheel_files *st, const char *what, const char *target, mode_t mode,
                         const void *data, size_t len) {
         _cleanup_close_ int fd = open_target(st, what, target, mode);
         if (fd < 0)
@@ -137,7 +160,7 @@ static int write_target(struct nb_wheel_files *st, const char *what, const char 
         return 0;
 }
 
-static int stream_target(struct nb_wheel_files *st, struct archive *a, const char *name, const char *target,
+static int stream_target(struct wheel_files *st, struct archive *a, const char *name, const char *target,
                          mode_t mode) {
         _cleanup_close_ int fd = open_target(st, name, target, mode);
         if (fd < 0)
@@ -154,10 +177,10 @@ static int stream_target(struct nb_wheel_files *st, struct archive *a, const cha
                 if (ar == ARCHIVE_EOF)
                         break;
                 if (ar != ARCHIVE_OK)
-                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
+                        return nb_error_input(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
                 /* Zip has no holes; an offset that jumps means a reader we do not expect. */
                 if (off < 0 || (uint64_t) off != size)
-                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: unexpected data offset", st->wheel, name);
+                        return nb_error_input(st->err, EBADMSG, "%s: entry %s: unexpected data offset", st->wheel, name);
                 int r = nb_write_all(fd, buf, len);
                 if (r < 0)
                         return nb_error_set(st->err, -r, "%s: %s", st->wheel, target);
@@ -170,7 +193,7 @@ static int stream_target(struct nb_wheel_files *st, struct archive *a, const cha
         return 0;
 }
 
-static int slurp(struct nb_wheel_files *st, struct archive *a, const char *name, char **ret, size_t *ret_len) {
+static int slurp(struct wheel_files *st, struct archive *a, const char *name, char **ret, size_t *ret_len) {
         size_t cap = 4096, n = 0;
         _cleanup_free_ char *buf = malloc(cap + 1);
         if (!buf)
@@ -187,7 +210,7 @@ static int slurp(struct nb_wheel_files *st, struct archive *a, const char *name,
                 }
                 la_ssize_t r = archive_read_data(a, buf + n, cap - n);
                 if (r < 0)
-                        return nb_error_setx(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
+                        return nb_error_input(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
                 if (r == 0)
                         break;
                 n += (size_t) r;
@@ -200,7 +223,7 @@ static int slurp(struct nb_wheel_files *st, struct archive *a, const char *name,
 
 /* "#!python" (and "#!pythonw") is the wheel spec's placeholder for "this venv's
  * interpreter", which is /venv/bin/python inside the sandbox. */
-static int install_script(struct nb_wheel_files *st, struct archive *a, const char *name, const char *target) {
+static int install_script(struct wheel_files *st, struct archive *a, const char *name, const char *target) {
         _cleanup_free_ char *data = NULL, *out = NULL;
         size_t len = 0;
         int r = slurp(st, a, name, &data, &len);
@@ -208,13 +231,14 @@ static int install_script(struct nb_wheel_files *st, struct archive *a, const ch
                 return r;
         if (len >= 8 && memcmp(data, "#!python", 8) == 0) {
                 size_t skip = len > 8 && data[8] == 'w' ? 9 : 8;
-                static const char shebang[] = "#!" NB_VENV_MOUNT "/bin/python";
-                out = malloc(sizeof(shebang) - 1 + len - skip);
+                size_t n = strlen(st->python);
+                out = malloc(2 + n + len - skip);
                 if (!out)
                         return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
-                memcpy(out, shebang, sizeof(shebang) - 1);
-                memcpy(out + sizeof(shebang) - 1, data + skip, len - skip);
-                len = sizeof(shebang) - 1 + len - skip;
+                memcpy(out, "#!", 2);
+                memcpy(out + 2, st->python, n);
+                memcpy(out + 2 + n, data + skip, len - skip);
+                len = 2 + n + len - skip;
                 free(data);
                 data = TAKE_PTR(out);
         }
@@ -223,7 +247,7 @@ static int install_script(struct nb_wheel_files *st, struct archive *a, const ch
 
 /* <name>-<ver>.data/<scheme>/<path>: the schemes of a venv (pip's "venv" install
  * scheme; purelib and platlib are the same directory there). */
-static int map_data(struct nb_wheel_files *st, const char *name, const char *rest, char **target, bool *script) {
+static int map_data(struct wheel_files *st, const char *name, const char *rest, char **target, bool *script) {
         size_t n = strcspn(rest, "/");
         const char *path = rest[n] ? rest + n + 1 : "";
         *script = false;
@@ -250,8 +274,8 @@ static int map_data(struct nb_wheel_files *st, const char *name, const char *res
 }
 
 /* A file in the .dist-info: RECORD and INSTALLER are replaced by nestbox's own, WHEEL
- * and entry_points.txt are also kept for nb_wheel_files_finish. Returns 1 when handled. */
-static int distinfo_entry(struct nb_wheel_files *st, struct archive *a, const char *name, const char *top,
+ * and entry_points.txt are also kept for files_finish. Returns 1 when handled. */
+static int distinfo_entry(struct wheel_files *st, struct archive *a, const char *name, const char *top,
                           size_t toplen, const char *leaf, const char *target) {
         if (!st->distinfo) {
                 if (!nb_wheel_stem_matches(top, toplen - strlen(".dist-info"), st->req))
@@ -284,12 +308,12 @@ static int distinfo_entry(struct nb_wheel_files *st, struct archive *a, const ch
         return r < 0 ? r : 1;
 }
 
-int nb_wheel_files_entry(struct nb_wheel_files *st, struct archive *a, struct archive_entry *e) {
+static int files_entry(struct wheel_files *st, struct archive *a, struct archive_entry *e) {
         const char *name = archive_entry_pathname_utf8(e);
         if (!name)
                 name = archive_entry_pathname(e);
         if (!name)
-                return nb_error_setx(st->err, EBADMSG, "%s: entry without a readable name", st->wheel);
+                return nb_error_input(st->err, EBADMSG, "%s: entry without a readable name", st->wheel);
         int r = check_name(st, name);
         if (r < 0)
                 return r;
@@ -334,7 +358,7 @@ static char *trim(char *s) {
         return s;
 }
 
-static int check_wheel_meta(struct nb_wheel_files *st) {
+static int check_wheel_meta(struct wheel_files *st) {
         _cleanup_free_ char *copy = strdup(st->wheel_meta);
         if (!copy)
                 return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
@@ -377,7 +401,7 @@ static bool is_script_name(const char *s) {
 }
 
 /* "name = module:attr [extras]" -> bin/name, the launcher pip would write. */
-static int console_script(struct nb_wheel_files *st, char *name, char *value) {
+static int console_script(struct wheel_files *st, char *name, char *value) {
         char *bracket = strchr(value, '[');
         if (bracket)
                 *bracket = 0;
@@ -393,7 +417,7 @@ static int console_script(struct nb_wheel_files *st, char *name, char *value) {
         size_t first = strcspn(attr, ".");
         _cleanup_free_ char *text = NULL, *target = NULL, *what = NULL;
         if (asprintf(&text,
-                     "#!" NB_VENV_MOUNT "/bin/python\n"
+                     "#!%s\n"
                      "# -*- coding: utf-8 -*-\n"
                      "import re\n"
                      "import sys\n"
@@ -401,13 +425,13 @@ static int console_script(struct nb_wheel_files *st, char *name, char *value) {
                      "if __name__ == \"__main__\":\n"
                      "    sys.argv[0] = re.sub(r\"(-script\\.pyw|\\.exe)?$\", \"\", sys.argv[0])\n"
                      "    sys.exit(%s())\n",
-                     module, (int) first, attr, attr) < 0 ||
+                     st->python, module, (int) first, attr, attr) < 0 ||
             asprintf(&target, "bin/%s", name) < 0 || asprintf(&what, "console script %s", name) < 0)
                 return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
         return write_target(st, what, target, 0755, text, strlen(text));
 }
 
-static int write_console_scripts(struct nb_wheel_files *st) {
+static int write_console_scripts(struct wheel_files *st) {
         if (!st->entry_points)
                 return 0;
         _cleanup_free_ char *copy = strdup(st->entry_points);
@@ -436,7 +460,7 @@ static int write_console_scripts(struct nb_wheel_files *st) {
         return 0;
 }
 
-int nb_wheel_files_finish(struct nb_wheel_files *st) {
+static int files_finish(struct wheel_files *st) {
         if (!st->distinfo || !st->have_metadata || !st->have_wheel || !st->have_record)
                 return BAD(st, "%s: not a wheel: %s-%s.dist-info/ needs METADATA, WHEEL and RECORD", st->wheel,
                            st->req->name, st->req->version);
@@ -466,4 +490,74 @@ int nb_wheel_files_finish(struct nb_wheel_files *st) {
         if (r < 0)
                 return nb_error_set(st->err, -r, "%s: %s", st->wheel, record);
         return 0;
+}
+
+/* The private copy: an unlinked file in the venv being built, hashed while written. */
+static int private_copy(int wheelhouse_fd, const struct nb_wheel *w, int venv_fd, char hex[NB_DIGEST_HEX_LEN + 1]) {
+        _cleanup_close_ int src = nb_wheel_open(wheelhouse_fd, w->filename);
+        if (src < 0)
+                return src;
+        _cleanup_close_ int dst = openat(venv_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
+        if (dst < 0) {
+                /* No O_TMPFILE on this file system: a named file, unlinked at once. */
+                static const char name[] = ".nestbox-wheel.tmp";
+                dst = openat(venv_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
+                if (dst < 0)
+                        return -errno;
+                if (unlinkat(venv_fd, name, 0) < 0)
+                        return -errno;
+        }
+        int r = nb_sha256_fd_copy(src, dst, hex, NULL);
+        if (r < 0)
+                return r;
+        if (lseek(dst, 0, SEEK_SET) < 0)
+                return -errno;
+        return TAKE_FD(dst);
+}
+
+static void archive_freep(struct archive **a) {
+        if (*a)
+                archive_read_free(*a);
+}
+
+int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct nb_requirement *req,
+                     const struct nb_wheel *w, const struct nb_wheel_dest *dest, struct nb_error *err) {
+        char hex[NB_DIGEST_HEX_LEN + 1];
+        _cleanup_close_ int fd = private_copy(wheelhouse_fd, w, dest->fd, hex);
+        if (fd < 0)
+                return nb_error_classify(err, nb_wheel_open_error_class(fd),
+                                         nb_error_set(err, -fd, "%s==%s: %s", req->name, req->version, w->filename));
+        /* The file changed between selection and now: whatever it is, it is not what
+         * the lock pinned. */
+        if (strcmp(hex, w->sha256) != 0)
+                return nb_wheel_hash_mismatch(req, w->filename, hex, err);
+
+        _cleanup_(archive_freep) struct archive *a = archive_read_new();
+        if (!a)
+                return nb_error_set(err, ENOMEM, "%s", w->filename);
+        /* The seekable reader trusts the central directory, as Python's zipfile and pip
+         * do, so nestbox unpacks the same files every other installer would. */
+        if (archive_read_support_format_zip_seekable(a) != ARCHIVE_OK ||
+            archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK)
+                return nb_error_input(err, EBADMSG, "%s: not a zip archive: %s", w->filename, archive_error_string(a));
+
+        _cleanup_(files_donep) struct wheel_files st = {
+                .py = py, .req = req, .wheel = w->filename, .venv_fd = dest->fd, .site = dest->site,
+                .python = dest->python, .err = err,
+        };
+        int r = files_init(&st);
+        if (r < 0)
+                return r;
+        for (;;) {
+                struct archive_entry *e;
+                int ar = archive_read_next_header(a, &e);
+                if (ar == ARCHIVE_EOF)
+                        break;
+                if (ar != ARCHIVE_OK)
+                        return nb_error_input(err, EBADMSG, "%s: %s", w->filename, archive_error_string(a));
+                r = files_entry(&st, a, e);
+                if (r < 0)
+                        return r;
+        }
+        return files_finish(&st);
 }

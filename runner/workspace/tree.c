@@ -20,36 +20,6 @@
 
 /* Deeper than this is a loop or a mistake, and each level holds a descriptor. */
 #define MAX_DEPTH 256
-#define IO_BUF (128u << 10)
-
-/* Hashes fd from its offset to EOF, copying what it reads to copy_to when >= 0. */
-static int hash_fd(int fd, int copy_to, char out[NB_DIGEST_HEX_LEN + 1], uint64_t *size) {
-        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
-        _cleanup_free_ char *buf = malloc(IO_BUF);
-        if (!h || !buf)
-                return -ENOMEM;
-        uint64_t n = 0;
-        for (;;) {
-                ssize_t r = read(fd, buf, IO_BUF);
-                if (r < 0) {
-                        if (errno == EINTR)
-                                continue;
-                        return -errno;
-                }
-                if (r == 0)
-                        break;
-                nb_hasher_update(h, buf, (size_t) r);
-                n += (uint64_t) r;
-                if (copy_to >= 0) {
-                        int w = nb_write_all(copy_to, buf, (size_t) r);
-                        if (w < 0)
-                                return w;
-                }
-        }
-        nb_hasher_finish(TAKE_PTR(h), out);
-        *size = n;
-        return 0;
-}
 
 /* Tree order: byte-wise with "/" below every other byte (and the end below "/"), so
  * a directory's files sort together and right where the directory's name sorts. */
@@ -308,7 +278,7 @@ static int hash_file(int root_fd, struct nb_tree_file *f, struct nb_error *err) 
         if (!S_ISREG(st.st_mode))
                 return nb_error_setx(err, EINVAL, "%s: not a regular file", f->path);
         f->exec = (st.st_mode & S_IXUSR) != 0;
-        int r = hash_fd(fd, -1, f->digest, &f->size);
+        int r = nb_sha256_fd_copy(fd, -1, f->digest, &f->size);
         return r < 0 ? nb_error_set(err, r, "%s", f->path) : 0;
 }
 
@@ -430,11 +400,11 @@ static int copy_and_hash(int src, int dst, char out[NB_DIGEST_HEX_LEN + 1], uint
                         }
                 }
         if (fast)
-                return lseek(dst, 0, SEEK_SET) < 0 ? -errno : hash_fd(dst, -1, out, size);
+                return lseek(dst, 0, SEEK_SET) < 0 ? -errno : nb_sha256_fd_copy(dst, -1, out, size);
         /* Neither works here (across filesystems, old kernels): start over by hand. */
         if (lseek(src, 0, SEEK_SET) < 0 || lseek(dst, 0, SEEK_SET) < 0 || ftruncate(dst, 0) < 0)
                 return -errno;
-        return hash_fd(src, dst, out, size);
+        return nb_sha256_fd_copy(src, dst, out, size);
 }
 
 static int copy_one(int root_fd, int dir_fd, const char *name, const struct nb_tree_file *f, struct nb_error *err) {
@@ -485,28 +455,6 @@ static int copy_files(const struct nb_tree *t, int root_fd, int tree_fd, struct 
                         return r;
         }
         return 0;
-}
-
-/* Makes every directory below dfd read-only; the ones we built, so no limits needed. */
-static int seal_below(int dfd) {
-        _cleanup_closedir_ DIR *d = NULL;
-        int k = nb_opendir_at(dfd, ".", &d);
-        if (k < 0)
-                return k;
-        struct dirent *de;
-        while ((de = nb_readdir_no_dots(d))) {
-                if (!entry_is_dir(dfd, de))
-                        continue;
-                _cleanup_close_ int sub = nb_open_beneath(dfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
-                if (sub < 0)
-                        return sub;
-                int r = seal_below(sub);
-                if (r < 0)
-                        return r;
-                if (fchmod(sub, 0555) < 0)
-                        return -errno;
-        }
-        return errno ? -errno : 0;
 }
 
 /* > 0 when trees/<digest> is there (whole: only complete trees are ever renamed in). */
@@ -568,7 +516,7 @@ int nb_tree_materialize(struct nb_cache_dir *cache, const struct nb_tree *t, int
         r = copy_files(t, root_fd, tfd, err);
         if (r < 0)
                 return nb_error_wrap(err, r, "materialising tree %s", digest);
-        r = seal_below(tfd);
+        r = nb_cache_dir_seal(tfd, MAX_DEPTH);
         if (r < 0)
                 return nb_error_set(err, r, "cache %s/%s", cache->path, tmp.rel);
         /* The data must be on disk before the rename that publishes it; one syncfs
