@@ -3,7 +3,7 @@
  *
  * The library knows nothing of Python or of the CLI. A caller fills an nb_sandbox_config
  * (the nb_sandbox_* helpers below grow its arrays), calls nb_sandbox_run(), and gets an
- * nb_sandbox_result back. See DESIGN.md, "The sandbox contract". */
+ * nb_sandbox_result back. See the README, "What a test sees". */
 #pragma once
 
 #include <stdbool.h>

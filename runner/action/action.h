@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The action (DESIGN.md, "Actions"): one run of one target, holding everything that
+/* The action (HACKING.md, "Actions"): one run of one target, holding everything that
  * decides its result. It is built from nestbox.json (action_workspace.c) or read from
  * an action file (action_json.c); both give the same value. Resolving it
  * (action_digest.c) collects the input tree and the venv plan and names it by the

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The cache directory (DESIGN.md, "Cache and artifacts"):
+/* The cache directory (HACKING.md, "Cache and artifacts"):
  *   <root>/cas/ ac/ venvs/ trees/ tmp/
  * Everything is built under tmp/ and renamed into place, so a crash leaves either the
  * old entry or the new one, never half of one. */

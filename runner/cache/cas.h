@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* The content-addressed store and the action cache (DESIGN.md, "Cache and artifacts"):
+/* The content-addressed store and the action cache (HACKING.md, "Cache and artifacts"):
  *
  *   <cache>/cas/ab/abcdef...   a blob, named by the SHA-256 of its bytes
  *   <cache>/ac/ab/abcdef...    action digest -> result record (JSON), written with a

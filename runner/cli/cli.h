@@ -6,7 +6,7 @@
 
 #include "nestbox/error.h"
 
-/* Exit codes, as documented in the README and DESIGN.md. */
+/* Exit codes, as documented in the README ("Exit codes"). */
 enum {
         NB_EXIT_PASSED = 0,
         NB_EXIT_FAILED = 1,  /* tests failed */
@@ -36,7 +36,7 @@ int nb_dispatch(const struct nb_command *commands, size_t n, int argc, char **ar
 int nb_die(int code, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 int nb_die_error(int code, const struct nb_error *err);
 
-/* The one mapping from an error's class to an exit code (DESIGN.md, "Errors"). */
+/* The one mapping from an error's class to an exit code (HACKING.md, "Errors"). */
 int nb_exit_code(const struct nb_error *err);
 /* Prints err and returns nb_exit_code(err). */
 int nb_fail(const struct nb_error *err);

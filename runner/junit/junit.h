@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* JUnit XML (DESIGN.md, "JUnit XML"): parse what pytest wrote in the sandbox, add
+/* JUnit XML (HACKING.md, "JUnit XML"): parse what pytest wrote in the sandbox, add
  * properties, merge shards and attempts, and synthesize a report for a run that died
  * before pytest wrote one.
  *

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Lockfiles in pip's hash-checking requirements format (DESIGN.md, "Locked
+/* Lockfiles in pip's hash-checking requirements format (HACKING.md, "Locked
  * virtualenvs"):
  *
  *     # comment

@@ -1,5 +1,5 @@
 /* SPDX-License-Identifier: MIT */
-/* Locked virtualenvs in the cache (DESIGN.md, "Locked virtualenvs"):
+/* Locked virtualenvs in the cache (HACKING.md, "Locked virtualenvs"):
  *
  *     <cache>/venvs/<digest>/
  *         pyvenv.cfg                     home = dirname of the real interpreter

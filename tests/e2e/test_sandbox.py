@@ -1,4 +1,4 @@
-"""`nestbox sandbox`: every containment property of DESIGN.md's sandbox contract,
+"""`nestbox sandbox`: every containment property of the README's sandbox contract ("What a test sees"),
 proven from inside the sandbox and checked from the host, in the manner of
 bubblewrap's tests/test-run.sh. Each test fails if the property it names is broken.
 
