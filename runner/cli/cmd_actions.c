@@ -30,19 +30,11 @@ static const char usage[] =
         "Exit status: 0, or 2 for a usage or input error (bad nestbox.json, a glob that\n"
         "matches nothing).\n";
 
-enum { OPT_SEED = 256, OPT_SHARD, OPT_COVERAGE };
-
 static const struct option options[] = {
-        { "seed", required_argument, NULL, OPT_SEED },
-        { "shard", required_argument, NULL, OPT_SHARD },
-        { "coverage", no_argument, NULL, OPT_COVERAGE },
+        NB_ACTION_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         {},
 };
-
-static void workspace_freep(struct nb_workspace **ws) {
-        nb_workspace_freep(ws);
-}
 
 static int print_action(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_action_options *o) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
@@ -65,37 +57,24 @@ int cmd_actions(int argc, char **argv) {
                 switch (c) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);
-                case OPT_SEED:
-                        if (nb_parse_seed_option(optarg, &opts) != 0)
-                                return NB_EXIT_USAGE;
-                        break;
-                case OPT_SHARD:
-                        if (nb_parse_shard_option(optarg, &opts) != 0)
-                                return NB_EXIT_USAGE;
-                        break;
-                case OPT_COVERAGE:
-                        opts.coverage = true;
-                        break;
-                default:
-                        return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox actions --help'",
-                                      argv[optind - 1]);
+                default: {
+                        int r = nb_shared_option(c, optarg, &opts, NULL);
+                        if (r < 0)
+                                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox "
+                                              "actions --help'", argv[optind - 1]);
+                        if (r > 0)
+                                return r;
+                }
                 }
         }
-        const char *root = ".";
-        if (optind < argc && nb_is_workspace(argv[optind]))
-                root = argv[optind++];
-        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        __attribute__((cleanup(workspace_freep))) struct nb_workspace *ws = NULL;
-        if (nb_workspace_load(root, &ws, &err) < 0)
-                return nb_fail(&err);
-        const struct nb_target **targets = NULL;
+        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
+        _cleanup_free_ const struct nb_target **targets = NULL;
         size_t n = 0;
-        int r = nb_select_targets(ws, root, argc - optind, argv + optind, &targets, &n);
+        int r = nb_load_targets(argc - optind, argv + optind, &ws, &targets, &n);
         if (r != 0)
                 return r;
         for (size_t i = 0; i < n && r == 0; i++)
                 r = print_action(ws, targets[i], &opts);
-        free(targets);
         if (fflush(stdout) != 0 && r == 0)
                 return nb_die(NB_EXIT_INFRA, "actions: writing to stdout failed");
         return r;

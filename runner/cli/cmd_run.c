@@ -42,16 +42,14 @@ static const char usage[] =
         "Exit status as `nestbox test`: 0 passed, 1 tests failed, 2 usage or input error,\n"
         "3 sandbox or infrastructure error, 4 timeout.\n";
 
-enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_RESULT, OPT_ACTION_JSON, OPT_NO_CACHE, OPT_FORCE, OPT_CACHE_FAILURES };
+enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_RESULT, OPT_ACTION_JSON };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "result", required_argument, NULL, OPT_RESULT },
         { "action-json", required_argument, NULL, OPT_ACTION_JSON },
-        { "no-cache", no_argument, NULL, OPT_NO_CACHE },
-        { "force", no_argument, NULL, OPT_FORCE },
-        { "cache-failures", no_argument, NULL, OPT_CACHE_FAILURES },
+        NB_CACHE_MODE_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         {},
 };
@@ -133,23 +131,17 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
                 case OPT_ACTION_JSON:
                         inline_json = optarg;
                         break;
-                case OPT_NO_CACHE:
-                        modes.no_cache = true;
-                        break;
-                case OPT_FORCE:
-                        modes.force = true;
-                        break;
-                case OPT_CACHE_FAILURES:
-                        modes.cache_failures = true;
-                        break;
                 default:
-                        return usage_error(reply, argv[optind - 1],
-                                           "unknown option or missing argument; see 'nestbox run --help'");
+                        if (nb_shared_option(c, optarg, NULL, &modes) != 0)
+                                return usage_error(reply, argv[optind - 1],
+                                                   "unknown option or missing argument; see 'nestbox run --help'");
                 }
         }
         if ((inline_json != NULL) + (argc - optind) != 1)
                 return usage_error(reply, "", "expected one action: ACTION.json, - or --action-json JSON");
 
+        if (!inline_json && ctx && ctx->in_worker && strcmp(argv[optind], "-") == 0)
+                return usage_error(reply, "-", "the worker's stdin carries its requests; use --action-json JSON");
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         _cleanup_action_ struct nb_action *a = NULL;
         int r = inline_json ? nb_action_from_json(inline_json, strlen(inline_json), "--action-json", &a, &err)

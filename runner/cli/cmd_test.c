@@ -47,17 +47,13 @@ static const char usage[] =
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
 
-enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_SEED, OPT_SHARD, OPT_COVERAGE, OPT_NO_CACHE, OPT_FORCE, OPT_CACHE_FAILURES };
+enum { OPT_CACHE = 256, OPT_OUTPUT };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "output", required_argument, NULL, OPT_OUTPUT },
-        { "seed", required_argument, NULL, OPT_SEED },
-        { "shard", required_argument, NULL, OPT_SHARD },
-        { "coverage", no_argument, NULL, OPT_COVERAGE },
-        { "no-cache", no_argument, NULL, OPT_NO_CACHE },
-        { "force", no_argument, NULL, OPT_FORCE },
-        { "cache-failures", no_argument, NULL, OPT_CACHE_FAILURES },
+        NB_ACTION_OPTIONS,
+        NB_CACHE_MODE_OPTIONS,
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         {},
@@ -117,32 +113,36 @@ static void worst(int *acc, int code) {
                 *acc = code;
 }
 
-static void workspace_freep(struct nb_workspace **ws) {
-        nb_workspace_freep(ws);
-}
-
-/* The results kept for the combined junit.xml, one suite per target. */
+/* What the combined junit.xml needs of each target: its report, renamed after the
+ * target (not the artifact, which may be large). */
 struct combined {
-        struct nb_result *results;
+        struct nb_junit_report **reports;
         size_t n;
 };
 
 static void combined_done(struct combined *c) {
         for (size_t i = 0; i < c->n; i++)
-                nb_result_done(&c->results[i]);
-        free(c->results);
+                nb_junit_report_free(c->reports[i]);
+        free(c->reports);
+}
+
+static int combined_add(struct combined *c, struct nb_result *res) {
+        struct nb_junit_report **grown = realloc(c->reports, (c->n + 1) * sizeof(*grown));
+        if (!grown)
+                return -ENOMEM;
+        c->reports = grown;
+        c->reports[c->n] = TAKE_PTR(res->report);
+        free(c->reports[c->n]->name);
+        c->reports[c->n++]->name = TAKE_PTR(res->target);
+        return 0;
 }
 
 static int combined_write(int out_dir, const struct combined *c, struct nb_error *err) {
         _cleanup_free_ struct nb_junit_suite *suites = calloc(c->n + 1, sizeof(*suites));
-        _cleanup_free_ struct nb_junit_report *named = calloc(c->n + 1, sizeof(*named));
-        if (!suites || !named)
+        if (!suites)
                 return nb_error_set(err, ENOMEM, "--output: junit.xml");
-        for (size_t i = 0; i < c->n; i++) {
-                named[i] = *c->results[i].report;
-                named[i].name = c->results[i].target;
-                suites[i].report = &named[i];
-        }
+        for (size_t i = 0; i < c->n; i++)
+                suites[i].report = c->reports[i];
         _cleanup_free_ char *xml = NULL;
         size_t len = 0;
         int r = nb_junit_suites_to_xml(suites, c->n, &xml, &len);
@@ -180,16 +180,10 @@ static int test_one(struct test_run *tr, const struct nb_workspace *ws, const st
         if (tr->out_dir >= 0) {
                 if (nb_output_write(tr->out_dir, tr->out_arg, &res, NULL, &err) < 0)
                         worst(&code, nb_fail(&err));
-                struct nb_result *grown = realloc(tr->combined.results, (tr->combined.n + 1) * sizeof(*grown));
-                if (!grown) {
-                        nb_result_done(&res);
+                if (combined_add(&tr->combined, &res) < 0)
                         worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
-                        return code;
-                }
-                tr->combined.results = grown;
-                tr->combined.results[tr->combined.n++] = res;
-        } else
-                nb_result_done(&res);
+        }
+        nb_result_done(&res);
         return code;
 }
 
@@ -214,46 +208,24 @@ int cmd_test(int argc, char **argv) {
                 case OPT_OUTPUT:
                         tr.out_arg = optarg;
                         break;
-                case OPT_SEED:
-                        if (nb_parse_seed_option(optarg, &opts) != 0)
-                                return NB_EXIT_USAGE;
-                        break;
-                case OPT_SHARD:
-                        if (nb_parse_shard_option(optarg, &opts) != 0)
-                                return NB_EXIT_USAGE;
-                        break;
-                case OPT_COVERAGE:
-                        opts.coverage = true;
-                        break;
-                case OPT_NO_CACHE:
-                        modes.no_cache = true;
-                        break;
-                case OPT_FORCE:
-                        modes.force = true;
-                        break;
-                case OPT_CACHE_FAILURES:
-                        modes.cache_failures = true;
-                        break;
-                default:
-                        return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox test --help'",
-                                      argv[optind - 1]);
+                default: {
+                        int r = nb_shared_option(c, optarg, &opts, &modes);
+                        if (r < 0)
+                                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox "
+                                              "test --help'", argv[optind - 1]);
+                        if (r > 0)
+                                return r;
+                }
                 }
         }
-        const char *root = ".";
-        if (optind < argc && nb_is_workspace(argv[optind]))
-                root = argv[optind++];
-
-        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        __attribute__((cleanup(workspace_freep))) struct nb_workspace *ws = NULL;
-        if (nb_workspace_load(root, &ws, &err) < 0)
-                return nb_fail(&err);
-
+        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
         _cleanup_free_ const struct nb_target **targets = NULL;
         size_t n_targets = 0;
-        int r = nb_select_targets(ws, root, argc - optind, argv + optind, &targets, &n_targets);
+        int r = nb_load_targets(argc - optind, argv + optind, &ws, &targets, &n_targets);
         if (r != 0)
                 return r;
 
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_cache_dir cache;
         if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
                 return nb_fail(&err);

@@ -85,10 +85,13 @@ static int respond(struct worker *w, int exit_code, const char *output, json_int
 }
 
 /* The child: one `nestbox run`, its WorkResponse written to fd. Its stdout is its
- * stderr, so nothing it prints can corrupt the protocol. */
+ * stderr and its stdin /dev/null, so nothing it does can touch the protocol. */
 static _Noreturn void serve_in_child(struct worker *w, int fd, char **argv, size_t argc, json_int_t request_id) {
-        if (dup2(STDERR_FILENO, STDOUT_FILENO) < 0 || signal(SIGPIPE, SIG_DFL) == SIG_ERR)
+        int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (devnull < 0 || dup2(devnull, STDIN_FILENO) < 0 || dup2(STDERR_FILENO, STDOUT_FILENO) < 0 ||
+            signal(SIGPIPE, SIG_DFL) == SIG_ERR)
                 _exit(NB_EXIT_INFRA);
+        close(devnull);
         struct nb_run_reply reply;
         nb_run_request((int) argc, argv, &w->ctx, &reply);
         json_auto_t *j = json_pack("{s:i, s:s, s:I}", "exitCode", reply.text ? reply.exit_code : NB_EXIT_INFRA,

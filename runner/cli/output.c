@@ -88,7 +88,7 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
         return 0;
 }
 
-int nb_parse_seed_option(const char *arg, struct nb_action_options *o) {
+static int parse_seed(const char *arg, struct nb_action_options *o) {
         char *end = NULL;
         errno = 0;
         unsigned long long v = strtoull(arg, &end, 10);
@@ -100,7 +100,7 @@ int nb_parse_seed_option(const char *arg, struct nb_action_options *o) {
         return 0;
 }
 
-int nb_parse_shard_option(const char *arg, struct nb_action_options *o) {
+static int parse_shard(const char *arg, struct nb_action_options *o) {
         unsigned k, n;
         char tail;
         if (sscanf(arg, "%u/%u%c", &k, &n, &tail) != 2 || n == 0 || k == 0 || k > n || n > 100000)
@@ -110,12 +110,28 @@ int nb_parse_shard_option(const char *arg, struct nb_action_options *o) {
         return 0;
 }
 
+int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct nb_cache_modes *m) {
+        if (o && c == NB_OPT_SEED)
+                return parse_seed(arg, o);
+        if (o && c == NB_OPT_SHARD)
+                return parse_shard(arg, o);
+        bool *flag = o && c == NB_OPT_COVERAGE ? &o->coverage
+                   : m && c == NB_OPT_NO_CACHE ? &m->no_cache
+                   : m && c == NB_OPT_FORCE ? &m->force
+                   : m && c == NB_OPT_CACHE_FAILURES ? &m->cache_failures
+                   : NULL;
+        if (!flag)
+                return -1;
+        *flag = true;
+        return 0;
+}
+
 void nb_warn_line(const char *message, void *userdata) {
         (void) userdata;
         fprintf(stderr, "nestbox: %s\n", message);
 }
 
-bool nb_is_workspace(const char *dir) {
+static bool is_workspace(const char *dir) {
         _cleanup_free_ char *p = NULL;
         if (asprintf(&p, "%s/%s", dir, NB_WORKSPACE_FILE) < 0)
                 return false;
@@ -123,8 +139,17 @@ bool nb_is_workspace(const char *dir) {
         return stat(p, &st) == 0 && S_ISREG(st.st_mode);
 }
 
-int nb_select_targets(const struct nb_workspace *ws, const char *root, int argc, char **argv,
-                      const struct nb_target ***ret, size_t *ret_n) {
+int nb_load_targets(int argc, char **argv, struct nb_workspace **ret_ws, const struct nb_target ***ret_targets,
+                    size_t *ret_n) {
+        const char *root = ".";
+        if (argc > 0 && is_workspace(argv[0])) {
+                root = argv[0];
+                argc--, argv++;
+        }
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
+        if (nb_workspace_load(root, &ws, &err) < 0)
+                return nb_fail(&err);
         size_t n = argc > 0 ? (size_t) argc : ws->n_targets;
         _cleanup_free_ const struct nb_target **targets = calloc(n + 1, sizeof(*targets));
         if (!targets)
@@ -135,7 +160,8 @@ int nb_select_targets(const struct nb_workspace *ws, const char *root, int argc,
                         return nb_die(NB_EXIT_USAGE, "%s: no target \"%s\" (see %s/%s)", root, argv[i], root,
                                       NB_WORKSPACE_FILE);
         }
-        *ret = TAKE_PTR(targets);
+        *ret_ws = TAKE_PTR(ws);
+        *ret_targets = TAKE_PTR(targets);
         *ret_n = n;
         return 0;
 }

@@ -19,17 +19,34 @@ int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err);
 int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, json_t **ret_outputs,
                     struct nb_error *err);
 
-/* --seed N and --shard K/N; print the error and return the exit code, 0 when fine. */
-int nb_parse_seed_option(const char *arg, struct nb_action_options *o);
-int nb_parse_shard_option(const char *arg, struct nb_action_options *o);
+/* The options test, actions and run share, for their getopt_long tables. */
+enum {
+        NB_OPT_SEED = 0x1000,
+        NB_OPT_SHARD,
+        NB_OPT_COVERAGE,
+        NB_OPT_NO_CACHE,
+        NB_OPT_FORCE,
+        NB_OPT_CACHE_FAILURES,
+};
+#define NB_ACTION_OPTIONS                                               \
+        { "seed", required_argument, NULL, NB_OPT_SEED },               \
+        { "shard", required_argument, NULL, NB_OPT_SHARD },             \
+        { "coverage", no_argument, NULL, NB_OPT_COVERAGE }
+#define NB_CACHE_MODE_OPTIONS                                           \
+        { "no-cache", no_argument, NULL, NB_OPT_NO_CACHE },             \
+        { "force", no_argument, NULL, NB_OPT_FORCE },                   \
+        { "cache-failures", no_argument, NULL, NB_OPT_CACHE_FAILURES }
+
+/* Takes option c when it is one of the above (o or m may be NULL when the verb has
+ * none of that kind): 0 when taken, -1 when it is not one of them, else the exit code
+ * after printing the problem (--seed x, --shard 3/2). */
+int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct nb_cache_modes *m);
 
 /* The store's warn callback: one line on stderr. */
 void nb_warn_line(const char *message, void *userdata);
 
-/* True when dir holds a nestbox.json. */
-bool nb_is_workspace(const char *dir);
-
-/* The targets argv names (all of the workspace's when argc is 0), each checked; prints
- * the error and returns its exit code when one is unknown, else 0. */
-int nb_select_targets(const struct nb_workspace *ws, const char *root, int argc, char **argv,
-                      const struct nb_target ***ret, size_t *ret_n);
+/* [WORKSPACE] [TARGET...]: the workspace (argv[0] when it holds a nestbox.json, else
+ * the current directory) and the targets named (all when none), each checked. Prints
+ * the problem and returns its exit code, else 0. */
+int nb_load_targets(int argc, char **argv, struct nb_workspace **ret_ws, const struct nb_target ***ret_targets,
+                    size_t *ret_n);
