@@ -183,7 +183,8 @@ static int ensure_inputs(const struct nb_action *a, struct nb_cache_dir *cache, 
                 _cleanup_close_ int root_fd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
                 if (root_fd < 0)
                         return nb_error_set(err, errno, "root %s", a->root);
-                r = nb_tree_materialize(cache, &a->resolved.tree, root_fd, &in->tree_path, err);
+                r = nb_tree_materialize_as(cache, &a->resolved.tree, a->resolved.tree_digest, root_fd, &in->tree_path,
+                                           err);
         }
         if (r < 0 || (r = nb_support_materialize(cache, &in->support_path, err)) < 0)
                 return r == -ENOMEM ? nb_error_set(err, ENOMEM, "inputs") : r;

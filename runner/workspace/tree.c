@@ -494,6 +494,12 @@ int nb_tree_materialize(struct nb_cache_dir *cache, const struct nb_tree *t, int
         int r = nb_tree_digest(t, digest);
         if (r < 0)
                 return nb_error_set(err, r, "tree digest");
+        return nb_tree_materialize_as(cache, t, digest, root_fd, ret_path, err);
+}
+
+int nb_tree_materialize_as(struct nb_cache_dir *cache, const struct nb_tree *t, const char *digest, int root_fd,
+                           char **ret_path, struct nb_error *err) {
+        int r;
         _cleanup_free_ char *final_rel = join("trees", digest);
         _cleanup_free_ char *path = final_rel ? join(cache->path, final_rel) : NULL;
         if (!path)

@@ -70,6 +70,9 @@ int nb_tree_digest(const struct nb_tree *t, char out[NB_DIGEST_HEX_LEN + 1]);
  * tree or none. */
 int nb_tree_materialize(struct nb_cache_dir *cache, const struct nb_tree *t, int root_fd, char **ret_path,
                         struct nb_error *err);
+/* The same, for a tree whose digest (nb_tree_digest) the caller has already. */
+int nb_tree_materialize_as(struct nb_cache_dir *cache, const struct nb_tree *t, const char *digest, int root_fd,
+                           char **ret_path, struct nb_error *err);
 
 /* Frees the files and resets t to empty; usable as _cleanup_(nb_tree_clear). */
 void nb_tree_clear(struct nb_tree *t);
