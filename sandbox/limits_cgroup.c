@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "nestbox/cleanup.h"
@@ -118,22 +119,31 @@ uint64_t nb_cgroup_read_key(const char *dir, const char *file, const char *key) 
         return 0;
 }
 
+/* A cgroup younger than this is never taken for stale: its creator may live in another
+ * pid namespace (kill() cannot see it there) and be about to move a sandbox in. */
+#define STALE_AFTER_SEC 60
+
 /* A nestbox killed with SIGKILL cannot remove its cgroups; the next one does, for any
  * whose creator is gone (an empty cgroup is all that is left: the sandbox died with
- * its parent). */
+ * its parent) and that is old enough not to be another process's about to be joined. */
 static void remove_stale_cgroups(const char *parent) {
         _cleanup_closedir_ DIR *d = opendir(parent);
         struct dirent *de;
-        while (d && (de = readdir(d))) {
+        struct timespec now;
+        if (!d || clock_gettime(CLOCK_REALTIME, &now) < 0)
+                return;
+        while ((de = readdir(d))) {
                 int pid;
                 unsigned n;
+                struct stat st;
                 if (sscanf(de->d_name, "nestbox-%d-%u", &pid, &n) != 2 || pid <= 0)
                         continue;
                 if (kill(pid, 0) == 0 || errno != ESRCH)
                         continue;
-                _cleanup_free_ char *path = NULL;
-                if (asprintf(&path, "%s/%s", parent, de->d_name) >= 0)
-                        (void) rmdir(path); /* best effort: one still busy stays */
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0 || !S_ISDIR(st.st_mode) ||
+                    now.tv_sec - st.st_mtim.tv_sec < STALE_AFTER_SEC)
+                        continue;
+                (void) unlinkat(dirfd(d), de->d_name, AT_REMOVEDIR); /* best effort: one still busy stays */
         }
 }
 

@@ -249,3 +249,29 @@ TEST(cgroup_backend_creates_joins_and_removes_its_cgroups) {
         nb_error_clear(&err);
         nb_sandbox_config_done(&cfg);
 }
+
+/* A cgroup whose creator this process cannot see (another pid namespace) and that was
+ * just made must survive another nestbox's sweep: its creator is about to join it.
+ * Only an old one is taken for the remains of a killed nestbox. */
+TEST(stale_sweep_spares_a_young_cgroup_it_cannot_place) {
+        _cleanup_free_ char *parent = nb_cgroup_dir("pids");
+        if (!parent || access(parent, W_OK) < 0) {
+                printf("skip: no writable cgroup v1 pids hierarchy here\n");
+                return;
+        }
+        /* pid_max is at most 2^22: this pid belongs to no process we can see. */
+        _cleanup_free_ char *young = NULL, *old = NULL, *mine = NULL;
+        CHECK(asprintf(&young, "%s/nestbox-%d-7", parent, 4194304 + 1) > 0);
+        CHECK(asprintf(&old, "%s/nestbox-%d-8", parent, 4194304 + 1) > 0);
+        CHECK(mkdir(young, 0755) == 0 && mkdir(old, 0755) == 0);
+        const struct timespec long_ago[2] = { { .tv_sec = 1, .tv_nsec = 0 }, { .tv_sec = 1, .tv_nsec = 0 } };
+        bool can_age = utimensat(AT_FDCWD, old, long_ago, AT_SYMLINK_NOFOLLOW) == 0;
+        CHECK_EQ_INT(nb_cgroup_create_child(parent, &mine), 0);
+        CHECK(is_dir(young));
+        if (can_age)
+                CHECK(!is_dir(old));
+        (void) rmdir(young);
+        (void) rmdir(old);
+        if (mine)
+                (void) rmdir(mine);
+}
