@@ -177,6 +177,24 @@ static int fill_result(const struct nb_action *a, const struct nb_sandbox_result
         return ret->target && ret->memory_backend && ret->pids_backend ? 0 : -ENOMEM;
 }
 
+/* pytest failed but no test did: say why, so no FAILED line stands without a reason.
+ * pytest's 5 (nothing collected, `-k nomatch`) fails the target: a target that runs
+ * nothing is a mistake in its globs or arguments, not a pass. */
+static int why_failed_without_failures(struct nb_result *r) {
+        if (r->exit_code == 0 || r->report->failures || r->report->errors)
+                return 0;
+        int k = r->exit_code < 0 ? asprintf(&r->why, "pytest died of signal %d (%s)", r->signal, strsignal(r->signal))
+                : r->exit_code == 5 && r->report->tests == 0
+                        ? asprintf(&r->why, "no tests collected (pytest exit status 5)")
+                        : asprintf(&r->why, "pytest exited with status %d%s", r->exit_code,
+                                   r->exit_code == 4 ? " (a usage error: see the log)" : "");
+        if (k < 0) {
+                r->why = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static enum nb_target_status classify(const struct nb_result *r) {
         if (r->timed_out)
                 return NB_TARGET_TIMEOUT;
@@ -196,6 +214,8 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
                 return nb_error_set(err, -r, "reading the log");
         if ((r = fill_result(a, sandbox, ret)) < 0 ||
             (r = collect_report(a, run->out_fd, sandbox, log, log_len, ret)) < 0)
+                return nb_error_set(err, -r, "the report");
+        if (!ret->why && (r = why_failed_without_failures(ret)) < 0)
                 return nb_error_set(err, -r, "the report");
         ret->status = classify(ret);
         if ((r = collect_outputs(run->out_fd, ret, err)) < 0)
