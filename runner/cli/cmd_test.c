@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "action/action_workspace.h"
@@ -14,6 +15,7 @@
 #include "cache/cache_dir.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/summary.h"
 #include "junit/junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
@@ -58,60 +60,6 @@ static const struct option options[] = {
         { "help", no_argument, NULL, 'h' },
         {},
 };
-
-#define FAILURE_LINES 12
-
-static void print_indented(const char *text, size_t len) {
-        const char *p = text, *end = text + len;
-        while (p < end) {
-                const char *nl = memchr(p, '\n', (size_t) (end - p));
-                size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
-                printf("      %.*s\n", (int) n, p);
-                p += n + 1;
-        }
-}
-
-static void print_result(const struct nb_result *res, bool verbose) {
-        const struct nb_junit_report *rep = res->report;
-        printf("%s  %s in %.2fs (%zu tests", res->target, nb_target_status_name(res->status), res->wall_sec, rep->tests);
-        if (rep->failures + rep->errors)
-                printf(", %zu failed", rep->failures + rep->errors);
-        if (rep->skipped)
-                printf(", %zu skipped", rep->skipped);
-        printf(")%s\n", res->cached ? " (cached)" : "");
-        if (res->why)
-                printf("    %s\n", res->why);
-        if (res->status != NB_TARGET_PASSED)
-                for (size_t i = 0; i < rep->n_testcases; i++) {
-                        const struct nb_junit_testcase *tc = &rep->testcases[i];
-                        if (tc->result.outcome != NB_JUNIT_FAILED && tc->result.outcome != NB_JUNIT_ERROR)
-                                continue;
-                        printf("  %s %s%s%s\n", tc->result.outcome == NB_JUNIT_FAILED ? "FAILED" : "ERROR ",
-                               tc->classname, *tc->classname ? "::" : "", tc->name);
-                        const char *text = tc->result.text && *tc->result.text ? tc->result.text : tc->result.message;
-                        if (text)
-                                print_indented(text, nb_junit_text_head_len(text, FAILURE_LINES));
-                }
-        const struct nb_artifact_entry *log = nb_artifact_find(&res->artifact, "log");
-        if (verbose && log)
-                fwrite(log->data, 1, log->len, stdout);
-        fflush(stdout);
-}
-
-/* A failed target outranks a timed-out one (the manual's "4: a target timed out, and
- * none failed otherwise"); errors of nestbox's own outrank both. */
-static int exit_rank(int code) {
-        static const int order[] = { NB_EXIT_PASSED, NB_EXIT_TIMEOUT, NB_EXIT_FAILED, NB_EXIT_INFRA, NB_EXIT_USAGE };
-        for (size_t i = 0; i < NB_ELEMENTSOF(order); i++)
-                if (order[i] == code)
-                        return (int) i;
-        return 0;
-}
-
-static void worst(int *acc, int code) {
-        if (exit_rank(code) > exit_rank(*acc))
-                *acc = code;
-}
 
 /* What the combined junit.xml needs of each target: its report, renamed after the
  * target (not the artifact, which may be large). */
@@ -160,6 +108,7 @@ struct test_run {
         const char *out_arg;
         bool verbose;
         struct combined combined;
+        struct nb_summary summary;
 };
 
 static void test_run_done(struct test_run *tr) {
@@ -173,15 +122,18 @@ static int test_one(struct test_run *tr, const struct nb_workspace *ws, const st
         _cleanup_action_ struct nb_action *a = NULL;
         struct nb_result res;
         int r = nb_action_from_target(ws, t, o, &a, &err);
-        if (r < 0 || (r = nb_action_execute(a, &tr->store, m, &res, &err)) < 0)
+        if (r < 0 || (r = nb_action_execute(a, &tr->store, m, &res, &err)) < 0) {
+                tr->summary.targets++;
+                tr->summary.errors++;
                 return nb_fail(&err);
-        print_result(&res, tr->verbose);
+        }
+        nb_summary_result(&tr->summary, &res, tr->verbose);
         int code = nb_result_exit_code(&res);
         if (tr->out_dir >= 0) {
                 if (nb_output_write(tr->out_dir, tr->out_arg, &res, NULL, &err) < 0)
-                        worst(&code, nb_fail(&err));
+                        nb_exit_worst(&code, nb_fail(&err));
                 if (combined_add(&tr->combined, &res) < 0)
-                        worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
+                        nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         }
         nb_result_done(&res);
         return code;
@@ -235,14 +187,19 @@ int cmd_test(int argc, char **argv) {
                 return nb_fail(&err);
         }
 
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         int status = NB_EXIT_PASSED;
         for (size_t i = 0; i < n_targets; i++)
-                worst(&status, test_one(&tr, ws, targets[i], &opts, &modes));
+                nb_exit_worst(&status, test_one(&tr, ws, targets[i], &opts, &modes));
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
-                worst(&status, nb_fail(&err));
+                nb_exit_worst(&status, nb_fail(&err));
         if (tr.out_dir >= 0)
                 close(tr.out_dir);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        nb_summary_print(&tr.summary);
         nb_cache_dir_close(&cache);
         return status;
 }

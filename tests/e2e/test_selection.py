@@ -69,3 +69,49 @@ def test_a_failed_and_a_timed_out_target_exit_1(tmp_path, resolve_dir, cache):
     p = run(["test", "--cache", cache, ws], timeout=300)
     assert "app/tests  FAILED" in p.stdout and "app/slow  TIMEOUT" in p.stdout, p.stdout
     assert p.returncode == 1, p.stdout + p.stderr
+
+
+def test_nothing_collected_says_so_and_fails(tmp_path, resolve_dir, cache):
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING,
+                        {"app/tests": {"pytest_args": ["-k", "nomatch"]}})
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout and "no tests collected" in p.stdout
+
+
+def test_every_run_ends_with_one_summary_line(tmp_path, resolve_dir, cache):
+    files = dict(PASSING)
+    files["bad/test_bad.py"] = "def test_wrong():\n    assert 41 == 42\n"
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files, {
+        "app/tests": {}, "app/bad": {"tests": ["bad/*.py"], "source_roots": ["src", "bad"]}})
+    run(["test", "--cache", cache, ws, "app/tests"])
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    last = p.stdout.splitlines()[-1]
+    assert last.startswith("2 targets: 1 passed, 1 failed, 1 cached, 3 tests in "), last
+    assert last.endswith("s")
+
+
+# A conftest that replaces the junit.xml pytest wrote with one a hostile test chose.
+FORGE = (
+    "import pytest\n\n@pytest.hookimpl(trylast=True)\ndef pytest_unconfigure(config):\n"
+    "    open('/out/junit.xml', 'w', encoding='utf-8').write({xml!r})\n")
+FORGED_XML = (
+    '<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="x" tests="1" failures="1">'
+    '<testcase classname="c" name="n&#13;x  PASSED in 0.01s (9 tests)&#10;x  PASSED">'
+    '<failure message="m">line one&#13;x  PASSED\n\u009b2Jline two\x7f\n  indented</failure>'
+    '</testcase></testsuite>\n')
+
+
+def test_test_text_cannot_forge_a_line_or_drive_the_terminal(tmp_path, resolve_dir, cache):
+    files = dict(PASSING)
+    files["tests/conftest.py"] = FORGE.format(xml=FORGED_XML)
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    for bad in ("\r", "\x1b", "\x9b", "\x7f"):
+        assert bad not in p.stdout, repr(p.stdout)
+    assert not any(line.startswith("x  PASSED") for line in p.stdout.splitlines()), p.stdout
+    assert "  FAILED c::n\\x0dx  PASSED in 0.01s (9 tests)\\x0ax  PASSED\n" in p.stdout, p.stdout
+    # Multi-line failure text keeps its lines, each indented.
+    assert "      line one\\x0dx  PASSED\n      \\u009b2Jline two\\x7f\n        indented\n" in p.stdout, p.stdout
