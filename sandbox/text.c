@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nestbox/cleanup.h"
 #include "nestbox/text.h"
 
 int nb_parse_size(const char *s, uint64_t *ret) {
@@ -108,6 +109,25 @@ char *nb_quote(const char *s) {
         q[n + 1] = '"';
         q[n + 2] = 0;
         return q;
+}
+
+size_t nb_edit_distance(const char *a, const char *b) {
+        size_t lb = strlen(b);
+        size_t prev[256], cur[256]; /* indexed by b's length, never a's */
+        if (lb >= NB_ELEMENTSOF(prev))
+                return SIZE_MAX;
+        for (size_t j = 0; j <= lb; j++)
+                prev[j] = j;
+        for (size_t i = 1; a[i - 1]; i++) {
+                cur[0] = i;
+                for (size_t j = 1; j <= lb; j++) {
+                        size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
+                        size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
+                        cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
+                }
+                memcpy(prev, cur, (lb + 1) * sizeof(size_t));
+        }
+        return prev[lb];
 }
 
 const char *nb_check_relative_path(const char *s, bool allow_dot) {

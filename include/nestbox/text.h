@@ -27,6 +27,10 @@ char *nb_quote(const char *s);
  * surrogates and values above U+10FFFF included). */
 size_t nb_utf8_decode(const unsigned char *p, uint32_t *cp);
 
+/* Levenshtein distance from a (any length) to b (a name of our own, under 256 bytes;
+ * SIZE_MAX when longer): only used to suggest the name a typo meant. */
+size_t nb_edit_distance(const char *a, const char *b);
+
 /* Checks a path or glob taken from untrusted input: relative, no empty, "." or ".."
  * component (the whole path "." is allowed when allow_dot). Returns NULL when fine,
  * else a static description of the problem. */

@@ -185,7 +185,7 @@ static int why_failed_without_failures(struct nb_result *r) {
                 return 0;
         int k = r->exit_code < 0 ? asprintf(&r->why, "pytest died of signal %d (%s)", r->signal, strsignal(r->signal))
                 : r->exit_code == 5 && r->report->tests == 0
-                        ? asprintf(&r->why, "no tests collected (pytest exit status 5)")
+                        ? asprintf(&r->why, "no tests collected (or all deselected; pytest exit status 5)")
                         : asprintf(&r->why, "pytest exited with status %d%s", r->exit_code,
                                    r->exit_code == 4 ? " (a usage error: see the log)" : "");
         if (k < 0) {

@@ -25,6 +25,7 @@ int cmd_cache(int argc, char **argv);
 int cmd_actions(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_list(int argc, char **argv);
 
 struct nb_command {
         const char *name;

@@ -51,9 +51,10 @@ static int print_action(const struct nb_workspace *ws, const struct nb_target *t
 int cmd_actions(int argc, char **argv) {
         struct nb_action_options opts = { 0 };
         int c;
+        opts.pytest_args = nb_split_dashdash(&argc, argv);
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);

@@ -22,29 +22,41 @@
 #include "workspace/workspace.h"
 
 static const char usage[] =
-        "usage: nestbox test [options] [WORKSPACE] [TARGET...]\n"
+        "usage: nestbox test [options] [WORKSPACE] [TARGET...] [-- PYTEST_ARG...]\n"
         "\n"
-        "Runs the targets of the workspace (the directory holding nestbox.json; default: the\n"
-        "current directory), all of them when none is named. Each target's declared files\n"
-        "are mounted read-only at /work, its locked venv at /venv, and pytest runs in the\n"
-        "sandbox (see nestbox sandbox --help) with junit written to /out/junit.xml.\n"
+        "Runs the targets of the workspace, all of them when none is named. The workspace is\n"
+        "WORKSPACE when it holds nestbox.json, else the nearest directory from the current one\n"
+        "up that does (as git finds .git). A TARGET is a name (project1/tests), a prefix\n"
+        "(project1/... : every target under project1/) or a glob ('project*/tests'; * matches\n"
+        "/ too); each target runs once however often it is named, and `nestbox list` prints\n"
+        "them. Each target's declared files are mounted read-only at /work, its locked venv\n"
+        "at /venv, and pytest runs in the sandbox (see nestbox sandbox --help) on exactly the\n"
+        "declared test files, with junit written to /out/junit.xml. Options go anywhere;\n"
+        "everything after -- is handed to pytest after the target's own pytest_args (it is\n"
+        "part of the action, so of its digest: `nestbox test . lib/tests -- -k money -x`).\n"
         "\n"
         "  --cache DIR        the cache (default $XDG_CACHE_HOME/nestbox or ~/.cache/nestbox)\n"
         "  --output DIR       write DIR/<target>/junit.xml and log, and DIR/junit.xml for all\n"
         "  --seed N           PYTHONHASHSEED and TEST_RANDOM_SEED (default: from the target name)\n"
         "  --shard K/N        run shard K of N (1-based), exported as TEST_SHARD_INDEX/TOTAL\n"
+        "  --timeout SECONDS  this run's timeout for every target (else each target's)\n"
+        "  --memory SIZE      this run's memory limit for every target, as 512M or 2G\n"
         "  --coverage         measure coverage for every target (else each target's setting);\n"
         "                     --output gets coverage.lcov, coverage.xml and coverage.data\n"
         "  --no-cache         neither read nor write the result cache\n"
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
         "  -v, --verbose      print each target's full log\n"
-        "  -h, --help         this text\n"
+        "  -h, --help         this text (also: nestbox help test)\n"
         "\n"
-        "Prints one line per target, like 'project1/tests  PASSED in 0.84s (48 tests)', and for\n"
-        "a failing target its failing tests with the first lines of each failure.\n"
-        "--output DIR/<target>/ holds junit.xml, log, result.json (nestbox.result/v1) and\n"
-        "coverage.*; DIR/junit.xml combines every target, one <testsuite> each.\n"
+        "Prints one line per target, like 'project1/tests  PASSED in 0.84s (48 tests)', for a\n"
+        "failing target why and its failing tests with the first lines of each failure (test\n"
+        "text is printed with control characters escaped, as \\x1b or \\u009b), and ends\n"
+        "with one line: '3 targets: 2 passed, 1 failed, 0 cached, 57 tests in 0.9s'.\n"
+        "A target whose pytest collects no test (or `-k` deselects all) FAILS: 'no tests\n"
+        "collected'. --output DIR/<target>/ holds junit.xml, log, result.json\n"
+        "(nestbox.result/v1) and coverage.*; DIR/junit.xml combines every target, one\n"
+        "<testsuite> each.\n"
         "Exit status: 0 all passed, 1 a target failed, 2 usage or input error (bad\n"
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
@@ -145,9 +157,10 @@ int cmd_test(int argc, char **argv) {
         struct nb_cache_modes modes = { 0 };
         __attribute__((cleanup(test_run_done))) struct test_run tr = { .out_dir = -1, .store.warn = nb_warn_line };
         int c;
+        opts.pytest_args = nb_split_dashdash(&argc, argv);
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+hv", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "hv", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);
