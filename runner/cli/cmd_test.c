@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -127,6 +128,25 @@ static void test_run_done(struct test_run *tr) {
         combined_done(&tr->combined);
 }
 
+/* Cancellation (CI cancels with SIGTERM, a person presses ^C): the first signal sets
+ * the cell; a running sandbox then gets the timeout treatment (nb_sandbox_run sees the
+ * signal through its signalfd), nothing new starts, and the run ends "interrupted".
+ * A second signal outside a sandbox ends nestbox at once. */
+static volatile sig_atomic_t cancelled;
+
+static void on_cancel(int sig) {
+        if (cancelled)
+                _exit(128 + sig);
+        cancelled = sig;
+}
+
+static void catch_cancel(void) {
+        struct sigaction sa = { .sa_handler = on_cancel, .sa_flags = SA_RESTART };
+        sigemptyset(&sa.sa_mask);
+        (void) sigaction(SIGINT, &sa, NULL);
+        (void) sigaction(SIGTERM, &sa, NULL);
+}
+
 /* One target, start to finish; returns its exit code. */
 static int test_one(struct test_run *tr, const struct nb_workspace *ws, const struct nb_target *t,
                     const struct nb_action_options *o, const struct nb_cache_modes *m) {
@@ -135,12 +155,18 @@ static int test_one(struct test_run *tr, const struct nb_workspace *ws, const st
         struct nb_result res;
         int r = nb_action_from_target(ws, t, o, &a, &err);
         if (r < 0 || (r = nb_action_execute(a, &tr->store, m, &res, &err)) < 0) {
+                if (cancelled)
+                        return NB_EXIT_PASSED; /* not run: the summary names it */
                 tr->summary.targets++;
                 tr->summary.errors++;
                 return nb_fail(&err);
         }
         nb_summary_result(&tr->summary, &res, tr->verbose);
         int code = nb_result_exit_code(&res);
+        if (res.interrupted) {
+                nb_result_done(&res);
+                return code; /* nothing of it is written or combined */
+        }
         if (tr->out_dir >= 0) {
                 if (nb_output_write(tr->out_dir, tr->out_arg, &res, NULL, &err) < 0)
                         nb_exit_worst(&code, nb_fail(&err));
@@ -203,8 +229,15 @@ int cmd_test(int argc, char **argv) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         int status = NB_EXIT_PASSED;
-        for (size_t i = 0; i < n_targets; i++)
-                nb_exit_worst(&status, test_one(&tr, ws, targets[i], &opts, &modes));
+        catch_cancel();
+        modes.cancel = &cancelled;
+        size_t done = 0;
+        for (; done < n_targets && !cancelled; done++) {
+                size_t before = tr.summary.targets;
+                nb_exit_worst(&status, test_one(&tr, ws, targets[done], &opts, &modes));
+                if (cancelled && tr.summary.targets == before)
+                        break; /* it never started */
+        }
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
                 nb_exit_worst(&status, nb_fail(&err));
@@ -213,6 +246,10 @@ int cmd_test(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
         nb_summary_print(&tr.summary);
+        if (cancelled) {
+                nb_summary_interrupted(cancelled, targets + done, n_targets - done);
+                return cancelled == SIGINT ? NB_EXIT_SIGINT : NB_EXIT_SIGTERM;
+        }
         nb_cache_dir_close(&cache);
         return status;
 }

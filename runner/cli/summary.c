@@ -3,6 +3,7 @@
  * at the end. Everything that came out of a test (names, failure text, the log) is
  * untrusted and printed through nb_escape(), so it cannot forge a line or drive the
  * terminal. */
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -41,7 +42,7 @@ static void put_name(const char *s) {
 void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool verbose) {
         const struct nb_junit_report *rep = res->report;
         put_name(res->target);
-        printf("  %s in %.2fs (%zu tests", nb_target_status_name(res->status), res->wall_sec, rep->tests);
+        printf("  %s in %.2fs (%zu tests", res->interrupted ? "INTERRUPTED" : nb_target_status_name(res->status), res->wall_sec, rep->tests);
         if (rep->failures + rep->errors)
                 printf(", %zu failed", rep->failures + rep->errors);
         if (rep->skipped)
@@ -72,7 +73,8 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
                 s->tests += rep->tests;
                 s->cached += res->cached;
                 s->passed += res->status == NB_TARGET_PASSED;
-                s->failed += res->status == NB_TARGET_FAILED;
+                s->interrupted += res->interrupted != 0;
+                s->failed += res->status == NB_TARGET_FAILED && !res->interrupted;
                 s->timed_out += res->status == NB_TARGET_TIMEOUT;
         }
 }
@@ -93,10 +95,26 @@ void nb_exit_worst(int *acc, int code) {
                 *acc = code;
 }
 
+void nb_summary_interrupted(int sig, const struct nb_target *const *not_run, size_t n) {
+        printf("interrupted by %s; ", sig == SIGINT ? "SIGINT" : "SIGTERM");
+        if (n == 0)
+                fputs("every target had started", stdout);
+        else
+                printf("not run (%zu): ", n);
+        for (size_t i = 0; i < n; i++) {
+                fputs(i ? ", " : "", stdout);
+                put_name(not_run[i]->name);
+        }
+        fputc('\n', stdout);
+        fflush(stdout);
+}
+
 void nb_summary_print(const struct nb_summary *s) {
         printf("%zu target%s: %zu passed, %zu failed", s->targets, s->targets == 1 ? "" : "s", s->passed, s->failed);
         if (s->timed_out)
                 printf(", %zu timed out", s->timed_out);
+        if (s->interrupted)
+                printf(", %zu interrupted", s->interrupted);
         if (s->errors)
                 printf(", %zu not run (error)", s->errors);
         printf(", %zu cached, %zu tests in %.1fs\n", s->cached, s->tests, s->wall_sec);
