@@ -115,3 +115,40 @@ def test_help_verb_prints_the_manual():
     assert run(["help", "list"]).stdout.startswith("usage: nestbox list")
     p = run(["help", "nope"])
     assert p.returncode == 2 and "'nope' is not a nestbox command" in p.stderr
+
+
+# ---- minor items of the command line (issue 15) ------------------------------------
+
+def test_sandbox_result_ends_with_a_newline(tmp_path):
+    from conftest import sandbox
+    r = tmp_path / "r.json"
+    p = sandbox("/bin/true", opts=["--result", r])
+    assert p.returncode == 0, p.stderr
+    text = r.read_text()
+    assert text.endswith("}\n") and json.loads(text)["exit_code"] == 0
+
+
+def test_sandbox_result_in_a_missing_directory_is_a_usage_error():
+    from conftest import sandbox
+    p = sandbox("/bin/true", opts=["--result", "/nonexistent/r.json"])
+    assert p.returncode == 2
+    assert p.stderr == "nestbox: --result /nonexistent/r.json: No such file or directory\n"
+
+
+def test_sandbox_bad_chdir_and_tmpfs_are_usage_errors():
+    from conftest import sandbox
+    p = sandbox("/bin/true", opts=["--chdir", "/nope"])
+    assert p.returncode == 2 and "--chdir /nope" in p.stderr, p.stderr
+    p = sandbox("/bin/true", opts=["--tmpfs", "/t:abc"])
+    assert p.returncode == 2 and "--tmpfs /t:abc:" in p.stderr, p.stderr
+
+
+def test_allow_syscall_points_at_doctor_syscalls():
+    from conftest import sandbox
+    p = sandbox("/bin/true", opts=["--allow-syscall", "read"])
+    assert p.returncode == 2 and "nestbox doctor --syscalls" in p.stderr, p.stderr
+
+
+def test_a_seed_beyond_int64_is_refused(ws, cache):
+    p = run(["test", "--cache", cache, ws, "--seed", "18446744073709551615"])
+    assert p.returncode == 2 and "--seed 18446744073709551615: expected an integer" in p.stderr
