@@ -62,13 +62,24 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
         _cleanup_free_ char *sub = output_subdir(r->target);
         if (!sub)
                 return nb_error_set(err, ENOMEM, "--output");
+        /* DIR/<target>/ holds this run's files only: what an earlier run left (a
+         * screenshot of a failure) goes first. Parent by parent, never following a link. */
+        char *slash = strrchr(sub, '/');
+        if (slash)
+                *slash = 0;
+        _cleanup_close_ int parent = slash ? nb_mkdir_p_beneath(out_dir, sub, 0755) : fcntl(out_dir, F_DUPFD_CLOEXEC, 3);
+        if (slash)
+                *slash = '/';
+        int k = parent < 0 ? parent : nb_rm_rf_at(parent, slash ? slash + 1 : sub);
+        if (k < 0)
+                return nb_error_set(err, -k, "--output: %s", sub);
         _cleanup_close_ int dir = nb_mkdir_p_beneath(out_dir, sub, 0755);
         if (dir < 0)
                 return nb_error_set(err, -dir, "--output: %s", sub);
         _cleanup_close_ int d = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d < 0)
                 return nb_error_set(err, errno, "--output: %s", sub);
-        int k = nb_artifact_extract(&r->artifact, d, err);
+        k = nb_artifact_extract(&r->artifact, d, err);
         if (k < 0)
                 return nb_error_wrap(err, k, "--output: %s", sub);
         /* A replayed junit.xml says so: cached is this invocation's property. */

@@ -152,3 +152,17 @@ def test_allow_syscall_points_at_doctor_syscalls():
 def test_a_seed_beyond_int64_is_refused(ws, cache):
     p = run(["test", "--cache", cache, ws, "--seed", "18446744073709551615"])
     assert p.returncode == 2 and "--seed 18446744073709551615: expected an integer" in p.stderr
+
+
+def test_output_holds_only_this_runs_files(tmp_path, ws, cache):
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws, "app/tests"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    (out / "app/tests/undeclared").mkdir(exist_ok=True)
+    (out / "app/tests/undeclared/screenshot.png").write_text("from a failed run")
+    (out / "app/tests/coverage.xml").write_text("old")
+    p = run(["test", "--cache", cache, "--output", out, ws, "app/tests"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not (out / "app/tests/undeclared/screenshot.png").exists()
+    assert not (out / "app/tests/coverage.xml").exists()
+    assert (out / "app/tests/junit.xml").exists()
