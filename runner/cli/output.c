@@ -15,10 +15,7 @@
 #include "nestbox/text.h"
 
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
-        _cleanup_close_ int base = open(arg[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (base < 0)
-                return nb_error_set(err, errno, "--output %s", arg);
-        int fd = nb_mkdir_p_beneath(base, arg[0] == '/' ? arg + 1 : arg, 0755);
+        int fd = nb_mkdir_p_user(arg, 0755);
         if (fd < 0)
                 return nb_error_classify(err, NB_ERROR_USAGE, nb_error_set(err, -fd, "--output %s", arg));
         *ret_fd = fd;

@@ -166,3 +166,21 @@ def test_output_holds_only_this_runs_files(tmp_path, ws, cache):
     assert not (out / "app/tests/undeclared/screenshot.png").exists()
     assert not (out / "app/tests/coverage.xml").exists()
     assert (out / "app/tests/junit.xml").exists()
+
+
+def test_symlinked_home_and_output_prefixes_are_followed(tmp_path, ws):
+    real = tmp_path / "var/home/me"
+    real.mkdir(parents=True)
+    (tmp_path / "home").symlink_to("var/home")
+    env = {k: v for k, v in __import__("os").environ.items() if k != "XDG_CACHE_HOME"}
+    env["HOME"] = str(tmp_path / "home/me")
+    out = tmp_path / "home/me/out/run1"
+    p = run(["test", "--output", out, ws, "app/tests"], env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (real / ".cache/nestbox/ac").is_dir()
+    assert (real / "out/run1/app/tests/junit.xml").exists()
+    # Beneath the output root a link is still refused, never followed.
+    (real / "out/run2").mkdir()
+    (real / "out/run2/app").symlink_to(tmp_path)
+    p = run(["test", "--output", tmp_path / "home/me/out/run2", ws, "app/tests"], env=env)
+    assert p.returncode != 0 and not (tmp_path / "tests").exists()
