@@ -36,17 +36,15 @@ int cmd_list(int argc, char **argv) {
                         return nb_usage(stdout, usage, 0);
                 return nb_die(NB_EXIT_USAGE, "%s: unknown option; see 'nestbox list --help'", argv[optind - 1]);
         }
-        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
-        _cleanup_free_ const struct nb_target **targets = NULL;
-        size_t n = 0;
-        int r = nb_load_targets(argc - optind, argv + optind, &ws, &targets, &n);
+        _cleanup_selection_ struct nb_selection sel = { 0 };
+        int r = nb_load_targets(argc - optind, argv + optind, &sel);
         if (r != 0)
                 return r;
         /* In the workspace's order (sorted), whatever the order named. */
-        for (size_t i = 0; i < ws->n_targets; i++)
-                for (size_t k = 0; k < n; k++)
-                        if (targets[k] == &ws->targets[i]) {
-                                _cleanup_free_ char *e = nb_escape(ws->targets[i].name, 0);
+        for (size_t i = 0; i < sel.ws->n_targets; i++)
+                for (size_t k = 0; k < sel.n; k++)
+                        if (sel.targets[k] == &sel.ws->targets[i]) {
+                                _cleanup_free_ char *e = nb_escape(sel.ws->targets[i].name, 0);
                                 printf("%s\n", e ? e : "?");
                         }
         if (fflush(stdout) != 0)

@@ -209,10 +209,8 @@ int cmd_test(int argc, char **argv) {
                 }
                 }
         }
-        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
-        _cleanup_free_ const struct nb_target **targets = NULL;
-        size_t n_targets = 0;
-        int r = nb_load_targets(argc - optind, argv + optind, &ws, &targets, &n_targets);
+        _cleanup_selection_ struct nb_selection sel = { 0 };
+        int r = nb_load_targets(argc - optind, argv + optind, &sel);
         if (r != 0)
                 return r;
 
@@ -232,9 +230,9 @@ int cmd_test(int argc, char **argv) {
         catch_cancel();
         modes.cancel = &cancelled;
         size_t done = 0;
-        for (; done < n_targets && !cancelled; done++) {
+        for (; done < sel.n && !cancelled; done++) {
                 size_t before = tr.summary.targets;
-                nb_exit_worst(&status, test_one(&tr, ws, targets[done], &opts, &modes));
+                nb_exit_worst(&status, test_one(&tr, sel.ws, sel.targets[done], &opts, &modes));
                 if (cancelled && tr.summary.targets == before)
                         break; /* it never started */
         }
@@ -247,7 +245,7 @@ int cmd_test(int argc, char **argv) {
         tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
         nb_summary_print(&tr.summary);
         if (cancelled) {
-                nb_summary_interrupted(cancelled, targets + done, n_targets - done);
+                nb_summary_interrupted(cancelled, sel.targets + done, sel.n - done);
                 return cancelled == SIGINT ? NB_EXIT_SIGINT : NB_EXIT_SIGTERM;
         }
         nb_cache_dir_close(&cache);

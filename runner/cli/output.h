@@ -58,5 +58,11 @@ void nb_warn_line(const char *message, void *userdata);
  * targets named (all when none): a name, a prefix "dir/..." or a glob ("*" matches "/"
  * too), each target once, in the order named. Prints the problem (with a did-you-mean)
  * and returns its exit code, else 0. */
-int nb_load_targets(int argc, char **argv, struct nb_workspace **ret_ws, const struct nb_target ***ret_targets,
-                    size_t *ret_n);
+struct nb_selection {
+        struct nb_workspace *ws;
+        const struct nb_target **targets;
+        size_t n;
+};
+int nb_load_targets(int argc, char **argv, struct nb_selection *ret);
+void nb_selection_done(struct nb_selection *s);
+#define _cleanup_selection_ __attribute__((cleanup(nb_selection_done)))

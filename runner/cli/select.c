@@ -95,8 +95,13 @@ static int no_target(const struct nb_workspace *ws, const char *root, const char
         return nb_die(NB_EXIT_USAGE, "%s: no target %s ('nestbox list' prints them)", root, q ? q : name);
 }
 
-int nb_load_targets(int argc, char **argv, struct nb_workspace **ret_ws, const struct nb_target ***ret_targets,
-                    size_t *ret_n) {
+void nb_selection_done(struct nb_selection *s) {
+        nb_workspace_free(s->ws);
+        free(s->targets);
+        *s = (struct nb_selection) { 0 };
+}
+
+int nb_load_targets(int argc, char **argv, struct nb_selection *ret) {
         _cleanup_free_ char *found = NULL;
         const char *root;
         if (argc > 0 && is_workspace(argv[0])) {
@@ -135,8 +140,6 @@ int nb_load_targets(int argc, char **argv, struct nb_workspace **ret_ws, const s
                 if (argc > 0 && !any)
                         return no_target(ws, root, argv[a]);
         }
-        *ret_ws = TAKE_PTR(ws);
-        *ret_targets = TAKE_PTR(targets);
-        *ret_n = n;
+        *ret = (struct nb_selection) { TAKE_PTR(ws), TAKE_PTR(targets), n };
         return 0;
 }
