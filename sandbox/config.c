@@ -114,7 +114,7 @@ int nb_sandbox_allow_syscall(struct nb_sandbox_config *cfg, const char *name, st
                                 return nb_error_set(err, ENOMEM, "--allow-syscall");
                         return strv_push(&cfg->allow_syscalls, &cfg->n_allow_syscalls, s);
                 }
-        return nb_error_setx(err, EINVAL, "--allow-syscall %s: not on the deny list (see nestbox doctor)", name);
+        return nb_error_setx(err, EINVAL, "--allow-syscall %s: not on the deny list (see nestbox doctor --syscalls)", name);
 }
 
 int nb_sandbox_set_argv(struct nb_sandbox_config *cfg, char *const *argv) {

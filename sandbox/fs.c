@@ -120,6 +120,36 @@ int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode) {
         return mkdir_p(dirfd, path, mode, false);
 }
 
+int nb_mkdir_p_user(const char *path, mode_t mode) {
+        _cleanup_free_ char *p = strdup(path);
+        if (!p)
+                return -ENOMEM;
+        const char *base = p[0] == '/' ? "/" : ".";
+        /* The longest prefix that exists, opened the ordinary way: links in it are the
+         * user's own (/home -> var/home) and are followed. */
+        for (char *cut = p + strlen(p);;) {
+                char saved = *cut;
+                *cut = 0;
+                bool empty = strspn(p, "/") == strlen(p);
+                int fd = open(empty ? base : p, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+                *cut = saved;
+                if (fd < 0 && errno != ENOENT)
+                        return -errno;
+                if (fd >= 0) {
+                        const char *rest = cut + strspn(cut, "/");
+                        if (!*rest)
+                                return fd;
+                        int r = nb_mkdir_p_beneath(fd, rest, mode);
+                        close(fd);
+                        return r;
+                }
+                if (empty)
+                        return -ENOENT;
+                while (cut > p && *--cut != '/')
+                        ;
+        }
+}
+
 int nb_mkdir_p_in_root(int rootfd, const char *path, mode_t mode) {
         return mkdir_p(rootfd, path, mode, true);
 }

@@ -52,6 +52,7 @@ __attribute__((noreturn)) static void exec_command(const struct nb_init_args *a)
         const char *cwd = cfg->cwd ? cfg->cwd : "/";
         if (chdir(cwd) < 0) {
                 nb_error_set(&err, errno, "--chdir %s", cwd);
+                (void) nb_write_all(a->err_fd, "X", 1); /* the caller's argument, like exec */
                 goto fail;
         }
         /* Only fds 0, 1 and 2 cross into the command (the error pipe closes on exec). */

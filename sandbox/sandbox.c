@@ -248,6 +248,7 @@ static int supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_co
                      double start, struct nb_sandbox_result *res) {
         double deadline = cfg->timeout_sec > 0 ? start + cfg->timeout_sec : 0;
         double grace = cfg->kill_grace_sec > 0 ? cfg->kill_grace_sec : 0;
+        bool aborted = false; /* SIGABRT sent: the deadline is now the grace's end */
         for (;;) {
                 int wait_ms = -1;
                 if (deadline > 0) {
@@ -266,12 +267,27 @@ static int supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_co
                         ssize_t got = read(sigfd, &si, sizeof(si));
                         if (got < 0 && errno != EAGAIN && errno != EINTR)
                                 return -errno;
-                        if (got == (ssize_t) sizeof(si))
-                                (void) kill(pid, (int) si.ssi_signo);
+                        int sig = got == (ssize_t) sizeof(si) ? (int) si.ssi_signo : 0;
+                        bool cancels = cfg->cancel && (sig == SIGINT || sig == SIGTERM);
+                        if (cancels && (res->cancelled || *cfg->cancel)) {
+                                (void) kill(pid, SIGKILL); /* the second: at once */
+                                res->cancelled = res->cancelled ? res->cancelled : sig;
+                                deadline = 0;
+                        } else if (cancels) {
+                                res->cancelled = sig;
+                                *cfg->cancel = sig;
+                                if (!aborted) {
+                                        aborted = true;
+                                        (void) kill(pid, SIGABRT);
+                                        deadline = now_sec() + grace;
+                                }
+                        } else if (sig)
+                                (void) kill(pid, sig);
                 }
                 if (deadline > 0 && now_sec() >= deadline) {
-                        if (!res->timed_out) {
+                        if (!aborted) {
                                 res->timed_out = true;
+                                aborted = true;
                                 (void) kill(pid, SIGABRT);
                                 deadline = now_sec() + grace;
                         } else {
@@ -405,6 +421,9 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         _cleanup_close_ int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
         if (sigfd < 0)
                 return nb_error_set(err, errno, "signalfd");
+        /* A cancellation that came before the signals were blocked: start nothing. */
+        if (cfg->cancel && *cfg->cancel)
+                return nb_error_setx(err, ECANCELED, "interrupted before the sandbox started");
 
         double start = now_sec();
         struct child_args ca = { .cfg = cfg, .filter_fd = filter_fd, .ids = &ids, .limits = limits, .p = &p };

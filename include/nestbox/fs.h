@@ -19,6 +19,12 @@ int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
 /* mkdir -p of path beneath dirfd; returns an O_DIRECTORY fd of the last component. */
 int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode);
 
+/* mkdir -p of a path the invoker gave (--output, the cache's default under $HOME or
+ * $XDG_CACHE_HOME): symlinks in the prefix that already exists are followed (Fedora
+ * Atomic's /home -> var/home), what is created is made without following any. Returns
+ * an O_DIRECTORY fd of the last component. */
+int nb_mkdir_p_user(const char *path, mode_t mode);
+
 /* For a tree we assemble ourselves (the sandbox's new root): path is opened with
  * rootfd as "/" (openat2 RESOLVE_IN_ROOT | RESOLVE_NO_MAGICLINKS), so a symlink in it
  * such as /lib -> usr/lib is honoured, yet neither it nor ".." can lead outside. */

@@ -6,6 +6,8 @@
  * nb_sandbox_result back. See the README, "What a test sees". */
 #pragma once
 
+#include <signal.h>
+
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -60,6 +62,12 @@ struct nb_sandbox_config {
         uid_t uid;             /* inside; default 1000 */
         gid_t gid;
         int stdin_fd, stdout_fd, stderr_fd; /* -1: inherit ours */
+        /* NULL: SIGINT and SIGTERM are forwarded to the command like any signal. Else a
+         * run is cancellable: it does not start when *cancel is already set (-ECANCELED),
+         * and the first SIGINT/SIGTERM during it gets the timeout treatment (SIGABRT, the
+         * grace, SIGKILL) and is stored in *cancel; a second kills at once. The caller's
+         * own handler sets *cancel for signals that arrive between runs. */
+        volatile sig_atomic_t *cancel;
         /* Called in the parent once the sandbox's pid 1 exists (host pid). */
         void (*on_started)(pid_t init_pid, void *userdata);
         void *userdata;
@@ -69,6 +77,7 @@ struct nb_sandbox_result {
         int exit_code;        /* when exited normally, else -1 */
         int signal;           /* the signal that ended the command, else 0 */
         bool timed_out;
+        int cancelled;        /* the SIGINT/SIGTERM that cancelled the run (cfg->cancel), else 0 */
         bool oom_killed;
         bool pids_limited;    /* the pids limit refused at least one fork */
         bool exec_failed;     /* the command could not be executed (err says why) */

@@ -4,14 +4,32 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 /* Parses "123", "64k", "512M", "2G" (powers of 1024) into bytes. */
 int nb_parse_size(const char *s, uint64_t *ret);
 
-/* s in double quotes, with quotes, backslashes and control bytes escaped so that a hostile name
+/* s with every control character escaped so that printing it cannot move the cursor,
+ * recolour or rewrite a line of a terminal: C0 controls (CR, LF, ESC, ...) and DEL as
+ * \xNN, C1 controls (U+0080..U+009F; U+009B is a CSI) as \u00NN, a byte that is not
+ * valid UTF-8 as \xNN. With NB_ESCAPE_KEEP_NEWLINES, LF stays a line break; with
+ * NB_ESCAPE_QUOTES, '"' and '\\' are escaped too. NULL when out of memory. */
+enum { NB_ESCAPE_KEEP_NEWLINES = 1 << 0, NB_ESCAPE_QUOTES = 1 << 1 };
+char *nb_escape(const char *s, unsigned flags);
+
+/* s in double quotes, escaped as nb_escape(s, NB_ESCAPE_QUOTES) so that a hostile name
  * cannot break a one-line message. NULL when out of memory. */
 char *nb_quote(const char *s);
+
+/* Decodes one UTF-8 sequence at p (NUL-terminated, so reading stops at the end).
+ * Returns its length, or 0 for a byte that starts no valid sequence (overlong forms,
+ * surrogates and values above U+10FFFF included). */
+size_t nb_utf8_decode(const unsigned char *p, uint32_t *cp);
+
+/* Levenshtein distance from a (any length) to b (a name of our own, under 256 bytes;
+ * SIZE_MAX when longer): only used to suggest the name a typo meant. */
+size_t nb_edit_distance(const char *a, const char *b);
 
 /* Checks a path or glob taken from untrusted input: relative, no empty, "." or ".."
  * component (the whole path "." is allowed when allow_dot). Returns NULL when fine,

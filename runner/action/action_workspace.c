@@ -10,18 +10,25 @@
 #include "action/action_workspace.h"
 #include "nestbox/cleanup.h"
 
-static int strv_copy(char **v, char ***ret) {
-        size_t n = 0;
+/* A copy of v followed by more (may be NULL). */
+static int strv_concat(char **v, char **more, char ***ret) {
+        size_t n = 0, m = 0;
         while (v[n])
                 n++;
-        _cleanup_strv_free_ char **c = calloc(n + 1, sizeof(char *));
+        while (more && more[m])
+                m++;
+        _cleanup_strv_free_ char **c = calloc(n + m + 1, sizeof(char *));
         if (!c)
                 return -ENOMEM;
-        for (size_t i = 0; i < n; i++)
-                if (!(c[i] = strdup(v[i])))
+        for (size_t i = 0; i < n + m; i++)
+                if (!(c[i] = strdup(i < n ? v[i] : more[i - n])))
                         return -ENOMEM;
         *ret = TAKE_PTR(c);
         return 0;
+}
+
+static int strv_copy(char **v, char ***ret) {
+        return strv_concat(v, NULL, ret);
 }
 
 /* The variables the target passes through, with the values they have now; an unset
@@ -61,7 +68,8 @@ int nb_action_from_target(const struct nb_workspace *ws, const struct nb_target 
         _cleanup_action_ struct nb_action *a = calloc(1, sizeof(*a));
         if (!a)
                 return nb_error_set(err, ENOMEM, "target \"%s\"", t->name);
-        a->policy = (struct nb_policy) { t->timeout_ms, t->memory, t->pids, false };
+        a->policy = (struct nb_policy) { o->timeout_ms ? o->timeout_ms : t->timeout_ms, o->memory ? o->memory : t->memory,
+                                         t->pids, false };
         a->shard_index = o->shard_count > 1 ? o->shard_index : 1;
         a->shard_count = o->shard_count > 1 ? o->shard_count : 1;
         a->seed = o->seed_set ? o->seed : nb_action_default_seed(t->name);
@@ -70,7 +78,7 @@ int nb_action_from_target(const struct nb_workspace *ws, const struct nb_target 
         if (!(a->target = strdup(t->name)) || !(a->root = strdup(ws->root)) || !(a->python = strdup(ws->python)) ||
             !(a->lockfile = strdup(t->resolve->lockfile_path)) || !(a->wheelhouse = strdup(t->resolve->wheelhouse_path)) ||
             strv_copy(t->sources, &a->sources) < 0 || strv_copy(t->tests, &a->tests) < 0 ||
-            strv_copy(t->source_roots, &a->source_roots) < 0 || strv_copy(t->pytest_args, &a->pytest_args) < 0 ||
+            strv_copy(t->source_roots, &a->source_roots) < 0 || strv_concat(t->pytest_args, o->pytest_args, &a->pytest_args) < 0 ||
             pass_env(t->env, &a->env) < 0)
                 return nb_error_set(err, ENOMEM, "target \"%s\"", t->name);
         *ret = TAKE_PTR(a);

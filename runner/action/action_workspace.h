@@ -16,6 +16,9 @@ struct nb_action_options {
         unsigned shard_count; /* 0 or 1: no sharding */
         bool coverage;        /* on for every target (else the target's setting) */
         unsigned run;         /* 1-based; 0 means 1 */
+        uint64_t timeout_ms;  /* 0: the target's */
+        uint64_t memory;      /* bytes; 0: the target's */
+        char **pytest_args;   /* NULL or NULL-terminated: after the target's own */
 };
 
 int nb_action_from_target(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_action_options *o,

@@ -23,11 +23,11 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                         return r;
                 nb_error_clear(err);
         }
-        if ((r = nb_action_run(a, s->dir, ret, err)) < 0) {
+        if ((r = nb_action_run(a, s->dir, m->cancel, ret, err)) < 0) {
                 nb_result_done(ret);
                 return nb_error_wrap(err, r, "target \"%s\"", a->target);
         }
-        if (!m->no_cache) {
+        if (!m->no_cache && !ret->interrupted) {
                 _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
                 if (nb_result_store(s, ret, &serr) < 0 && s->warn) {
                         _cleanup_free_ char *line = NULL;

@@ -4,6 +4,7 @@
  * it and stores the result. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 
 #include "action/action.h"
@@ -14,6 +15,9 @@ struct nb_cache_modes {
         bool no_cache;       /* neither read nor write the result cache */
         bool force;          /* run even when cached (and store the new result) */
         bool cache_failures; /* replay cached failures too (else only passes) */
+        /* NULL, or the cell that makes runs cancellable (nb_sandbox_config.cancel): an
+         * interrupted result is returned (interrupted set) but never stored. */
+        volatile sig_atomic_t *cancel;
 };
 
 /* A result that cannot be stored (a full disk) is still returned, with one line

@@ -45,6 +45,7 @@ struct nb_result {
         char *memory_backend, *pids_backend;
         char *why; /* one line when the report was synthesized; NULL otherwise */
         bool cached;
+        int interrupted; /* the SIGINT/SIGTERM that cut the run short; never stored */
         struct nb_junit_report *report; /* never NULL in a finished result */
         struct nb_artifact artifact;    /* junit.xml, log, coverage.*, undeclared/, result.json */
 };

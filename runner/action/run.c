@@ -264,7 +264,8 @@ static int configure(struct nb_sandbox_config *cfg, const struct nb_action *a, c
         return 0;
 }
 
-int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, struct nb_result *ret, struct nb_error *err) {
+int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
+                  struct nb_result *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
         __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
         int r = hold_inputs(a, cache, &in, err);
@@ -285,6 +286,7 @@ int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, struct 
         nb_sandbox_config_init(&cfg);
         if ((r = configure(&cfg, a, &in)) < 0)
                 return nb_error_set(err, -r, "sandbox configuration");
+        cfg.cancel = cancel;
         cfg.stdin_fd = devnull;
         cfg.stdout_fd = cfg.stderr_fd = run.log_fd;
         struct nb_sandbox_result sandbox;

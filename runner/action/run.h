@@ -8,6 +8,8 @@
 #include "cache/cache_dir.h"
 #include "nestbox/sandbox.h"
 
+#include <signal.h>
+
 /* /out is a tmpfs of NB_OUT_SIZE that the host reads through its descriptor after the
  * run (the test cannot fill the host's disk through it); /tmp is a tmpfs of
  * NB_TMP_SIZE. */
@@ -27,7 +29,8 @@ void nb_run_dir_freep(struct nb_run_dir *d);
 /* Runs a (resolved) action. Returns 0 with *ret filled whenever pytest could be
  * started, whatever the tests did; -errno with err (classified) when an input is bad
  * or the sandbox could not be built. */
-int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, struct nb_result *ret, struct nb_error *err);
+int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
+                  struct nb_result *ret, struct nb_error *err);
 
 /* The log, the JUnit report (or one synthesized saying why there is none), the
  * artifact and the status, from a finished sandbox. */

@@ -3,6 +3,7 @@
  * untrusted. /out is read descriptor-relative and no-follow, each file capped; the
  * JUnit XML goes through the hardened parser; the log is capped head and tail. */
 #include <errno.h>
+#include <signal.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,7 +76,9 @@ static int read_log(int fd, char **ret, size_t *ret_len) {
 static char *why_no_report(const struct nb_action *a, const struct nb_sandbox_result *s, const char *parse_error) {
         char *why = NULL;
         int k;
-        if (s->timed_out)
+        if (s->cancelled)
+                k = asprintf(&why, "interrupted by %s (SIGABRT, then SIGKILL)", s->cancelled == SIGINT ? "SIGINT" : "SIGTERM");
+        else if (s->timed_out)
                 k = asprintf(&why, "timed out after %.0fs (SIGABRT, then SIGKILL)", (double) a->policy.timeout_ms / 1000);
         else if (s->oom_killed)
                 k = asprintf(&why, "killed: out of memory (limit %llu bytes, %s)", (unsigned long long) a->policy.memory,
@@ -103,9 +106,10 @@ static int collect_report(const struct nb_action *a, int out_fd, const struct nb
                 nb_error_set(&perr, -r, "reading it");
                 parse_error = nb_error_message(&perr);
         }
-        if (ret->report && !s->timed_out)
+        if (ret->report && !s->timed_out && !s->cancelled)
                 return 0;
-        /* A report from a run that then timed out is incomplete: say so instead. */
+        /* A report from a run that then timed out (or was interrupted) is incomplete:
+         * say so instead. */
         nb_junit_report_free(TAKE_PTR(ret->report));
         if (!(ret->why = why_no_report(a, s, parse_error)))
                 return -ENOMEM;
@@ -166,6 +170,7 @@ static int fill_result(const struct nb_action *a, const struct nb_sandbox_result
         ret->exit_code = s->exit_code;
         ret->signal = s->signal;
         ret->timed_out = s->timed_out;
+        ret->interrupted = s->cancelled;
         ret->oom_killed = s->oom_killed;
         ret->peak_rss_bytes = s->peak_rss_bytes;
         ret->timeout_sec = (double) a->policy.timeout_ms / 1000.0;
@@ -177,7 +182,27 @@ static int fill_result(const struct nb_action *a, const struct nb_sandbox_result
         return ret->target && ret->memory_backend && ret->pids_backend ? 0 : -ENOMEM;
 }
 
+/* pytest failed but no test did: say why, so no FAILED line stands without a reason.
+ * pytest's 5 (nothing collected, `-k nomatch`) fails the target: a target that runs
+ * nothing is a mistake in its globs or arguments, not a pass. */
+static int why_failed_without_failures(struct nb_result *r) {
+        if (r->exit_code == 0 || r->report->failures || r->report->errors)
+                return 0;
+        int k = r->exit_code < 0 ? asprintf(&r->why, "pytest died of signal %d (%s)", r->signal, strsignal(r->signal))
+                : r->exit_code == 5 && r->report->tests == 0
+                        ? asprintf(&r->why, "no tests collected (or all deselected; pytest exit status 5)")
+                        : asprintf(&r->why, "pytest exited with status %d%s", r->exit_code,
+                                   r->exit_code == 4 ? " (a usage error: see the log)" : "");
+        if (k < 0) {
+                r->why = NULL;
+                return -ENOMEM;
+        }
+        return 0;
+}
+
 static enum nb_target_status classify(const struct nb_result *r) {
+        if (r->interrupted)
+                return NB_TARGET_FAILED;
         if (r->timed_out)
                 return NB_TARGET_TIMEOUT;
         if (r->why || r->exit_code != 0 || r->report->failures || r->report->errors)
@@ -196,6 +221,8 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
                 return nb_error_set(err, -r, "reading the log");
         if ((r = fill_result(a, sandbox, ret)) < 0 ||
             (r = collect_report(a, run->out_fd, sandbox, log, log_len, ret)) < 0)
+                return nb_error_set(err, -r, "the report");
+        if (!ret->why && (r = why_failed_without_failures(ret)) < 0)
                 return nb_error_set(err, -r, "the report");
         ret->status = classify(ret);
         if ((r = collect_outputs(run->out_fd, ret, err)) < 0)

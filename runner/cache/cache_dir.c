@@ -46,9 +46,7 @@ int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *
                 path = default_cache_path();
                 if (!path)
                         return nb_error_set(err, ENOMEM, "cache");
-                /* The default path is absolute: walk it from "/". */
-                _cleanup_close_ int root = open("/", O_PATH | O_DIRECTORY | O_CLOEXEC);
-                _cleanup_close_ int made = root < 0 ? -errno : nb_mkdir_p_beneath(root, path + 1, 0755);
+                _cleanup_close_ int made = nb_mkdir_p_user(path, 0755);
                 if (made < 0)
                         return nb_error_set(err, -made, "cache %s", path);
         }

@@ -13,6 +13,8 @@ enum {
         NB_EXIT_USAGE = 2,   /* usage or input error */
         NB_EXIT_INFRA = 3,   /* sandbox or infrastructure error */
         NB_EXIT_TIMEOUT = 4, /* a run hit its timeout */
+        NB_EXIT_SIGINT = 130, /* interrupted: 128 + SIGINT */
+        NB_EXIT_SIGTERM = 143, /* terminated: 128 + SIGTERM */
 };
 
 int cmd_sandbox(int argc, char **argv);
@@ -23,6 +25,7 @@ int cmd_cache(int argc, char **argv);
 int cmd_actions(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
+int cmd_list(int argc, char **argv);
 
 struct nb_command {
         const char *name;

@@ -14,7 +14,7 @@
 #include "workspace/workspace.h"
 
 static const char usage[] =
-        "usage: nestbox actions [options] [WORKSPACE] [TARGET...]\n"
+        "usage: nestbox actions [options] [WORKSPACE] [TARGET...] [-- PYTEST_ARG...]\n"
         "\n"
         "Prints the actions of the named targets of the workspace (all when none is named)\n"
         "as JSON Lines: one nestbox.action/v1 object per line, with the declared globs\n"
@@ -25,6 +25,9 @@ static const char usage[] =
         "  --seed N       the seed of every action (default: from the target's name)\n"
         "  --shard K/N    shard K of N (1-based)\n"
         "  --coverage     coverage on for every action (else each target's setting)\n"
+        "  --timeout S    the timeout of every action, in seconds (else each target's)\n"
+        "  --memory SIZE  the memory limit of every action, as 512M or 2G\n"
+        "  -- ARG...      pytest arguments appended to every action's pytest_args\n"
         "  -h, --help     this text\n"
         "\n"
         "Exit status: 0, or 2 for a usage or input error (bad nestbox.json, a glob that\n"
@@ -51,9 +54,10 @@ static int print_action(const struct nb_workspace *ws, const struct nb_target *t
 int cmd_actions(int argc, char **argv) {
         struct nb_action_options opts = { 0 };
         int c;
+        opts.pytest_args = nb_split_dashdash(&argc, argv);
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+h", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "h", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);
@@ -67,14 +71,12 @@ int cmd_actions(int argc, char **argv) {
                 }
                 }
         }
-        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
-        _cleanup_free_ const struct nb_target **targets = NULL;
-        size_t n = 0;
-        int r = nb_load_targets(argc - optind, argv + optind, &ws, &targets, &n);
+        _cleanup_selection_ struct nb_selection sel = { 0 };
+        int r = nb_load_targets(argc - optind, argv + optind, &sel);
         if (r != 0)
                 return r;
-        for (size_t i = 0; i < n && r == 0; i++)
-                r = print_action(ws, targets[i], &opts);
+        for (size_t i = 0; i < sel.n && r == 0; i++)
+                r = print_action(sel.ws, sel.targets[i], &opts);
         if (fflush(stdout) != 0 && r == 0)
                 return nb_die(NB_EXIT_INFRA, "actions: writing to stdout failed");
         return r;

@@ -138,7 +138,16 @@ static int set_string(char **field, const char *value) {
         return 0;
 }
 
-static int write_result(const char *path, const struct nb_sandbox_result *res) {
+/* --result FILE is opened before the command runs, so a path that cannot be written
+ * is a usage error up front, not a lost status afterwards. */
+static int open_result(const char *path, FILE **ret) {
+        *ret = fopen(path, "we");
+        if (!*ret)
+                return nb_die(NB_EXIT_USAGE, "--result %s: %s", path, strerror(errno));
+        return 0;
+}
+
+static int write_result(FILE *f, const char *path, const struct nb_sandbox_result *res) {
         _cleanup_(json_decrefp) json_t *j = json_pack(
                 "{s:i, s:i, s:b, s:b, s:b, s:f, s:f, s:f, s:I, s:{s:s, s:s}}",
                 "exit_code", res->exit_code, "signal", res->signal, "timed_out", res->timed_out,
@@ -147,8 +156,8 @@ static int write_result(const char *path, const struct nb_sandbox_result *res) {
                 "peak_rss_bytes", (json_int_t) res->peak_rss_bytes,
                 "limits", "memory", nb_limit_backend_name(res->memory_backend),
                 "pids", nb_limit_backend_name(res->pids_backend));
-        if (!j || json_dump_file(j, path, JSON_SORT_KEYS | JSON_INDENT(2)) < 0)
-                return nb_die(NB_EXIT_INFRA, "--result %s: cannot write", path);
+        if (!j || json_dumpf(j, f, JSON_SORT_KEYS | JSON_INDENT(2)) < 0 || fputc('\n', f) == EOF || fflush(f) != 0)
+                return nb_die(NB_EXIT_INFRA, "--result %s: %s", path, strerror(errno ? errno : ENOMEM));
         return 0;
 }
 
@@ -186,8 +195,9 @@ int cmd_sandbox(int argc, char **argv) {
                         uint64_t size = 0;
                         if (colon) {
                                 *colon = 0;
-                                if ((r = parse_u64("--tmpfs", colon + 1, &size, true)) != 0)
-                                        return r;
+                                if (nb_parse_size(colon + 1, &size) < 0 || size == 0)
+                                        return nb_die(NB_EXIT_USAGE, "--tmpfs %s: expected DST:SIZE with a size "
+                                                      "like 64M", optarg);
                         }
                         if (dst[0] != '/')
                                 return nb_die(NB_EXIT_USAGE, "--tmpfs %s: expected an absolute path", optarg);
@@ -281,11 +291,14 @@ int cmd_sandbox(int argc, char **argv) {
         if (nb_sandbox_set_argv(&cfg, argv + optind) < 0)
                 return nb_die(NB_EXIT_INFRA, "out of memory");
 
+        _cleanup_fclose_ FILE *result_file = NULL;
+        if (result_path && (r = open_result(result_path, &result_file)) != 0)
+                return r;
         struct nb_sandbox_result res;
         r = nb_sandbox_run(&cfg, &res, &err);
         if (r < 0)
                 return nb_die_error(res.exec_failed ? NB_EXIT_USAGE : NB_EXIT_INFRA, &err);
-        if (result_path && (r = write_result(result_path, &res)) != 0)
+        if (result_path && (r = write_result(result_file, result_path, &res)) != 0)
                 return r;
         if (res.timed_out)
                 return NB_EXIT_TIMEOUT;

@@ -3,10 +3,12 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "action/action_workspace.h"
@@ -14,35 +16,48 @@
 #include "cache/cache_dir.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/summary.h"
 #include "junit/junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "workspace/workspace.h"
 
 static const char usage[] =
-        "usage: nestbox test [options] [WORKSPACE] [TARGET...]\n"
+        "usage: nestbox test [options] [WORKSPACE] [TARGET...] [-- PYTEST_ARG...]\n"
         "\n"
-        "Runs the targets of the workspace (the directory holding nestbox.json; default: the\n"
-        "current directory), all of them when none is named. Each target's declared files\n"
-        "are mounted read-only at /work, its locked venv at /venv, and pytest runs in the\n"
-        "sandbox (see nestbox sandbox --help) with junit written to /out/junit.xml.\n"
+        "Runs the targets of the workspace, all of them when none is named. The workspace is\n"
+        "WORKSPACE when it holds nestbox.json, else the nearest directory from the current one\n"
+        "up that does (as git finds .git). A TARGET is a name (project1/tests), a prefix\n"
+        "(project1/... : every target under project1/) or a glob ('project*/tests'; * matches\n"
+        "/ too); each target runs once however often it is named, and `nestbox list` prints\n"
+        "them. Each target's declared files are mounted read-only at /work, its locked venv\n"
+        "at /venv, and pytest runs in the sandbox (see nestbox sandbox --help) on exactly the\n"
+        "declared test files, with junit written to /out/junit.xml. Options go anywhere;\n"
+        "everything after -- is handed to pytest after the target's own pytest_args (it is\n"
+        "part of the action, so of its digest: `nestbox test . lib/tests -- -k money -x`).\n"
         "\n"
         "  --cache DIR        the cache (default $XDG_CACHE_HOME/nestbox or ~/.cache/nestbox)\n"
         "  --output DIR       write DIR/<target>/junit.xml and log, and DIR/junit.xml for all\n"
         "  --seed N           PYTHONHASHSEED and TEST_RANDOM_SEED (default: from the target name)\n"
         "  --shard K/N        run shard K of N (1-based), exported as TEST_SHARD_INDEX/TOTAL\n"
+        "  --timeout SECONDS  this run's timeout for every target (else each target's)\n"
+        "  --memory SIZE      this run's memory limit for every target, as 512M or 2G\n"
         "  --coverage         measure coverage for every target (else each target's setting);\n"
         "                     --output gets coverage.lcov, coverage.xml and coverage.data\n"
         "  --no-cache         neither read nor write the result cache\n"
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
         "  -v, --verbose      print each target's full log\n"
-        "  -h, --help         this text\n"
+        "  -h, --help         this text (also: nestbox help test)\n"
         "\n"
-        "Prints one line per target, like 'project1/tests  PASSED in 0.84s (48 tests)', and for\n"
-        "a failing target its failing tests with the first lines of each failure.\n"
-        "--output DIR/<target>/ holds junit.xml, log, result.json (nestbox.result/v1) and\n"
-        "coverage.*; DIR/junit.xml combines every target, one <testsuite> each.\n"
+        "Prints one line per target, like 'project1/tests  PASSED in 0.84s (48 tests)', for a\n"
+        "failing target why and its failing tests with the first lines of each failure (test\n"
+        "text is printed with control characters escaped, as \\x1b or \\u009b), and ends\n"
+        "with one line: '3 targets: 2 passed, 1 failed, 0 cached, 57 tests in 0.9s'.\n"
+        "A target whose pytest collects no test (or `-k` deselects all) FAILS: 'no tests\n"
+        "collected'. --output DIR/<target>/ holds junit.xml, log, result.json\n"
+        "(nestbox.result/v1) and coverage.*; DIR/junit.xml combines every target, one\n"
+        "<testsuite> each.\n"
         "Exit status: 0 all passed, 1 a target failed, 2 usage or input error (bad\n"
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
@@ -58,60 +73,6 @@ static const struct option options[] = {
         { "help", no_argument, NULL, 'h' },
         {},
 };
-
-#define FAILURE_LINES 12
-
-static void print_indented(const char *text, size_t len) {
-        const char *p = text, *end = text + len;
-        while (p < end) {
-                const char *nl = memchr(p, '\n', (size_t) (end - p));
-                size_t n = nl ? (size_t) (nl - p) : (size_t) (end - p);
-                printf("      %.*s\n", (int) n, p);
-                p += n + 1;
-        }
-}
-
-static void print_result(const struct nb_result *res, bool verbose) {
-        const struct nb_junit_report *rep = res->report;
-        printf("%s  %s in %.2fs (%zu tests", res->target, nb_target_status_name(res->status), res->wall_sec, rep->tests);
-        if (rep->failures + rep->errors)
-                printf(", %zu failed", rep->failures + rep->errors);
-        if (rep->skipped)
-                printf(", %zu skipped", rep->skipped);
-        printf(")%s\n", res->cached ? " (cached)" : "");
-        if (res->why)
-                printf("    %s\n", res->why);
-        if (res->status != NB_TARGET_PASSED)
-                for (size_t i = 0; i < rep->n_testcases; i++) {
-                        const struct nb_junit_testcase *tc = &rep->testcases[i];
-                        if (tc->result.outcome != NB_JUNIT_FAILED && tc->result.outcome != NB_JUNIT_ERROR)
-                                continue;
-                        printf("  %s %s%s%s\n", tc->result.outcome == NB_JUNIT_FAILED ? "FAILED" : "ERROR ",
-                               tc->classname, *tc->classname ? "::" : "", tc->name);
-                        const char *text = tc->result.text && *tc->result.text ? tc->result.text : tc->result.message;
-                        if (text)
-                                print_indented(text, nb_junit_text_head_len(text, FAILURE_LINES));
-                }
-        const struct nb_artifact_entry *log = nb_artifact_find(&res->artifact, "log");
-        if (verbose && log)
-                fwrite(log->data, 1, log->len, stdout);
-        fflush(stdout);
-}
-
-/* A failed target outranks a timed-out one (the manual's "4: a target timed out, and
- * none failed otherwise"); errors of nestbox's own outrank both. */
-static int exit_rank(int code) {
-        static const int order[] = { NB_EXIT_PASSED, NB_EXIT_TIMEOUT, NB_EXIT_FAILED, NB_EXIT_INFRA, NB_EXIT_USAGE };
-        for (size_t i = 0; i < NB_ELEMENTSOF(order); i++)
-                if (order[i] == code)
-                        return (int) i;
-        return 0;
-}
-
-static void worst(int *acc, int code) {
-        if (exit_rank(code) > exit_rank(*acc))
-                *acc = code;
-}
 
 /* What the combined junit.xml needs of each target: its report, renamed after the
  * target (not the artifact, which may be large). */
@@ -160,10 +121,30 @@ struct test_run {
         const char *out_arg;
         bool verbose;
         struct combined combined;
+        struct nb_summary summary;
 };
 
 static void test_run_done(struct test_run *tr) {
         combined_done(&tr->combined);
+}
+
+/* Cancellation (CI cancels with SIGTERM, a person presses ^C): the first signal sets
+ * the cell; a running sandbox then gets the timeout treatment (nb_sandbox_run sees the
+ * signal through its signalfd), nothing new starts, and the run ends "interrupted".
+ * A second signal outside a sandbox ends nestbox at once. */
+static volatile sig_atomic_t cancelled;
+
+static void on_cancel(int sig) {
+        if (cancelled)
+                _exit(128 + sig);
+        cancelled = sig;
+}
+
+static void catch_cancel(void) {
+        struct sigaction sa = { .sa_handler = on_cancel, .sa_flags = SA_RESTART };
+        sigemptyset(&sa.sa_mask);
+        (void) sigaction(SIGINT, &sa, NULL);
+        (void) sigaction(SIGTERM, &sa, NULL);
 }
 
 /* One target, start to finish; returns its exit code. */
@@ -173,15 +154,24 @@ static int test_one(struct test_run *tr, const struct nb_workspace *ws, const st
         _cleanup_action_ struct nb_action *a = NULL;
         struct nb_result res;
         int r = nb_action_from_target(ws, t, o, &a, &err);
-        if (r < 0 || (r = nb_action_execute(a, &tr->store, m, &res, &err)) < 0)
+        if (r < 0 || (r = nb_action_execute(a, &tr->store, m, &res, &err)) < 0) {
+                if (cancelled)
+                        return NB_EXIT_PASSED; /* not run: the summary names it */
+                tr->summary.targets++;
+                tr->summary.errors++;
                 return nb_fail(&err);
-        print_result(&res, tr->verbose);
+        }
+        nb_summary_result(&tr->summary, &res, tr->verbose);
         int code = nb_result_exit_code(&res);
+        if (res.interrupted) {
+                nb_result_done(&res);
+                return code; /* nothing of it is written or combined */
+        }
         if (tr->out_dir >= 0) {
                 if (nb_output_write(tr->out_dir, tr->out_arg, &res, NULL, &err) < 0)
-                        worst(&code, nb_fail(&err));
+                        nb_exit_worst(&code, nb_fail(&err));
                 if (combined_add(&tr->combined, &res) < 0)
-                        worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
+                        nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         }
         nb_result_done(&res);
         return code;
@@ -193,9 +183,10 @@ int cmd_test(int argc, char **argv) {
         struct nb_cache_modes modes = { 0 };
         __attribute__((cleanup(test_run_done))) struct test_run tr = { .out_dir = -1, .store.warn = nb_warn_line };
         int c;
+        opts.pytest_args = nb_split_dashdash(&argc, argv);
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "+hv", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "hv", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);
@@ -218,10 +209,8 @@ int cmd_test(int argc, char **argv) {
                 }
                 }
         }
-        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
-        _cleanup_free_ const struct nb_target **targets = NULL;
-        size_t n_targets = 0;
-        int r = nb_load_targets(argc - optind, argv + optind, &ws, &targets, &n_targets);
+        _cleanup_selection_ struct nb_selection sel = { 0 };
+        int r = nb_load_targets(argc - optind, argv + optind, &sel);
         if (r != 0)
                 return r;
 
@@ -235,14 +224,30 @@ int cmd_test(int argc, char **argv) {
                 return nb_fail(&err);
         }
 
+        struct timespec t0, t1;
+        clock_gettime(CLOCK_MONOTONIC, &t0);
         int status = NB_EXIT_PASSED;
-        for (size_t i = 0; i < n_targets; i++)
-                worst(&status, test_one(&tr, ws, targets[i], &opts, &modes));
+        catch_cancel();
+        modes.cancel = &cancelled;
+        size_t done = 0;
+        for (; done < sel.n && !cancelled; done++) {
+                size_t before = tr.summary.targets;
+                nb_exit_worst(&status, test_one(&tr, sel.ws, sel.targets[done], &opts, &modes));
+                if (cancelled && tr.summary.targets == before)
+                        break; /* it never started */
+        }
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
-                worst(&status, nb_fail(&err));
+                nb_exit_worst(&status, nb_fail(&err));
         if (tr.out_dir >= 0)
                 close(tr.out_dir);
+        clock_gettime(CLOCK_MONOTONIC, &t1);
+        tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        nb_summary_print(&tr.summary);
+        if (cancelled) {
+                nb_summary_interrupted(cancelled, sel.targets + done, sel.n - done);
+                return cancelled == SIGINT ? NB_EXIT_SIGINT : NB_EXIT_SIGTERM;
+        }
         nb_cache_dir_close(&cache);
         return status;
 }

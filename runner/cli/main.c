@@ -22,21 +22,23 @@ static const char main_usage[] =
         "  doctor    what this kernel offers and what isolation a run will get\n"
         "  venv      install a lockfile's wheels into a cached, read-only virtualenv\n"
         "  test      run a workspace's test targets, each in its own sandbox\n"
+        "  list      print a workspace's targets\n"
         "  cache     cache stats, gc by least recent use, verify (and repair)\n"
         "  actions   print a workspace's targets as actions (JSON Lines) for build tools\n"
         "  run       run one action file and print its result as JSON\n"
         "  worker    serve actions over Bazel's JSON persistent worker protocol\n"
         "\n"
-        "`nestbox <command> --help` prints the manual of one command.\n"
+        "`nestbox help <command>` (or `nestbox <command> --help`) prints its manual.\n"
         "Exit codes: 0 passed, 1 tests failed, 2 usage or input error,\n"
-        "3 sandbox or infrastructure error, 4 timeout.\n";
+        "3 sandbox or infrastructure error, 4 timeout; 130 and 143 interrupted (SIGINT,\n"
+        "SIGTERM).\n";
 
 static const struct nb_command commands[] = {
         { "sandbox", cmd_sandbox },
         { "doctor", cmd_doctor },
 };
 
-static const char *const runner_commands[] = { "venv", "test", "cache", "actions", "run", "worker" };
+static const char *const runner_commands[] = { "venv", "test", "cache", "actions", "run", "worker", "list" };
 
 /* Execs nestbox-runner from the directory this binary is in, with the same argv. */
 static int exec_runner(char **argv) {
@@ -56,6 +58,14 @@ static int exec_runner(char **argv) {
 int main(int argc, char **argv) {
         if (argc < 2)
                 return nb_usage(stderr, main_usage, NB_EXIT_USAGE);
+        /* git's habit: `nestbox help test` is `nestbox test --help`. */
+        char *help_argv[] = { argv[0], argc > 2 ? argv[2] : NULL, (char *) "--help", NULL };
+        if (strcmp(argv[1], "help") == 0 && argc > 2) {
+                if (argc > 3)
+                        return nb_die(NB_EXIT_USAGE, "help takes one command; see 'nestbox --help'");
+                argv = help_argv;
+                argc = 3;
+        }
         const char *verb = argv[1];
         if (strcmp(verb, "--help") == 0 || strcmp(verb, "-h") == 0 || strcmp(verb, "help") == 0)
                 return nb_usage(stdout, main_usage, 0);

@@ -12,12 +12,10 @@
 #include "cli/output.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
-        _cleanup_close_ int base = open(arg[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        if (base < 0)
-                return nb_error_set(err, errno, "--output %s", arg);
-        int fd = nb_mkdir_p_beneath(base, arg[0] == '/' ? arg + 1 : arg, 0755);
+        int fd = nb_mkdir_p_user(arg, 0755);
         if (fd < 0)
                 return nb_error_classify(err, NB_ERROR_USAGE, nb_error_set(err, -fd, "--output %s", arg));
         *ret_fd = fd;
@@ -61,13 +59,24 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
         _cleanup_free_ char *sub = output_subdir(r->target);
         if (!sub)
                 return nb_error_set(err, ENOMEM, "--output");
+        /* DIR/<target>/ holds this run's files only: what an earlier run left (a
+         * screenshot of a failure) goes first. Parent by parent, never following a link. */
+        char *slash = strrchr(sub, '/');
+        if (slash)
+                *slash = 0;
+        _cleanup_close_ int parent = slash ? nb_mkdir_p_beneath(out_dir, sub, 0755) : fcntl(out_dir, F_DUPFD_CLOEXEC, 3);
+        if (slash)
+                *slash = '/';
+        int k = parent < 0 ? parent : nb_rm_rf_at(parent, slash ? slash + 1 : sub);
+        if (k < 0)
+                return nb_error_set(err, -k, "--output: %s", sub);
         _cleanup_close_ int dir = nb_mkdir_p_beneath(out_dir, sub, 0755);
         if (dir < 0)
                 return nb_error_set(err, -dir, "--output: %s", sub);
         _cleanup_close_ int d = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d < 0)
                 return nb_error_set(err, errno, "--output: %s", sub);
-        int k = nb_artifact_extract(&r->artifact, d, err);
+        k = nb_artifact_extract(&r->artifact, d, err);
         if (k < 0)
                 return nb_error_wrap(err, k, "--output: %s", sub);
         /* A replayed junit.xml says so: cached is this invocation's property. */
@@ -110,7 +119,29 @@ static int parse_shard(const char *arg, struct nb_action_options *o) {
         return 0;
 }
 
+/* Seconds, as nestbox.json's timeout: positive, at most a week, rounded up to 1 ms. */
+static int parse_timeout(const char *arg, struct nb_action_options *o) {
+        char *end = NULL;
+        errno = 0;
+        double s = strtod(arg, &end);
+        if (errno || end == arg || *end || !(s > 0) || s > 7 * 24 * 3600.0)
+                return nb_die(NB_EXIT_USAGE, "--timeout %s: expected a positive number of seconds (at most a week)", arg);
+        uint64_t ms = (uint64_t) (s * 1000.0);
+        o->timeout_ms = (double) ms < s * 1000.0 ? ms + 1 : ms;
+        return 0;
+}
+
+static int parse_memory(const char *arg, struct nb_action_options *o) {
+        if (nb_parse_size(arg, &o->memory) < 0 || o->memory == 0)
+                return nb_die(NB_EXIT_USAGE, "--memory %s: expected a size such as 512M or 2G", arg);
+        return 0;
+}
+
 int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct nb_cache_modes *m) {
+        if (o && c == NB_OPT_TIMEOUT)
+                return parse_timeout(arg, o);
+        if (o && c == NB_OPT_MEMORY)
+                return parse_memory(arg, o);
         if (o && c == NB_OPT_SEED)
                 return parse_seed(arg, o);
         if (o && c == NB_OPT_SHARD)
@@ -129,39 +160,4 @@ int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct
 void nb_warn_line(const char *message, void *userdata) {
         (void) userdata;
         fprintf(stderr, "nestbox: %s\n", message);
-}
-
-static bool is_workspace(const char *dir) {
-        _cleanup_free_ char *p = NULL;
-        if (asprintf(&p, "%s/%s", dir, NB_WORKSPACE_FILE) < 0)
-                return false;
-        struct stat st;
-        return stat(p, &st) == 0 && S_ISREG(st.st_mode);
-}
-
-int nb_load_targets(int argc, char **argv, struct nb_workspace **ret_ws, const struct nb_target ***ret_targets,
-                    size_t *ret_n) {
-        const char *root = ".";
-        if (argc > 0 && is_workspace(argv[0])) {
-                root = argv[0];
-                argc--, argv++;
-        }
-        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
-        if (nb_workspace_load(root, &ws, &err) < 0)
-                return nb_fail(&err);
-        size_t n = argc > 0 ? (size_t) argc : ws->n_targets;
-        _cleanup_free_ const struct nb_target **targets = calloc(n + 1, sizeof(*targets));
-        if (!targets)
-                return nb_die(NB_EXIT_INFRA, "out of memory");
-        for (size_t i = 0; i < n; i++) {
-                targets[i] = argc > 0 ? nb_workspace_target(ws, argv[i]) : &ws->targets[i];
-                if (!targets[i])
-                        return nb_die(NB_EXIT_USAGE, "%s: no target \"%s\" (see %s/%s)", root, argv[i], root,
-                                      NB_WORKSPACE_FILE);
-        }
-        *ret_ws = TAKE_PTR(ws);
-        *ret_targets = TAKE_PTR(targets);
-        *ret_n = n;
-        return 0;
 }

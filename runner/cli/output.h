@@ -24,6 +24,8 @@ enum {
         NB_OPT_SEED = 0x1000,
         NB_OPT_SHARD,
         NB_OPT_COVERAGE,
+        NB_OPT_TIMEOUT,
+        NB_OPT_MEMORY,
         NB_OPT_NO_CACHE,
         NB_OPT_FORCE,
         NB_OPT_CACHE_FAILURES,
@@ -31,7 +33,9 @@ enum {
 #define NB_ACTION_OPTIONS                                               \
         { "seed", required_argument, NULL, NB_OPT_SEED },               \
         { "shard", required_argument, NULL, NB_OPT_SHARD },             \
-        { "coverage", no_argument, NULL, NB_OPT_COVERAGE }
+        { "coverage", no_argument, NULL, NB_OPT_COVERAGE },             \
+        { "timeout", required_argument, NULL, NB_OPT_TIMEOUT },         \
+        { "memory", required_argument, NULL, NB_OPT_MEMORY }
 #define NB_CACHE_MODE_OPTIONS                                           \
         { "no-cache", no_argument, NULL, NB_OPT_NO_CACHE },             \
         { "force", no_argument, NULL, NB_OPT_FORCE },                   \
@@ -39,14 +43,26 @@ enum {
 
 /* Takes option c when it is one of the above (o or m may be NULL when the verb has
  * none of that kind): 0 when taken, -1 when it is not one of them, else the exit code
- * after printing the problem (--seed x, --shard 3/2). */
+ * after printing the problem (--seed x, --shard 3/2, --timeout 0). */
 int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct nb_cache_modes *m);
+
+/* Cuts argv at the first "--" after argv[0]: *argc becomes its index and the
+ * NULL-terminated vector after it is returned (empty when there is none). */
+char **nb_split_dashdash(int *argc, char **argv);
 
 /* The store's warn callback: one line on stderr. */
 void nb_warn_line(const char *message, void *userdata);
 
-/* [WORKSPACE] [TARGET...]: the workspace (argv[0] when it holds a nestbox.json, else
- * the current directory) and the targets named (all when none), each checked. Prints
- * the problem and returns its exit code, else 0. */
-int nb_load_targets(int argc, char **argv, struct nb_workspace **ret_ws, const struct nb_target ***ret_targets,
-                    size_t *ret_n);
+/* [WORKSPACE] [TARGET...] (select.c): the workspace (argv[0] when it holds a
+ * nestbox.json, else the nearest directory from the current one up that does) and the
+ * targets named (all when none): a name, a prefix "dir/..." or a glob ("*" matches "/"
+ * too), each target once, in the order named. Prints the problem (with a did-you-mean)
+ * and returns its exit code, else 0. */
+struct nb_selection {
+        struct nb_workspace *ws;
+        const struct nb_target **targets;
+        size_t n;
+};
+int nb_load_targets(int argc, char **argv, struct nb_selection *ret);
+void nb_selection_done(struct nb_selection *s);
+#define _cleanup_selection_ __attribute__((cleanup(nb_selection_done)))

@@ -15,6 +15,7 @@ static const struct nb_command commands[] = {
         { "actions", cmd_actions },
         { "run", cmd_run },
         { "worker", cmd_worker },
+        { "list", cmd_list },
 };
 
 int main(int argc, char **argv) {

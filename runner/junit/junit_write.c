@@ -14,6 +14,7 @@
 #include "junit/junit-internal.h"
 #include "junit/junit.h"
 #include "nestbox/cleanup.h"
+#include "nestbox/text.h"
 
 const char *nb_junit_outcome_to_string(enum nb_junit_outcome o) {
         switch (o) {
@@ -43,30 +44,6 @@ size_t nb_junit_text_head_len(const char *text, size_t max_lines) {
         }
 }
 
-/* Decodes one UTF-8 sequence at p (NUL-terminated, so reading stops at the end).
- * Returns its length, or 0 for a byte that starts no valid sequence (overlong forms,
- * surrogates and values above U+10FFFF included). */
-static size_t utf8_decode(const unsigned char *p, uint32_t *cp) {
-        unsigned char c = p[0];
-        if (c < 0x80) {
-                *cp = c;
-                return 1;
-        }
-        size_t n = c >= 0xc2 && c < 0xe0 ? 2 : c >= 0xe0 && c < 0xf0 ? 3 : c >= 0xf0 && c < 0xf5 ? 4 : 0;
-        if (n == 0)
-                return 0;
-        uint32_t v = c & (0x7f >> n);
-        for (size_t i = 1; i < n; i++) {
-                if ((p[i] & 0xc0) != 0x80)
-                        return 0;
-                v = (v << 6) | (p[i] & 0x3f);
-        }
-        if ((n == 3 && (v < 0x800 || (v >= 0xd800 && v <= 0xdfff))) || (n == 4 && (v < 0x10000 || v > 0x10ffff)))
-                return 0;
-        *cp = v;
-        return n;
-}
-
 static bool xml_char_ok(uint32_t c) {
         return c == 0x9 || c == 0xa || c == 0xd || (c >= 0x20 && c <= 0xd7ff) || (c >= 0xe000 && c <= 0xfffd) ||
                (c >= 0x10000 && c <= 0x10ffff);
@@ -84,7 +61,7 @@ static char *xml_clean(const char *s) {
                 return NULL;
         for (const unsigned char *p = (const unsigned char *) s; *p;) {
                 uint32_t c;
-                size_t k = utf8_decode(p, &c);
+                size_t k = nb_utf8_decode(p, &c);
                 if (k == 0) {
                         memcpy(o, "\xef\xbf\xbd", 3);
                         o += 3;

@@ -46,27 +46,6 @@ char *nb_jr_join(const struct nb_json_reader *p, const char *parent, const char 
         return r;
 }
 
-/* Levenshtein distance from a (any length) to b (one of our own key names): only used
- * to suggest the key a typo meant. */
-static size_t edit_distance(const char *a, const char *b) {
-        size_t lb = strlen(b);
-        size_t prev[32], cur[32]; /* indexed by b's length, never a's */
-        if (lb >= NB_ELEMENTSOF(prev))
-                return SIZE_MAX;
-        for (size_t j = 0; j <= lb; j++)
-                prev[j] = j;
-        for (size_t i = 1; a[i - 1]; i++) {
-                cur[0] = i;
-                for (size_t j = 1; j <= lb; j++) {
-                        size_t sub = prev[j - 1] + (a[i - 1] != b[j - 1]);
-                        size_t del = prev[j] + 1, ins = cur[j - 1] + 1;
-                        cur[j] = sub < del ? (sub < ins ? sub : ins) : (del < ins ? del : ins);
-                }
-                memcpy(prev, cur, (lb + 1) * sizeof(size_t));
-        }
-        return prev[lb];
-}
-
 int nb_jr_check_keys(const struct nb_json_reader *p, const char *path, json_t *obj, const char *const *known) {
         const char *key;
         json_t *v;
@@ -79,7 +58,7 @@ int nb_jr_check_keys(const struct nb_json_reader *p, const char *path, json_t *o
                                 ok = true;
                                 break;
                         }
-                        size_t d = edit_distance(key, *k);
+                        size_t d = nb_edit_distance(key, *k);
                         if (d < best_d) {
                                 best_d = d;
                                 best = *k;

@@ -1,0 +1,29 @@
+/* SPDX-License-Identifier: MIT */
+/* What `nestbox test` prints per target and at the end (summary.c). */
+#pragma once
+
+#include <stdbool.h>
+#include <stddef.h>
+
+#include "action/result.h"
+#include "workspace/workspace.h"
+
+struct nb_summary {
+        size_t targets, passed, failed, timed_out, interrupted, errors, cached, tests;
+        double wall_sec; /* of the whole invocation, set by the caller */
+};
+
+/* Prints the target's line, why it has no report, its failing tests with the first
+ * lines of each failure and, when verbose, its log; all test text escaped. Counts it
+ * in s (may be NULL). */
+void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool verbose);
+
+/* "3 targets: 2 passed, 1 failed, 0 cached, 57 tests in 0.9s" */
+void nb_summary_print(const struct nb_summary *s);
+
+/* "interrupted by SIGINT; not run: a, b" (or "nothing left to run"). */
+void nb_summary_interrupted(int sig, const struct nb_target *const *not_run, size_t n);
+
+/* *acc becomes code when code ranks worse: passed < timeout < failed < infra < usage
+ * < interrupted. */
+void nb_exit_worst(int *acc, int code);

@@ -1,0 +1,94 @@
+"""Cancellation (issue 15): CI cancels with SIGTERM, a person presses ^C. The first
+signal stops everything: the running sandbox gets the timeout treatment, nothing new
+starts, nothing interrupted is stored, the summary names what did not run."""
+import os
+import signal
+import subprocess
+import time
+
+import pytest
+
+from conftest import NESTBOX
+from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
+from workspace import make_workspace
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def wait_for(pred, what, timeout=120):
+    end = time.monotonic() + timeout
+    while time.monotonic() < end:
+        if pred():
+            return
+        time.sleep(0.05)
+    pytest.fail(f"never happened: {what}")
+
+
+def run_logs(cache):
+    tmp = cache / "tmp"
+    return [p / "log" for p in tmp.glob("run*")] if tmp.exists() else []
+
+
+def started(cache):
+    return any(log.exists() and b"sleeping now" in log.read_bytes() for log in run_logs(cache))
+
+
+HANG = {**PASSING, "hang/test_hang.py": "import time\n\ndef test_hang():\n    print('sleeping now', flush=True)\n"
+                                        "    time.sleep(600)\n"}
+
+
+def hang_ws(tmp_path, resolve_dir):  # noqa: F811
+    # "a/hang" sorts before "b/tests", so it runs first and b/tests never starts.
+    return make_workspace(tmp_path / "ws", resolve_dir, HANG, {
+        "a/hang": {"tests": ["hang/*.py"], "source_roots": ["src", "hang"], "pytest_args": ["-s"]},
+        "b/tests": {},
+    })
+
+
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_first_signal_stops_everything(tmp_path, resolve_dir, cache, sig, code, name):  # noqa: F811
+    ws = hang_ws(tmp_path, resolve_dir)
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--output", str(out), str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: started(cache), "the hanging test started")
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stdout + stderr
+    assert "a/hang  INTERRUPTED" in stdout and f"interrupted by {name}" in stdout, stdout
+    assert f"interrupted by {name}; not run (1): b/tests" in stdout, stdout
+    assert "b/tests  " not in stdout
+    assert 'File "/work/hang/test_hang.py", line 5 in test_hang' in stdout  # faulthandler's stack
+    # Nothing interrupted is stored: a rerun with --cache-failures runs it again.
+    ac = cache / "ac"
+    assert not [p for p in ac.rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
+    assert not (out / "a/hang").exists()
+
+
+def test_second_signal_kills_at_once(tmp_path, resolve_dir, cache):  # noqa: F811
+    ws = hang_ws(tmp_path, resolve_dir)
+    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: started(cache), "the hanging test started")
+    proc.send_signal(signal.SIGINT)
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130, stdout + stderr
+    assert "INTERRUPTED" in stdout
+
+
+def test_sigint_during_setup_leaves_nothing_in_tmp(tmp_path, resolve_dir, cache):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    # The venv is being built under tmp/ (or the tree: whichever comes first).
+    wait_for(lambda: (cache / "tmp").exists() and any((cache / "tmp").iterdir()), "set-up started")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted by SIGINT" in stdout
+    assert list((cache / "tmp").iterdir()) == []
+    assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
