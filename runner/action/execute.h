@@ -9,14 +9,20 @@
 #include "action/action.h"
 #include "action/result.h"
 #include "cache/cas.h"
+#include "cache/remote.h"
 
 struct nb_cache_modes {
         bool no_cache;       /* neither read nor write the result cache */
         bool force;          /* run even when cached (and store the new result) */
         bool cache_failures; /* replay cached failures too (else only passes) */
+        struct nb_remote_options remote; /* --remote-cache and friends (url NULL: none) */
 };
 
-/* A result that cannot be stored (a full disk) is still returned, with one line
+/* With s->remote: a local miss asks the remote (what it serves is checked and kept
+ * locally, then replayed from there); a result stored after a run is queued for
+ * upload when it passed (or with cache_failures). Remote faults are never errors:
+ * their one warning goes through s->warn.
+ * A result that cannot be stored (a full disk) is still returned, with one line
  * through s->warn: the cache is an optimisation, never the reason a run fails. */
 int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret,
                       struct nb_error *err);
