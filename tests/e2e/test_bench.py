@@ -25,7 +25,7 @@ def test_quick_run(tmp_path):
 
     result = json.loads(out.read_text())
     assert result["quick"] is True
-    assert [r["row"] for r in result["rows"]] == list(range(1, 8))
+    assert [r["row"] for r in result["rows"]] == list(range(1, 9))
     for row in result["rows"]:
         assert row["reason"] is None or "harness error" not in row["reason"], row
 
