@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "action/result.h"
+#include "cache/cas-internal.h"
 #include "cache/remote-internal.h"
 #include "nestbox/cleanup.h"
 
@@ -98,19 +99,6 @@ static int upload_one(struct nb_remote *r, struct nb_store *s, const struct job 
         return 0;
 }
 
-static int read_full(int fd, void *buf, size_t len) {
-        size_t off = 0;
-        while (off < len) {
-                ssize_t k = read(fd, (char *) buf + off, len - off);
-                if (k < 0 && errno == EINTR)
-                        continue;
-                if (k <= 0)
-                        return k < 0 ? -errno : -EPIPE;
-                off += (size_t) k;
-        }
-        return 0;
-}
-
 static _Noreturn void uploader(struct nb_remote *r, struct nb_store *s, int jobs, int status) {
         prctl(PR_SET_PDEATHSIG, SIGKILL);
         signal(SIGPIPE, SIG_IGN);
@@ -122,7 +110,7 @@ static _Noreturn void uploader(struct nb_remote *r, struct nb_store *s, int jobs
         if (nb_http_conn_new(r->http, &r->conn) < 0)
                 nb_remote_fault(r, "upload", NULL);
         struct job j;
-        while (read_full(jobs, &j, sizeof(j)) == 0) {
+        while (nb_read_full(jobs, &j, sizeof(j)) == (ssize_t) sizeof(j)) {
                 _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
                 j.action[NB_DIGEST_HEX_LEN] = j.artifact[NB_DIGEST_HEX_LEN] = 0;
                 if (!r->off && upload_one(r, &mine, &j, &err) < 0)
