@@ -6,6 +6,7 @@
 
 #include "action/execute.h"
 #include "action/run.h"
+#include "cache/remote.h"
 #include "nestbox/cleanup.h"
 
 int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret,
@@ -16,6 +17,12 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                 return r;
         if (!m->no_cache && !m->force) {
                 r = nb_result_lookup(s, a, ret, err);
+                /* A local miss asks the remote, which keeps what it finds locally. */
+                if (r == -ENOENT && s->remote && nb_remote_fetch(s->remote, s, a->resolved.digest) == 0) {
+                        nb_error_clear(err);
+                        r = nb_result_lookup(s, a, ret, err);
+                }
+                nb_remote_report(s->remote, s->warn, s->userdata);
                 if (r == 0 && (ret->status == NB_TARGET_PASSED || m->cache_failures))
                         return 0;
                 nb_result_done(ret);
@@ -33,7 +40,10 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                         _cleanup_free_ char *line = NULL;
                         if (asprintf(&line, "result of \"%s\" not cached: %s", a->target, nb_error_message(&serr)) >= 0)
                                 s->warn(line, s->userdata);
+                } else if (s->remote && (ret->status == NB_TARGET_PASSED || m->cache_failures)) {
+                        nb_remote_upload(s->remote, s, ret);
                 }
+                nb_remote_report(s->remote, s->warn, s->userdata);
         }
         return 0;
 }

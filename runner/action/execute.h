@@ -10,6 +10,7 @@
 #include "action/action.h"
 #include "action/result.h"
 #include "cache/cas.h"
+#include "cache/remote.h"
 
 struct nb_cache_modes {
         bool no_cache;       /* neither read nor write the result cache */
@@ -18,9 +19,14 @@ struct nb_cache_modes {
         /* NULL, or the cell that makes runs cancellable (nb_sandbox_config.cancel): an
          * interrupted result is returned (interrupted set) but never stored. */
         volatile sig_atomic_t *cancel;
+        struct nb_remote_options remote; /* --remote-cache and friends (url NULL: none) */
 };
 
-/* A result that cannot be stored (a full disk) is still returned, with one line
+/* With s->remote: a local miss asks the remote (what it serves is checked and kept
+ * locally, then replayed from there); a result stored after a run is queued for
+ * upload when it passed (or with cache_failures). Remote faults are never errors:
+ * their one warning goes through s->warn.
+ * A result that cannot be stored (a full disk) is still returned, with one line
  * through s->warn: the cache is an optimisation, never the reason a run fails. */
 int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret,
                       struct nb_error *err);

@@ -33,8 +33,7 @@ int nb_cas_entry_rel(const char *ns, const char *digest, char rel[NB_ENTRY_REL_M
         return n > 0 && n < NB_ENTRY_REL_MAX ? 0 : -EINVAL;
 }
 
-/* Reads exactly len bytes unless the file ends first; returns the count read. */
-static ssize_t read_full(int fd, void *buf, size_t len) {
+ssize_t nb_read_full(int fd, void *buf, size_t len) {
         size_t n = 0;
         while (n < len) {
                 ssize_t r = read(fd, (char *) buf + n, len - n);
@@ -79,7 +78,7 @@ static int parse_ac_header(const char *buf, size_t len, char want[NB_DIGEST_HEX_
 
 int nb_ac_check_fd(int fd, const char **why) {
         char header[NB_AC_HEADER_LEN];
-        ssize_t n = read_full(fd, header, sizeof(header));
+        ssize_t n = nb_read_full(fd, header, sizeof(header));
         if (n < 0)
                 return (int) n;
         char want[NB_DIGEST_HEX_LEN + 1];

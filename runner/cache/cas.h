@@ -24,10 +24,13 @@
  * <what was wrong>; removed". May be NULL. */
 typedef void (*nb_cache_warn_fn)(const char *message, void *userdata);
 
+struct nb_remote;
+
 struct nb_store {
         struct nb_cache_dir *dir;
         nb_cache_warn_fn warn;
         void *userdata;
+        struct nb_remote *remote; /* the shared remote cache (cache/remote.h), or NULL */
 };
 
 /* Stores data; writes its digest to digest_out. Existing identical blob: no write.

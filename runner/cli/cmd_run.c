@@ -35,6 +35,7 @@ static const char usage[] =
         "  --no-cache         neither read nor write the result cache\n"
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
+        NB_REMOTE_USAGE
         "  -h, --help         this text\n"
         "\n"
         "A bad action names the field and exits 2:\n"
@@ -108,6 +109,8 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
         memset(reply, 0, sizeof(*reply));
         const char *cache_arg = ctx ? ctx->cache_arg : NULL, *output_arg = NULL, *result_arg = NULL, *inline_json = NULL;
         struct nb_cache_modes modes = { 0 };
+        if (ctx && ctx->remote)
+                modes.remote = *ctx->remote;
         int c;
         optind = 1;
         opterr = 0;
@@ -153,13 +156,19 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
         if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
                 return error_reply(reply, &err);
         struct nb_store store = { .dir = &cache, .warn = nb_warn_line };
+        if (modes.remote.url && !modes.no_cache && nb_remote_new(&modes.remote, &store.remote, &err) < 0) {
+                nb_cache_dir_close(&cache);
+                return error_reply(reply, &err);
+        }
         _cleanup_close_ int out_dir = -1;
         struct nb_result res;
         if ((output_arg && nb_output_open(output_arg, &out_dir, &err) < 0) ||
             nb_action_execute(a, &store, &modes, &res, &err) < 0) {
+                nb_remote_close(store.remote);
                 nb_cache_dir_close(&cache);
                 return error_reply(reply, &err);
         }
+        nb_remote_close(store.remote);
         nb_cache_dir_close(&cache);
         json_auto_t *j = nb_result_to_json(&res, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
         json_t *outputs = NULL;

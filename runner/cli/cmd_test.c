@@ -47,6 +47,7 @@ static const char usage[] =
         "  --no-cache         neither read nor write the result cache\n"
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
+        NB_REMOTE_USAGE
         "  -v, --verbose      print each target's full log\n"
         "  -h, --help         this text (also: nestbox help test)\n"
         "\n"
@@ -223,6 +224,10 @@ int cmd_test(int argc, char **argv) {
                 nb_cache_dir_close(&cache);
                 return nb_fail(&err);
         }
+        if ((r = nb_remote_open(&modes, sel.ws->remote_cache, &tr.store.remote)) != 0) {
+                nb_cache_dir_close(&cache);
+                return r;
+        }
 
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
@@ -236,6 +241,8 @@ int cmd_test(int argc, char **argv) {
                 if (cancelled && tr.summary.targets == before)
                         break; /* it never started */
         }
+        /* The summary waits only for the uploads still pending, at most --remote-timeout. */
+        nb_remote_close(TAKE_PTR(tr.store.remote));
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
                 nb_exit_worst(&status, nb_fail(&err));

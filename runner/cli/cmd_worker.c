@@ -21,6 +21,7 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/output.h"
 #include "cli/run_request.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
@@ -30,7 +31,7 @@
 #define RESPONSE_MAX (64u << 20)
 
 static const char usage[] =
-        "usage: nestbox worker [--cache DIR] [-j N] [--persistent_worker]\n"
+        "usage: nestbox worker [--cache DIR] [-j N] [--remote-cache URL ...] [--persistent_worker]\n"
         "\n"
         "Serves actions over Bazel's JSON worker protocol: one WorkRequest per line on\n"
         "stdin ({\"arguments\": [...], \"requestId\": N, \"inputs\": [...]}), one WorkResponse\n"
@@ -44,6 +45,7 @@ static const char usage[] =
         "  --cache DIR          the cache every request uses\n"
         "  -j, --jobs N         requests run at once (default: the CPUs nestbox may use)\n"
         "  --persistent_worker  accepted and ignored (Bazel passes it)\n"
+        NB_REMOTE_USAGE
         "  -h, --help           this text\n";
 
 enum { OPT_CACHE = 256, OPT_PERSISTENT };
@@ -52,6 +54,7 @@ static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "jobs", required_argument, NULL, 'j' },
         { "persistent_worker", no_argument, NULL, OPT_PERSISTENT },
+        NB_REMOTE_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         {},
 };
@@ -309,6 +312,8 @@ static int serve(struct worker *w) {
 
 int cmd_worker(int argc, char **argv) {
         struct worker w = { .jobs = default_jobs(), .ctx.in_worker = true };
+        struct nb_cache_modes modes = { 0 };
+        w.ctx.remote = &modes.remote;
         int c;
         optind = 1;
         opterr = 0;
@@ -329,9 +334,15 @@ int cmd_worker(int argc, char **argv) {
                 }
                 case OPT_PERSISTENT:
                         break;
-                default:
-                        return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox worker --help'",
-                                      argv[optind - 1]);
+                default: {
+                        int r = nb_shared_option(c, optarg, NULL, &modes);
+                        if (r > 0)
+                                return r;
+                        if (r < 0)
+                                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox "
+                                              "worker --help'", argv[optind - 1]);
+                        break;
+                }
                 }
         }
         if (optind < argc)

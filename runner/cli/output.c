@@ -137,7 +137,57 @@ static int parse_memory(const char *arg, struct nb_action_options *o) {
         return 0;
 }
 
+static int parse_remote(int c, const char *arg, struct nb_remote_options *ro) {
+        char *end = NULL;
+        double v;
+        switch (c) {
+        case NB_OPT_REMOTE_CACHE:
+                ro->url = arg;
+                ro->send_header = true; /* the invoker's own URL */
+                return 0;
+        case NB_OPT_REMOTE_READONLY:
+                ro->readonly = true;
+                return 0;
+        case NB_OPT_REMOTE_CA:
+                ro->ca_file = arg;
+                return 0;
+        case NB_OPT_REMOTE_TIMEOUT:
+                errno = 0;
+                v = strtod(arg, &end);
+                if (errno || end == arg || *end || !(v > 0 && v <= 3600))
+                        return nb_die(NB_EXIT_USAGE, "--remote-timeout %s: expected seconds, more than 0, at most 3600", arg);
+                ro->timeout_sec = v;
+                return 0;
+        }
+        return -1;
+}
+
+int nb_remote_open(struct nb_cache_modes *m, const char *workspace_url, struct nb_remote **ret) {
+        *ret = NULL;
+        struct nb_remote_options ro = m->remote;
+        if (!ro.url && workspace_url) {
+                ro.url = workspace_url;
+                ro.send_header = false; /* the workspace is not trusted with the credential */
+        }
+        if (!ro.url || m->no_cache)
+                return 0;
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        if (nb_remote_new(&ro, ret, &err) < 0)
+                return nb_fail(&err);
+        return 0;
+}
+
+void nb_remote_close(struct nb_remote *r) {
+        if (!r)
+                return;
+        nb_remote_finish(r);
+        nb_remote_report(r, nb_warn_line, NULL);
+        nb_remote_free(r);
+}
+
 int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct nb_cache_modes *m) {
+        if (m && c >= NB_OPT_REMOTE_CACHE && c <= NB_OPT_REMOTE_CA)
+                return parse_remote(c, arg, &m->remote);
         if (o && c == NB_OPT_TIMEOUT)
                 return parse_timeout(arg, o);
         if (o && c == NB_OPT_MEMORY)

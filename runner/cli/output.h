@@ -29,6 +29,10 @@ enum {
         NB_OPT_NO_CACHE,
         NB_OPT_FORCE,
         NB_OPT_CACHE_FAILURES,
+        NB_OPT_REMOTE_CACHE,
+        NB_OPT_REMOTE_READONLY,
+        NB_OPT_REMOTE_TIMEOUT,
+        NB_OPT_REMOTE_CA,
 };
 #define NB_ACTION_OPTIONS                                               \
         { "seed", required_argument, NULL, NB_OPT_SEED },               \
@@ -36,10 +40,24 @@ enum {
         { "coverage", no_argument, NULL, NB_OPT_COVERAGE },             \
         { "timeout", required_argument, NULL, NB_OPT_TIMEOUT },         \
         { "memory", required_argument, NULL, NB_OPT_MEMORY }
+#define NB_REMOTE_OPTIONS                                                       \
+        { "remote-cache", required_argument, NULL, NB_OPT_REMOTE_CACHE },       \
+        { "remote-cache-readonly", no_argument, NULL, NB_OPT_REMOTE_READONLY }, \
+        { "remote-timeout", required_argument, NULL, NB_OPT_REMOTE_TIMEOUT },   \
+        { "remote-cache-ca", required_argument, NULL, NB_OPT_REMOTE_CA }
 #define NB_CACHE_MODE_OPTIONS                                           \
         { "no-cache", no_argument, NULL, NB_OPT_NO_CACHE },             \
         { "force", no_argument, NULL, NB_OPT_FORCE },                   \
-        { "cache-failures", no_argument, NULL, NB_OPT_CACHE_FAILURES }
+        { "cache-failures", no_argument, NULL, NB_OPT_CACHE_FAILURES }, \
+        NB_REMOTE_OPTIONS
+/* Their lines in each verb's --help. */
+#define NB_REMOTE_USAGE                                                                                   \
+        "  --remote-cache URL      share results through Bazel's HTTP cache protocol (nginx with\n"      \
+        "                          WebDAV, bazel-remote, ...): URL/ac/ and URL/cas/; credentials\n"      \
+        "                          from NESTBOX_REMOTE_HEADER ('Authorization: Bearer ...') or netrc\n" \
+        "  --remote-cache-readonly read the remote cache, never write it (untrusted builds)\n"        \
+        "  --remote-timeout SECS   per request, and for the uploads still pending at the end (60)\n"  \
+        "  --remote-cache-ca FILE  trust this CA (PEM) for an https remote cache\n"
 
 /* Takes option c when it is one of the above (o or m may be NULL when the verb has
  * none of that kind): 0 when taken, -1 when it is not one of them, else the exit code
@@ -49,6 +67,13 @@ int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct
 /* Cuts argv at the first "--" after argv[0]: *argc becomes its index and the
  * NULL-terminated vector after it is returned (empty when there is none). */
 char **nb_split_dashdash(int *argc, char **argv);
+/* Opens the remote cache of the cache modes (m->remote.url, else workspace_url, the
+ * workspace's remote_cache; none with --no-cache) into *ret (NULL when there is none).
+ * Prints the problem and returns its exit code, else 0. */
+int nb_remote_open(struct nb_cache_modes *m, const char *workspace_url, struct nb_remote **ret);
+/* Waits for its pending uploads (at most --remote-timeout), prints its one warning if
+ * any, frees it. */
+void nb_remote_close(struct nb_remote *r);
 
 /* The store's warn callback: one line on stderr. */
 void nb_warn_line(const char *message, void *userdata);

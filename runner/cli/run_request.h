@@ -5,9 +5,12 @@
 
 #include <stdbool.h>
 
+#include "cache/remote.h"
+
 struct nb_run_context {
         const char *cache_arg; /* the worker's --cache (NULL: the default cache) */
         bool in_worker;        /* then --cache in a request is refused */
+        const struct nb_remote_options *remote; /* the worker's --remote-cache and friends */
 };
 
 struct nb_run_reply {

@@ -228,7 +228,7 @@ static int parse_targets(const struct nb_json_reader *p, json_t *doc, struct nb_
         return r;
 }
 
-static const char *const top_keys[] = { "$schema", "version", "python", "resolves", "targets", NULL };
+static const char *const top_keys[] = { "$schema", "version", "python", "remote_cache", "resolves", "targets", NULL };
 
 int nb_workspace_parse(const char *json, size_t len, const char *file, const char *root,
                        struct nb_workspace **ret, struct nb_error *err) {
@@ -267,6 +267,13 @@ int nb_workspace_parse(const char *json, size_t len, const char *file, const cha
                 return nb_jr_fail(&p, "python", "expected an absolute path to the interpreter");
         ws->python = strdup(v ? json_string_value(v) : NB_DEFAULT_PYTHON);
         if (!ws->python)
+                return nb_jr_oom(&p);
+
+        v = json_object_get(doc, "remote_cache");
+        if (v && (!json_is_string(v) || (strncmp(json_string_value(v), "http://", 7) != 0 &&
+                                         strncmp(json_string_value(v), "https://", 8) != 0)))
+                return nb_jr_fail(&p, "remote_cache", "expected an http:// or https:// URL");
+        if (v && !(ws->remote_cache = strdup(json_string_value(v))))
                 return nb_jr_oom(&p);
 
         /* Resolves first: targets point into them. */
@@ -366,6 +373,7 @@ void nb_workspace_free(struct nb_workspace *ws) {
         free(ws->root);
         free(ws->file);
         free(ws->python);
+        free(ws->remote_cache);
         free(ws);
 }
 

@@ -49,6 +49,7 @@ struct nb_workspace {
         int root_fd; /* O_DIRECTORY descriptor of root; -1 when parsed from memory */
         char *file;  /* the name messages use, "nestbox.json" */
         char *python;
+        char *remote_cache; /* the shared remote cache's URL (--remote-cache wins), or NULL */
         struct nb_resolve *resolves; /* sorted by name */
         size_t n_resolves;
         struct nb_target *targets; /* sorted by name */

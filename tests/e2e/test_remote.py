@@ -1,0 +1,352 @@
+"""The shared remote cache against a real nginx from Debian (WebDAV PUT), over http and
+https with a throw-away CA: uploads, remote hits that start no pytest, machines sharing
+one server, faults that degrade to the local cache with one warning, read-only mode,
+credentials that never reach the disk or the output, and the REAPI encoding checked
+with protoc --decode."""
+import hashlib
+import json
+import os
+import shutil
+import socket
+import subprocess
+import time
+import xml.etree.ElementTree as ET
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import pytest
+
+from conftest import NESTBOX, ROOT, run
+from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
+from workspace import copy_examples, make_workspace
+
+NGINX = shutil.which("nginx") or "/usr/sbin/nginx"
+PROTO = ROOT / "runner/cache/remote.proto"
+TOKEN = "s3cret-T0KEN-for-nestbox-tests"
+THREE = {"a/tests": {}, "b/tests": {}, "c/tests": {}}
+
+pytestmark = pytest.mark.skipif(not os.path.exists(NGINX), reason="nginx is not installed (tests/setup installs it)")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class Nginx:
+    """nginx on 127.0.0.1 with a temporary root, conf and logs; `body` is the config of
+    `location /` (WebDAV PUT by default)."""
+
+    DAV = "dav_methods PUT; create_full_put_path on; dav_access user:rw group:r all:r;"
+
+    def __init__(self, base: Path, body=DAV, tls=None, token=None):
+        self.dir = base
+        self.root = base / "root"
+        self.root.mkdir(parents=True)
+        self.port = free_port()
+        self.access_log = base / "access.log"
+        scheme = "https" if tls else "http"
+        self.url = f"{scheme}://127.0.0.1:{self.port}/cache"
+        (self.root / "cache").mkdir()
+        auth = f'if ($http_authorization != "Bearer {token}") {{ return 401; }}' if token else ""
+        ssl = (f"ssl_certificate {tls[0]}; ssl_certificate_key {tls[1]};") if tls else ""
+        temps = " ".join(f"{k}_temp_path {base}/{k};" for k in ("client_body", "proxy", "fastcgi", "uwsgi", "scgi"))
+        conf = f"""
+daemon off; master_process off; worker_processes 1;
+pid {base}/nginx.pid; error_log {base}/error.log;
+events {{ worker_connections 128; }}
+http {{
+  access_log {self.access_log}; {temps}
+  client_max_body_size 1g; keepalive_requests 100000;
+  server {{
+    listen 127.0.0.1:{self.port}{" ssl" if tls else ""}; {ssl}
+    root {self.root};
+    location / {{ {auth} {body} }}
+  }}
+}}
+"""
+        (base / "nginx.conf").write_text(conf)
+        self.proc = subprocess.Popen([NGINX, "-p", str(base), "-e", str(base / "error.log"), "-c",
+                                      str(base / "nginx.conf")], stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        for _ in range(500):
+            try:
+                socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
+                return
+            except OSError:
+                if self.proc.poll() is not None:
+                    raise RuntimeError("nginx did not start: " + self.proc.stderr.read().decode())
+                time.sleep(0.01)
+        raise RuntimeError("nginx did not listen")
+
+    def stop(self):
+        self.proc.terminate()
+        self.proc.wait(timeout=10)
+
+    def requests(self, method):
+        text = self.access_log.read_text() if self.access_log.exists() else ""
+        return [line for line in text.splitlines() if f'"{method} ' in line]
+
+    def entries(self, ns):
+        d = self.root / "cache" / ns
+        return sorted(p for p in d.iterdir() if p.is_file()) if d.exists() else []
+
+
+@pytest.fixture
+def nginx(tmp_path):
+    servers = []
+
+    def start(**kw):
+        s = Nginx(tmp_path / f"nginx{len(servers)}", **kw)
+        servers.append(s)
+        return s
+    yield start
+    for s in servers:
+        s.stop()
+
+
+@pytest.fixture
+def ws(tmp_path, resolve_dir):  # noqa: F811
+    return make_workspace(tmp_path / "ws", resolve_dir, PASSING, THREE)
+
+
+def nb(cache, ws, *extra, env=None, targets=()):
+    e = dict(os.environ)
+    e.pop("NESTBOX_REMOTE_HEADER", None)
+    e.update(env or {})
+    return run(["test", "--cache", cache, *extra, ws, *targets], env=e)
+
+
+def warnings(r):
+    return [line for line in r.stderr.splitlines() if "remote cache" in line]
+
+
+def venvs(cache):
+    d = cache / "venvs"
+    return list(d.iterdir()) if d.exists() else []
+
+
+def junit_cases(path):
+    root = ET.parse(path).getroot()
+    return sorted((tc.get("classname"), tc.get("name"), tuple(c.tag for c in tc)) for tc in root.iter("testcase"))
+
+
+def test_upload_then_remote_hit_without_pytest(nginx, ws, tmp_path):
+    srv = nginx()
+    a = nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--output", tmp_path / "outA")
+    assert a.returncode == 0, a.stdout + a.stderr
+    assert not warnings(a) and "(cached)" not in a.stdout
+    assert len(srv.entries("ac")) == 3 and srv.requests("PUT")
+    # A local hit in A and a remote hit in an empty B give the same junit.xml.
+    a2 = nb(tmp_path / "A", ws, "--output", tmp_path / "outA2")
+    puts = len(srv.requests("PUT"))
+    b = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--output", tmp_path / "outB")
+    assert b.returncode == 0, b.stdout + b.stderr
+    assert b.stdout.count("(cached)") == 3 and not warnings(b)
+    assert venvs(tmp_path / "B") == []  # no venv was built: pytest never ran
+    assert len(srv.requests("PUT")) == puts  # a hit uploads nothing
+    for t in THREE:
+        assert (tmp_path / "outB" / t / "junit.xml").read_bytes() == (tmp_path / "outA2" / t / "junit.xml").read_bytes()
+        assert junit_cases(tmp_path / "outB" / t / "junit.xml") == junit_cases(tmp_path / "outA" / t / "junit.xml")
+    # Kept locally: a third run needs no server at all.
+    srv.stop()
+    c = nb(tmp_path / "B", ws, "--remote-cache", srv.url)
+    assert c.returncode == 0 and c.stdout.count("(cached)") == 3 and not warnings(c)
+    srv.proc = subprocess.Popen(["true"])
+
+
+def make_ca(d: Path):
+    def ossl(*args):
+        subprocess.run(["openssl", *args], check=True, capture_output=True, cwd=d)
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes"]
+    ossl("req", "-x509", *ec, "-keyout", "ca.key", "-out", "ca.pem", "-days", "1", "-subj", "/CN=nestbox test CA")
+    ossl("req", *ec, "-keyout", "srv.key", "-out", "srv.csr", "-subj", "/CN=127.0.0.1")
+    (d / "ext").write_text("subjectAltName=IP:127.0.0.1\n")
+    ossl("x509", "-req", "-in", "srv.csr", "-CA", "ca.pem", "-CAkey", "ca.key", "-CAcreateserial", "-out", "srv.pem",
+         "-days", "1", "-extfile", "ext")
+    return d / "ca.pem", d / "srv.pem", d / "srv.key"
+
+
+def test_tls_with_a_private_ca(nginx, ws, tmp_path):
+    (tmp_path / "ca").mkdir()
+    ca, cert, key = make_ca(tmp_path / "ca")
+    srv = nginx(tls=(cert, key))
+    # Verification is on by default: an unknown CA is a fault, never a failed run.
+    r = nb(tmp_path / "U", ws, "--remote-cache", srv.url)
+    assert r.returncode == 0 and len(warnings(r)) == 1, r.stderr
+    assert srv.entries("ac") == []
+    a = nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--remote-cache-ca", ca)
+    assert a.returncode == 0 and not warnings(a), a.stderr
+    assert len(srv.entries("ac")) == 3
+    b = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--remote-cache-ca", ca)
+    assert b.returncode == 0 and b.stdout.count("(cached)") == 3 and not warnings(b), b.stderr
+    assert venvs(tmp_path / "B") == []
+
+
+def summary(out: Path):
+    """target -> (status, test cases) from an --output directory."""
+    res = {}
+    for rj in out.glob("**/result.json"):
+        j = json.loads(rj.read_text())
+        res[j["target"]] = (j["status"], j["tests"], j["failures"], junit_cases(rj.parent / "junit.xml"))
+    return res
+
+
+def test_machines_share_one_server(nginx, tmp_path, resolve_dir):  # noqa: F811
+    srv = nginx()
+    ex = copy_examples(tmp_path / "ex", resolve_dir)
+    targets = list(json.loads((ex / "nestbox.json").read_text())["targets"])
+    ref = nb(tmp_path / "local", ex, "--output", tmp_path / "ref")
+    # Each machine: its own local cache, its share of the targets, the one server.
+    with ThreadPoolExecutor(len(targets)) as pool:
+        runs = list(pool.map(lambda i: nb(tmp_path / f"m{i}", ex, "--remote-cache", srv.url, "--output",
+                                          tmp_path / f"out{i}", targets=targets[i::len(targets)]), range(len(targets))))
+    merged = {}
+    for i, r in enumerate(runs):
+        assert r.returncode == ref.returncode and not warnings(r), r.stdout + r.stderr
+        merged.update(summary(tmp_path / f"out{i}"))
+    assert merged == summary(tmp_path / "ref")
+    # A new machine gets every result from the server.
+    late = nb(tmp_path / "late", ex, "--remote-cache", srv.url, "--output", tmp_path / "late-out")
+    assert late.stdout.count("(cached)") == len(targets), late.stdout
+    assert summary(tmp_path / "late-out") == summary(tmp_path / "ref")
+
+
+@pytest.mark.parametrize("fault", ["down", "stalled", "500", "corrupted blob"])
+def test_faults_degrade_with_one_warning(fault, nginx, ws, tmp_path):
+    held = None
+    if fault == "down":
+        url = f"http://127.0.0.1:{free_port()}/cache"
+    elif fault == "stalled":
+        # Accepts connections (the kernel does, into the backlog) and never answers.
+        held = socket.socket()
+        held.bind(("127.0.0.1", 0))
+        held.listen(64)
+        url = f"http://127.0.0.1:{held.getsockname()[1]}/cache"
+    elif fault == "500":
+        url = nginx(body="return 500;").url
+    else:
+        srv = nginx()
+        url = srv.url
+        assert nb(tmp_path / "A", ws, "--remote-cache", url).returncode == 0
+        for blob in srv.entries("cas"):
+            data = bytearray(blob.read_bytes())
+            if len(data) > 64:
+                data[len(data) // 2] ^= 0xff
+                blob.write_bytes(bytes(data))
+    try:
+        r = nb(tmp_path / "B", ws, "--remote-cache", url, "--remote-timeout", "1", "--output", tmp_path / "out")
+    finally:
+        if held:
+            held.close()
+    assert r.returncode == 0, r.stdout + r.stderr
+    assert len(warnings(r)) == 1, r.stderr
+    assert "using the local cache only" in r.stderr
+    assert r.stdout.count("PASSED") == 3 and "(cached)" not in r.stdout
+    for t in THREE:
+        assert json.loads((tmp_path / "out" / t / "result.json").read_text())["status"] == "PASSED"
+    # What the local cache kept is right: a second run hits locally.
+    again = nb(tmp_path / "B", ws)
+    assert again.stdout.count("(cached)") == 3
+
+
+def test_readonly_uploads_nothing(nginx, ws, tmp_path):
+    srv = nginx()
+    r = nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--remote-cache-readonly")
+    assert r.returncode == 0 and not warnings(r)
+    assert srv.requests("GET") and srv.requests("PUT") == [] and srv.entries("ac") == []
+    # It reads what a trusted build wrote.
+    assert nb(tmp_path / "W", ws, "--remote-cache", srv.url).returncode == 0
+    puts = len(srv.requests("PUT"))
+    ro = nb(tmp_path / "R", ws, "--remote-cache", srv.url, "--remote-cache-readonly")
+    assert ro.stdout.count("(cached)") == 3 and len(srv.requests("PUT")) == puts
+
+
+def test_what_is_uploaded(nginx, tmp_path, resolve_dir):  # noqa: F811
+    srv = nginx()
+    files = dict(PASSING, **{"tests/test_bad.py": "def test_bad():\n    assert False\n"})
+    bad = make_workspace(tmp_path / "bad", resolve_dir, files)
+    assert nb(tmp_path / "A", bad, "--remote-cache", srv.url).returncode == 1
+    assert srv.requests("PUT") == []  # failures are not shared by default
+    assert nb(tmp_path / "B", bad, "--remote-cache", srv.url, "--cache-failures").returncode == 1
+    assert len(srv.entries("ac")) == 1
+    ws = make_workspace(tmp_path / "good", resolve_dir, PASSING)
+    n = len(srv.access_log.read_text().splitlines())
+    assert nb(tmp_path / "C", ws, "--remote-cache", srv.url, "--no-cache").returncode == 0
+    assert len(srv.access_log.read_text().splitlines()) == n  # --no-cache: not even a lookup
+
+
+def test_credentials_never_written(nginx, ws, tmp_path):
+    srv = nginx(token=TOKEN)
+    env = {"NESTBOX_REMOTE_HEADER": f"Authorization: Bearer {TOKEN}"}
+    # Without the header the server refuses: one warning, a passing run.
+    r = nb(tmp_path / "N", ws, "--remote-cache", srv.url)
+    assert r.returncode == 0 and len(warnings(r)) == 1 and "401" in r.stderr
+    a = nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--output", tmp_path / "outA", env=env)
+    assert a.returncode == 0 and not warnings(a), a.stderr
+    b = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--output", tmp_path / "outB", env=env)
+    assert b.stdout.count("(cached)") == 3, b.stdout + b.stderr
+    # A URL the workspace names never gets the header (nestbox.json is untrusted).
+    doc = json.loads((ws / "nestbox.json").read_text())
+    doc["remote_cache"] = srv.url
+    (ws / "nestbox.json").write_text(json.dumps(doc))
+    w = nb(tmp_path / "W", ws, env=env)
+    assert w.returncode == 0 and len(warnings(w)) == 1 and "401" in w.stderr
+    outputs = "".join(x.stdout + x.stderr for x in (r, a, b, w))
+    assert TOKEN not in outputs
+    for p in tmp_path.rglob("*"):
+        if p.is_file() and not p.is_relative_to(srv.dir):
+            assert TOKEN.encode() not in p.read_bytes(), p
+    for p in srv.root.rglob("*"):
+        if p.is_file():
+            assert TOKEN.encode() not in p.read_bytes(), p
+
+
+def test_bad_options_are_usage_errors(ws, tmp_path):
+    for url in ("ftp://127.0.0.1/x", "http://user:pw@127.0.0.1/x", "http://127.0.0.1/x?token=1", "nonsense"):
+        r = nb(tmp_path / "A", ws, "--remote-cache", url)
+        assert r.returncode == 2 and r.stderr.startswith("nestbox: --remote-cache"), r.stderr
+        assert "pw@" not in r.stderr and "token=1" not in r.stderr
+    r = nb(tmp_path / "A", ws, "--remote-cache", "http://127.0.0.1:1/", "--remote-timeout", "0")
+    assert r.returncode == 2
+    r = nb(tmp_path / "A", ws, "--remote-cache", "http://127.0.0.1:1/", env={"NESTBOX_REMOTE_HEADER": "no colon"})
+    assert r.returncode == 2 and "no colon" not in r.stderr
+
+
+def decode(message: bytes):
+    return subprocess.run(["protoc", f"--proto_path={PROTO.parent}", "--decode",
+                           "build.bazel.remote.execution.v2.ActionResult", PROTO.name],
+                          input=message, capture_output=True, check=True, cwd=PROTO.parent).stdout.decode()
+
+
+@pytest.mark.skipif(shutil.which("protoc") is None, reason="protoc is not installed (tests/setup installs it)")
+def test_ac_entries_are_reapi_action_results(nginx, ws, tmp_path):
+    srv = nginx()
+    assert nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--output", tmp_path / "out",
+              targets=["a/tests"]).returncode == 0
+    [entry] = srv.entries("ac")
+    assert entry.name == json.loads((tmp_path / "out/a/tests/result.json").read_text())["action"]
+    text = decode(entry.read_bytes())
+    # protoc's text format: output_files { path: "..." digest { hash: "..." size_bytes: N } }
+    files = {}
+    for block in text.split("output_files {")[1:]:
+        path = block.split('path: "')[1].split('"')[0]
+        h = block.split('hash: "')[1].split('"')[0]
+        size = int(block.split("size_bytes: ")[1].split()[0]) if "size_bytes: " in block.split("}")[0] + "}" else 0
+        files[path] = (h, size)
+    assert {"nestbox/artifact.tar.zst", "junit.xml", "log"} <= set(files)
+    for path, (h, size) in files.items():
+        blob = (srv.root / "cache/cas" / h).read_bytes()
+        assert hashlib.sha256(blob).hexdigest() == h and len(blob) == size, path
+    assert "stdout_digest {" in text and files["log"][0] in text.split("stdout_digest {")[1]
+    assert "stderr_digest {" in text
+    assert (srv.root / "cache/cas" / files["junit.xml"][0]).read_bytes().startswith(b"<?xml")
+
+
+def test_run_and_worker_take_the_options(nginx, tmp_path):
+    srv = nginx()
+    for verb in ("test", "run", "worker"):
+        h = run([verb, "--help"])
+        assert "--remote-cache URL" in h.stdout and "--remote-cache-readonly" in h.stdout, verb
+        assert "--remote-timeout" in h.stdout and "--remote-cache-ca" in h.stdout, verb
+    assert NESTBOX.exists()
