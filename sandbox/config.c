@@ -150,9 +150,20 @@ const char *nb_limit_backend_name(enum nb_limit_backend b) {
         }
 }
 
+static const char *const system_dirs[] = { "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" };
+
+bool nb_sandbox_is_system_path(const char *path) {
+        for (size_t i = 0; i < NB_ELEMENTSOF(system_dirs); i++) {
+                size_t n = strlen(system_dirs[i]);
+                if (strncmp(path, system_dirs[i], n) == 0 && path[n] == '/')
+                        return true;
+        }
+        return false;
+}
+
 int nb_sandbox_add_system_dirs(struct nb_sandbox_config *cfg) {
-        static const char *const dirs[] = { "/usr", "/bin", "/sbin", "/lib", "/lib32", "/lib64", "/libx32" };
-        for (size_t i = 0; i < NB_ELEMENTSOF(dirs); i++) {
+        const char *const *dirs = system_dirs;
+        for (size_t i = 0; i < NB_ELEMENTSOF(system_dirs); i++) {
                 struct stat st;
                 if (lstat(dirs[i], &st) < 0)
                         continue;

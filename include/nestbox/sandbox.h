@@ -113,6 +113,9 @@ void nb_sandbox_host_ids(uid_t *uid, gid_t *gid);
  * has them (symlinks into /usr on a merged-/usr system, read-only binds otherwise):
  * the closure of any interpreter installed from the distribution. */
 int nb_sandbox_add_system_dirs(struct nb_sandbox_config *cfg);
+/* True when path (already resolved, no symlinks) lies beneath one of those
+ * directories, so that the sandbox sees it. */
+bool nb_sandbox_is_system_path(const char *path);
 
 /* The syscalls the seccomp filter denies, each with its one-line reason. */
 struct nb_denied_syscall {

@@ -1,4 +1,5 @@
 """One target end to end: declared inputs, locked venv, pytest in the sandbox, JUnit."""
+import json
 import os
 import shutil
 import subprocess
@@ -266,3 +267,20 @@ def test_oversized_output_fails_the_target_not_nestbox(tmp_path, resolve_dir, ca
     p = run(["test", "--cache", cache, ws])
     assert p.returncode == 1, p.stdout + p.stderr
     assert "app/tests  FAILED" in p.stdout and "/out:" in p.stdout and "big" in p.stdout
+
+
+def test_an_interpreter_outside_the_system_dirs_is_refused_with_advice(tmp_path, resolve_dir, cache):
+    """A pyenv-style interpreter under $HOME is invisible in the sandbox: say so and
+    what to use, instead of execvp /venv/bin/python failing inside."""
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    bindir = tmp_path / "pyenv/versions/3.11/bin"
+    bindir.mkdir(parents=True)
+    shutil.copy2(os.path.realpath("/usr/bin/python3"), bindir / "python3")
+    doc = json.loads((ws / "nestbox.json").read_text())
+    doc["python"] = str(bindir / "python3")
+    (ws / "nestbox.json").write_text(json.dumps(doc))
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 2, p.stdout + p.stderr
+    err = [line for line in p.stderr.splitlines() if line.startswith("nestbox: ")]
+    assert len(err) == 1 and "outside the system directories" in err[0] and "/usr/bin/python3" in err[0], p.stderr
+    assert "execvp" not in p.stdout + p.stderr
