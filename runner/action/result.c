@@ -39,7 +39,22 @@ void nb_result_done(struct nb_result *r) {
         free(r->why);
         nb_junit_report_free(r->report);
         nb_artifact_done(&r->artifact);
+        free(r->artifact_blob);
         memset(r, 0, sizeof(*r));
+}
+
+int nb_result_full_artifact(const struct nb_result *r, struct nb_artifact *tmp, const struct nb_artifact **ret,
+                            struct nb_error *err) {
+        *tmp = (struct nb_artifact) {};
+        if (!r->artifact_blob) {
+                *ret = &r->artifact;
+                return 0;
+        }
+        int k = nb_artifact_unpack(r->artifact_blob, r->artifact_blob_len, NULL, tmp, err);
+        if (k < 0)
+                return k;
+        *ret = tmp;
+        return 0;
 }
 
 json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
@@ -191,7 +206,7 @@ int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_re
         if ((r = nb_cas_get(s, artifact, &blob, &blob_len, err)) < 0)
                 return r;
         const struct nb_artifact_entry *junit;
-        if ((r = result_from_record(rec, ret)) < 0 || (r = nb_artifact_unpack(blob, blob_len, &ret->artifact, err)) < 0 ||
+        if ((r = result_from_record(rec, ret)) < 0 || (r = nb_artifact_unpack(blob, blob_len, "undeclared/", &ret->artifact, err)) < 0 ||
             !(junit = nb_artifact_find(&ret->artifact, "junit.xml")) ||
             (r = nb_junit_parse(junit->data, junit->len, &ret->report, err)) < 0 || strcmp(ret->target, a->target) != 0) {
                 nb_result_done(ret);
@@ -201,6 +216,8 @@ int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_re
         memcpy(ret->action, a->resolved.digest, sizeof(ret->action));
         memcpy(ret->artifact_digest, artifact, sizeof(artifact));
         ret->cached = true;
+        ret->artifact_blob = TAKE_PTR(blob);
+        ret->artifact_blob_len = blob_len;
         nb_store_touch(s, "ac", a->resolved.digest);
         nb_store_touch(s, "cas", artifact);
         return 0;

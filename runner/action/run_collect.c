@@ -14,8 +14,12 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
+/* What the host takes from /out: each file at most OUT_FILE_MAX bytes, coverage and
+ * undeclared outputs together at most OUT_TOTAL_MAX bytes and OUT_FILES_MAX
+ * undeclared files (README, "nestbox test"). */
 #define OUT_FILE_MAX (64u * 1024u * 1024u)
 #define OUT_TOTAL_MAX (256u * 1024u * 1024u)
+#define OUT_FILES_MAX 10000u
 
 static const char *const coverage_files[] = { "coverage.data", "coverage.xml", "coverage.lcov" };
 
@@ -90,7 +94,7 @@ static int collect_report(const struct nb_action *a, int out_fd, const struct nb
         return nb_junit_error_report(a->target, "nestbox", ret->why, details, &ret->report);
 }
 
-static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, struct nb_error *err) {
+static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, size_t *total, struct nb_error *err) {
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
         int r = nb_read_file_beneath(out_fd, name, OUT_FILE_MAX, &data, &len);
@@ -98,6 +102,9 @@ static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, s
                 return 0;
         if (r < 0)
                 return nb_error_set(err, -r, "/out/%s", name);
+        if (len > OUT_TOTAL_MAX - *total)
+                return nb_error_setx(err, EFBIG, "adding %s takes the outputs beyond %u bytes in all", name, OUT_TOTAL_MAX);
+        *total += len;
         return nb_artifact_add(art, name, data, len);
 }
 
@@ -118,14 +125,14 @@ static int fail_for_out(struct nb_result *ret, int r, struct nb_error *err) {
 
 static int collect_outputs(int out_fd, struct nb_result *ret, struct nb_error *err) {
         int r;
+        size_t total = 0; /* coverage files count against the outputs' cap too */
         for (size_t i = 0; i < NB_ELEMENTSOF(coverage_files); i++)
-                if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], err)) < 0 &&
-                    (r = fail_for_out(ret, r, err)) < 0)
-                        return r;
+                if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], &total, err)) < 0)
+                        return fail_for_out(ret, r, err);
         _cleanup_close_ int und = nb_open_beneath(out_fd, "undeclared", O_RDONLY | O_DIRECTORY, 0);
-        if (und >= 0 && (r = nb_artifact_add_tree(&ret->artifact, und, "undeclared/", OUT_FILE_MAX, OUT_TOTAL_MAX, err)) < 0 &&
-            (r = fail_for_out(ret, r, err)) < 0)
-                return r;
+        if (und >= 0 && (r = nb_artifact_add_tree(&ret->artifact, und, "undeclared/", OUT_FILE_MAX, OUT_TOTAL_MAX, &total,
+                                                  OUT_FILES_MAX, err)) < 0)
+                return fail_for_out(ret, r, err);
         return 0;
 }
 
