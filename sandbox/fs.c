@@ -315,7 +315,7 @@ int nb_rm_rf_at(int dirfd, const char *name) {
                 int dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (dfd < 0) {
                         /* A read-only tree (mode 0555) is ours to remove: make it writable. */
-                        if (errno != EACCES || fchmodat(dirfd, name, 0700, 0) < 0)
+                        if (errno != EACCES || fchmodat(dirfd, name, 0700, AT_SYMLINK_NOFOLLOW) < 0)
                                 return -errno;
                         dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (dfd < 0)

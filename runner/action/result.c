@@ -192,6 +192,14 @@ static int result_from_record(json_t *rec, struct nb_result *r) {
         return 0;
 }
 
+static enum nb_target_status status_from_evidence(const struct nb_result *r) {
+        if (r->timed_out)
+                return NB_TARGET_TIMEOUT;
+        if (r->why || r->exit_code != 0 || r->signal || r->report->failures || r->report->errors)
+                return NB_TARGET_FAILED;
+        return NB_TARGET_PASSED;
+}
+
 int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_result *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
         _cleanup_free_ char *text = NULL, *blob = NULL;
@@ -212,6 +220,13 @@ int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_re
                 nb_result_done(ret);
                 nb_error_clear(err);
                 return r == -ENOMEM ? nb_error_set(err, ENOMEM, "cache record") : -ENOENT;
+        }
+        /* A record is a claim; its JUnit report and exit are the evidence. A status
+         * they contradict (a PASSED with failures, say) was written by someone else:
+         * damage, so a miss, never a pass. */
+        if (ret->status != status_from_evidence(ret)) {
+                nb_result_done(ret);
+                return -ENOENT;
         }
         memcpy(ret->action, a->resolved.digest, sizeof(ret->action));
         memcpy(ret->artifact_digest, artifact, sizeof(artifact));

@@ -181,8 +181,8 @@ static int remove_entry(struct nb_cache_dir *c, const struct entry *e) {
         /* Moving a directory to another parent rewrites its "..": it needs write
          * permission, and sealed entries are 0555. A crash right after leaves a
          * writable entry, which is still whole (tree.c reseals it on reuse). */
-        if (fchmodat(c->fd, e->rel, 0755, 0) < 0)
-                return errno == ENOENT ? 0 : -errno;
+        if (fchmod(lock, 0755) < 0) /* the directory we hold, never what a symlink names */
+                return -errno;
         if (renameat(c->fd, e->rel, c->fd, grave) < 0)
                 return errno == ENOENT ? 0 : nb_rm_rf_at(c->fd, e->rel);
         return nb_rm_rf_at(c->fd, grave);

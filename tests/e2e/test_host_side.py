@@ -77,3 +77,53 @@ def test_undeclared_outputs_replayed_from_the_cache(tmp_path, resolve_dir, cache
     p = run(["test", "--cache", cache, "--output", out, ws])
     assert p.returncode == 0 and "(cached)" in p.stdout, p.stdout + p.stderr
     assert (out / "app/tests/undeclared/sub/note.txt").read_text() == "kept"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another user's directory (chown)")
+def test_cache_another_user_can_write_is_refused(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_ok():\n    pass\n"))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    p = run(["test", "--cache", theirs, ws])
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert f"nestbox: cache {theirs}: owned by uid 65534 with mode 0755; refusing a cache" in p.stderr
+    assert not (theirs / "ac").exists()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    p = run(["test", "--cache", shared, ws])
+    assert p.returncode == 2 and "mode 0777; refusing a cache that another user can write" in p.stderr, p.stderr
+    # The default with HOME and XDG_CACHE_HOME unset: /tmp/nestbox-cache-<uid>,
+    # planted by someone else first.
+    planted = Path(f"/tmp/nestbox-cache-{os.geteuid()}")
+    if planted.exists():
+        pytest.skip(f"{planted} exists")
+    planted.mkdir()
+    try:
+        os.chown(planted, 65534, 65534)
+        env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME")}
+        p = run(["test", ws], env=env)
+        assert p.returncode == 2 and f"cache {planted}: owned by uid 65534" in p.stderr, p.stdout + p.stderr
+    finally:
+        os.rmdir(planted)
+
+
+def test_record_contradicting_its_report_is_damage(tmp_path, resolve_dir, cache):  # noqa: F811
+    import hashlib
+    import json
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_bad():\n    assert False\n"))
+    assert run(["test", "--cache", cache, ws]).returncode == 1
+    records = [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
+    assert len(records) == 1
+    header, body = records[0].read_bytes().split(b"\n", 1)
+    rec = json.loads(body)
+    assert rec["status"] == "FAILED" and rec["failures"] == 1
+    rec["status"], rec["exit_code"] = "PASSED", 0
+    forged = json.dumps(rec).encode()
+    magic = header[:-64]
+    records[0].chmod(0o644)
+    records[0].write_bytes(magic + hashlib.sha256(forged).hexdigest().encode() + b"\n" + forged)
+    p = run(["test", "--cache", cache, "--cache-failures", ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout and "(cached)" not in p.stdout
