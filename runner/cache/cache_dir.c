@@ -139,9 +139,17 @@ int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd) {
 
 int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char *final_rel, struct nb_error *err) {
         if (renameat(c->fd, tmp_rel, c->fd, final_rel) == 0) {
-                _cleanup_close_ int d = openat(c->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (d >= 0)
-                        (void) fsync(d);
+                /* The rename lives in the directory it was made into (trees/, venvs/):
+                 * that one is fsynced, not the cache root. */
+                const char *slash = strrchr(final_rel, '/');
+                _cleanup_free_ char *parent = slash ? strndup(final_rel, (size_t) (slash - final_rel)) : strdup(".");
+                if (!parent)
+                        return nb_error_set(err, ENOMEM, "cache");
+                _cleanup_close_ int d = nb_open_beneath(c->fd, parent, O_RDONLY | O_DIRECTORY, 0);
+                if (d < 0)
+                        return nb_error_set(err, -d, "cache %s/%s", c->path, parent);
+                if (fsync(d) < 0)
+                        return nb_error_set(err, errno, "cache %s/%s", c->path, parent);
                 return 0;
         }
         if (errno == EEXIST || errno == ENOTEMPTY) {

@@ -127,3 +127,21 @@ def test_record_contradicting_its_report_is_damage(tmp_path, resolve_dir, cache)
     p = run(["test", "--cache", cache, "--cache-failures", ws])
     assert p.returncode == 1, p.stdout + p.stderr
     assert "app/tests  FAILED" in p.stdout and "(cached)" not in p.stdout
+
+
+def test_verify_checks_the_driver_against_its_digest(tmp_path, resolve_dir, cache):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_ok():\n    pass\n"))
+    assert run(["test", "--cache", cache, "--no-cache", ws]).returncode == 0
+    drivers = list((cache / "trees").glob("*/driver.py"))
+    assert len(drivers) == 1
+    assert run(["cache", "--cache", cache, "verify"]).returncode == 0
+    # What a power cut before the data reached the disk leaves: an empty file.
+    tree = drivers[0].parent
+    tree.chmod(0o755)
+    drivers[0].chmod(0o644)
+    drivers[0].write_bytes(b"")
+    p = run(["cache", "--cache", cache, "verify"])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert tree.name in p.stdout and "driver.py is missing or differs" in p.stdout
+    assert run(["cache", "--cache", cache, "verify", "--repair"]).returncode == 1
+    assert run(["test", "--cache", cache, "--no-cache", ws]).returncode == 0
