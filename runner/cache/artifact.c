@@ -367,6 +367,8 @@ static int by_name_entry(const void *x, const void *y) {
 /* Sorted by name, a duplicate is next to its twin; the names seen are kept only
  * for this check when their data was skipped. */
 static int refuse_duplicates(struct nb_artifact_entry *e, size_t n, struct nb_error *err) {
+        if (n < 2)
+                return 0; /* and qsort is never handed the NULL of an empty array */
         qsort(e, n, sizeof(*e), by_name_entry);
         for (size_t i = 1; i < n; i++)
                 if (strcmp(e[i - 1].name, e[i].name) == 0)
