@@ -48,6 +48,12 @@ void nb_sandbox_config_done(struct nb_sandbox_config *cfg) {
         nb_sandbox_config_init(cfg);
 }
 
+void nb_sandbox_result_done(struct nb_sandbox_result *res) {
+        free(res->output);
+        res->output = NULL;
+        res->output_len = res->output_head = 0;
+}
+
 /* Appends s to a NULL-terminated vector of n entries. */
 static int strv_push(char ***v, size_t *n, char *s) {
         char **nv = realloc(*v, (*n + 2) * sizeof(char *));

@@ -155,11 +155,37 @@ int nb_mkdir_p_in_root(int rootfd, const char *path, mode_t mode) {
 }
 
 int nb_read_fd(int fd, size_t max_size, char **data, size_t *len) {
-        size_t cap = 4096, n = 0;
+        return nb_read_fd_sized(fd, 4096, max_size, data, len);
+}
+
+int nb_read_fd_sized(int fd, size_t size_hint, size_t max_size, char **data, size_t *len) {
+        size_t cap = size_hint < max_size ? size_hint : max_size, n = 0;
+        bool at_hint = true; /* the buffer is still the hinted size: probe for EOF first */
         _cleanup_free_ char *buf = malloc(cap + 1);
         if (!buf)
                 return -ENOMEM;
         for (;;) {
+                if (n == cap && at_hint) {
+                        char probe;
+                        ssize_t r = read(fd, &probe, 1);
+                        if (r < 0 && errno == EINTR)
+                                continue;
+                        if (r < 0)
+                                return -errno;
+                        if (r == 0)
+                                break;
+                        at_hint = false;
+                        if (++n > max_size)
+                                return -EFBIG;
+                        size_t ncap = cap ? cap * 2 : 4096;
+                        char *nbuf = realloc(buf, ncap + 1);
+                        if (!nbuf)
+                                return -ENOMEM;
+                        buf = nbuf;
+                        buf[cap] = probe;
+                        cap = ncap;
+                        continue;
+                }
                 if (n == cap) {
                         if (cap > max_size)
                                 return -EFBIG;
@@ -319,7 +345,7 @@ int nb_rm_rf_at(int dirfd, const char *name) {
                 int dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (dfd < 0) {
                         /* A read-only tree (mode 0555) is ours to remove: make it writable. */
-                        if (errno != EACCES || fchmodat(dirfd, name, 0700, 0) < 0)
+                        if (errno != EACCES || fchmodat(dirfd, name, 0700, AT_SYMLINK_NOFOLLOW) < 0)
                                 return -errno;
                         dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (dfd < 0)

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <stdbool.h>
+#include <stdint.h>
 #include <sys/types.h>
 
 #include "nestbox/sandbox.h"
@@ -64,3 +65,17 @@ int nb_recv_fd(int sock);
 
 /* Child-side error reporting through the error pipe: "errno<TAB>message". */
 void nb_child_report(int fd, const struct nb_error *err);
+
+/* capture.c: the command's stdout and stderr through a pipe the supervisor drains,
+ * first `head` and last `tail` bytes kept. drain reads what is there (1 at EOF);
+ * drain_to_eof waits for EOF, giving up after quiet_ms without a byte. */
+struct nb_capture {
+        char *head, *tail;
+        size_t head_cap, head_len, tail_cap, tail_len, tail_pos;
+        uint64_t total;
+};
+int nb_capture_init(struct nb_capture *c, size_t head, size_t tail);
+void nb_capture_done(struct nb_capture *c);
+int nb_capture_drain(struct nb_capture *c, int fd);
+int nb_capture_drain_to_eof(struct nb_capture *c, int fd, int quiet_ms);
+int nb_capture_take(struct nb_capture *c, struct nb_sandbox_result *res);

@@ -59,6 +59,7 @@ struct pipes {
         int err[2];    /* child -> parent: setup or exec error */
         int status[2]; /* init -> parent: the command's wait status */
         int export[2]; /* child -> parent: the NB_MOUNT_OUT_TMPFS root (SCM_RIGHTS) */
+        int output[2]; /* the command's stdout+stderr -> the supervisor (when captured) */
 };
 
 struct child_args {
@@ -89,6 +90,7 @@ static void pipes_close(struct pipes *p) {
         close_pair(p->err);
         close_pair(p->status);
         close_pair(p->export);
+        close_pair(p->output);
 }
 
 /* One byte from the parent: 'g' go, 's' the seccomp filter is ready. */
@@ -112,8 +114,10 @@ static int arm_parent_death(int lifeline, struct nb_error *err) {
         return 0;
 }
 
-static int redirect_stdio(const struct nb_sandbox_config *cfg, struct nb_error *err) {
-        const int fds[] = { cfg->stdin_fd, cfg->stdout_fd, cfg->stderr_fd };
+static int redirect_stdio(const struct nb_sandbox_config *cfg, const struct pipes *p, struct nb_error *err) {
+        bool capture = p->output[1] >= 0;
+        const int fds[] = { cfg->stdin_fd, capture ? p->output[1] : cfg->stdout_fd,
+                            capture ? p->output[1] : cfg->stderr_fd };
         for (int i = 0; i < 3; i++)
                 if (fds[i] >= 0 && fds[i] != i && dup2(fds[i], i) < 0)
                         return nb_error_set(err, errno, "dup2 to fd %d", i);
@@ -151,7 +155,7 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
          * it holds, not what its own caller left open. pid 1 never execs, so CLOEXEC
          * alone would not protect these, and the command could reach pid 1's fds
          * through /proc/1/fd. */
-        if ((r = redirect_stdio(cfg, &err)) < 0)
+        if ((r = redirect_stdio(cfg, a->p, &err)) < 0)
                 goto fail;
         const int keep[] = { a->p->sync[0], a->p->err[1], a->p->status[1], a->p->export[1], a->filter_fd };
         close_all_but(keep, NB_ELEMENTSOF(keep));
@@ -244,8 +248,8 @@ static int userns_error(int e, struct nb_error *err) {
  * SIGABRT first (Python's faulthandler prints every thread's stack), SIGKILL of pid 1
  * (and with it the whole pid namespace) after the grace period. A kill() may find pid
  * 1 already exiting (ESRCH); the pidfd then says so on the next poll. */
-static int supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_config *cfg,
-                     double start, struct nb_sandbox_result *res) {
+static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
+                     const struct nb_sandbox_config *cfg, double start, struct nb_sandbox_result *res) {
         double deadline = cfg->timeout_sec > 0 ? start + cfg->timeout_sec : 0;
         double grace = cfg->kill_grace_sec > 0 ? cfg->kill_grace_sec : 0;
         bool aborted = false; /* SIGABRT sent: the deadline is now the grace's end */
@@ -256,10 +260,19 @@ static int supervise(pid_t pid, int pidfd, int sigfd, const struct nb_sandbox_co
                         /* Clamped: the loop re-checks the deadline after each wake-up. */
                         wait_ms = left <= 0 ? 0 : left > 86400 ? 86400 * 1000 : (int) (left * 1000) + 1;
                 }
-                struct pollfd pfds[2] = { { .fd = pidfd, .events = POLLIN }, { .fd = sigfd, .events = POLLIN } };
-                int n = poll(pfds, 2, wait_ms);
+                struct pollfd pfds[3] = { { .fd = pidfd, .events = POLLIN },
+                                          { .fd = sigfd, .events = POLLIN },
+                                          { .fd = output_fd, .events = POLLIN } };
+                int n = poll(pfds, output_fd >= 0 ? 3 : 2, wait_ms);
                 if (n < 0 && errno != EINTR)
                         return -errno;
+                if (n > 0 && output_fd >= 0 && (pfds[2].revents & (POLLIN | POLLHUP))) {
+                        int d = nb_capture_drain(capture, output_fd);
+                        if (d < 0)
+                                return d;
+                        if (d > 0)
+                                output_fd = -1; /* every writer is gone */
+                }
                 if (n > 0 && (pfds[0].revents & (POLLIN | POLLHUP)))
                         return 0;
                 if (n > 0 && (pfds[1].revents & POLLIN)) {
@@ -398,10 +411,19 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (r < 0)
                 return r;
 
-        _cleanup_(pipes_close) struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
+        _cleanup_(pipes_close) struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
         if (pipe2(p.sync, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0 ||
             socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p.export) < 0)
                 return nb_error_set(err, errno, "pipe");
+        _cleanup_(nb_capture_done) struct nb_capture capture = {};
+        bool capturing = cfg->capture_head > 0 || cfg->capture_tail > 0;
+        if (capturing) {
+                /* Only our end is non-blocking: the command blocks when it outruns us. */
+                if (pipe2(p.output, O_CLOEXEC) < 0 || fcntl(p.output[0], F_SETFL, O_NONBLOCK) < 0)
+                        return nb_error_set(err, errno, "the output pipe");
+                if ((r = nb_capture_init(&capture, cfg->capture_head, cfg->capture_tail)) < 0)
+                        return nb_error_set(err, -r, "the output buffer");
+        }
         _cleanup_close_ int filter_fd = memfd_create("nestbox-seccomp", MFD_CLOEXEC);
         if (filter_fd < 0)
                 return nb_error_set(err, errno, "memfd_create");
@@ -440,7 +462,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 sandbox_child(&ca);
 
         /* The child's ends; the parent keeps sync[1] as the child's lifeline. */
-        int *child_ends[] = { &p.sync[0], &p.err[1], &p.status[1], &p.export[1] };
+        int *child_ends[] = { &p.sync[0], &p.err[1], &p.status[1], &p.export[1], &p.output[1] };
         for (size_t i = 0; i < NB_ELEMENTSOF(child_ends); i++) {
                 nb_closep(child_ends[i]);
                 *child_ends[i] = -1;
@@ -463,7 +485,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (cfg->on_started)
                 cfg->on_started(pid, cfg->userdata);
 
-        if ((r = supervise(pid, pidfd, sigfd, cfg, start, res)) < 0)
+        if ((r = supervise(pid, pidfd, sigfd, p.output[0], &capture, cfg, start, res)) < 0)
                 return nb_error_set(err, -r, "supervising the sandbox");
 
         int init_status = 0;
@@ -488,6 +510,11 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 return r;
         fill_status(r == 0 ? cmd_status : init_status, res); /* else pid 1 itself was killed */
         nb_limits_collect(limits, res);
+        /* pid 1 is gone, so the kernel is killing everything else in its namespace:
+         * the pipe reaches EOF as soon as the last of them has exited. */
+        if (capturing && ((r = nb_capture_drain_to_eof(&capture, p.output[0], 5000)) < 0 ||
+                          (r = nb_capture_take(&capture, res)) < 0))
+                return nb_error_set(err, -r, "reading the command's output");
         int out = nb_recv_fd(p.export[0]);
         res->out_fd = out >= 0 ? out : -1;
         return 0;

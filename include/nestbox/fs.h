@@ -40,6 +40,9 @@ int nb_read_file_beneath(int dirfd, const char *path, size_t max_size, char **da
 
 /* Reads all of fd up to max_size (-EFBIG beyond). */
 int nb_read_fd(int fd, size_t max_size, char **data, size_t *len);
+/* The same, starting with a buffer of size_hint bytes (a file's st_size): a file of
+ * that size costs size_hint + 1 bytes of memory; one that grew still reads whole. */
+int nb_read_fd_sized(int fd, size_t size_hint, size_t max_size, char **data, size_t *len);
 
 /* Writes all of data to fd, retrying on EINTR and short writes. */
 int nb_write_all(int fd, const void *data, size_t len);

@@ -68,6 +68,11 @@ struct nb_sandbox_config {
          * grace, SIGKILL) and is stored in *cancel; a second kills at once. The caller's
          * own handler sets *cancel for signals that arrive between runs. */
         volatile sig_atomic_t *cancel;
+        /* Either non-zero: stdout and stderr are one pipe the supervisor drains while
+         * the command runs (stdout_fd and stderr_fd are then ignored), so nothing it
+         * prints reaches a host file; the first capture_head and the last
+         * capture_tail bytes come back in nb_sandbox_result.output. */
+        size_t capture_head, capture_tail;
         /* Called in the parent once the sandbox's pid 1 exists (host pid). */
         void (*on_started)(pid_t init_pid, void *userdata);
         void *userdata;
@@ -85,11 +90,19 @@ struct nb_sandbox_result {
                                * closes it; -1 when there is none */
         double wall_sec, user_sec, sys_sec;
         uint64_t peak_rss_bytes;
+        /* With capture_head/capture_tail: output_head bytes of the head, then the tail
+         * (output_len in all, NUL-terminated); output_total bytes were written, so
+         * output_total > output_len means the middle was dropped. Freed by
+         * nb_sandbox_result_done(). */
+        char *output;
+        size_t output_len, output_head;
+        uint64_t output_total;
         enum nb_limit_backend memory_backend, pids_backend;
 };
 
 void nb_sandbox_config_init(struct nb_sandbox_config *cfg);
 void nb_sandbox_config_done(struct nb_sandbox_config *cfg);
+void nb_sandbox_result_done(struct nb_sandbox_result *res);
 /* Appends a mount; they are made in the order added, after the default /tmp (left out
  * when one is added at /tmp). -EINVAL when dst is not absolute or has a ".." component. */
 int nb_sandbox_add_mount(struct nb_sandbox_config *cfg, enum nb_mount_kind kind,

@@ -39,7 +39,22 @@ void nb_result_done(struct nb_result *r) {
         free(r->why);
         nb_junit_report_free(r->report);
         nb_artifact_done(&r->artifact);
+        free(r->artifact_blob);
         memset(r, 0, sizeof(*r));
+}
+
+int nb_result_full_artifact(const struct nb_result *r, struct nb_artifact *tmp, const struct nb_artifact **ret,
+                            struct nb_error *err) {
+        *tmp = (struct nb_artifact) {};
+        if (!r->artifact_blob) {
+                *ret = &r->artifact;
+                return 0;
+        }
+        int k = nb_artifact_unpack(r->artifact_blob, r->artifact_blob_len, NULL, tmp, err);
+        if (k < 0)
+                return k;
+        *ret = tmp;
+        return 0;
 }
 
 json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
@@ -177,6 +192,14 @@ static int result_from_record(json_t *rec, struct nb_result *r) {
         return 0;
 }
 
+static enum nb_target_status status_from_evidence(const struct nb_result *r) {
+        if (r->timed_out)
+                return NB_TARGET_TIMEOUT;
+        if (r->why || r->exit_code != 0 || r->signal || r->report->failures || r->report->errors)
+                return NB_TARGET_FAILED;
+        return NB_TARGET_PASSED;
+}
+
 int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_result *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
         _cleanup_free_ char *text = NULL, *blob = NULL;
@@ -191,16 +214,25 @@ int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_re
         if ((r = nb_cas_get(s, artifact, &blob, &blob_len, err)) < 0)
                 return r;
         const struct nb_artifact_entry *junit;
-        if ((r = result_from_record(rec, ret)) < 0 || (r = nb_artifact_unpack(blob, blob_len, &ret->artifact, err)) < 0 ||
+        if ((r = result_from_record(rec, ret)) < 0 || (r = nb_artifact_unpack(blob, blob_len, "undeclared/", &ret->artifact, err)) < 0 ||
             !(junit = nb_artifact_find(&ret->artifact, "junit.xml")) ||
             (r = nb_junit_parse(junit->data, junit->len, &ret->report, err)) < 0 || strcmp(ret->target, a->target) != 0) {
                 nb_result_done(ret);
                 nb_error_clear(err);
                 return r == -ENOMEM ? nb_error_set(err, ENOMEM, "cache record") : -ENOENT;
         }
+        /* A record is a claim; its JUnit report and exit are the evidence. A status
+         * they contradict (a PASSED with failures, say) was written by someone else:
+         * damage, so a miss, never a pass. */
+        if (ret->status != status_from_evidence(ret)) {
+                nb_result_done(ret);
+                return -ENOENT;
+        }
         memcpy(ret->action, a->resolved.digest, sizeof(ret->action));
         memcpy(ret->artifact_digest, artifact, sizeof(artifact));
         ret->cached = true;
+        ret->artifact_blob = TAKE_PTR(blob);
+        ret->artifact_blob_len = blob_len;
         nb_store_touch(s, "ac", a->resolved.digest);
         nb_store_touch(s, "cas", artifact);
         return 0;

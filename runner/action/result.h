@@ -48,7 +48,16 @@ struct nb_result {
         int interrupted; /* the SIGINT/SIGTERM that cut the run short; never stored */
         struct nb_junit_report *report; /* never NULL in a finished result */
         struct nb_artifact artifact;    /* junit.xml, log, coverage.*, undeclared/, result.json */
+        /* A cache hit unpacks all but undeclared/ into artifact and keeps the packed
+         * bytes here for nb_result_full_artifact(); NULL when artifact is whole. */
+        char *artifact_blob;
+        size_t artifact_blob_len;
 };
+
+/* The whole artifact: r->artifact itself, or (a cache hit) all of it unpacked into
+ * *tmp, which the caller frees with nb_artifact_done(). */
+int nb_result_full_artifact(const struct nb_result *r, struct nb_artifact *tmp, const struct nb_artifact **ret,
+                            struct nb_error *err);
 
 void nb_result_done(struct nb_result *r);
 

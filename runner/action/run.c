@@ -3,7 +3,7 @@
  *   materialise the declared inputs (or find the named tree)  -> /work (ro)
  *   build or reuse the locked venv                            -> /venv (ro)
  *   nestbox's own driver                                      -> /nestbox (ro)
- *   a fresh run directory holding the log; /out a capped tmpfs
+ *   the log a pipe the supervisor drains; /out a capped tmpfs
  *   pytest in the sandbox
  *   what came out -> a result (run_collect.c) */
 #include <errno.h>
@@ -222,24 +222,6 @@ static int hold_inputs(const struct nb_action *a, struct nb_cache_dir *cache, st
         return r;
 }
 
-/* The run directory holds the log, which we write; nothing of the host is writable
- * inside. /out is a size-capped tmpfs the sandbox hands back (NB_MOUNT_OUT_TMPFS). */
-static int make_run_dir(struct nb_cache_dir *cache, char **ret_rel, int *ret_log_fd, struct nb_error *err) {
-        _cleanup_free_ char *rel = NULL;
-        int r = nb_cache_dir_mkdtemp(cache, "run", &rel, err);
-        if (r < 0)
-                return r;
-        _cleanup_close_ int run = nb_open_beneath(cache->fd, rel, O_RDONLY | O_DIRECTORY, 0);
-        if (run < 0)
-                return nb_error_set(err, -run, "run directory %s/%s", cache->path, rel);
-        int log = openat(run, "log", O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0644);
-        if (log < 0)
-                return nb_error_set(err, errno, "%s/%s/log", cache->path, rel);
-        *ret_log_fd = log;
-        *ret_rel = TAKE_PTR(rel);
-        return 0;
-}
-
 static void config_donep(struct nb_sandbox_config *c) {
         nb_sandbox_config_done(c);
 }
@@ -275,9 +257,7 @@ int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatil
                 return nb_error_input(err, EINVAL, "coverage is on, but %s does not pin coverage",
                                       a->lockfile ? a->lockfile : "the venv");
 
-        _cleanup_(nb_run_dir_freep) struct nb_run_dir run = { .cache = cache, .log_fd = -1 };
-        if ((r = make_run_dir(cache, &run.rel, &run.log_fd, err)) < 0)
-                return r;
+        _cleanup_(nb_run_dir_freep) struct nb_run_dir run = { .out_fd = -1 };
         _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0)
                 return nb_error_set(err, errno, "/dev/null");
@@ -288,8 +268,11 @@ int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatil
                 return nb_error_set(err, -r, "sandbox configuration");
         cfg.cancel = cancel;
         cfg.stdin_fd = devnull;
-        cfg.stdout_fd = cfg.stderr_fd = run.log_fd;
-        struct nb_sandbox_result sandbox;
+        /* Never a host file: a test could fallocate it or seek to 1 TiB, and read its
+         * host path back through /proc/self/fd. */
+        cfg.capture_head = NB_LOG_KEEP_HEAD;
+        cfg.capture_tail = NB_LOG_KEEP_TAIL;
+        __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result sandbox = {};
         if ((r = nb_sandbox_run(&cfg, &sandbox, err)) < 0)
                 return r;
         run.out_fd = sandbox.out_fd;

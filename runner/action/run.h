@@ -16,12 +16,15 @@
 #define NB_OUT_SIZE (1ull << 30)
 #define NB_TMP_SIZE (1ull << 30)
 
-/* One run's scratch space: <cache>/tmp/run.XXXXXX holding the log, and /out as the
- * test left it. Removed when done. */
+/* The log keeps the first NB_LOG_KEEP_HEAD and last NB_LOG_KEEP_TAIL bytes of what the
+ * test printed (stdout and stderr are a pipe the sandbox's supervisor drains, never a
+ * host file); the middle of a longer one is replaced by a line saying how much was
+ * cut. */
+#define NB_LOG_KEEP_HEAD (256u * 1024u)
+#define NB_LOG_KEEP_TAIL (256u * 1024u)
+
+/* What one run left behind: /out as the test left it. */
 struct nb_run_dir {
-        struct nb_cache_dir *cache;
-        char *rel;  /* relative to the cache root */
-        int log_fd;
         int out_fd; /* O_DIRECTORY, -1 when the sandbox handed none back */
 };
 void nb_run_dir_freep(struct nb_run_dir *d);
@@ -32,7 +35,7 @@ void nb_run_dir_freep(struct nb_run_dir *d);
 int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
                   struct nb_result *ret, struct nb_error *err);
 
-/* The log, the JUnit report (or one synthesized saying why there is none), the
+/* The log (from sandbox->output), the JUnit report (or one synthesized saying why there is none), the
  * artifact and the status, from a finished sandbox. */
 int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const struct nb_sandbox_result *sandbox,
                    struct nb_result *ret, struct nb_error *err);

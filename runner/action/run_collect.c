@@ -15,61 +15,42 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
-#define LOG_KEEP_HEAD (256u * 1024u)
-#define LOG_KEEP_TAIL (256u * 1024u)
+/* What the host takes from /out: each file at most OUT_FILE_MAX bytes, coverage and
+ * undeclared outputs together at most OUT_TOTAL_MAX bytes and OUT_FILES_MAX
+ * undeclared files (README, "nestbox test"). */
 #define OUT_FILE_MAX (64u * 1024u * 1024u)
 #define OUT_TOTAL_MAX (256u * 1024u * 1024u)
+#define OUT_FILES_MAX 10000u
 
 static const char *const coverage_files[] = { "coverage.data", "coverage.xml", "coverage.lcov" };
 
 void nb_run_dir_freep(struct nb_run_dir *d) {
-        if (d->rel && d->cache)
-                (void) nb_rm_rf_at(d->cache->fd, d->rel); /* best effort: tmp/ is swept by gc */
-        free(d->rel);
-        if (d->log_fd >= 0)
-                close(d->log_fd);
         if (d->out_fd >= 0)
                 close(d->out_fd);
-        *d = (struct nb_run_dir) { .log_fd = -1, .out_fd = -1 };
+        d->out_fd = -1;
 }
 
-/* A runaway test printing gigabytes keeps its first and last words. */
-static int read_log(int fd, char **ret, size_t *ret_len) {
-        struct stat st;
-        if (fstat(fd, &st) < 0)
-                return -errno;
-        size_t size = (size_t) st.st_size;
-        bool cut = size > LOG_KEEP_HEAD + LOG_KEEP_TAIL;
-        static const char marker[] = "\n[... nestbox: log cut here ...]\n";
-        size_t want = cut ? LOG_KEEP_HEAD + sizeof(marker) - 1 + LOG_KEEP_TAIL : size;
-        _cleanup_free_ char *buf = malloc(want + 1);
+/* A runaway test printing gigabytes keeps its first and last words (the sandbox kept
+ * them), with a line where the middle was. */
+static int make_log(const struct nb_sandbox_result *s, char **ret, size_t *ret_len) {
+        size_t len = s->output ? s->output_len : 0, head = s->output ? s->output_head : 0;
+        uint64_t cut = s->output_total > len ? s->output_total - len : 0;
+        char marker[96] = "";
+        int m = cut ? snprintf(marker, sizeof(marker), "\n[... nestbox: log cut here, %llu bytes left out ...]\n",
+                               (unsigned long long) cut)
+                    : 0;
+        char *buf = malloc(len + (size_t) m + 1);
         if (!buf)
                 return -ENOMEM;
-        size_t n = 0;
-        const struct { off_t off; size_t len; } parts[2] = {
-                { 0, cut ? LOG_KEEP_HEAD : size },
-                { (off_t) (size - LOG_KEEP_TAIL), cut ? LOG_KEEP_TAIL : 0 },
-        };
-        for (int i = 0; i < 2; i++) {
-                if (i == 1 && cut) {
-                        memcpy(buf + n, marker, sizeof(marker) - 1);
-                        n += sizeof(marker) - 1;
-                }
-                for (size_t done = 0; done < parts[i].len;) {
-                        ssize_t k = pread(fd, buf + n, parts[i].len - done, parts[i].off + (off_t) done);
-                        if (k < 0 && errno == EINTR)
-                                continue;
-                        if (k < 0)
-                                return -errno;
-                        if (k == 0)
-                                break; /* the file shrank under us: keep what there is */
-                        done += (size_t) k;
-                        n += (size_t) k;
-                }
-        }
-        buf[n] = 0;
-        *ret_len = n;
-        *ret = TAKE_PTR(buf);
+        /* Byte for byte (a NUL the test printed stays), the marker between head and tail. */
+        if (len)
+                memcpy(buf, s->output, head);
+        memcpy(buf + head, marker, (size_t) m);
+        if (len)
+                memcpy(buf + head + (size_t) m, s->output + head, len - head);
+        buf[len + (size_t) m] = 0;
+        *ret = buf;
+        *ret_len = len + (size_t) m;
         return 0;
 }
 
@@ -117,7 +98,7 @@ static int collect_report(const struct nb_action *a, int out_fd, const struct nb
         return nb_junit_error_report(a->target, "nestbox", ret->why, details, &ret->report);
 }
 
-static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, struct nb_error *err) {
+static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, size_t *total, struct nb_error *err) {
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
         int r = nb_read_file_beneath(out_fd, name, OUT_FILE_MAX, &data, &len);
@@ -125,6 +106,9 @@ static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, s
                 return 0;
         if (r < 0)
                 return nb_error_set(err, -r, "/out/%s", name);
+        if (len > OUT_TOTAL_MAX - *total)
+                return nb_error_setx(err, EFBIG, "adding %s takes the outputs beyond %u bytes in all", name, OUT_TOTAL_MAX);
+        *total += len;
         return nb_artifact_add(art, name, data, len);
 }
 
@@ -145,14 +129,14 @@ static int fail_for_out(struct nb_result *ret, int r, struct nb_error *err) {
 
 static int collect_outputs(int out_fd, struct nb_result *ret, struct nb_error *err) {
         int r;
+        size_t total = 0; /* coverage files count against the outputs' cap too */
         for (size_t i = 0; i < NB_ELEMENTSOF(coverage_files); i++)
-                if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], err)) < 0 &&
-                    (r = fail_for_out(ret, r, err)) < 0)
-                        return r;
+                if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], &total, err)) < 0)
+                        return fail_for_out(ret, r, err);
         _cleanup_close_ int und = nb_open_beneath(out_fd, "undeclared", O_RDONLY | O_DIRECTORY, 0);
-        if (und >= 0 && (r = nb_artifact_add_tree(&ret->artifact, und, "undeclared/", OUT_FILE_MAX, OUT_TOTAL_MAX, err)) < 0 &&
-            (r = fail_for_out(ret, r, err)) < 0)
-                return r;
+        if (und >= 0 && (r = nb_artifact_add_tree(&ret->artifact, und, "undeclared/", OUT_FILE_MAX, OUT_TOTAL_MAX, &total,
+                                                  OUT_FILES_MAX, err)) < 0)
+                return fail_for_out(ret, r, err);
         return 0;
 }
 
@@ -216,9 +200,9 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
                 return nb_error_setx(err, EIO, "the sandbox handed back no /out");
         _cleanup_free_ char *log = NULL, *xml = NULL;
         size_t log_len = 0, xml_len = 0;
-        int r = read_log(run->log_fd, &log, &log_len);
+        int r = make_log(sandbox, &log, &log_len);
         if (r < 0)
-                return nb_error_set(err, -r, "reading the log");
+                return nb_error_set(err, -r, "the log");
         if ((r = fill_result(a, sandbox, ret)) < 0 ||
             (r = collect_report(a, run->out_fd, sandbox, log, log_len, ret)) < 0)
                 return nb_error_set(err, -r, "the report");

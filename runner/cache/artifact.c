@@ -15,6 +15,7 @@
 #include "cache/artifact.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 
 #define MAX_NAME 4096
 #define MAX_DEPTH 256
@@ -60,22 +61,28 @@ const struct nb_artifact_entry *nb_artifact_find(const struct nb_artifact *a, co
         return find(a, name);
 }
 
-/* Takes ownership of name and data (also on failure). */
-static int add_owned(struct nb_artifact *a, char *name, char *data, size_t len) {
+/* Takes ownership of name and data (also on failure). With replace, an entry of the
+ * same name is replaced (a search: for the few named entries only); without, the
+ * caller knows the name is new. The array grows geometrically. */
+static int add_owned(struct nb_artifact *a, char *name, char *data, size_t len, bool replace) {
         _cleanup_free_ char *n = name, *d = data;
         if (!name_ok(n))
                 return -EINVAL;
-        struct nb_artifact_entry *e = find(a, n);
+        struct nb_artifact_entry *e = replace ? find(a, n) : NULL;
         if (e) {
                 free(e->data);
                 e->data = TAKE_PTR(d);
                 e->len = len;
                 return 0;
         }
-        struct nb_artifact_entry *nv = reallocarray(a->entries, a->n + 1, sizeof(*nv));
-        if (!nv)
-                return -ENOMEM;
-        a->entries = nv;
+        if (a->n == a->cap) {
+                size_t cap = a->cap ? a->cap * 2 : 16;
+                struct nb_artifact_entry *nv = reallocarray(a->entries, cap, sizeof(*nv));
+                if (!nv)
+                        return -ENOMEM;
+                a->entries = nv;
+                a->cap = cap;
+        }
         a->entries[a->n++] = (struct nb_artifact_entry) { TAKE_PTR(n), TAKE_PTR(d), len };
         return 0;
 }
@@ -93,7 +100,7 @@ int nb_artifact_add(struct nb_artifact *a, const char *name, const void *data, s
         if (len)
                 memcpy(d, data, len);
         d[len] = 0;
-        return add_owned(a, n, d, len);
+        return add_owned(a, n, d, len, true);
 }
 
 void nb_artifact_done(struct nb_artifact *a) {
@@ -103,12 +110,12 @@ void nb_artifact_done(struct nb_artifact *a) {
         }
         free(a->entries);
         a->entries = NULL;
-        a->n = 0;
+        a->n = a->cap = 0;
 }
 
 struct walk {
         struct nb_artifact *a;
-        size_t max_file, max_total, total;
+        size_t max_file, max_total, *total, max_files, files;
         struct nb_error *err;
 };
 
@@ -123,25 +130,29 @@ static int add_file(struct walk *w, int dirfd, const char *name, const char *ful
                 return nb_error_set(w->err, errno, "artifact: reading %s", full);
         if (!S_ISREG(st.st_mode))
                 return 0;
+        if (++w->files > w->max_files)
+                return nb_error_setx(w->err, EMFILE, "artifact: more than %zu files in %.*s", w->max_files,
+                                     (int) strcspn(full, "/"), full);
         if ((uint64_t) st.st_size > w->max_file)
                 return nb_error_setx(w->err, EFBIG, "artifact: %s is %llu bytes, more than the %zu allowed per file",
                                      full, (unsigned long long) st.st_size, w->max_file);
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
-        int r = nb_read_fd(fd, w->max_file, &data, &len);
+        /* Sized from fstat, so an empty file costs one byte, not a 4 KiB buffer. */
+        int r = nb_read_fd_sized(fd, (size_t) st.st_size, w->max_file, &data, &len);
         if (r == -EFBIG)
                 return nb_error_setx(w->err, EFBIG, "artifact: %s grew beyond the %zu bytes allowed per file", full,
                                      w->max_file);
         if (r < 0)
                 return nb_error_set(w->err, r, "artifact: reading %s", full);
-        if (len > w->max_total - w->total)
+        if (len > w->max_total - *w->total)
                 return nb_error_setx(w->err, EFBIG, "artifact: adding %s takes the outputs beyond %zu bytes in all",
                                      full, w->max_total);
-        w->total += len;
+        *w->total += len;
         char *n = strdup(full);
         if (!n)
                 return nb_error_set(w->err, ENOMEM, "artifact");
-        r = add_owned(w->a, n, TAKE_PTR(data), len);
+        r = add_owned(w->a, n, TAKE_PTR(data), len, false);
         return r < 0 ? nb_error_set(w->err, r, "artifact: adding %s", full) : 0;
 }
 
@@ -190,7 +201,7 @@ static int walk_dir(struct walk *w, int dfd, const char *prefix, int depth) {
 }
 
 int nb_artifact_add_tree(struct nb_artifact *a, int dir_fd, const char *prefix, size_t max_file, size_t max_total,
-                         struct nb_error *err) {
+                         size_t *total, size_t max_files, struct nb_error *err) {
         _cleanup_free_ char *p = NULL;
         size_t plen = prefix ? strlen(prefix) : 0;
         if (asprintf(&p, "%s%s", plen ? prefix : "", plen && prefix[plen - 1] != '/' ? "/" : "") < 0)
@@ -198,7 +209,8 @@ int nb_artifact_add_tree(struct nb_artifact *a, int dir_fd, const char *prefix, 
         int fd = nb_open_beneath(dir_fd, ".", O_RDONLY | O_DIRECTORY, 0);
         if (fd < 0)
                 return nb_error_set(err, fd, "artifact: %s", plen ? prefix : ".");
-        struct walk w = { a, max_file, max_total, 0, err };
+        size_t zero = 0;
+        struct walk w = { a, max_file, max_total, total ? total : &zero, max_files, 0, err };
         return walk_dir(&w, fd, p, 0);
 }
 
@@ -348,7 +360,24 @@ static int read_entry_data(struct archive *ar, const char *name, la_int64_t decl
         return 0;
 }
 
-int nb_artifact_unpack(const char *data, size_t len, struct nb_artifact *ret, struct nb_error *err) {
+static int by_name_entry(const void *x, const void *y) {
+        return strcmp(((const struct nb_artifact_entry *) x)->name, ((const struct nb_artifact_entry *) y)->name);
+}
+
+/* Sorted by name, a duplicate is next to its twin; the names seen are kept only
+ * for this check when their data was skipped. */
+static int refuse_duplicates(struct nb_artifact_entry *e, size_t n, struct nb_error *err) {
+        if (n < 2)
+                return 0; /* and qsort is never handed the NULL of an empty array */
+        qsort(e, n, sizeof(*e), by_name_entry);
+        for (size_t i = 1; i < n; i++)
+                if (strcmp(e[i - 1].name, e[i].name) == 0)
+                        return nb_error_setx(err, EINVAL, "artifact: entry %s appears twice", e[i].name);
+        return 0;
+}
+
+int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, struct nb_artifact *ret,
+                       struct nb_error *err) {
         _cleanup_(archive_readp) struct archive *ar = archive_read_new();
         if (!ar)
                 return nb_error_set(err, ENOMEM, "artifact");
@@ -356,48 +385,55 @@ int nb_artifact_unpack(const char *data, size_t len, struct nb_artifact *ret, st
                 return archive_failed(err, ar, "setting up tar.zst");
         if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK)
                 return archive_failed(err, ar, "not a tar.zst");
-        struct nb_artifact a = {};
-        size_t total = 0;
+        _cleanup_(nb_artifact_done) struct nb_artifact a = {}, skipped = {};
+        size_t total = 0, n_entries = 0, skip_len = skip_prefix ? strlen(skip_prefix) : 0;
         int r = 0;
         for (;;) {
                 struct archive_entry *ae;
                 int h = archive_read_next_header(ar, &ae);
                 if (h == ARCHIVE_EOF)
                         break;
-                if (h != ARCHIVE_OK) {
-                        r = archive_failed(err, ar, "reading");
-                        break;
-                }
+                if (h != ARCHIVE_OK)
+                        return archive_failed(err, ar, "reading");
+                if (++n_entries > NB_ARTIFACT_MAX_ENTRIES)
+                        return nb_error_setx(err, EMFILE, "artifact: more than %u entries", NB_ARTIFACT_MAX_ENTRIES);
                 const char *name = archive_entry_pathname(ae);
                 if (!name_ok(name)) {
-                        r = nb_error_setx(err, EINVAL, "artifact: refusing entry name '%s'", name ? name : "");
-                        break;
+                        _cleanup_free_ char *q = name ? nb_quote(name) : NULL;
+                        return nb_error_setx(err, EINVAL, "artifact: refusing entry name %s", q ? q : "(none)");
                 }
-                if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae)) {
-                        r = nb_error_setx(err, EINVAL, "artifact: entry %s is not a regular file", name);
-                        break;
-                }
-                if (find(&a, name)) {
-                        r = nb_error_setx(err, EINVAL, "artifact: entry %s appears twice", name);
-                        break;
+                if (archive_entry_filetype(ae) != AE_IFREG || archive_entry_hardlink(ae))
+                        return nb_error_setx(err, EINVAL, "artifact: entry %s is not a regular file", name);
+                char *copy = strdup(name);
+                if (!copy)
+                        return nb_error_set(err, ENOMEM, "artifact");
+                if (skip_len && strncmp(name, skip_prefix, skip_len) == 0) {
+                        la_int64_t size = archive_entry_size(ae);
+                        if (size < 0 || (uint64_t) size > NB_ARTIFACT_MAX_ENTRY) {
+                                free(copy);
+                                return nb_error_setx(err, EFBIG, "artifact: entry %s is larger than %u bytes", name,
+                                                     NB_ARTIFACT_MAX_ENTRY);
+                        }
+                        if ((r = add_owned(&skipped, copy, NULL, 0, false)) < 0)
+                                return nb_error_set(err, -r, "artifact");
+                        if (archive_read_data_skip(ar) != ARCHIVE_OK)
+                                return archive_failed(err, ar, "skipping an entry");
+                        continue;
                 }
                 char *buf = NULL;
                 size_t n = 0;
                 r = read_entry_data(ar, name, archive_entry_size(ae), &total, &buf, &n, err);
-                if (r < 0)
-                        break;
-                char *copy = strdup(name);
-                r = copy ? add_owned(&a, copy, buf, n) : (free(buf), -ENOMEM);
                 if (r < 0) {
-                        nb_error_set(err, r, "artifact: %s", name);
-                        break;
+                        free(copy);
+                        return r;
                 }
+                if ((r = add_owned(&a, copy, buf, n, false)) < 0)
+                        return nb_error_set(err, -r, "artifact");
         }
-        if (r < 0) {
-                nb_artifact_done(&a);
+        if ((r = refuse_duplicates(a.entries, a.n, err)) < 0 || (r = refuse_duplicates(skipped.entries, skipped.n, err)) < 0)
                 return r;
-        }
         *ret = a;
+        a = (struct nb_artifact) {};
         return 0;
 }
 

@@ -17,28 +17,36 @@ struct nb_artifact_entry {
 
 struct nb_artifact {
         struct nb_artifact_entry *entries;
-        size_t n;
+        size_t n, cap;
 };
 
 #define NB_ARTIFACT_MAX_ENTRY (256u * 1024u * 1024u) /* bytes one entry may hold */
 #define NB_ARTIFACT_MAX_TOTAL (1024u * 1024u * 1024u)
+#define NB_ARTIFACT_MAX_ENTRIES 20000u /* entries one artifact may hold */
 
 /* Adds a copy of data under name (replacing an entry of that name). */
 int nb_artifact_add(struct nb_artifact *a, const char *name, const void *data, size_t len);
 
 /* Adds every regular file under dir_fd (recursively) with names prefixed by prefix
  * ("undeclared/"), reading through nb_open_beneath: links and special files are
- * skipped, each file is capped at max_file bytes and the sum at max_total (-EFBIG). */
+ * skipped, each file is capped at max_file bytes, the sum of the files at
+ * max_total - *total (*total grows by what is added; -EFBIG) and their number at
+ * max_files (-EMFILE). Linear in the files: names from one walk are unique, so no
+ * entry is searched for, and each file costs its own size. */
 int nb_artifact_add_tree(struct nb_artifact *a, int dir_fd, const char *prefix, size_t max_file, size_t max_total,
-                         struct nb_error *err);
+                         size_t *total, size_t max_files, struct nb_error *err);
 
 const struct nb_artifact_entry *nb_artifact_find(const struct nb_artifact *a, const char *name);
 
 /* Serializes to tar.zst bytes. */
 int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, struct nb_error *err);
 
-/* Parses tar.zst bytes (untrusted: names are checked, sizes capped). */
-int nb_artifact_unpack(const char *data, size_t len, struct nb_artifact *ret, struct nb_error *err);
+/* Parses tar.zst bytes (untrusted: names are checked, sizes and the number of entries
+ * capped, duplicates refused, in O(n log n)). Entries whose name starts with
+ * skip_prefix (NULL: none) are checked and counted but not kept: a cache hit that
+ * only prints a summary does not load 100k undeclared outputs. */
+int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, struct nb_artifact *ret,
+                       struct nb_error *err);
 
 /* Writes every entry beneath dir_fd (creating directories with nb_mkdir_p_beneath,
  * files with nb_write_file_atomic). */

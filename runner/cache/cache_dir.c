@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdbool.h>
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,6 +30,25 @@ static char *default_cache_path(void) {
         return p;
 }
 
+/* A cache another user can write is a cache whose results they can forge: the cache
+ * directory, each of its namespaces and the directory holding it must belong to us
+ * (or, for the parent only, be sticky like /tmp) and be writable by no one else. */
+static int check_owned(int fd, const char *path, const char *what, bool parent, struct nb_error *err) {
+        struct stat st;
+        if (fstat(fd, &st) < 0)
+                return nb_error_set(err, errno, "cache %s%s", path, what);
+        uid_t me = geteuid();
+        bool others_write = st.st_mode & (S_IWGRP | S_IWOTH);
+        if (parent ? (others_write && !(st.st_mode & S_ISVTX)) || (st.st_uid != me && st.st_uid != 0)
+                   : st.st_uid != me || others_write)
+                return nb_error_input(err, EPERM,
+                                      "cache %s%s: %s by uid %u with mode %04o; refusing a cache that another user "
+                                      "can write (it must be yours and writable only by you)",
+                                      path, what, parent ? "the directory holding it is owned" : "owned",
+                                      (unsigned) st.st_uid, (unsigned) (st.st_mode & 07777));
+        return 0;
+}
+
 int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *err) {
         c->fd = -1;
         c->path = NULL;
@@ -53,9 +73,23 @@ int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *
         _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (fd < 0)
                 return nb_error_set(err, errno, "cache %s", path);
-        for (size_t i = 0; i < NB_ELEMENTSOF(layout); i++)
+        _cleanup_close_ int up = openat(fd, "..", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (up < 0)
+                return nb_error_set(err, errno, "cache %s/..", path);
+        int r;
+        if ((r = check_owned(fd, path, "", false, err)) < 0 || (r = check_owned(up, path, "/..", true, err)) < 0)
+                return r;
+        for (size_t i = 0; i < NB_ELEMENTSOF(layout); i++) {
                 if (mkdirat(fd, layout[i], 0755) < 0 && errno != EEXIST)
                         return nb_error_set(err, errno, "cache %s/%s", path, layout[i]);
+                _cleanup_close_ int sub = openat(fd, layout[i], O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                if (sub < 0)
+                        return nb_error_set(err, errno, "cache %s/%s", path, layout[i]);
+                char what[16];
+                snprintf(what, sizeof(what), "/%s", layout[i]);
+                if ((r = check_owned(sub, path, what, false, err)) < 0)
+                        return r;
+        }
         c->fd = TAKE_FD(fd);
         c->path = TAKE_PTR(path);
         return 0;
@@ -103,9 +137,17 @@ int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd) {
 
 int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char *final_rel, struct nb_error *err) {
         if (renameat(c->fd, tmp_rel, c->fd, final_rel) == 0) {
-                _cleanup_close_ int d = openat(c->fd, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-                if (d >= 0)
-                        (void) fsync(d);
+                /* The rename lives in the directory it was made into (trees/, venvs/):
+                 * that one is fsynced, not the cache root. */
+                const char *slash = strrchr(final_rel, '/');
+                _cleanup_free_ char *parent = slash ? strndup(final_rel, (size_t) (slash - final_rel)) : strdup(".");
+                if (!parent)
+                        return nb_error_set(err, ENOMEM, "cache");
+                _cleanup_close_ int d = nb_open_beneath(c->fd, parent, O_RDONLY | O_DIRECTORY, 0);
+                if (d < 0)
+                        return nb_error_set(err, -d, "cache %s/%s", c->path, parent);
+                if (fsync(d) < 0)
+                        return nb_error_set(err, errno, "cache %s/%s", c->path, parent);
                 return 0;
         }
         if (errno == EEXIST || errno == ENOTEMPTY) {
@@ -141,7 +183,7 @@ static int seal_below(int dfd, unsigned depth, unsigned max_depth) {
                                 return -errno;
                 } else if (S_ISREG(st.st_mode)) {
                         mode_t want = (st.st_mode & S_IXUSR) ? 0555 : 0444;
-                        if ((st.st_mode & 07777) != want && fchmodat(dfd, de->d_name, want, 0) < 0)
+                        if ((st.st_mode & 07777) != want && fchmodat(dfd, de->d_name, want, AT_SYMLINK_NOFOLLOW) < 0)
                                 return -errno;
                 }
                 errno = 0;

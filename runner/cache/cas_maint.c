@@ -19,6 +19,7 @@
 #include "cache/cas-internal.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "python/support.h"
 
 enum ns { NS_CAS, NS_AC, NS_VENVS, NS_TREES, NS_TMP, NS_COUNT };
 static const char *const ns_names[NS_COUNT] = { "cas", "ac", "venvs", "trees", "tmp" };
@@ -181,8 +182,8 @@ static int remove_entry(struct nb_cache_dir *c, const struct entry *e) {
         /* Moving a directory to another parent rewrites its "..": it needs write
          * permission, and sealed entries are 0555. A crash right after leaves a
          * writable entry, which is still whole (tree.c reseals it on reuse). */
-        if (fchmodat(c->fd, e->rel, 0755, 0) < 0)
-                return errno == ENOENT ? 0 : -errno;
+        if (fchmod(lock, 0755) < 0) /* the directory we hold, never what a symlink names */
+                return -errno;
         if (renameat(c->fd, e->rel, c->fd, grave) < 0)
                 return errno == ENOENT ? 0 : nb_rm_rf_at(c->fd, e->rel);
         return nb_rm_rf_at(c->fd, grave);
@@ -297,8 +298,27 @@ static int check_entry(struct nb_cache_dir *c, const struct entry *e, const char
                         return 1;
                 }
         }
-        /* trees/<digest>: only whole trees are ever renamed in, so a directory there is
-         * complete; re-digesting every file would cost more than it could find. */
+        /* nestbox's own driver (trees/<its digest>): byte for byte what this binary
+         * carries, or every run fails on it. */
+        char support[NB_DIGEST_HEX_LEN + 1];
+        nb_support_digest(support);
+        if (e->ns == NS_TREES && strcmp(name, support) == 0) {
+                size_t want_len;
+                const char *want = nb_support_driver(&want_len);
+                _cleanup_free_ char *path = NULL, *data = NULL;
+                size_t len = 0;
+                if (asprintf(&path, "%s/driver.py", e->rel) < 0)
+                        return -ENOMEM;
+                int r = nb_read_file_beneath(c->fd, path, want_len + 1, &data, &len);
+                if (r < 0 && r != -ENOENT && r != -EFBIG && r != -ELOOP && r != -EINVAL)
+                        return r;
+                if (r < 0 || len != want_len || memcmp(data, want, len) != 0) {
+                        *why = "nestbox's driver.py is missing or differs from its digest";
+                        return 1;
+                }
+        }
+        /* Other trees/<digest>: only whole trees are ever renamed in, so a directory
+         * there is complete (their files are not re-digested). */
         return 0;
 }
 

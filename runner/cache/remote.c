@@ -105,7 +105,7 @@ void nb_remote_get_stats(struct nb_remote *r, struct nb_remote_stats *ret) {
 static int record_from_artifact(const char *blob, size_t len, const char *action, const char *artifact_digest,
                                 char **ret, struct nb_error *err) {
         struct nb_artifact art = { 0 };
-        int r = nb_artifact_unpack(blob, len, &art, err);
+        int r = nb_artifact_unpack(blob, len, "undeclared/", &art, err);
         if (r < 0)
                 return r;
         const struct nb_artifact_entry *e = nb_artifact_find(&art, "result.json");

@@ -60,7 +60,7 @@ static int upload_one(struct nb_remote *r, struct nb_store *s, const struct job 
         if (k == -ENOENT)
                 return 0; /* gone from the local cache meanwhile: nothing to share */
         struct nb_artifact art = { 0 };
-        if (k < 0 || (k = nb_artifact_unpack(blob, blob_len, &art, err)) < 0)
+        if (k < 0 || (k = nb_artifact_unpack(blob, blob_len, "undeclared/", &art, err)) < 0)
                 return k;
         _cleanup_free_ struct nb_remote_blob *b = calloc(art.n + 1, sizeof(*b));
         _cleanup_free_ uint8_t *ac = NULL;

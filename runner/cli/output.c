@@ -76,7 +76,12 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
         _cleanup_close_ int d = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d < 0)
                 return nb_error_set(err, errno, "--output: %s", sub);
-        k = nb_artifact_extract(&r->artifact, d, err);
+        _cleanup_(nb_artifact_done) struct nb_artifact tmp = {};
+        const struct nb_artifact *art;
+        k = nb_result_full_artifact(r, &tmp, &art, err);
+        if (k < 0)
+                return nb_error_wrap(err, k, "--output: %s", sub);
+        k = nb_artifact_extract(art, d, err);
         if (k < 0)
                 return nb_error_wrap(err, k, "--output: %s", sub);
         /* A replayed junit.xml says so: cached is this invocation's property. */

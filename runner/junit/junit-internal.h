@@ -23,6 +23,3 @@ void nb_junit_report_recount(struct nb_junit_report *r);
 
 /* *ret = strdup(s) (NULL for NULL), freeing the old value. */
 int nb_junit_strdup(const char *s, char **ret);
-
-/* *dst = *dst + sep + add, taking ownership of add (NULL adds nothing). */
-int nb_junit_append(char **dst, const char *sep, char *add);

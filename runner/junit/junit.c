@@ -120,24 +120,6 @@ int nb_junit_strdup(const char *s, char **ret) {
         return 0;
 }
 
-/* *dst = *dst + sep + add; takes add. */
-int nb_junit_append(char **dst, const char *sep, char *add) {
-        if (!add)
-                return 0;
-        if (!*dst) {
-                *dst = add;
-                return 0;
-        }
-        char *s = NULL;
-        int r = asprintf(&s, "%s%s%s", *dst, sep, add);
-        free(add);
-        if (r < 0)
-                return -ENOMEM;
-        free(*dst);
-        *dst = s;
-        return 0;
-}
-
 /* ---- Parsing ------------------------------------------------------------------- */
 
 /* What an open element is to us. Everything unknown is K_OTHER and its text is
@@ -173,6 +155,16 @@ struct sax_state {
         size_t cap_testcases;
         struct text_buf text;  /* characters of the capturing element */
         char *extra_message;   /* message="" of a K_EXTRA element */
+        unsigned case_depth;   /* depth of the open <testcase> plus one, 0 when none */
+        size_t case_elements;  /* elements inside it so far */
+        /* The fields being appended to (one per appending kind) with their length
+         * and allocation, so that each append costs its own length, not the text so
+         * far: 300k <system-out> in one testcase stay linear. */
+        struct appender {
+                char **dst;
+                char *str;
+                size_t len, cap;
+        } app[K_RERUN_ERR + 1];
 };
 
 static void stop(xmlParserCtxtPtr ctxt, struct sax_state *st, int r) {
@@ -381,7 +373,16 @@ static void on_start(void *ctx, const xmlChar *localname, const xmlChar *prefix,
                         return refuse(ctxt, st, "the root element is not <testsuites> or <testsuite>");
         } else if (!uri)
                 k = classify(st, parent, localname);
+        if (st->case_depth && ++st->case_elements > NB_JUNIT_MAX_CASE_ELEMENTS)
+                return refuse(ctxt, st, "a testcase with more than %u elements", NB_JUNIT_MAX_CASE_ELEMENTS);
         st->kinds[st->depth++] = k;
+        if (k == K_CASE) {
+                st->case_depth = st->depth;
+                st->case_elements = 0;
+        }
+        /* A new testcase or run: no field is being appended to any more. */
+        if (k == K_CASE || k == K_RESULT || k == K_RERUN)
+                memset(st->app, 0, sizeof(st->app));
         if (captures(k))
                 st->text.len = 0;
 
@@ -424,6 +425,40 @@ static int take_text(struct sax_state *st, char **ret) {
         return 0;
 }
 
+/* *dst = *dst + sep + add for the field st->app[k] tracks, in time linear in what
+ * is added: the length and allocation are remembered while *dst is the string last
+ * appended to (anything else is measured once). Takes add. */
+static int append(struct sax_state *st, enum kind k, char **dst, const char *sep, char *add) {
+        _cleanup_free_ char *owned = add;
+        if (!add)
+                return 0;
+        struct appender *a = &st->app[k];
+        if (!*dst) {
+                *a = (struct appender) { .dst = dst, .str = TAKE_PTR(owned), .len = strlen(add) };
+                a->cap = a->len + 1;
+                *dst = a->str;
+                return 0;
+        }
+        if (a->dst != dst || a->str != *dst) {
+                *a = (struct appender) { .dst = dst, .str = *dst, .len = strlen(*dst) };
+                a->cap = a->len + 1;
+        }
+        /* Lengths are bounded by the document (NB_JUNIT_MAX_SIZE): no overflow. */
+        size_t n_sep = strlen(sep), n_add = strlen(add), need = a->len + n_sep + n_add + 1;
+        if (need > a->cap) {
+                size_t cap = a->cap * 2 > need ? a->cap * 2 : need;
+                char *s = realloc(a->str, cap);
+                if (!s)
+                        return -ENOMEM;
+                a->str = *dst = s;
+                a->cap = cap;
+        }
+        memcpy(a->str + a->len, sep, n_sep);
+        memcpy(a->str + a->len + n_sep, add, n_add + 1);
+        a->len += n_sep + n_add;
+        return 0;
+}
+
 static int end_extra(struct sax_state *st, const xmlChar *name, char *text) {
         struct nb_junit_result *res = &current_case(st)->result;
         _cleanup_free_ char *message = TAKE_PTR(st->extra_message);
@@ -431,7 +466,7 @@ static int end_extra(struct sax_state *st, const xmlChar *name, char *text) {
         if (asprintf(&s, "%s: %s\n%s", (const char *) name, message ? message : "", text ? text : "") < 0)
                 return -ENOMEM;
         free(text);
-        return nb_junit_append(&res->text, "\n\n", s);
+        return append(st, K_EXTRA, &res->text, "\n\n", s);
 }
 
 static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, const xmlChar *uri) {
@@ -440,6 +475,8 @@ static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, c
         if (st->r < 0 || st->depth == 0)
                 return;
         enum kind k = st->kinds[--st->depth];
+        if (st->depth < st->case_depth)
+                st->case_depth = 0;
         if (!captures(k))
                 return;
         char *text;
@@ -455,19 +492,19 @@ static void on_end(void *ctx, const xmlChar *localname, const xmlChar *prefix, c
                 r = end_extra(st, localname, text);
                 break;
         case K_OUT:
-                r = nb_junit_append(&current_case(st)->result.system_out, "", text);
+                r = append(st, K_OUT, &current_case(st)->result.system_out, "", text);
                 break;
         case K_ERR:
-                r = nb_junit_append(&current_case(st)->result.system_err, "", text);
+                r = append(st, K_ERR, &current_case(st)->result.system_err, "", text);
                 break;
         case K_RERUN_TRACE:
-                r = nb_junit_append(&current_rerun(st)->text, "\n", text);
+                r = append(st, K_RERUN_TRACE, &current_rerun(st)->text, "\n", text);
                 break;
         case K_RERUN_OUT:
-                r = nb_junit_append(&current_rerun(st)->system_out, "", text);
+                r = append(st, K_RERUN_OUT, &current_rerun(st)->system_out, "", text);
                 break;
         case K_RERUN_ERR:
-                r = nb_junit_append(&current_rerun(st)->system_err, "", text);
+                r = append(st, K_RERUN_ERR, &current_rerun(st)->system_err, "", text);
                 break;
         default:
                 free(text);

@@ -6,7 +6,9 @@
  * The input is UNTRUSTED: the tests inside the sandbox can write anything to
  * /out/junit.xml. The parser (libxml2) never touches the network or the host's files,
  * never expands entities, refuses any DOCTYPE, refuses documents over
- * NB_JUNIT_MAX_SIZE bytes or nested deeper than NB_JUNIT_MAX_DEPTH, and keeps libxml2's
+ * NB_JUNIT_MAX_SIZE bytes, nested deeper than NB_JUNIT_MAX_DEPTH or with more than
+ * NB_JUNIT_MAX_CASE_ELEMENTS elements in one testcase, reads in time linear in the
+ * document's size, and keeps libxml2's
  * own hard limits (no XML_PARSE_HUGE). Nothing of the input is ever copied to the
  * output verbatim: reports are re-emitted from the parsed fields with libxml2's
  * writer, so escaping is libxml2's and characters invalid in XML 1.0 are removed.
@@ -24,6 +26,7 @@
 #define NB_JUNIT_MAX_SIZE (64u * 1024u * 1024u) /* bytes of XML we agree to parse */
 #define NB_JUNIT_MAX_DEPTH 64                   /* element nesting we agree to follow */
 #define NB_JUNIT_MAX_TESTCASES (1u << 20)       /* testcases in one document */
+#define NB_JUNIT_MAX_CASE_ELEMENTS 4096u        /* elements inside one testcase */
 
 enum nb_junit_outcome {
         NB_JUNIT_PASSED,

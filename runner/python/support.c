@@ -58,9 +58,11 @@ int nb_support_materialize(struct nb_cache_dir *cache, char **ret_path, struct n
         _cleanup_close_ int dir = nb_open_beneath(cache->fd, tmp, O_RDONLY | O_DIRECTORY, 0);
         size_t len;
         const char *data = nb_support_driver(&len);
-        /* Sealed only after the rename: moving a directory rewrites its "..", which needs
+        /* Written atomically (file and directory fsynced) before it is published: a
+         * power cut must not leave an empty driver.py under its digest.
+         * Sealed only after the rename: moving a directory rewrites its "..", which needs
          * write permission on it (root does not notice, everyone else does). */
-        if (dir < 0 || (r = nb_write_file_beneath(dir, "driver.py", data, len, 0444)) < 0 || fchmod(dir, 0755) < 0) {
+        if (dir < 0 || (r = nb_write_file_atomic(dir, "driver.py", data, len, 0444)) < 0 || fchmod(dir, 0755) < 0) {
                 int e = dir < 0 ? -dir : (r < 0 ? -r : errno);
                 (void) nb_rm_rf_at(cache->fd, tmp);
                 return nb_error_set(err, e, "support files in %s/%s", cache->path, tmp);

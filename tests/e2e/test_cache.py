@@ -200,7 +200,7 @@ def test_full_disk_while_storing_still_reports(tmp_path, resolve_dir):  # noqa: 
     cache.mkdir()
     script = f"""
         set -e
-        mount -t tmpfs -o size=64m tmpfs {cache}
+        mount -t tmpfs -o size=64m,mode=0755 tmpfs {cache}
         {NESTBOX} test --cache {cache} --no-cache {ws} >/dev/null
         avail=$(df -k --output=avail {cache} | tail -1)
         fallocate -l $(( (avail - 100) * 1024 )) {cache}/filler

@@ -66,7 +66,7 @@ TEST(pack_is_deterministic_and_round_trips) {
         CHECK(waitpid(pid, &status, 0) == pid && WIFEXITED(status) && WEXITSTATUS(status) == 0);
         CHECK(lc == la && memcmp(pc, pa, la) == 0);
 
-        CHECK_EQ_INT(nb_artifact_unpack(pa, la, &back, NULL), 0);
+        CHECK_EQ_INT(nb_artifact_unpack(pa, la, NULL, &back, NULL), 0);
         CHECK_EQ_INT(back.n, 5);
         const struct nb_artifact_entry *e = nb_artifact_find(&back, long_name);
         CHECK(e && e->len == strlen(long_name) && memcmp(e->data, long_name, e->len) == 0);
@@ -129,7 +129,7 @@ static int unpack_raw(const struct raw_entry *v, size_t n, struct nb_error *err)
         size_t len = 0;
         CHECK_EQ_INT(raw_tar(v, n, &tar, &len), 0);
         _cleanup_artifact_ struct nb_artifact a = { (struct nb_artifact_entry *) 1, 99 }; /* untouched on failure */
-        int r = nb_artifact_unpack(tar, len, &a, err);
+        int r = nb_artifact_unpack(tar, len, NULL, &a, err);
         if (r < 0) {
                 CHECK(a.n == 99);
                 a = (struct nb_artifact) {};
@@ -171,11 +171,11 @@ TEST(unpack_refuses_hostile_archives) {
 
         /* Garbage and a cut archive are errors, not crashes. */
         _cleanup_artifact_ struct nb_artifact a = {};
-        CHECK(nb_artifact_unpack("not a tar", 9, &a, &err) < 0);
+        CHECK(nb_artifact_unpack("not a tar", 9, NULL, &a, &err) < 0);
         _cleanup_free_ char *tar = NULL;
         size_t len = 0;
         CHECK_EQ_INT(raw_tar(ok, 2, &tar, &len), 0);
-        CHECK(nb_artifact_unpack(tar, len / 2, &a, &err) < 0);
+        CHECK(nb_artifact_unpack(tar, len / 2, NULL, &a, &err) < 0);
         CHECK(a.n == 0);
 }
 
@@ -203,7 +203,7 @@ TEST(add_tree_skips_links_and_caps_sizes) {
 
         _cleanup_artifact_ struct nb_artifact a = {};
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        CHECK_EQ_INT(nb_artifact_add_tree(&a, dfd, "undeclared", 1000, 1000, &err), 0);
+        CHECK_EQ_INT(nb_artifact_add_tree(&a, dfd, "undeclared", 1000, 1000, NULL, 100, &err), 0);
         CHECK_EQ_INT(a.n, 2);
         CHECK(nb_artifact_find(&a, "undeclared/a.txt") != NULL);
         CHECK_EQ_STR(nb_artifact_find(&a, "undeclared/sub/b.bin")->data, "beta");
@@ -212,9 +212,9 @@ TEST(add_tree_skips_links_and_caps_sizes) {
 
         /* One file over the per-file cap; then over the total. */
         _cleanup_artifact_ struct nb_artifact b = {}, c = {};
-        CHECK_EQ_INT(nb_artifact_add_tree(&b, dfd, "out/", 4, 1000, &err), -EFBIG);
+        CHECK_EQ_INT(nb_artifact_add_tree(&b, dfd, "out/", 4, 1000, NULL, 100, &err), -EFBIG);
         CHECK(strstr(nb_error_message(&err), "out/a.txt") != NULL);
-        CHECK_EQ_INT(nb_artifact_add_tree(&c, dfd, "out/", 1000, 8, &err), -EFBIG);
+        CHECK_EQ_INT(nb_artifact_add_tree(&c, dfd, "out/", 1000, 8, NULL, 100, &err), -EFBIG);
         CHECK(strstr(nb_error_message(&err), "beyond 8 bytes") != NULL);
 
         /* Extraction goes beneath the directory and refuses a planted symlink. */
@@ -230,4 +230,56 @@ TEST(add_tree_skips_links_and_caps_sizes) {
         CHECK(nb_artifact_extract(&d, xfd, &err) < 0);
         remove_tmpdir(tmpl);
         remove_tmpdir(tmpl2);
+}
+
+TEST(many_outputs_capped_and_a_summary_hit_skips_them) {
+        char tmpl[] = "/tmp/nb-test-artifact-many.XXXXXX";
+        _cleanup_close_ int dfd = make_tmpdir(tmpl);
+        CHECK(dfd >= 0);
+        char name[32];
+        for (int i = 0; i < 3000; i++) {
+                snprintf(name, sizeof(name), "f%05d", i);
+                CHECK_EQ_INT(nb_write_file_beneath(dfd, name, "", 0, 0644), 0);
+        }
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        /* One file over the count cap: refused, saying which directory. */
+        _cleanup_artifact_ struct nb_artifact over = {};
+        CHECK_EQ_INT(nb_artifact_add_tree(&over, dfd, "undeclared/", 1000, 1000, NULL, 2999, &err), -EMFILE);
+        CHECK_EQ_STR(nb_error_message(&err), "artifact: more than 2999 files in undeclared");
+        /* The byte total is shared with what was added before (coverage files). */
+        size_t total = 995;
+        _cleanup_artifact_ struct nb_artifact bytes = {};
+        CHECK_EQ_INT(nb_write_file_beneath(dfd, "g", "123456", 6, 0644), 0);
+        CHECK_EQ_INT(nb_artifact_add_tree(&bytes, dfd, "undeclared/", 1000, 1000, &total, 5000, &err), -EFBIG);
+        CHECK(strstr(nb_error_message(&err), "beyond 1000 bytes in all") != NULL);
+
+        /* At the cap: every file, each costing its own size. */
+        _cleanup_artifact_ struct nb_artifact a = {};
+        CHECK_EQ_INT(nb_artifact_add(&a, "junit.xml", "<x/>", 4), 0);
+        CHECK_EQ_INT(nb_artifact_add_tree(&a, dfd, "undeclared/", 1000, 1000, NULL, 3001, &err), 0);
+        CHECK_EQ_INT(a.n, 3002);
+        _cleanup_free_ char *tar = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(nb_artifact_pack(&a, &tar, &len, &err), 0);
+        /* Unpacked for a summary: undeclared/ is read past, not kept. */
+        _cleanup_artifact_ struct nb_artifact summary = {}, whole = {};
+        CHECK_EQ_INT(nb_artifact_unpack(tar, len, "undeclared/", &summary, &err), 0);
+        CHECK_EQ_INT(summary.n, 1);
+        CHECK(nb_artifact_find(&summary, "junit.xml") != NULL);
+        CHECK_EQ_INT(nb_artifact_unpack(tar, len, NULL, &whole, &err), 0);
+        CHECK_EQ_INT(whole.n, 3002);
+        CHECK(nb_artifact_find(&whole, "undeclared/g") != NULL);
+        remove_tmpdir(tmpl);
+}
+
+TEST(unpack_refuses_duplicates_even_when_skipped) {
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        struct raw_entry twice[] = { { "undeclared/a", AE_IFREG, NULL, 1, "x" }, { "undeclared/a", AE_IFREG, NULL, 1, "y" } };
+        _cleanup_free_ char *tar = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(raw_tar(twice, 2, &tar, &len), 0);
+        _cleanup_artifact_ struct nb_artifact a = {}, b = {};
+        CHECK_EQ_INT(nb_artifact_unpack(tar, len, NULL, &a, &err), -EINVAL);
+        CHECK(strstr(nb_error_message(&err), "appears twice") != NULL);
+        CHECK_EQ_INT(nb_artifact_unpack(tar, len, "undeclared/", &b, &err), -EINVAL);
 }

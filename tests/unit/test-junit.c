@@ -361,6 +361,54 @@ TEST(depth_cap) {
         CHECK_EQ_INT(parse_str(over, &r, &err), -EBADMSG);
 }
 
+/* One testcase holding n <system-out> elements of body_len 'x' each. */
+static char *many_outputs(size_t n, size_t body_len) {
+        size_t each = body_len + 32, len = 128 + n * each;
+        char *s = malloc(len), *p = s;
+        if (!s)
+                return NULL;
+        p = stpcpy(p, "<testsuites><testsuite><testcase classname=\"c\" name=\"t\">");
+        for (size_t i = 0; i < n; i++) {
+                p = stpcpy(p, "<system-out>");
+                memset(p, 'x', body_len);
+                p += body_len;
+                p = stpcpy(p, "</system-out>");
+        }
+        stpcpy(p, "</testcase></testsuite></testsuites>");
+        return s;
+}
+
+TEST(elements_per_testcase_capped_and_appends_linear) {
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        _cleanup_(nb_junit_report_freep) struct nb_junit_report *r = NULL;
+        /* At the cap, each element 4 KiB (16 MiB of output): every byte is kept, in
+         * order. Appending by copying the text so far (the old way) moved 32 GB here. */
+        _cleanup_free_ char *ok = many_outputs(NB_JUNIT_MAX_CASE_ELEMENTS, 4096);
+        CHECK(ok != NULL);
+        CHECK_EQ_INT(parse_str(ok, &r, &err), 0);
+        CHECK(r && r->n_testcases == 1);
+        if (r && r->n_testcases == 1) {
+                const char *out = r->testcases[0].result.system_out;
+                CHECK(out && strlen(out) == (size_t) NB_JUNIT_MAX_CASE_ELEMENTS * 4096);
+                CHECK(out && strspn(out, "x") == strlen(out));
+        }
+        nb_junit_report_free(TAKE_PTR(r));
+        /* One more element: refused, saying why. */
+        _cleanup_free_ char *over = many_outputs(NB_JUNIT_MAX_CASE_ELEMENTS + 1, 1);
+        CHECK_EQ_INT(parse_str(over, &r, &err), -EBADMSG);
+        CHECK(r == NULL);
+        CHECK_EQ_STR(nb_error_message(&err), "junit.xml: a testcase with more than 4096 elements");
+        /* The count is per testcase: two of 3000 each are fine. */
+        _cleanup_free_ char *one = many_outputs(3000, 1);
+        CHECK(one != NULL);
+        const char *body = one + strlen("<testsuites><testsuite>");
+        size_t body_len = strlen(body) - strlen("</testsuite></testsuites>");
+        _cleanup_free_ char *two = NULL;
+        CHECK(asprintf(&two, "<testsuites><testsuite>%.*s%s", (int) body_len, body, body) > 0);
+        CHECK_EQ_INT(parse_str(two, &r, &err), 0);
+        CHECK(r && r->n_testcases == 2);
+}
+
 TEST(error_report_round_trip) {
         static const char details[] = "Fatal Python error: Segmentation fault\n\n"
                                       "Current thread 0x00007f (most recent call first):\n"

@@ -1,0 +1,111 @@
+/* SPDX-License-Identifier: MIT */
+/* The command's stdout and stderr when the caller asks for them captured: one pipe
+ * whose write end is the sandbox's fds 1 and 2 and whose read end the supervisor
+ * drains while it waits. Nothing the command writes touches a host file, so it can
+ * neither fill the host's disk nor learn a host path through /proc/self/fd. Memory is
+ * bounded: the first `head` bytes and the last `tail` bytes are kept, the rest only
+ * counted. */
+#include <errno.h>
+#include <poll.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "nestbox/cleanup.h"
+#include "sandbox-internal.h"
+
+int nb_capture_init(struct nb_capture *c, size_t head, size_t tail) {
+        *c = (struct nb_capture) { .head_cap = head, .tail_cap = tail };
+        if (head && !(c->head = malloc(head)))
+                return -ENOMEM;
+        if (tail && !(c->tail = malloc(tail))) {
+                nb_capture_done(c);
+                return -ENOMEM;
+        }
+        return 0;
+}
+
+void nb_capture_done(struct nb_capture *c) {
+        free(c->head);
+        free(c->tail);
+        *c = (struct nb_capture) {};
+}
+
+static void keep(struct nb_capture *c, const char *p, size_t n) {
+        size_t h = c->head_cap - c->head_len;
+        if (h > n)
+                h = n;
+        memcpy(c->head + c->head_len, p, h);
+        c->head_len += h;
+        p += h;
+        n -= h;
+        c->total += h;
+        if (n == 0)
+                return;
+        c->total += n;
+        if (c->tail_cap == 0)
+                return;
+        /* The tail is a ring: only its last tail_cap bytes matter. */
+        if (n > c->tail_cap) {
+                p += n - c->tail_cap;
+                n = c->tail_cap;
+        }
+        while (n > 0) {
+                size_t k = c->tail_cap - c->tail_pos;
+                if (k > n)
+                        k = n;
+                memcpy(c->tail + c->tail_pos, p, k);
+                c->tail_pos = (c->tail_pos + k) % c->tail_cap;
+                if (c->tail_len < c->tail_cap)
+                        c->tail_len = c->tail_len + k > c->tail_cap ? c->tail_cap : c->tail_len + k;
+                p += k;
+                n -= k;
+        }
+}
+
+int nb_capture_drain(struct nb_capture *c, int fd) {
+        char buf[64 * 1024];
+        for (;;) {
+                ssize_t n = read(fd, buf, sizeof(buf));
+                if (n < 0 && errno == EINTR)
+                        continue;
+                if (n < 0)
+                        return errno == EAGAIN ? 0 : -errno;
+                if (n == 0)
+                        return 1;
+                keep(c, buf, (size_t) n);
+        }
+}
+
+int nb_capture_drain_to_eof(struct nb_capture *c, int fd, int quiet_ms) {
+        for (;;) {
+                int r = nb_capture_drain(c, fd);
+                if (r != 0)
+                        return r < 0 ? r : 0;
+                struct pollfd pfd = { .fd = fd, .events = POLLIN };
+                int n = poll(&pfd, 1, quiet_ms);
+                if (n < 0 && errno != EINTR)
+                        return -errno;
+                if (n == 0)
+                        return 0; /* a writer that neither writes nor dies: stop waiting */
+        }
+}
+
+int nb_capture_take(struct nb_capture *c, struct nb_sandbox_result *res) {
+        size_t len = c->head_len + c->tail_len;
+        char *out = malloc(len + 1);
+        if (!out)
+                return -ENOMEM;
+        memcpy(out, c->head, c->head_len);
+        /* The ring's oldest byte is at tail_pos once it has wrapped. */
+        size_t start = c->tail_len < c->tail_cap ? 0 : c->tail_pos;
+        for (size_t i = 0; i < c->tail_len; i++)
+                out[c->head_len + i] = c->tail[(start + i) % c->tail_cap];
+        out[len] = 0;
+        free(res->output);
+        res->output = out;
+        res->output_len = len;
+        res->output_head = c->head_len;
+        res->output_total = c->total;
+        return 0;
+}

@@ -1,0 +1,147 @@
+"""What a test leaves behind reaches the host only through nestbox's capped,
+linear-time read-back (issue 13's host-side defects), each checked from the host."""
+import os
+from pathlib import Path
+
+import pytest
+
+from conftest import run
+from test_target import resolve_dir  # noqa: F401  (session fixture)
+from workspace import make_workspace
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def one_test(body):
+    return {"src/app/__init__.py": "", "tests/test_it.py": body}
+
+
+@pytest.mark.sandbox
+def test_log_is_a_pipe_drained_with_a_cap(tmp_path, resolve_dir, cache):  # noqa: F811
+    body = (
+        "import errno, os, sys\n\n"
+        "def test_floods_stdout():\n"
+        "    target = os.readlink('/proc/self/fd/1')\n"
+        "    assert target.startswith('pipe:'), target\n"
+        "    try:\n"
+        "        os.lseek(1, 1 << 40, os.SEEK_SET)\n"
+        "        raise AssertionError('seekable')\n"
+        "    except OSError as e:\n"
+        "        assert e.errno == errno.ESPIPE\n"
+        "    os.write(1, b'FIRST-WORDS\\n')\n"
+        "    chunk = b'y' * (1 << 20)\n"
+        "    for _ in range(48):\n"
+        "        os.write(1, chunk)\n"
+        "    os.write(1, b'\\nLAST-WORDS\\n')\n")
+    # -s: pytest's own capture would put a file of its /tmp at fd 1.
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body), {"app/tests": {"pytest_args": ["-s"]}})
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, "--no-cache", ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    log = (out / "app/tests/log").read_bytes()
+    assert len(log) < 600 * 1024
+    assert b"FIRST-WORDS" in log and b"LAST-WORDS" in log
+    assert b"[... nestbox: log cut here, " in log and b" bytes left out ...]" in log
+
+
+@pytest.mark.sandbox
+def test_many_undeclared_outputs_fail_the_target(tmp_path, resolve_dir, cache):  # noqa: F811
+    body = (
+        "import os\n\n"
+        "def test_plants_files():\n"
+        "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
+        "    for i in range(12000):\n"
+        "        open(os.path.join(d, f'f{i}'), 'w').close()\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout
+    assert "/out: artifact: more than 10000 files in undeclared" in p.stdout
+
+
+@pytest.mark.sandbox
+def test_undeclared_outputs_replayed_from_the_cache(tmp_path, resolve_dir, cache):  # noqa: F811
+    body = (
+        "import os\n\n"
+        "def test_writes():\n"
+        "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
+        "    os.makedirs(os.path.join(d, 'sub'))\n"
+        "    with open(os.path.join(d, 'sub', 'note.txt'), 'w') as f:\n"
+        "        f.write('kept')\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    assert run(["test", "--cache", cache, ws]).returncode == 0
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws])
+    assert p.returncode == 0 and "(cached)" in p.stdout, p.stdout + p.stderr
+    assert (out / "app/tests/undeclared/sub/note.txt").read_text() == "kept"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="needs another user's directory (chown)")
+def test_cache_another_user_can_write_is_refused(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_ok():\n    pass\n"))
+    theirs = tmp_path / "theirs"
+    theirs.mkdir()
+    os.chown(theirs, 65534, 65534)
+    p = run(["test", "--cache", theirs, ws])
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert f"nestbox: cache {theirs}: owned by uid 65534 with mode 0755; refusing a cache" in p.stderr
+    assert not (theirs / "ac").exists()
+    shared = tmp_path / "shared"
+    shared.mkdir()
+    os.chmod(shared, 0o777)
+    p = run(["test", "--cache", shared, ws])
+    assert p.returncode == 2 and "mode 0777; refusing a cache that another user can write" in p.stderr, p.stderr
+    # The default with HOME and XDG_CACHE_HOME unset: /tmp/nestbox-cache-<uid>,
+    # planted by someone else first.
+    planted = Path(f"/tmp/nestbox-cache-{os.geteuid()}")
+    if planted.exists():
+        pytest.skip(f"{planted} exists")
+    planted.mkdir()
+    try:
+        os.chown(planted, 65534, 65534)
+        env = {k: v for k, v in os.environ.items() if k not in ("HOME", "XDG_CACHE_HOME")}
+        p = run(["test", ws], env=env)
+        assert p.returncode == 2 and f"cache {planted}: owned by uid 65534" in p.stderr, p.stdout + p.stderr
+    finally:
+        os.rmdir(planted)
+
+
+def test_record_contradicting_its_report_is_damage(tmp_path, resolve_dir, cache):  # noqa: F811
+    import hashlib
+    import json
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_bad():\n    assert False\n"))
+    assert run(["test", "--cache", cache, ws]).returncode == 1
+    records = [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
+    assert len(records) == 1
+    header, body = records[0].read_bytes().split(b"\n", 1)
+    rec = json.loads(body)
+    assert rec["status"] == "FAILED" and rec["failures"] == 1
+    rec["status"], rec["exit_code"] = "PASSED", 0
+    forged = json.dumps(rec).encode()
+    magic = header[:-64]
+    records[0].chmod(0o644)
+    records[0].write_bytes(magic + hashlib.sha256(forged).hexdigest().encode() + b"\n" + forged)
+    p = run(["test", "--cache", cache, "--cache-failures", ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout and "(cached)" not in p.stdout
+
+
+def test_verify_checks_the_driver_against_its_digest(tmp_path, resolve_dir, cache):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_ok():\n    pass\n"))
+    assert run(["test", "--cache", cache, "--no-cache", ws]).returncode == 0
+    drivers = list((cache / "trees").glob("*/driver.py"))
+    assert len(drivers) == 1
+    assert run(["cache", "--cache", cache, "verify"]).returncode == 0
+    # What a power cut before the data reached the disk leaves: an empty file.
+    tree = drivers[0].parent
+    tree.chmod(0o755)
+    drivers[0].chmod(0o644)
+    drivers[0].write_bytes(b"")
+    p = run(["cache", "--cache", cache, "verify"])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert tree.name in p.stdout and "driver.py is missing or differs" in p.stdout
+    assert run(["cache", "--cache", cache, "verify", "--repair"]).returncode == 1
+    assert run(["test", "--cache", cache, "--no-cache", ws]).returncode == 0
