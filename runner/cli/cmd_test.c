@@ -251,10 +251,10 @@ int cmd_test(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t1);
         tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
         nb_summary_print(&tr.summary);
+        nb_cache_dir_close(&cache);
         if (cancelled) {
                 nb_summary_interrupted(cancelled, sel.targets + done, sel.n - done);
                 return cancelled == SIGINT ? NB_EXIT_SIGINT : NB_EXIT_SIGTERM;
         }
-        nb_cache_dir_close(&cache);
         return status;
 }

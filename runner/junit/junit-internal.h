@@ -2,7 +2,20 @@
 /* Shared by junit.c, junit_write.c and junit_merge.c; not part of the contract. */
 #pragma once
 
+#include <libxml/xmlerror.h>
+#include <libxml/xmlversion.h>
+
 #include "junit/junit.h"
+
+/* libxml2 >= 2.12 passes a const error. */
+#if LIBXML_VERSION >= 21200
+#define NB_XML_ERROR const xmlError
+#else
+#define NB_XML_ERROR xmlError
+#endif
+
+/* An error handler that says nothing: errors come back through our own returns. */
+void nb_junit_silent_structured(void *ctx, NB_XML_ERROR *e);
 
 /* Times beyond this (about 31,700 years) are clamped: they can only be a lie, and a
  * sum of them must stay finite. */
