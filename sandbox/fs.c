@@ -158,6 +158,21 @@ int nb_read_fd(int fd, size_t max_size, char **data, size_t *len) {
         return nb_read_fd_sized(fd, 4096, max_size, data, len);
 }
 
+ssize_t nb_read_full(int fd, void *buf, size_t len) {
+        size_t n = 0;
+        while (n < len) {
+                ssize_t r = read(fd, (char *) buf + n, len - n);
+                if (r < 0 && errno == EINTR)
+                        continue;
+                if (r < 0)
+                        return -errno;
+                if (r == 0)
+                        break;
+                n += (size_t) r;
+        }
+        return (ssize_t) n;
+}
+
 int nb_read_fd_sized(int fd, size_t size_hint, size_t max_size, char **data, size_t *len) {
         size_t cap = size_hint < max_size ? size_hint : max_size, n = 0;
         bool at_hint = true; /* the buffer is still the hinted size: probe for EOF first */

@@ -44,6 +44,10 @@ int nb_read_fd(int fd, size_t max_size, char **data, size_t *len);
  * that size costs size_hint + 1 bytes of memory; one that grew still reads whole. */
 int nb_read_fd_sized(int fd, size_t size_hint, size_t max_size, char **data, size_t *len);
 
+/* Reads exactly len bytes unless the file (or pipe) ends first, retrying on EINTR and
+ * short reads; returns the count read, or -errno. */
+ssize_t nb_read_full(int fd, void *buf, size_t len);
+
 /* Writes all of data to fd, retrying on EINTR and short writes. */
 int nb_write_all(int fd, const void *data, size_t len);
 

@@ -30,6 +30,3 @@ int nb_ac_check_fd(int fd, const char **why);
  * replaced it with a good copy since). */
 void nb_cas_drop_damaged(struct nb_store *s, const char *rel, int fd, const char *why, bool remove);
 
-/* Reads exactly len bytes unless the file (or pipe) ends first; returns the count
- * read, or -errno. */
-ssize_t nb_read_full(int fd, void *buf, size_t len);

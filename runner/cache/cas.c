@@ -33,21 +33,6 @@ int nb_cas_entry_rel(const char *ns, const char *digest, char rel[NB_ENTRY_REL_M
         return n > 0 && n < NB_ENTRY_REL_MAX ? 0 : -EINVAL;
 }
 
-ssize_t nb_read_full(int fd, void *buf, size_t len) {
-        size_t n = 0;
-        while (n < len) {
-                ssize_t r = read(fd, (char *) buf + n, len - n);
-                if (r < 0 && errno == EINTR)
-                        continue;
-                if (r < 0)
-                        return -errno;
-                if (r == 0)
-                        break;
-                n += (size_t) r;
-        }
-        return (ssize_t) n;
-}
-
 int nb_cas_check_fd(int fd, const char *digest, const char **why) {
         char got[NB_DIGEST_HEX_LEN + 1];
         int r = nb_sha256_fd(fd, got);

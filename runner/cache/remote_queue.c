@@ -25,6 +25,7 @@
 #include "cache/cas-internal.h"
 #include "cache/remote-internal.h"
 #include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
 
 struct job {
         char action[NB_DIGEST_HEX_LEN + 1];
