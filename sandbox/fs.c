@@ -182,11 +182,9 @@ int nb_read_fd_sized(int fd, size_t size_hint, size_t max_size, char **data, siz
         for (;;) {
                 if (n == cap && at_hint) {
                         char probe;
-                        ssize_t r = read(fd, &probe, 1);
-                        if (r < 0 && errno == EINTR)
-                                continue;
+                        ssize_t r = nb_read_full(fd, &probe, 1);
                         if (r < 0)
-                                return -errno;
+                                return (int) r;
                         if (r == 0)
                                 break;
                         at_hint = false;

@@ -62,11 +62,8 @@ int cmd_actions(int argc, char **argv) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);
                 default: {
-                        int r = nb_shared_option(c, optarg, &opts, NULL);
-                        if (r < 0)
-                                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox "
-                                              "actions --help'", argv[optind - 1]);
-                        if (r > 0)
+                        int r = nb_other_option("actions", argv[optind - 1], c, optarg, &opts, NULL);
+                        if (r != 0)
                                 return r;
                 }
                 }

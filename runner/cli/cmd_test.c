@@ -201,11 +201,8 @@ int cmd_test(int argc, char **argv) {
                         tr.out_arg = optarg;
                         break;
                 default: {
-                        int r = nb_shared_option(c, optarg, &opts, &modes);
-                        if (r < 0)
-                                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox "
-                                              "test --help'", argv[optind - 1]);
-                        if (r > 0)
+                        int r = nb_other_option("test", argv[optind - 1], c, optarg, &opts, &modes);
+                        if (r != 0)
                                 return r;
                 }
                 }

@@ -335,12 +335,9 @@ int cmd_worker(int argc, char **argv) {
                 case OPT_PERSISTENT:
                         break;
                 default: {
-                        int r = nb_shared_option(c, optarg, NULL, &modes);
-                        if (r > 0)
+                        int r = nb_other_option("worker", argv[optind - 1], c, optarg, NULL, &modes);
+                        if (r != 0)
                                 return r;
-                        if (r < 0)
-                                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox "
-                                              "worker --help'", argv[optind - 1]);
                         break;
                 }
                 }

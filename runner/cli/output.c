@@ -216,3 +216,11 @@ void nb_warn_line(const char *message, void *userdata) {
         (void) userdata;
         fprintf(stderr, "nestbox: %s\n", message);
 }
+
+int nb_other_option(const char *verb, const char *opt, int c, const char *arg, struct nb_action_options *o,
+                    struct nb_cache_modes *m) {
+        int r = nb_shared_option(c, arg, o, m);
+        if (r < 0)
+                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox %s --help'", opt, verb);
+        return r;
+}

@@ -64,6 +64,12 @@ enum {
  * after printing the problem (--seed x, --shard 3/2, --timeout 0). */
 int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct nb_cache_modes *m);
 
+/* A getopt_long default: case of a verb's parser. nb_shared_option(), and for an
+ * option that is none of them "<opt>: unknown option or missing argument; see
+ * 'nestbox <verb> --help'" (exit 2). 0 when taken, else the exit code. */
+int nb_other_option(const char *verb, const char *opt, int c, const char *arg, struct nb_action_options *o,
+                    struct nb_cache_modes *m);
+
 /* Cuts argv at the first "--" after argv[0]: *argc becomes its index and the
  * NULL-terminated vector after it is returned (empty when there is none). */
 char **nb_split_dashdash(int *argc, char **argv);
