@@ -1,10 +1,11 @@
 """nestbox's pytest driver, mounted read-only at /nestbox/driver.py in the sandbox.
 
-    /venv/bin/python /nestbox/driver.py [--coverage ROOT,...] [--shard K/N] -- PYTEST_ARGS
+    /venv/bin/python /nestbox/driver.py [--coverage ROOT,... [--omit TESTFILE]...] [--shard K/N] -- PYTEST_ARGS
 
-Runs pytest in this process with two additions nestbox needs: coverage measured over
-the target's source roots with paths relative to /work (identical on every machine),
-written as /out/coverage.data, /out/coverage.xml (Cobertura) and /out/coverage.lcov;
+Runs pytest in this process with two additions nestbox needs: coverage of the declared
+sources (the source roots holding them, less the test files, or what the project's own
+declared coverage settings say) with every path relative to /work (identical on every
+machine), written as /out/coverage.data, /out/coverage.xml (Cobertura) and /out/coverage.lcov;
 and sharding by Bazel's protocol (TEST_SHARD_INDEX / TEST_TOTAL_SHARDS): the collected
 tests, sorted by node id, are dealt round-robin, and TEST_SHARD_STATUS_FILE is touched
 to say the runner understood. Exit status: pytest's, or 86 when coverage was asked for
@@ -30,12 +31,99 @@ class Shard:
             items[:] = keep
 
 
+WORK = "/work"
+# coverage.py's own order of config files, looked for in each source root and then
+# in its parents up to /work: the nearest declared one describes the target's project.
+CONFIG_FILES = (".coveragerc", "setup.cfg", "tox.ini", "pyproject.toml")
+
+
+def has_coverage_settings(path):
+    name = os.path.basename(path)
+    try:
+        if name == ".coveragerc":
+            return True
+        if name == "pyproject.toml":
+            import tomllib
+            with open(path, "rb") as f:
+                return "coverage" in tomllib.load(f).get("tool", {})
+        import configparser
+        cp = configparser.RawConfigParser()
+        cp.read(path, encoding="utf-8")
+        return any(s.startswith("coverage:") for s in cp.sections())
+    except Exception:  # a file coverage.py could not read either: not the project's settings
+        return False
+
+
+def find_coverage_config(roots):
+    seen = set()
+    for root in roots:
+        d = os.path.normpath(root if os.path.isabs(root) else os.path.join(WORK, root))
+        while d.startswith(WORK) and d not in seen:
+            seen.add(d)
+            for name in CONFIG_FILES:
+                path = os.path.join(d, name)
+                if os.path.isfile(path) and not os.path.islink(path) and has_coverage_settings(path):
+                    return path
+            if d == WORK:
+                break
+            d = os.path.dirname(d)
+    return None
+
+
+def rebase(entries, base, as_dir):
+    """The project's paths are relative to its config file's folder, coverage.py takes
+    them relative to the cwd (/work): folders become relative to /work (so <source> in
+    coverage.xml is too), patterns absolute; package names and `*` patterns stay."""
+    out = []
+    for e in entries or []:
+        if os.path.isabs(e) or e.startswith("*"):
+            out.append(e)
+        elif as_dir:
+            p = os.path.normpath(os.path.join(base, e))
+            out.append(os.path.relpath(p, WORK) if os.path.isdir(p) else e)
+        else:
+            out.append(os.path.join(base, e))
+    return out
+
+
+def start_coverage(roots, omit):
+    """Measures the declared sources: the roots holding them, less the declared test
+    files (omit), or what the project's own settings say (source, include, omit,
+    branch, exclude_lines, ...), always with paths relative to /work."""
+    try:
+        import coverage
+    except ImportError:
+        sys.stderr.write("nestbox: coverage was asked for, but the locked venv has no coverage package\n")
+        return None
+    config = find_coverage_config(roots)
+    cov = coverage.Coverage(data_file="/out/coverage.data", config_file=config or False)
+    base = os.path.dirname(config) if config else WORK
+    source = rebase(cov.get_option("run:source"), base, True)
+    include = rebase(cov.get_option("run:include"), base, False)
+    if not source and not include:
+        source = [os.path.relpath(r, WORK) if os.path.isabs(r) else r for r in roots]
+    cov.set_option("run:source", source or None)
+    cov.set_option("run:include", include or None)
+    cov.set_option("run:omit", rebase(cov.get_option("run:omit"), base, False) + [os.path.join(WORK, t) for t in omit])
+    cov.set_option("report:omit", rebase(cov.get_option("report:omit"), base, False) or None)
+    cov.set_option("run:relative_files", True)
+    cov.start()
+    return cov
+
+
+def finish_coverage(cov):
+    cov.xml_report(outfile="/out/coverage.xml")
+    cov.lcov_report(outfile="/out/coverage.lcov")
+
+
 def main(argv):
-    roots, shard = None, None
+    roots, shard, omit = None, None, []
     while argv and argv[0] != "--":
         opt = argv.pop(0)
         if opt == "--coverage":
             roots = [r for r in argv.pop(0).split(",") if r]
+        elif opt == "--omit":
+            omit.append(argv.pop(0))
         elif opt == "--shard":
             k, n = argv.pop(0).split("/")
             shard = (int(k), int(n))
@@ -51,14 +139,9 @@ def main(argv):
             open(status, "w").close()
     cov = None
     if roots is not None:
-        try:
-            import coverage
-        except ImportError:
-            sys.stderr.write("nestbox: coverage was asked for, but the locked venv has no coverage package\n")
+        cov = start_coverage(roots, omit)
+        if cov is None:
             return NO_COVERAGE
-        cov = coverage.Coverage(data_file="/out/coverage.data", source=roots, config_file=False)
-        cov.set_option("run:relative_files", True)
-        cov.start()
     import pytest
     try:
         rc = pytest.main(args, plugins=plugins)
@@ -67,8 +150,7 @@ def main(argv):
             cov.stop()
             cov.save()
     if cov is not None:
-        cov.xml_report(outfile="/out/coverage.xml")
-        cov.lcov_report(outfile="/out/coverage.lcov")
+        finish_coverage(cov)
     # Bazel's rule: a shard that got no tests passes (pytest says 5, no tests collected).
     if shard and shard[1] > 1 and int(rc) == 5:
         return 0
