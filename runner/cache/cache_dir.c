@@ -2,11 +2,13 @@
 #include <errno.h>
 #include <stdbool.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/file.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/cache_dir.h"
@@ -14,6 +16,27 @@
 #include "nestbox/fs.h"
 
 static const char *const layout[] = { "cas", "ac", "venvs", "trees", "tmp" };
+
+/* The last-use stamp (cache_dir.h): set when a run opens the cache, or a worker
+ * starts a request; the worker's requests may overlap, hence the lock. */
+static pthread_mutex_t use_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct timespec use_time;
+
+void nb_cache_use_begin(void) {
+        pthread_mutex_lock(&use_lock);
+        (void) clock_gettime(CLOCK_REALTIME, &use_time);
+        pthread_mutex_unlock(&use_lock);
+}
+
+int nb_cache_use_touch(int dirfd, const char *rel, int fd) {
+        pthread_mutex_lock(&use_lock);
+        if (use_time.tv_sec == 0)
+                (void) clock_gettime(CLOCK_REALTIME, &use_time);
+        /* The modification time, not the access time: right on noatime mounts too. */
+        const struct timespec ts[2] = { { .tv_nsec = UTIME_OMIT }, use_time };
+        pthread_mutex_unlock(&use_lock);
+        return (fd >= 0 ? futimens(fd, ts) : utimensat(dirfd, rel, ts, AT_SYMLINK_NOFOLLOW)) < 0 ? -errno : 0;
+}
 
 static char *default_cache_path(void) {
         char *p = NULL;
@@ -79,6 +102,7 @@ int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *
         int r;
         if ((r = check_owned(fd, path, "", false, err)) < 0 || (r = check_owned(up, path, "/..", true, err)) < 0)
                 return r;
+        nb_cache_use_begin(); /* what this run uses or writes is at least this recent */
         for (size_t i = 0; i < NB_ELEMENTSOF(layout); i++) {
                 if (mkdirat(fd, layout[i], 0755) < 0 && errno != EEXIST)
                         return nb_error_set(err, errno, "cache %s/%s", path, layout[i]);
@@ -130,7 +154,7 @@ int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd) {
         if (fstatat(c->fd, rel, &now, AT_SYMLINK_NOFOLLOW) < 0 || now.st_ino != held.st_ino ||
             now.st_dev != held.st_dev)
                 return -ENOENT;
-        (void) futimens(fd, NULL); /* only recency for gc: a read-only cache still works */
+        (void) nb_cache_use_touch(-1, NULL, fd); /* only recency for gc: a read-only cache still works */
         *ret_fd = TAKE_FD(fd);
         return 0;
 }

@@ -30,6 +30,15 @@ int nb_cache_dir_mkdtemp(struct nb_cache_dir *c, const char *prefix, char **ret_
  * -ENOENT when it is gone (gc removed it meanwhile): ensure it again. */
 int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd);
 
+/* Last use, for gc: every use of an entry during one run (a hit, a venv or tree
+ * held) stamps its mtime with one time, when the run opened the cache (a worker: when
+ * the request began, nb_cache_use_begin), so the entries one run used tie and gc drops
+ * the largest of them first; entries written later in the run are newer still.
+ * nb_cache_use_touch stamps fd, or rel beneath dirfd when fd < 0, without following a
+ * link; 0 or -errno. */
+void nb_cache_use_begin(void);
+int nb_cache_use_touch(int dirfd, const char *rel, int fd);
+
 /* Renames the finished tmp_rel to final_rel ("venvs/<digest>"). When another process
  * published the same entry first, ours is removed and 0 returned: both succeed with
  * one result. */

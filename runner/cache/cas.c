@@ -107,7 +107,7 @@ void nb_store_touch(struct nb_store *s, const char *ns, const char *digest) {
         if (nb_cas_entry_rel(ns, digest, rel) < 0)
                 return;
         /* Best effort by design: a failed touch only makes the entry look older to gc. */
-        (void) utimensat(s->dir->fd, rel, NULL, AT_SYMLINK_NOFOLLOW);
+        (void) nb_cache_use_touch(s->dir->fd, rel, -1);
 }
 
 /* A name in tmp/ no other writer can pick: our pid and 64 random bits. */

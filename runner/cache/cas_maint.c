@@ -189,12 +189,16 @@ static int remove_entry(struct nb_cache_dir *c, const struct entry *e) {
         return nb_rm_rf_at(c->fd, grave);
 }
 
+/* Least recently used first; among entries last used by the same run (one stamp,
+ * cache_dir.h) the largest first: a venv goes before the results that used it. */
 static int by_age(const void *a, const void *b) {
         const struct entry *x = a, *y = b;
         if (newer(y->mtime, x->mtime))
                 return -1;
         if (newer(x->mtime, y->mtime))
                 return 1;
+        if (x->bytes != y->bytes)
+                return x->bytes > y->bytes ? -1 : 1;
         return strcmp(x->rel, y->rel);
 }
 

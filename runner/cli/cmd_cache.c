@@ -47,13 +47,17 @@ static const char stats_usage[] =
 static const char gc_usage[] =
         "usage: nestbox cache [--cache DIR] gc --max-size SIZE\n"
         "\n"
-        "Removes entries, least recently used first (by modification time, which every\n"
-        "use refreshes), until the total is at most SIZE (like 500M, 2G; powers of 1024).\n"
+        "Removes entries, least recently used first, until the total is at most SIZE (like\n"
+        "500M, 2G; powers of 1024). An entry's last use is its modification time, which\n"
+        "every use sets to the time that run began (not the access time: right on noatime\n"
+        "mounts too); of the entries one run used, the largest goes first, so a venv goes\n"
+        "before the results that used it.\n"
         "Leftovers in tmp/ that nothing has touched for an hour are removed too. Venvs and\n"
         "trees go whole: each leaves its place in one rename before it is deleted, so a\n"
         "concurrent run sees it entirely or not at all.\n"
         "\n"
-        "Prints what it removed per namespace and the new total.\n"
+        "Prints what it removed per namespace, then what it kept: the entries and bytes\n"
+        "left per namespace and their total.\n"
         "\n"
         "  --max-size SIZE   the size to shrink the cache to (required)\n"
         "\n"
@@ -109,17 +113,22 @@ static uint64_t total_bytes(const struct nb_cache_stats *st) {
         return st->cas_bytes + st->ac_bytes + st->venv_bytes + st->tree_bytes;
 }
 
+/* The entries per namespace and their total: what stats shows, and what gc kept. */
+static void print_entries(const struct nb_cache_stats *st) {
+        print_row("cas", st->cas_entries, st->cas_bytes, "");
+        print_row("ac", st->ac_entries, st->ac_bytes, "");
+        print_row("venvs", st->venv_entries, st->venv_bytes, "");
+        print_row("trees", st->tree_entries, st->tree_bytes, "");
+        print_row("total", total_entries(st), total_bytes(st), "");
+}
+
 static int do_stats(struct nb_cache_dir *c) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_cache_stats st;
         if (nb_cache_stats(c, &st, &err) < 0)
                 return nb_die_error(NB_EXIT_INFRA, &err);
         printf("cache   %s\n", c->path);
-        print_row("cas", st.cas_entries, st.cas_bytes, "");
-        print_row("ac", st.ac_entries, st.ac_bytes, "");
-        print_row("venvs", st.venv_entries, st.venv_bytes, "");
-        print_row("trees", st.tree_entries, st.tree_bytes, "");
-        print_row("total", total_entries(&st), total_bytes(&st), "");
+        print_entries(&st);
         print_row("tmp", st.tmp_entries, st.tmp_bytes, "  in progress or left by a crash; not counted");
         return 0;
 }
@@ -153,8 +162,8 @@ static int do_gc(struct nb_cache_dir *c, uint64_t max_size) {
                        rows[i].name, rows[i].b_entries - rows[i].a_entries == 1 ? "entry" : "entries", h, bytes);
         }
         human(freed, h, sizeof(h));
-        printf("freed %s (%" PRIu64 " bytes)\n", h, freed);
-        print_row("total", total_entries(&after), total_bytes(&after), "");
+        printf("freed %s (%" PRIu64 " bytes); kept:\n", h, freed);
+        print_entries(&after);
         return 0;
 }
 

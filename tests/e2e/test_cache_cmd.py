@@ -9,6 +9,8 @@ from pathlib import Path
 import pytest
 
 from conftest import run
+from test_target import resolve_dir  # noqa: F401  (session fixture)
+from workspace import copy_examples
 
 pytestmark = pytest.mark.usefixtures("nestbox")
 
@@ -100,7 +102,7 @@ def test_gc_honours_the_size_and_removes_the_oldest(tmp_path):
     proc = cache_cmd(cache, "gc", "--max-size", "1M")
     assert proc.returncode == 0, proc.stderr
     assert "removed 10 cas entries" in proc.stdout, proc.stdout
-    assert re.search(r"^total\s+10 entries\s+1000\.0 KiB \(1024000 bytes\)$", proc.stdout, re.M), proc.stdout
+    assert gc_kept(proc.stdout)["total"] == (10, 1024000), proc.stdout
     rows = stats(cache)
     assert rows["total"][1] <= 1024 * KIB
     gone = [p for p in blobs if not p.exists()]
@@ -112,6 +114,66 @@ def test_gc_honours_the_size_and_removes_the_oldest(tmp_path):
     proc = cache_cmd(cache, "gc", "--max-size", "0")
     assert proc.returncode == 0, proc.stderr
     assert stats(cache)["total"] == (0, 0)
+
+
+def gc_kept(out):
+    """{namespace: (entries, bytes)} of the table gc prints after "kept:"."""
+    assert "; kept:\n" in out, out
+    rows = {}
+    for line in out.split("; kept:\n", 1)[1].splitlines():
+        m = re.match(r"^(\w+)\s+(\d+) entr(?:y|ies)\s+[\d.]+ (?:B|KiB|MiB|GiB)\s+\((\d+) bytes\)$", line)
+        assert m, line
+        rows[m.group(1)] = (int(m.group(2)), int(m.group(3)))
+    return rows
+
+
+def results(cache):
+    """{target: path} of the action records that are test results."""
+    found = {}
+    for p in (cache / "ac").rglob("*"):
+        m = p.is_file() and re.search(rb'"target":"([^"]+)"', p.read_bytes())
+        if m and b'"artifact"' in p.read_bytes():
+            found[m.group(1).decode()] = p
+    return found
+
+
+def test_gc_after_the_example_drops_the_venv_and_keeps_the_results(tmp_path, resolve_dir):  # noqa: F811
+    ex = copy_examples(tmp_path / "examples", resolve_dir)
+    cache = tmp_path / "c"
+    p = run(["test", "--cache", cache, ex], timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    before = {k: v for k, v in stats(cache).items() if k != "tmp"}
+    assert before["venvs"][0] == 1 and len(results(cache)) == 3
+    # Enough room for everything but the venv: dropping it alone suffices.
+    limit = before["total"][1] - before["venvs"][1] + 1024
+    proc = cache_cmd(cache, "gc", "--max-size", str(limit))
+    assert proc.returncode == 0, proc.stderr
+    removed = [line for line in proc.stdout.splitlines() if line.startswith("removed ")]
+    assert removed == [f"removed 1 venvs entry, {before['venvs'][1] / 1024 / 1024:.1f} MiB ({before['venvs'][1]} bytes)"], \
+        proc.stdout
+    kept = gc_kept(proc.stdout)
+    assert kept == {**before, "venvs": (0, 0), "total": (before["total"][0] - 1, before["total"][1] - before["venvs"][1])}
+    assert kept == {k: v for k, v in stats(cache).items() if k != "tmp"}
+    again = run(["test", "--cache", cache, ex], timeout=600)
+    assert again.returncode == 0 and again.stdout.count("(cached)") == 3, again.stdout + again.stderr
+
+
+def test_every_hit_records_its_use(tmp_path, resolve_dir):  # noqa: F811
+    ex = copy_examples(tmp_path / "examples", resolve_dir)
+    cache = tmp_path / "c"
+    for target in ("lib/tests", "project1/tests"):
+        assert run(["test", "--cache", cache, ex, target], timeout=600).returncode == 0
+    res = results(cache)
+    for p in res.values():  # as if written long ago, on a noatime mount
+        os.utime(p, (0, time.time() - 86400))
+    hit = run(["test", "--cache", cache, ex, "lib/tests"])
+    assert hit.returncode == 0 and "(cached)" in hit.stdout, hit.stdout + hit.stderr
+    lib, project1 = res["lib/tests"].stat().st_mtime, res["project1/tests"].stat().st_mtime
+    assert lib > project1 + 3600, (lib, project1)
+    # gc goes by that: the stale result is the first to go.
+    total = stats(cache)["total"][1]
+    assert cache_cmd(cache, "gc", "--max-size", str(total - 1)).returncode == 0
+    assert res["lib/tests"].exists() and not res["project1/tests"].exists()
 
 
 def test_verify_finds_and_repairs_a_flipped_byte(tmp_path):
