@@ -17,7 +17,9 @@
 
 #include <stdbool.h>
 #include <stdint.h>
+#include <time.h>
 
+#include "cache/cache_dir.h"
 #include "cache/cas.h"
 #include "nestbox/error.h"
 
@@ -69,3 +71,16 @@ void nb_remote_finish(struct nb_remote *r);
 void nb_remote_report(struct nb_remote *r, nb_cache_warn_fn warn, void *userdata);
 
 void nb_remote_get_stats(struct nb_remote *r, struct nb_remote_stats *ret);
+
+/* The counters of the run that last used a remote with this cache, for `nestbox cache
+ * stats`: <cache>/last-remote.json, written (atomically) by nb_remote_save_stats once
+ * the uploads are done (nb_remote_finish). load: 0, -ENOENT when there is none (or it
+ * is damaged), -ENOMEM; free ret->url. */
+struct nb_remote_last {
+        struct nb_remote_stats stats;
+        char *url;
+        time_t finished;
+        bool readonly;
+};
+int nb_remote_save_stats(struct nb_remote *r, struct nb_cache_dir *c, struct nb_error *err);
+int nb_remote_load_stats(struct nb_cache_dir *c, struct nb_remote_last *ret);

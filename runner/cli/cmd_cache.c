@@ -6,8 +6,10 @@
 #include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
+#include <time.h>
 
 #include "cache/cas.h"
+#include "cache/remote.h"
 #include "cli/cli.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/text.h"
@@ -40,7 +42,9 @@ static const char stats_usage[] =
         "Prints, for cas, ac, venvs and trees, the number of entries and their size (the\n"
         "sum of the files' apparent sizes, human readable and in bytes), then the total\n"
         "that gc bounds, then what sits in tmp/ (writes in progress or left by a crash;\n"
-        "not entries, not counted in the total).\n"
+        "not entries, not counted in the total), then the remote cache the last run that\n"
+        "had one used (--remote-cache or remote_cache in nestbox.json): its hits, misses,\n"
+        "uploads, errors and the bytes it moved each way.\n"
         "\n"
         "Exit status: 0, 2 usage error, 3 the cache could not be read.\n";
 
@@ -122,6 +126,32 @@ static void print_entries(const struct nb_cache_stats *st) {
         print_row("total", total_entries(st), total_bytes(st), "");
 }
 
+/* The counters of the last run that used a remote cache with this cache. */
+static int print_remote(struct nb_cache_dir *c) {
+        struct nb_remote_last last;
+        int r = nb_remote_load_stats(c, &last);
+        if (r == -ENOENT) {
+                printf("remote  no run with a remote cache has used this cache\n");
+                return 0;
+        }
+        if (r < 0)
+                return nb_die(NB_EXIT_INFRA, "cache %s: %s", c->path, strerror(-r));
+        _cleanup_free_ char *url = last.url;
+        char when[64] = "?", down[32], up[32];
+        struct tm tm;
+        if (gmtime_r(&last.finished, &tm))
+                strftime(when, sizeof(when), "%Y-%m-%d %H:%M:%S UTC", &tm);
+        human(last.stats.bytes_down, down, sizeof(down));
+        human(last.stats.bytes_up, up, sizeof(up));
+        printf("remote  %s%s, last run %s:\n", url, last.readonly ? " (read-only)" : "", when);
+        printf("        %" PRIu64 " %s, %" PRIu64 " %s, %" PRIu64 " %s, %" PRIu64 " %s; %s down, %s up\n",
+               last.stats.hits, last.stats.hits == 1 ? "hit" : "hits", last.stats.misses,
+               last.stats.misses == 1 ? "miss" : "misses", last.stats.uploads,
+               last.stats.uploads == 1 ? "upload" : "uploads", last.stats.errors,
+               last.stats.errors == 1 ? "error" : "errors", down, up);
+        return 0;
+}
+
 static int do_stats(struct nb_cache_dir *c) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_cache_stats st;
@@ -130,7 +160,7 @@ static int do_stats(struct nb_cache_dir *c) {
         printf("cache   %s\n", c->path);
         print_entries(&st);
         print_row("tmp", st.tmp_entries, st.tmp_bytes, "  in progress or left by a crash; not counted");
-        return 0;
+        return print_remote(c);
 }
 
 static int do_gc(struct nb_cache_dir *c, uint64_t max_size) {

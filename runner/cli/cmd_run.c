@@ -164,11 +164,11 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
         struct nb_result res;
         if ((output_arg && nb_output_open(output_arg, &out_dir, &err) < 0) ||
             nb_action_execute(a, &store, &modes, &res, &err) < 0) {
-                nb_remote_close(store.remote);
+                nb_remote_close(store.remote, &cache, NULL);
                 nb_cache_dir_close(&cache);
                 return error_reply(reply, &err);
         }
-        nb_remote_close(store.remote);
+        nb_remote_close(store.remote, &cache, NULL);
         nb_cache_dir_close(&cache);
         json_auto_t *j = nb_result_to_json(&res, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
         json_t *outputs = NULL;

@@ -239,7 +239,7 @@ int cmd_test(int argc, char **argv) {
                         break; /* it never started */
         }
         /* The summary waits only for the uploads still pending, at most --remote-timeout. */
-        nb_remote_close(TAKE_PTR(tr.store.remote));
+        nb_remote_close(TAKE_PTR(tr.store.remote), &cache, NULL);
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
                 nb_exit_worst(&status, nb_fail(&err));

@@ -182,11 +182,18 @@ int nb_remote_open(struct nb_cache_modes *m, const char *workspace_url, struct n
         return 0;
 }
 
-void nb_remote_close(struct nb_remote *r) {
+void nb_remote_close(struct nb_remote *r, struct nb_cache_dir *cache, struct nb_remote_stats *stats) {
+        if (stats)
+                *stats = (struct nb_remote_stats) { 0 };
         if (!r)
                 return;
         nb_remote_finish(r);
         nb_remote_report(r, nb_warn_line, NULL);
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        if (cache && nb_remote_save_stats(r, cache, &err) < 0)
+                nb_warn_line(nb_error_message(&err), NULL);
+        if (stats)
+                nb_remote_get_stats(r, stats);
         nb_remote_free(r);
 }
 

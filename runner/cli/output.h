@@ -78,8 +78,10 @@ char **nb_split_dashdash(int *argc, char **argv);
  * Prints the problem and returns its exit code, else 0. */
 int nb_remote_open(struct nb_cache_modes *m, const char *workspace_url, struct nb_remote **ret);
 /* Waits for its pending uploads (at most --remote-timeout), prints its one warning if
- * any, frees it. */
-void nb_remote_close(struct nb_remote *r);
+ * any, records the run's counters in cache (`cache stats` shows them; cache may be
+ * NULL), fills *stats with them when stats is not NULL (zeros without a remote), and
+ * frees it. */
+void nb_remote_close(struct nb_remote *r, struct nb_cache_dir *cache, struct nb_remote_stats *stats);
 
 /* The store's warn callback: one line on stderr. */
 void nb_warn_line(const char *message, void *userdata);

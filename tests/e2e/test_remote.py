@@ -6,6 +6,7 @@ with protoc --decode."""
 import hashlib
 import json
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -292,7 +293,21 @@ def test_credentials_never_written(nginx, ws, tmp_path):
     (ws / "nestbox.json").write_text(json.dumps(doc))
     w = nb(tmp_path / "W", ws, env=env)
     assert w.returncode == 0 and len(warnings(w)) == 1 and "401" in w.stderr
-    outputs = "".join(x.stdout + x.stderr for x in (r, a, b, w))
+    # `nestbox run` with a result file, output and log, the worker's answers and the
+    # counters `cache stats` keeps: none of them holds the credential either.
+    e = dict(os.environ, **env)
+    [action] = [json.loads(x) for x in run(["actions", ws, "a/tests"]).stdout.splitlines()]
+    (tmp_path / "action.json").write_text(json.dumps(action))
+    rr = run(["run", "--cache", tmp_path / "R", "--remote-cache", srv.url, "--result", tmp_path / "result.json",
+              "--output", tmp_path / "outR", tmp_path / "action.json"], env=e)
+    assert rr.returncode == 0 and json.loads(rr.stdout)["cached"] and not warnings(rr), rr.stdout + rr.stderr
+    wk = subprocess.run([str(NESTBOX), "worker", "--cache", str(tmp_path / "K"), "--remote-cache", srv.url],
+                        input=json.dumps({"arguments": [str(tmp_path / "action.json")]}) + "\n",
+                        capture_output=True, text=True, env=e, timeout=300)
+    assert wk.returncode == 0 and json.loads(json.loads(wk.stdout)["output"])["cached"], wk.stdout + wk.stderr
+    stats = [run(["cache", "--cache", tmp_path / c, "stats"]) for c in ("A", "B", "R", "K")]
+    assert all(f"remote  {srv.url}" in x.stdout for x in stats)
+    outputs = "".join(x.stdout + x.stderr for x in (r, a, b, w, rr, wk, *stats))
     assert TOKEN not in outputs
     for p in tmp_path.rglob("*"):
         if p.is_file() and not p.is_relative_to(srv.dir):
@@ -300,6 +315,63 @@ def test_credentials_never_written(nginx, ws, tmp_path):
     for p in srv.root.rglob("*"):
         if p.is_file():
             assert TOKEN.encode() not in p.read_bytes(), p
+
+
+def remote_stats(cache):
+    """The remote counters `nestbox cache stats` shows: (url line, {name: count}, down, up)."""
+    p = run(["cache", "--cache", cache, "stats"])
+    assert p.returncode == 0, p.stderr
+    lines = p.stdout.splitlines()
+    i = next(i for i, line in enumerate(lines) if line.startswith("remote  "))
+    m = re.match(r"^\s+(\d+) hits?, (\d+) miss(?:es)?, (\d+) uploads?, (\d+) errors?; (.+) down, (.+) up$", lines[i + 1])
+    assert m, p.stdout
+    counts = dict(zip(("hits", "misses", "uploads", "errors"), map(int, m.groups()[:4])))
+    return lines[i], counts, m[5], m[6]
+
+
+def test_cache_stats_shows_the_last_runs_remote_counters(nginx, ws, tmp_path):
+    srv = nginx()
+    p = run(["cache", "--cache", tmp_path / "A", "stats"])
+    assert "remote  no run with a remote cache has used this cache" in p.stdout, p.stdout
+    assert nb(tmp_path / "A", ws, "--remote-cache", srv.url).returncode == 0
+    head, counts, down, up = remote_stats(tmp_path / "A")
+    assert head.startswith(f"remote  {srv.url}, last run ") and head.endswith(" UTC:"), head
+    assert counts == {"hits": 0, "misses": 3, "uploads": 3, "errors": 0} and down == "0 B" and up != "0 B"
+    b = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--remote-cache-readonly")
+    assert b.returncode == 0 and b.stdout.count("(cached)") == 3
+    head, counts, down, up = remote_stats(tmp_path / "B")
+    assert "(read-only)" in head and counts == {"hits": 3, "misses": 0, "uploads": 0, "errors": 0}, counts
+    assert down != "0 B" and up == "0 B"
+    saved = json.loads((tmp_path / "B/last-remote.json").read_text())
+    assert saved["hits"] == 3 and saved["bytes_down"] > 0 and saved["schema"] == "nestbox.remote-stats/v1"
+    # The last run's, not a sum: a run against a server that is down shows its error.
+    srv.stop()
+    (ws / "src/app/calc.py").write_text("def add(a, b):\n    return b + a\n")
+    assert nb(tmp_path / "B", ws, "--remote-cache", srv.url).returncode == 0
+    _, counts, _, _ = remote_stats(tmp_path / "B")
+    assert counts["hits"] == 0 and counts["errors"] == 1, counts
+    srv.proc = subprocess.Popen(["true"])
+
+
+def test_worker_answers_after_its_upload(nginx, tmp_path, resolve_dir):  # noqa: F811
+    srv = nginx()
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    [action] = [json.loads(line) for line in run(["actions", ws]).stdout.splitlines()]
+    w = subprocess.Popen([str(NESTBOX), "worker", "--cache", str(tmp_path / "cache"), "--remote-cache", srv.url],
+                         stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        w.stdin.write(json.dumps({"arguments": ["--action-json", json.dumps(action)]}) + "\n")
+        w.stdin.flush()
+        answer = json.loads(w.stdout.readline())
+        assert answer.get("exitCode", 0) == 0, answer
+        # Answered: its upload is done (stdin still open, so the worker has not ended).
+        assert [e.name for e in srv.entries("ac")] == [json.loads(answer["output"])["action"]]
+        assert w.poll() is None
+    finally:
+        w.stdin.close()
+        assert w.wait(timeout=120) == 0, w.stderr.read()
+    _, counts, _, _ = remote_stats(tmp_path / "cache")
+    assert counts == {"hits": 0, "misses": 1, "uploads": 1, "errors": 0}, counts
 
 
 def test_bad_options_are_usage_errors(ws, tmp_path):
