@@ -39,6 +39,17 @@ int nb_http_get(struct nb_http_conn *c, const char *path, size_t max, char **ret
 int nb_http_head(struct nb_http_conn *c, const char *path, struct nb_error *err);
 int nb_http_put(struct nb_http_conn *c, const char *path, const void *data, size_t len, struct nb_error *err);
 
+/* The pieces of a request, apart so the unit tests reach them: the URL of path
+ * (the base URL without its trailing "/", then "/" path; NULL on ENOMEM); whether a
+ * try that ended with curl_code (a CURLcode) and HTTP status is tried again (only
+ * transient faults, and a bounded number of times), and how long the wait before
+ * retry number attempt + 1 is; whether NESTBOX_REMOTE_HEADER's value is one line
+ * "Name: value" (0, or -EINVAL with err naming the variable, never the value). */
+char *nb_http_url(const struct nb_http *h, const char *path);
+bool nb_http_retry(int curl_code, long status, int attempt);
+long nb_http_backoff_ms(int attempt);
+int nb_http_check_header(const char *value, struct nb_error *err);
+
 /* ---- remote_ac.c: ActionResult <-> bytes ---- */
 struct nb_remote_blob {
         const char *path; /* the output file's path; NULL for stdout/stderr */

@@ -56,16 +56,23 @@ static void global_init(void) {
 }
 
 /* "Name: value", one line: the value is a secret and appears in no message. */
-static int header_from_env(struct curl_slist **ret, struct nb_error *err) {
-        const char *v = getenv("NESTBOX_REMOTE_HEADER");
-        if (!v || !*v)
-                return 0;
+int nb_http_check_header(const char *v, struct nb_error *err) {
         const char *colon = strchr(v, ':');
         if (!colon || colon == v || strpbrk(v, "\r\n"))
                 return nb_error_input(err, EINVAL, "NESTBOX_REMOTE_HEADER: expected one line 'Name: value'");
         for (const char *p = v; p < colon; p++)
                 if (*p <= ' ' || *p >= 127)
                         return nb_error_input(err, EINVAL, "NESTBOX_REMOTE_HEADER: expected one line 'Name: value'");
+        return 0;
+}
+
+static int header_from_env(struct curl_slist **ret, struct nb_error *err) {
+        const char *v = getenv("NESTBOX_REMOTE_HEADER");
+        if (!v || !*v)
+                return 0;
+        int r = nb_http_check_header(v, err);
+        if (r < 0)
+                return r;
         if (!(*ret = curl_slist_append(NULL, v)))
                 return nb_error_set(err, ENOMEM, "NESTBOX_REMOTE_HEADER");
         return 0;
@@ -239,15 +246,26 @@ static int curl_errno(CURLcode code) {
         }
 }
 
-static bool transient(CURLcode code, long status) {
-        return code == CURLE_COULDNT_CONNECT || code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
-               code == CURLE_GOT_NOTHING || (code == CURLE_OK && status >= 500);
+bool nb_http_retry(int curl_code, long status, int attempt) {
+        CURLcode code = (CURLcode) curl_code;
+        bool transient = code == CURLE_COULDNT_CONNECT || code == CURLE_SEND_ERROR || code == CURLE_RECV_ERROR ||
+                         code == CURLE_GOT_NOTHING || (code == CURLE_OK && status >= 500);
+        return transient && attempt < RETRIES;
+}
+
+long nb_http_backoff_ms(int attempt) {
+        return (long) BACKOFF_MS << attempt;
 }
 
 static void backoff(int attempt) {
-        long ms = (long) BACKOFF_MS << attempt;
+        long ms = nb_http_backoff_ms(attempt);
         struct timespec ts = { .tv_sec = ms / 1000, .tv_nsec = (ms % 1000) * 1000000L };
         nanosleep(&ts, NULL);
+}
+
+char *nb_http_url(const struct nb_http *h, const char *path) {
+        char *url = NULL;
+        return asprintf(&url, "%s/%s", h->base, path) < 0 ? NULL : url;
 }
 
 /* One request with bounded retries; *status gets the HTTP status of the last try. */
@@ -255,8 +273,8 @@ static int request(struct nb_http_conn *c, const char *method, const char *path,
                    const struct source *src, long *status, struct nb_error *err) {
         struct nb_http *h = c->h;
         CURL *e = c->curl;
-        _cleanup_free_ char *url = NULL;
-        if (asprintf(&url, "%s/%s", h->base, path) < 0)
+        _cleanup_free_ char *url = nb_http_url(h, path);
+        if (!url)
                 return nb_error_set(err, ENOMEM, "remote cache");
         CURLcode code = CURLE_OK;
         for (int attempt = 0;; attempt++) {
@@ -289,7 +307,7 @@ static int request(struct nb_http_conn *c, const char *method, const char *path,
                 curl_easy_getinfo(e, CURLINFO_RESPONSE_CODE, status);
                 if (code == CURLE_OK && *status < 500)
                         return 0;
-                if (attempt >= RETRIES || !transient(code, *status))
+                if (!nb_http_retry(code, *status, attempt))
                         break;
                 backoff(attempt);
         }
