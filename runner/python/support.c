@@ -10,6 +10,7 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "python/support.h"
+#include "driver-stamp.h" /* changes with driver.py, so this file is rebuilt when it does */
 
 /* The driver is linked in verbatim (no code generator needed at build time). */
 __asm__(".section .rodata\n"
