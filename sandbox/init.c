@@ -9,6 +9,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/ioctl.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -38,6 +39,12 @@ __attribute__((noreturn)) static void exec_command(const struct nb_init_args *a)
         /* A new session: no controlling terminal of the host's to type into. */
         if (setsid() < 0) {
                 nb_error_set(&err, errno, "setsid");
+                goto fail;
+        }
+        /* Its own pty (controlling_tty): the session takes it, and with it the terminal's
+         * foreground, so job control and SIGWINCH reach the shell. */
+        if (cfg->controlling_tty && ioctl(STDIN_FILENO, TIOCSCTTY, 0) < 0) {
+                nb_error_set(&err, errno, "TIOCSCTTY on the session's terminal");
                 goto fail;
         }
         for (size_t i = 0; i < sizeof(forwarded) / sizeof(forwarded[0]); i++)

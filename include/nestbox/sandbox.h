@@ -62,6 +62,11 @@ struct nb_sandbox_config {
         uid_t uid;             /* inside; default 1000 */
         gid_t gid;
         int stdin_fd, stdout_fd, stderr_fd; /* -1: inherit ours */
+        /* stdin_fd is a terminal the command takes as its controlling terminal (TIOCSCTTY
+         * in its new session), so a shell on it has job control. Give it a pty of the
+         * caller's own (nestbox repro --shell relays it), never the caller's terminal:
+         * the sandbox then holds nothing of the host's tty, before or after. */
+        bool controlling_tty;
         /* NULL: SIGINT and SIGTERM are forwarded to the command like any signal. Else a
          * run is cancellable: it does not start when *cancel is already set (-ECANCELED),
          * and the first SIGINT/SIGTERM during it gets the timeout treatment (SIGABRT, the

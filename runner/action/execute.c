@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "action/execute.h"
+#include "action/replay.h"
 #include "action/run.h"
 #include "cache/remote.h"
 #include "nestbox/cleanup.h"
@@ -23,8 +24,10 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                         r = nb_result_lookup(s, a, ret, err);
                 }
                 nb_remote_report(s->remote, s->warn, s->userdata);
-                if (r == 0 && (ret->status == NB_TARGET_PASSED || m->cache_failures))
+                if (r == 0 && (ret->status == NB_TARGET_PASSED || m->cache_failures)) {
+                        nb_replay_note_last(s->dir, a->target, a->resolved.digest);
                         return 0;
+                }
                 nb_result_done(ret);
                 if (r == -ENOMEM)
                         return r;
@@ -40,8 +43,11 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                         _cleanup_free_ char *line = NULL;
                         if (asprintf(&line, "result of \"%s\" not cached: %s", a->target, nb_error_message(&serr)) >= 0)
                                 s->warn(line, s->userdata);
-                } else if (s->remote && (ret->status == NB_TARGET_PASSED || m->cache_failures)) {
-                        nb_remote_upload(s->remote, s, ret);
+                } else {
+                        /* `nestbox repro TARGET` replays this one. */
+                        nb_replay_note_last(s->dir, a->target, a->resolved.digest);
+                        if (s->remote && (ret->status == NB_TARGET_PASSED || m->cache_failures))
+                                nb_remote_upload(s->remote, s, ret);
                 }
                 nb_remote_report(s->remote, s->warn, s->userdata);
         }

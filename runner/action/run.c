@@ -12,9 +12,11 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "action/run.h"
+#include "action/terminal.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/sandbox.h"
@@ -232,17 +234,27 @@ static void config_donep(struct nb_sandbox_config *c) {
         nb_sandbox_config_done(c);
 }
 
-static int configure(struct nb_sandbox_config *cfg, const struct nb_action *a, const struct inputs *in) {
+static int configure(struct nb_sandbox_config *cfg, const struct nb_action *a, const struct inputs *in,
+                     const struct nb_run_options *o) {
         int r;
+        _cleanup_free_ char *kept_tmp = NULL;
+        if (o && o->keep_dir && asprintf(&kept_tmp, "%s/tmp", o->keep_dir) < 0)
+                return -ENOMEM;
         if ((r = nb_sandbox_add_system_dirs(cfg)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->tree_path, "/work", 0)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->venv_path, "/venv", 0)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->support_path, "/nestbox", 0)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_OUT_TMPFS, NULL, "/out", NB_OUT_SIZE)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_DIR, NULL, "/out/undeclared", 0)) < 0 ||
-            (r = nb_sandbox_add_mount(cfg, NB_MOUNT_TMPFS, NULL, "/tmp", NB_TMP_SIZE)) < 0 ||
+            (r = kept_tmp ? nb_sandbox_add_mount(cfg, NB_MOUNT_BIND, kept_tmp, "/tmp", 0)
+                          : nb_sandbox_add_mount(cfg, NB_MOUNT_TMPFS, NULL, "/tmp", NB_TMP_SIZE)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_DIR, NULL, "/tmp/home", 0)) < 0 ||
-            (r = build_environment(cfg, a)) < 0 || (r = build_argv(cfg, a)) < 0)
+            (r = build_environment(cfg, a)) < 0 ||
+            (r = o && o->argv ? nb_sandbox_set_argv(cfg, o->argv) : build_argv(cfg, a)) < 0)
+                return r;
+        for (char *const *e = o ? o->extra_env : NULL; e && *e && r >= 0; e += 2)
+                r = nb_sandbox_setenv(cfg, e[0], e[1]);
+        if (r < 0)
                 return r;
         if (!(cfg->cwd = strdup("/work")))
                 return -ENOMEM;
@@ -252,26 +264,86 @@ static int configure(struct nb_sandbox_config *cfg, const struct nb_action *a, c
         return 0;
 }
 
-int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
-                  struct nb_result *ret, struct nb_error *err) {
-        memset(ret, 0, sizeof(*ret));
-        __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
-        int r = hold_inputs(a, cache, &in, err);
+int nb_run_keep_dir(struct nb_cache_dir *cache, const char *digest, char **ret, struct nb_error *err) {
+        if (mkdirat(cache->fd, "kept", 0755) < 0 && errno != EEXIST)
+                return nb_error_set(err, errno, "%s/kept", cache->path);
+        _cleanup_free_ char *rel = NULL;
+        for (unsigned n = 1;; n++) {
+                free(rel);
+                if (asprintf(&rel, "kept/%s-%u", digest, n) < 0) {
+                        rel = NULL;
+                        return nb_error_set(err, ENOMEM, "--keep-tmp");
+                }
+                if (mkdirat(cache->fd, rel, 0755) == 0)
+                        break;
+                if (errno != EEXIST || n == 100000)
+                        return nb_error_set(err, errno, "%s/%s", cache->path, rel);
+        }
+        /* /tmp is written by the sandbox's user, so it is theirs; out/ is written by us. */
+        uid_t uid;
+        gid_t gid;
+        nb_sandbox_host_ids(&uid, &gid);
+        static const char *const subdirs[] = { "tmp", "tmp/home", "out" };
+        for (size_t i = 0; i < NB_ELEMENTSOF(subdirs); i++) {
+                _cleanup_free_ char *sub = NULL;
+                if (asprintf(&sub, "%s/%s", rel, subdirs[i]) < 0)
+                        return nb_error_set(err, ENOMEM, "--keep-tmp");
+                if (mkdirat(cache->fd, sub, i < 2 ? 0700 : 0755) < 0 ||
+                    (i < 2 && fchownat(cache->fd, sub, uid, gid, AT_SYMLINK_NOFOLLOW) < 0))
+                        return nb_error_set(err, errno, "%s/%s", cache->path, sub);
+        }
+        if (asprintf(ret, "%s/%s", cache->path, rel) < 0)
+                return nb_error_set(err, ENOMEM, "--keep-tmp");
+        return 0;
+}
+
+/* /out as the test left it, copied into keep_dir/out through the descriptor: regular
+ * files only (a link the test planted is skipped, never followed), capped as an
+ * artifact is. */
+static int keep_out(int out_fd, const char *keep_dir, struct nb_error *err) {
+        _cleanup_(nb_artifact_done) struct nb_artifact art = {};
+        _cleanup_free_ char *path = NULL;
+        size_t total = 0;
+        if (asprintf(&path, "%s/out", keep_dir) < 0)
+                return nb_error_set(err, ENOMEM, "--keep-tmp");
+        _cleanup_close_ int dest = open(path, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+        if (dest < 0)
+                return nb_error_set(err, errno, "%s", path);
+        int r = nb_artifact_add_tree(&art, out_fd, "", NB_ARTIFACT_MAX_ENTRY, NB_ARTIFACT_MAX_TOTAL, &total,
+                                     NB_ARTIFACT_MAX_ENTRIES, err);
+        if (r < 0 || (r = nb_artifact_extract(&art, dest, err)) < 0)
+                return nb_error_wrap(err, r, "--keep-tmp: /out");
+        return 0;
+}
+
+/* Everything up to the sandbox's start, shared by a test run and a shell. */
+static int prepare(const struct nb_action *a, struct nb_cache_dir *cache, const struct nb_run_options *o,
+                   struct inputs *in, struct nb_sandbox_config *cfg, struct nb_error *err) {
+        int r = hold_inputs(a, cache, in, err);
         if (r < 0)
                 return r;
-        if (a->coverage && !venv_has_coverage(in.venv_path))
+        if (a->coverage && !venv_has_coverage(in->venv_path))
                 return nb_error_input(err, EINVAL, "coverage is on, but %s does not pin coverage",
                                       a->lockfile ? a->lockfile : "the venv");
+        if ((r = configure(cfg, a, in, o)) < 0)
+                return nb_error_set(err, -r, "sandbox configuration");
+        return 0;
+}
+
+int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
+                       const struct nb_run_options *o, struct nb_result *ret, struct nb_error *err) {
+        memset(ret, 0, sizeof(*ret));
+        __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
+        __attribute__((cleanup(config_donep))) struct nb_sandbox_config cfg;
+        nb_sandbox_config_init(&cfg);
+        int r = prepare(a, cache, o, &in, &cfg, err);
+        if (r < 0)
+                return r;
 
         _cleanup_(nb_run_dir_freep) struct nb_run_dir run = { .out_fd = -1 };
         _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0)
                 return nb_error_set(err, errno, "/dev/null");
-
-        __attribute__((cleanup(config_donep))) struct nb_sandbox_config cfg;
-        nb_sandbox_config_init(&cfg);
-        if ((r = configure(&cfg, a, &in)) < 0)
-                return nb_error_set(err, -r, "sandbox configuration");
         cfg.cancel = cancel;
         cfg.stdin_fd = devnull;
         /* Never a host file: a test could fallocate it or seek to 1 TiB, and read its
@@ -282,5 +354,47 @@ int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatil
         if ((r = nb_sandbox_run(&cfg, &sandbox, err)) < 0)
                 return r;
         run.out_fd = sandbox.out_fd;
-        return nb_run_collect(a, &run, &sandbox, ret, err);
+        sandbox.out_fd = -1;
+        if ((r = nb_run_collect(a, &run, &sandbox, ret, err)) < 0)
+                return r;
+        if (o && o->keep_dir && run.out_fd >= 0 && (r = keep_out(run.out_fd, o->keep_dir, err)) < 0) {
+                nb_result_done(ret);
+                return r;
+        }
+        return 0;
+}
+
+int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
+                  struct nb_result *ret, struct nb_error *err) {
+        return nb_action_run_with(a, cache, cancel, NULL, ret, err);
+}
+
+int nb_action_session(const struct nb_action *a, struct nb_cache_dir *cache, const struct nb_run_options *o,
+                      struct nb_terminal *term, int *ret_exit, struct nb_error *err) {
+        __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
+        __attribute__((cleanup(config_donep))) struct nb_sandbox_config cfg;
+        nb_sandbox_config_init(&cfg);
+        int r = prepare(a, cache, o, &in, &cfg, err);
+        if (r < 0)
+                return r;
+        /* The session's own pty as stdio and controlling terminal; nothing captured,
+         * and no timeout unless one was asked for. */
+        cfg.stdin_fd = cfg.stdout_fd = cfg.stderr_fd = term->slave;
+        cfg.controlling_tty = true;
+        cfg.timeout_sec = o->timeout_sec;
+        __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result sandbox = {};
+        r = nb_sandbox_run(&cfg, &sandbox, err);
+        nb_terminal_close(term);
+        if (r < 0)
+                return r;
+        _cleanup_close_ int out_fd = sandbox.out_fd;
+        sandbox.out_fd = -1;
+        if (o->keep_dir && out_fd >= 0 && (r = keep_out(out_fd, o->keep_dir, err)) < 0)
+                return r;
+        *ret_exit = sandbox.exit_code >= 0 ? sandbox.exit_code : 128 + sandbox.signal;
+        if (sandbox.timed_out)
+                return nb_error_classify(err, NB_ERROR_TIMEOUT,
+                                         nb_error_setx(err, ETIMEDOUT, "the session reached its timeout of %gs",
+                                                       o->timeout_sec));
+        return 0;
 }

@@ -35,6 +35,32 @@ void nb_run_dir_freep(struct nb_run_dir *d);
 int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
                   struct nb_result *ret, struct nb_error *err);
 
+/* How a run asked for by a person differs from the recorded one (nestbox repro). All
+ * of it is outside the action: the same action, the same digest. */
+struct nb_run_options {
+        /* Instead of pytest (nb_action_session): a shell or a Python prompt. */
+        char *const *argv;
+        char *const *extra_env; /* NAME, value, NAME, value, ..., NULL: TERM, PS1 for it */
+        double timeout_sec;     /* of a session; 0: none */
+        /* From nb_run_keep_dir(): /tmp is bound to keep_dir/tmp (a host directory, so
+         * not a capped tmpfs) and /out is copied to keep_dir/out after the run. */
+        const char *keep_dir;
+};
+
+int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
+                       const struct nb_run_options *o, struct nb_result *ret, struct nb_error *err);
+
+/* A fresh <cache>/kept/<digest>-<n>/ (n from 1) holding tmp/ (the sandbox user's) and
+ * out/; *ret is its absolute path. */
+int nb_run_keep_dir(struct nb_cache_dir *cache, const char *digest, char **ret, struct nb_error *err);
+
+/* o->argv in the action's sandbox, interactively, on term (terminal.h), which is
+ * closed when the sandbox has exited. *ret_exit: the command's exit status (128 + a
+ * signal). A timeout is an NB_ERROR_TIMEOUT error. */
+struct nb_terminal;
+int nb_action_session(const struct nb_action *a, struct nb_cache_dir *cache, const struct nb_run_options *o,
+                      struct nb_terminal *term, int *ret_exit, struct nb_error *err);
+
 /* The log (from sandbox->output), the JUnit report (or one synthesized saying why there is none), the
  * artifact and the status, from a finished sandbox. */
 int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const struct nb_sandbox_result *sandbox,

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "action/replay.h"
 #include "action/run.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
@@ -214,6 +215,11 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
         if ((r = nb_result_junit_xml(ret, &xml, &xml_len)) < 0 ||
             (r = nb_artifact_add(&ret->artifact, "junit.xml", xml, xml_len)) < 0 ||
             (r = nb_artifact_add(&ret->artifact, "log", log, log_len)) < 0)
+                return nb_error_set(err, -r, "artifact");
+        /* What `nestbox repro` rebuilds the action from (replay.h). */
+        _cleanup_free_ char *replay = NULL;
+        if ((r = nb_replay_record(a, &replay)) < 0 ||
+            (r = nb_artifact_add(&ret->artifact, NB_REPLAY_ENTRY, replay, strlen(replay))) < 0)
                 return nb_error_set(err, -r, "artifact");
         return nb_result_seal(ret, err);
 }

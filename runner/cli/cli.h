@@ -26,6 +26,8 @@ int cmd_actions(int argc, char **argv);
 int cmd_run(int argc, char **argv);
 int cmd_worker(int argc, char **argv);
 int cmd_list(int argc, char **argv);
+int cmd_repro(int argc, char **argv);
+int cmd_bundle(int argc, char **argv);
 
 struct nb_command {
         const char *name;

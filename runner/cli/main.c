@@ -27,6 +27,8 @@ static const char main_usage[] =
         "  actions   print a workspace's targets as actions (JSON Lines) for build tools\n"
         "  run       run one action file and print its result as JSON\n"
         "  worker    serve actions over Bazel's JSON persistent worker protocol\n"
+        "  repro     re-run a recorded action exactly, or open a shell in its sandbox\n"
+        "  bundle    one recorded action in one file, to reproduce it on another machine\n"
         "\n"
         "`nestbox help <command>` (or `nestbox <command> --help`) prints its manual.\n"
         "Exit codes: 0 passed, 1 tests failed, 2 usage or input error,\n"
@@ -38,7 +40,8 @@ static const struct nb_command commands[] = {
         { "doctor", cmd_doctor },
 };
 
-static const char *const runner_commands[] = { "venv", "test", "cache", "actions", "run", "worker", "list" };
+static const char *const runner_commands[] = { "venv", "test", "cache", "actions", "run", "worker", "list",
+                                               "repro", "bundle" };
 
 /* Execs nestbox-runner from the directory this binary is in, with the same argv. */
 static int exec_runner(char **argv) {

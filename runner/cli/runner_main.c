@@ -16,6 +16,8 @@ static const struct nb_command commands[] = {
         { "run", cmd_run },
         { "worker", cmd_worker },
         { "list", cmd_list },
+        { "repro", cmd_repro },
+        { "bundle", cmd_bundle },
 };
 
 int main(int argc, char **argv) {

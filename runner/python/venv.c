@@ -268,6 +268,17 @@ const char *nb_venv_plan_digest(const struct nb_venv_plan *p) {
         return p->digest;
 }
 
+size_t nb_venv_plan_wheels(const struct nb_venv_plan *p, const struct nb_wheel **wheels,
+                           const struct nb_requirement **reqs) {
+        *wheels = p->wheels.v;
+        *reqs = p->lock.reqs;
+        return p->wheels.n;
+}
+
+int nb_venv_plan_wheelhouse(const struct nb_venv_plan *p) {
+        return p->wheelhouse_fd;
+}
+
 static int resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                    struct nb_venv_plan *p, struct nb_error *err) {
         struct nb_store store = { .dir = cache };

@@ -47,6 +47,14 @@ struct nb_venv_plan;
 int nb_venv_resolve(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                     struct nb_venv_plan **ret, struct nb_error *err);
 const char *nb_venv_plan_digest(const struct nb_venv_plan *p);
+/* The wheels a plan installs, one per requirement of the lockfile (after markers),
+ * reqs[i] for wheels[i]; and the wheelhouse they are in (a descriptor the plan owns).
+ * What `nestbox bundle` carries. */
+struct nb_wheel;
+struct nb_requirement;
+size_t nb_venv_plan_wheels(const struct nb_venv_plan *p, const struct nb_wheel **wheels,
+                           const struct nb_requirement **reqs);
+int nb_venv_plan_wheelhouse(const struct nb_venv_plan *p);
 void nb_venv_plan_free(struct nb_venv_plan *p);
 static inline void nb_venv_plan_freep(struct nb_venv_plan **p) {
         nb_venv_plan_free(*p);
