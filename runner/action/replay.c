@@ -85,33 +85,36 @@ static char *record_target(struct nb_store *s, const char *digest) {
         return strdup(target);
 }
 
+struct candidate {
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        char *target;
+};
+
 struct candidates {
-        char (*digests)[NB_DIGEST_HEX_LEN + 1];
-        char **targets;
+        struct candidate *v;
         size_t n;
 };
 
 static void candidates_done(struct candidates *c) {
         for (size_t i = 0; i < c->n; i++)
-                free(c->targets[i]);
-        free(c->digests);
-        free(c->targets);
+                free(c->v[i].target);
+        free(c->v);
 }
 
 static int candidates_add(struct candidates *c, const char *digest, char *target) {
-        void *d = realloc(c->digests, (c->n + 1) * sizeof(*c->digests));
-        if (d)
-                c->digests = d;
-        void *t = realloc(c->targets, (c->n + 1) * sizeof(*c->targets));
-        if (t)
-                c->targets = t;
-        if (!d || !t) {
+        struct candidate *v = realloc(c->v, (c->n + 1) * sizeof(*v));
+        if (!v) {
                 free(target);
                 return -ENOMEM;
         }
-        memcpy(c->digests[c->n], digest, NB_DIGEST_HEX_LEN + 1);
-        c->targets[c->n++] = target;
+        c->v = v;
+        memcpy(v[c->n].digest, digest, NB_DIGEST_HEX_LEN + 1);
+        v[c->n++].target = target;
         return 0;
+}
+
+static int cmp_candidate(const void *x, const void *y) {
+        return strcmp(((const struct candidate *) x)->digest, ((const struct candidate *) y)->digest);
 }
 
 /* The result records in ac/<prefix[0..1]>/ whose names start with prefix: one
@@ -169,14 +172,16 @@ static int find_last(struct nb_store *s, const char *target, char out[NB_DIGEST_
         return 0;
 }
 
-static int ambiguous(const char *ref, const struct candidates *c, struct nb_error *err) {
+static int ambiguous(const char *ref, struct candidates *c, struct nb_error *err) {
+        /* Sorted: the same message whatever order the directory lists them in. */
+        qsort(c->v, c->n, sizeof(*c->v), cmp_candidate);
         char *list = NULL;
         size_t size = 0;
         FILE *f = open_memstream(&list, &size);
         if (!f)
                 return nb_error_set(err, ENOMEM, "repro");
         for (size_t i = 0; i < c->n && i < CANDIDATES_SHOWN; i++)
-                fprintf(f, "%s%.16s (%s)", i ? ", " : "", c->digests[i], c->targets[i]);
+                fprintf(f, "%s%.16s (%s)", i ? ", " : "", c->v[i].digest, c->v[i].target);
         if (c->n > CANDIDATES_SHOWN)
                 fprintf(f, " and %zu more", c->n - CANDIDATES_SHOWN);
         fclose(f);
@@ -199,7 +204,7 @@ int nb_replay_find(struct nb_store *s, const char *ref, char out[NB_DIGEST_HEX_L
                 if (c.n > 1)
                         return ambiguous(ref, &c, err);
                 if (c.n == 1) {
-                        memcpy(out, c.digests[0], NB_DIGEST_HEX_LEN + 1);
+                        memcpy(out, c.v[0].digest, NB_DIGEST_HEX_LEN + 1);
                         return 0;
                 }
         }

@@ -108,7 +108,8 @@ int cmd_bundle(int argc, char **argv) {
         nb_cache_dir_close(&cache);
         if (r < 0 || write_out(out, data, len, &err) < 0)
                 return nb_fail(&err);
-        printf("wrote %s: action %.16s, %zu files, %zu wheels, %.1f MiB\n", out, digest, st.files, st.wheels,
-               (double) len / (1024.0 * 1024.0));
+        bool mib = len >= 1024 * 1024;
+        printf("wrote %s: action %.16s, %zu files, %zu wheels, %.1f %s\n", out, digest, st.files, st.wheels,
+               (double) len / (mib ? 1024.0 * 1024.0 : 1024.0), mib ? "MiB" : "KiB");
         return 0;
 }
