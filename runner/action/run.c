@@ -230,10 +230,6 @@ static int hold_inputs(const struct nb_action *a, struct nb_cache_dir *cache, st
         return r;
 }
 
-static void config_donep(struct nb_sandbox_config *c) {
-        nb_sandbox_config_done(c);
-}
-
 static int configure(struct nb_sandbox_config *cfg, const struct nb_action *a, const struct inputs *in,
                      const struct nb_run_options *o) {
         int r;
@@ -316,16 +312,29 @@ static int keep_out(int out_fd, const char *keep_dir, struct nb_error *err) {
         return 0;
 }
 
-/* Everything up to the sandbox's start, shared by a test run and a shell. */
+/* Everything up to the sandbox's start, shared by a test run and a session: the held
+ * inputs and the configuration, released together. */
+struct prepared {
+        struct inputs in;
+        struct nb_sandbox_config cfg;
+};
+#define PREPARED_INIT { .in.held = { -1, -1, -1 } }
+
+static void prepared_done(struct prepared *p) {
+        inputs_done(&p->in);
+        nb_sandbox_config_done(&p->cfg);
+}
+
 static int prepare(const struct nb_action *a, struct nb_cache_dir *cache, const struct nb_run_options *o,
-                   struct inputs *in, struct nb_sandbox_config *cfg, struct nb_error *err) {
-        int r = hold_inputs(a, cache, in, err);
+                   struct prepared *p, struct nb_error *err) {
+        nb_sandbox_config_init(&p->cfg);
+        int r = hold_inputs(a, cache, &p->in, err);
         if (r < 0)
                 return r;
-        if (a->coverage && !venv_has_coverage(in->venv_path))
+        if (a->coverage && !venv_has_coverage(p->in.venv_path))
                 return nb_error_input(err, EINVAL, "coverage is on, but %s does not pin coverage",
                                       a->lockfile ? a->lockfile : "the venv");
-        if ((r = configure(cfg, a, in, o)) < 0)
+        if ((r = configure(&p->cfg, a, &p->in, o)) < 0)
                 return nb_error_set(err, -r, "sandbox configuration");
         return 0;
 }
@@ -333,25 +342,24 @@ static int prepare(const struct nb_action *a, struct nb_cache_dir *cache, const 
 int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
                        const struct nb_run_options *o, struct nb_result *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
-        __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
-        __attribute__((cleanup(config_donep))) struct nb_sandbox_config cfg;
-        nb_sandbox_config_init(&cfg);
-        int r = prepare(a, cache, o, &in, &cfg, err);
+        __attribute__((cleanup(prepared_done))) struct prepared p = PREPARED_INIT;
+        int r = prepare(a, cache, o, &p, err);
         if (r < 0)
                 return r;
+        struct nb_sandbox_config *cfg = &p.cfg;
 
         _cleanup_(nb_run_dir_freep) struct nb_run_dir run = { .out_fd = -1 };
         _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
         if (devnull < 0)
                 return nb_error_set(err, errno, "/dev/null");
-        cfg.cancel = cancel;
-        cfg.stdin_fd = devnull;
+        cfg->cancel = cancel;
+        cfg->stdin_fd = devnull;
         /* Never a host file: a test could fallocate it or seek to 1 TiB, and read its
          * host path back through /proc/self/fd. */
-        cfg.capture_head = NB_LOG_KEEP_HEAD;
-        cfg.capture_tail = NB_LOG_KEEP_TAIL;
+        cfg->capture_head = NB_LOG_KEEP_HEAD;
+        cfg->capture_tail = NB_LOG_KEEP_TAIL;
         __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result sandbox = {};
-        if ((r = nb_sandbox_run(&cfg, &sandbox, err)) < 0)
+        if ((r = nb_sandbox_run(cfg, &sandbox, err)) < 0)
                 return r;
         run.out_fd = sandbox.out_fd;
         sandbox.out_fd = -1;
@@ -371,19 +379,18 @@ int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatil
 
 int nb_action_session(const struct nb_action *a, struct nb_cache_dir *cache, const struct nb_run_options *o,
                       struct nb_terminal *term, int *ret_exit, struct nb_error *err) {
-        __attribute__((cleanup(inputs_done))) struct inputs in = { .held = { -1, -1, -1 } };
-        __attribute__((cleanup(config_donep))) struct nb_sandbox_config cfg;
-        nb_sandbox_config_init(&cfg);
-        int r = prepare(a, cache, o, &in, &cfg, err);
+        __attribute__((cleanup(prepared_done))) struct prepared p = PREPARED_INIT;
+        int r = prepare(a, cache, o, &p, err);
         if (r < 0)
                 return r;
+        struct nb_sandbox_config *cfg = &p.cfg;
         /* The session's own pty as stdio and controlling terminal; nothing captured,
          * and no timeout unless one was asked for. */
-        cfg.stdin_fd = cfg.stdout_fd = cfg.stderr_fd = term->slave;
-        cfg.controlling_tty = true;
-        cfg.timeout_sec = o->timeout_sec;
+        cfg->stdin_fd = cfg->stdout_fd = cfg->stderr_fd = term->slave;
+        cfg->controlling_tty = true;
+        cfg->timeout_sec = o->timeout_sec;
         __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result sandbox = {};
-        r = nb_sandbox_run(&cfg, &sandbox, err);
+        r = nb_sandbox_run(cfg, &sandbox, err);
         nb_terminal_close(term);
         if (r < 0)
                 return r;

@@ -49,14 +49,6 @@ static const struct option options[] = {
         {},
 };
 
-static int write_out(const char *path, const char *data, size_t len, struct nb_error *err) {
-        _cleanup_close_ int base = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
-        int r = base < 0 ? -errno : nb_write_file_atomic(base, path[0] == '/' ? path + 1 : path, data, len, 0644);
-        if (r < 0)
-                return nb_error_classify(err, NB_ERROR_USAGE, nb_error_set(err, -r, "--output %s", path));
-        return 0;
-}
-
 int cmd_bundle(int argc, char **argv) {
         const char *cache_arg = NULL, *out = NULL;
         bool with_wheels = false;
@@ -106,7 +98,7 @@ int cmd_bundle(int argc, char **argv) {
                 r = nb_bundle_make(&store, digest, with_wheels, &data, &len, &st, &err);
         nb_remote_close(TAKE_PTR(store.remote));
         nb_cache_dir_close(&cache);
-        if (r < 0 || write_out(out, data, len, &err) < 0)
+        if (r < 0 || nb_output_file("--output", out, data, len, &err) < 0)
                 return nb_fail(&err);
         bool mib = len >= 1024 * 1024;
         printf("wrote %s: action %.16s, %zu files, %zu wheels, %.1f %s\n", out, digest, st.files, st.wheels,

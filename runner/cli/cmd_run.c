@@ -95,14 +95,10 @@ static int read_action(const char *arg, struct nb_action **ret, struct nb_error 
 }
 
 static int write_result_file(const char *path, const char *text, struct nb_error *err) {
-        _cleanup_close_ int base = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
         _cleanup_free_ char *line = NULL;
         if (asprintf(&line, "%s\n", text) < 0)
                 return nb_error_set(err, ENOMEM, "--result");
-        int r = base < 0 ? -errno : nb_write_file_atomic(base, path[0] == '/' ? path + 1 : path, line, strlen(line), 0644);
-        if (r < 0)
-                return nb_error_classify(err, NB_ERROR_USAGE, nb_error_set(err, -r, "--result %s", path));
-        return 0;
+        return nb_output_file("--result", path, line, strlen(line), err);
 }
 
 int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, struct nb_run_reply *reply) {

@@ -231,3 +231,11 @@ int nb_other_option(const char *verb, const char *opt, int c, const char *arg, s
                 return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox %s --help'", opt, verb);
         return r;
 }
+
+int nb_output_file(const char *opt, const char *path, const void *data, size_t len, struct nb_error *err) {
+        _cleanup_close_ int base = open(path[0] == '/' ? "/" : ".", O_PATH | O_DIRECTORY | O_CLOEXEC);
+        int r = base < 0 ? -errno : nb_write_file_atomic(base, path[0] == '/' ? path + 1 : path, data, len, 0644);
+        if (r < 0)
+                return nb_error_classify(err, NB_ERROR_USAGE, nb_error_set(err, -r, "%s %s", opt, path));
+        return 0;
+}

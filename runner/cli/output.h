@@ -83,6 +83,10 @@ int nb_remote_open(struct nb_cache_modes *m, const char *workspace_url, struct n
  * frees it. */
 void nb_remote_close(struct nb_remote *r, struct nb_cache_dir *cache, struct nb_remote_stats *stats);
 
+/* Writes a file the command line names (relative to the cwd or absolute), atomically;
+ * a failure is a usage error "<opt> <path>: <why>". */
+int nb_output_file(const char *opt, const char *path, const void *data, size_t len, struct nb_error *err);
+
 /* The store's warn callback: one line on stderr. */
 void nb_warn_line(const char *message, void *userdata);
 
