@@ -147,14 +147,26 @@ static void last_name(const char *target, char out[NB_DIGEST_HEX_LEN + 6]) {
         snprintf(out, NB_DIGEST_HEX_LEN + 6, "last/%s", hex);
 }
 
+/* A hint, so no fsync (a hit must stay cheap), and no write at all when it holds the
+ * same already; tmp + rename, so a reader sees the old pointer or the new one. */
 void nb_replay_note_last(struct nb_cache_dir *cache, const char *target, const char *digest) {
+        static unsigned long seq; /* one tmp name per write, whatever the threads */
         char rel[NB_DIGEST_HEX_LEN + 6];
         last_name(target, rel);
         json_auto_t *j = json_pack("{s:s, s:s}", "target", target, "action", digest);
-        _cleanup_free_ char *text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
-        if (!text || (mkdirat(cache->fd, "last", 0755) < 0 && errno != EEXIST))
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_SORT_KEYS | JSON_COMPACT) : NULL, *old = NULL, *tmp = NULL;
+        size_t len = 0;
+        if (!text || (nb_read_file_beneath(cache->fd, rel, LAST_MAX, &old, &len) == 0 && strcmp(old, text) == 0))
                 return;
-        (void) nb_write_file_atomic(cache->fd, rel, text, strlen(text), 0644);
+        if ((mkdirat(cache->fd, "last", 0755) < 0 && errno != EEXIST) ||
+            asprintf(&tmp, "last/.%s.%d.%lu", rel + 5, (int) getpid(),
+                     __atomic_fetch_add(&seq, 1, __ATOMIC_RELAXED)) < 0)
+                return;
+        _cleanup_close_ int fd = openat(cache->fd, tmp, O_WRONLY | O_CREAT | O_TRUNC | O_NOFOLLOW | O_CLOEXEC, 0644);
+        if (fd < 0)
+                return;
+        if (nb_write_all(fd, text, strlen(text)) < 0 || renameat(cache->fd, tmp, cache->fd, rel) < 0)
+                (void) unlinkat(cache->fd, tmp, 0);
 }
 
 /* The pointer is a hint: the action it names is checked to be target's on load. */
@@ -266,7 +278,8 @@ int nb_replay_load(struct nb_store *s, const char *digest, struct nb_replay *ret
 
 static bool cache_has(struct nb_cache_dir *cache, const char *rel, bool dir) {
         struct stat st;
-        return fstatat(cache->fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
+        return fstatat(cache->fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+               (dir ? S_ISDIR(st.st_mode) : S_ISREG(st.st_mode));
 }
 
 int nb_replay_prepare(struct nb_replay *rp, struct nb_cache_dir *cache, bool strict, struct nb_error *err) {

@@ -54,7 +54,8 @@ __attribute__((noreturn)) static void relay(int master) {
                         resized = 0;
                         copy_size(STDIN_FILENO, master);
                 }
-                struct pollfd p[2] = { { .fd = master, .events = POLLIN }, { .fd = input ? STDIN_FILENO : -1, .events = POLLIN } };
+                struct pollfd p[2] = { { .fd = master, .events = POLLIN },
+                                       { .fd = input ? STDIN_FILENO : -1, .events = POLLIN } };
                 if (poll(p, 2, -1) < 0) {
                         if (errno == EINTR)
                                 continue;
