@@ -377,21 +377,29 @@ int nb_action_run(const struct nb_action *a, struct nb_cache_dir *cache, volatil
         return nb_action_run_with(a, cache, cancel, NULL, ret, err);
 }
 
+static void terminal_closep(struct nb_terminal *t) {
+        nb_terminal_close(t);
+}
+
 int nb_action_session(const struct nb_action *a, struct nb_cache_dir *cache, const struct nb_run_options *o,
-                      struct nb_terminal *term, int *ret_exit, struct nb_error *err) {
+                      int *ret_exit, struct nb_error *err) {
         __attribute__((cleanup(prepared_done))) struct prepared p = PREPARED_INIT;
         int r = prepare(a, cache, o, &p, err);
         if (r < 0)
                 return r;
         struct nb_sandbox_config *cfg = &p.cfg;
-        /* The session's own pty as stdio and controlling terminal; nothing captured,
+        /* Only now, with the venv built: what went before printed on a sane terminal.
+         * The session's own pty as stdio and controlling terminal; nothing captured,
          * and no timeout unless one was asked for. */
-        cfg->stdin_fd = cfg->stdout_fd = cfg->stderr_fd = term->slave;
+        __attribute__((cleanup(terminal_closep))) struct nb_terminal term = NB_TERMINAL_INIT;
+        if ((r = nb_terminal_open(&term, err)) < 0)
+                return r;
+        cfg->stdin_fd = cfg->stdout_fd = cfg->stderr_fd = term.slave;
         cfg->controlling_tty = true;
         cfg->timeout_sec = o->timeout_sec;
         __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result sandbox = {};
         r = nb_sandbox_run(cfg, &sandbox, err);
-        nb_terminal_close(term);
+        nb_terminal_close(&term);
         if (r < 0)
                 return r;
         _cleanup_close_ int out_fd = sandbox.out_fd;

@@ -54,12 +54,11 @@ int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, vo
  * out/; *ret is its absolute path. */
 int nb_run_keep_dir(struct nb_cache_dir *cache, const char *digest, char **ret, struct nb_error *err);
 
-/* o->argv in the action's sandbox, interactively, on term (terminal.h), which is
- * closed when the sandbox has exited. *ret_exit: the command's exit status (128 + a
- * signal). A timeout is an NB_ERROR_TIMEOUT error. */
-struct nb_terminal;
+/* o->argv in the action's sandbox, interactively, on a pty of its own relayed to our
+ * terminal (terminal.h) once the inputs are ready. *ret_exit: the command's exit
+ * status (128 + a signal). A timeout is an NB_ERROR_TIMEOUT error. */
 int nb_action_session(const struct nb_action *a, struct nb_cache_dir *cache, const struct nb_run_options *o,
-                      struct nb_terminal *term, int *ret_exit, struct nb_error *err);
+                      int *ret_exit, struct nb_error *err);
 
 /* The log (from sandbox->output), the JUnit report (or one synthesized saying why there is none), the
  * artifact and the status, from a finished sandbox. */

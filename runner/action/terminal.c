@@ -69,12 +69,19 @@ __attribute__((noreturn)) static void relay(int master) {
         }
 }
 
-int nb_terminal_open(struct nb_terminal *t, struct nb_error *err) {
-        *t = (struct nb_terminal) NB_TERMINAL_INIT;
+int nb_terminal_check(struct nb_error *err) {
         if (!isatty(STDIN_FILENO) || !isatty(STDOUT_FILENO))
                 return nb_error_classify(err, NB_ERROR_USAGE,
                                          nb_error_setx(err, ENOTTY, "--shell and --python need a terminal on stdin "
                                                        "and stdout"));
+        return 0;
+}
+
+int nb_terminal_open(struct nb_terminal *t, struct nb_error *err) {
+        *t = (struct nb_terminal) NB_TERMINAL_INIT;
+        int r = nb_terminal_check(err);
+        if (r < 0)
+                return r;
         t->master = posix_openpt(O_RDWR | O_NOCTTY | O_CLOEXEC);
         if (t->master < 0 || grantpt(t->master) < 0 || unlockpt(t->master) < 0)
                 return nb_error_set(err, errno, "a pseudo-terminal");

@@ -24,7 +24,10 @@ struct nb_terminal {
 
 #define NB_TERMINAL_INIT { .slave = -1, .master = -1, .relay = 0 }
 
-/* Needs a terminal on stdin and stdout (NB_ERROR_USAGE otherwise). */
+/* A terminal on stdin and stdout, or an NB_ERROR_USAGE error saying so. */
+int nb_terminal_check(struct nb_error *err);
+
+/* Opens the pty and starts the relay (nb_terminal_check first). */
 int nb_terminal_open(struct nb_terminal *t, struct nb_error *err);
 
 /* After the sandbox has exited: closes the slave, lets the relay copy what is left,

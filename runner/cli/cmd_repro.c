@@ -212,12 +212,8 @@ static int session(const struct repro *o, struct nb_cache_dir *cache, const stru
         if (o->keep_tmp && nb_run_keep_dir(cache, a->resolved.digest, &keep, &err) < 0)
                 return nb_fail(&err);
         ro.keep_dir = keep;
-        struct nb_terminal term_ = NB_TERMINAL_INIT;
-        if (nb_terminal_open(&term_, &err) < 0)
-                return nb_fail(&err);
         int status = 0;
-        int r = nb_action_session(a, cache, &ro, &term_, &status, &err);
-        nb_terminal_close(&term_);
+        int r = nb_action_session(a, cache, &ro, &status, &err);
         if (r < 0)
                 return nb_fail(&err);
         print_kept(keep);
@@ -286,6 +282,8 @@ int cmd_repro(int argc, char **argv) {
                 return r < 0 ? 0 : r;
         const char *ref = argv[optind];
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        if ((o.shell || o.python) && nb_terminal_check(&err) < 0)
+                return nb_fail(&err);
         struct nb_cache_dir cache;
         if (nb_cache_dir_open(&cache, o.cache_arg, &err) < 0)
                 return nb_fail(&err);

@@ -181,7 +181,7 @@ def spawn_repro(*args):
 @pytest.mark.sandbox
 def test_shell_in_the_recorded_sandbox(cache, ws, tmp_path):
     res = recorded(cache, ws, tmp_path)
-    child = spawn_repro("--cache", cache, res["action"][:10], "--shell")
+    child = spawn_repro("--cache", cache, res["action"][:10], "--shell", "--keep-tmp")
     child.expect(r"\[nestbox app/tests\] /work\$ ")
     child.sendline("ls /work; echo seed=$PYTHONHASHSEED,$TEST_RANDOM_SEED; id -u")
     child.expect(r"src\s+tests")
@@ -198,10 +198,13 @@ def test_shell_in_the_recorded_sandbox(cache, ws, tmp_path):
     child.sendline("jobs")
     child.expect(r"Running\s+sleep 1000")
     child.expect(r"\$ ")
-    child.sendline("exit 3")
+    child.sendline("echo from the shell > /tmp/left; exit 3")
+    child.expect(r"kept /tmp and /out in (\S+)/\{tmp,out\}")
+    kept = Path(child.match.group(1))
     child.expect(pexpect.EOF)
     child.close()
     assert child.exitstatus == 3  # the shell's status; nothing it started outlives it
+    assert (kept / "tmp/left").read_text() == "from the shell\n"
 
 
 @pytest.mark.sandbox
