@@ -12,9 +12,14 @@ from pathlib import Path
 import pytest
 
 from conftest import run
+from test_action import ACTION_SCHEMA, validator
 from test_repro import SEEDED, recorded
 from test_target import resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
+
+
+BUNDLE_SCHEMA = validator("bundle.schema.json")
+REPLAY_SCHEMA = validator("replay.schema.json")
 
 
 @pytest.fixture
@@ -65,6 +70,12 @@ def test_bundle_reproduces_on_another_machine(cache, ws, tmp_path):
     names = members(bundle)
     assert {"bundle.json", "action.json", "result.json", "lockfile", "tree/tests/test_seeded.py"} <= set(names)
     assert any(n.startswith("wheels/pytest-") for n in names)
+    # Each record validates against its schema; the action inside it against the action's.
+    record = json.loads(names["action.json"])
+    BUNDLE_SCHEMA.validate(json.loads(names["bundle.json"]))
+    REPLAY_SCHEMA.validate(record)
+    ACTION_SCHEMA.validate(record["action"])
+    assert record["digest"] == res["action"] and record["action"]["seed"] == 7
     # The machine it was made on is gone: workspace, wheelhouse and cache.
     moved = tmp_path / "carried.tar.zst"
     shutil.move(bundle, moved)
