@@ -6,6 +6,7 @@ import os
 import re
 import shutil
 import sys
+import termios
 from pathlib import Path
 
 import pytest
@@ -198,10 +199,21 @@ def test_shell_in_the_recorded_sandbox(cache, ws, tmp_path):
     child.sendline("jobs")
     child.expect(r"Running\s+sleep 1000")
     child.expect(r"\$ ")
+    # A job in the foreground owns the pty; TIOCSTI is refused (and could only have
+    # typed into the sandbox's own pty, never the user's terminal).
+    child.sendline("python3 -c 'import os; print(\"fg\", os.tcgetpgrp(0) == os.getpgrp() != os.getsid(0))'")
+    child.expect(r"fg True")
+    child.expect(r"\$ ")
+    child.sendline("python3 -c 'import fcntl, termios; fcntl.ioctl(0, termios.TIOCSTI, b\"x\")' 2>&1 | tail -1")
+    child.expect(r"PermissionError: \[Errno 1\] Operation not permitted")
+    child.expect(r"\$ ")
     child.sendline("echo from the shell > /tmp/left; exit 3")
     child.expect(r"kept /tmp and /out in (\S+)/\{tmp,out\}")
     kept = Path(child.match.group(1))
     child.expect(pexpect.EOF)
+    # The user's terminal is back as it was: canonical, echoing (it was raw meanwhile).
+    lflag = termios.tcgetattr(child.child_fd)[3]
+    assert lflag & termios.ICANON and lflag & termios.ECHO
     child.close()
     assert child.exitstatus == 3  # the shell's status; nothing it started outlives it
     assert (kept / "tmp/left").read_text() == "from the shell\n"
