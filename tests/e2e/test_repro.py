@@ -252,3 +252,14 @@ def test_from_a_remote_cache(cache, ws, tmp_path):
         assert q.returncode == 2 and "is not recorded in the cache" in q.stderr, q.stderr
     finally:
         srv.stop()
+
+
+@pytest.mark.sandbox
+def test_shell_timeout_only_when_asked(cache, ws, tmp_path):
+    recorded(cache, ws, tmp_path)
+    child = spawn_repro("--cache", cache, "app/tests", "--shell", "--timeout", "2")
+    child.expect(r"\$ ")
+    child.expect(r"nestbox: the session reached its timeout of 2s")
+    child.expect(pexpect.EOF)
+    child.close()
+    assert child.exitstatus == 4
