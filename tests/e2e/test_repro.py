@@ -191,13 +191,26 @@ def test_shell_in_the_recorded_sandbox(cache, ws, tmp_path):
     child.expect(r"\$ ")
     # The terminal works: a resize reaches the shell, job control is on.
     child.setwinsize(41, 123)
-    child.sendline("sleep 0.3; stty size")
-    child.expect(r"41 123")
+    # (the relay copies the size when SIGWINCH reaches it: poll rather than sleep)
+    child.sendline("for i in $(seq 300); do [ \"$(stty size)\" = '41 123' ] && break; sleep 0.1; done; stty size")
+    child.expect(r"\n41 123\r?\n")
     child.expect(r"\$ ")
     child.sendline("sleep 1000 &")
     child.expect(r"\[1\] \d+")
     child.sendline("jobs")
     child.expect(r"Running\s+sleep 1000")
+    child.expect(r"\$ ")
+    # ^Z and ^C reach the foreground job through the pty's line discipline.
+    # (each key is sent once the job says it runs in the foreground)
+    # (printf: the words expected are not in the command line that bash echoes)
+    child.sendline("sh -c 'trap \"printf re%sd\\\\n sume\" CONT; printf st%sed\\\\n art; while :; do sleep 0.1; done'")
+    child.expect("started")
+    child.sendcontrol("z")
+    child.expect(r"Stopped\s+sh -c")
+    child.expect(r"\$ ")
+    child.sendline("fg")
+    child.expect("resumed")
+    child.sendcontrol("c")
     child.expect(r"\$ ")
     # A job in the foreground owns the pty; TIOCSTI is refused (and could only have
     # typed into the sandbox's own pty, never the user's terminal).
