@@ -244,14 +244,15 @@ static int choose_resolve(struct nb_cache_dir *cache, const char *tmp_path, json
         if (stat(lockfile, &st) < 0)
                 return nb_error_input(err, ENOENT, "the bundle carries no lockfile and the venv %.16s is not in the "
                                       "cache %s", rp->venv, cache->path);
+        /* --wheelhouse wins; else the bundle's own wheels/, when it was made with them. */
         bool has_wheels = json_is_true(json_object_get(doc, "with_wheels"));
         const char *wh = wheelhouse ? wheelhouse : bundled;
-        _cleanup_close_ int wfd = open(wh, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (!wheelhouse && !has_wheels)
-                nb_closep(&wfd), wfd = -1;
+        _cleanup_close_ int wfd = wheelhouse || has_wheels ? open(wh, O_RDONLY | O_DIRECTORY | O_CLOEXEC) : -1;
         _cleanup_free_ char *where = NULL;
-        if (asprintf(&where, wheelhouse ? "not in --wheelhouse %s" : has_wheels ? "not in the bundle" :
-                     "the bundle was made without --with-wheels%s", wheelhouse ? wheelhouse : "") < 0)
+        int k = wheelhouse ? asprintf(&where, "not in --wheelhouse %s", wheelhouse)
+                : has_wheels ? asprintf(&where, "not in the bundle")
+                             : asprintf(&where, "the bundle was made without --with-wheels");
+        if (k < 0)
                 return nb_error_set(err, ENOMEM, "bundle");
         int r = check_wheels(json_object_get(doc, "wheels"), wfd, where, err);
         if (r < 0)
