@@ -26,7 +26,8 @@ static const char usage[] =
         "a target name (its last run). The tree is checked to digest as recorded and the\n"
         "lockfile and wheelhouse to give the recorded venv; a bundle is written atomically.\n"
         "\n"
-        "  -o, --output FILE  where to write it (conventionally FILE.tar.zst)\n"
+        "  -o FILE, --output FILE\n"
+        "                     where to write it (conventionally FILE.tar.zst)\n"
         "  --with-wheels      carry the wheels too (else `repro` needs the venv in its cache,\n"
         "                     or --wheelhouse DIR, and names the wheels it is missing)\n"
         "  --cache DIR        the cache (default $XDG_CACHE_HOME/nestbox or ~/.cache/nestbox)\n"
@@ -96,7 +97,7 @@ int cmd_bundle(int argc, char **argv) {
         r = nb_replay_find(&store, ref, digest, &err);
         if (r >= 0)
                 r = nb_bundle_make(&store, digest, with_wheels, &data, &len, &st, &err);
-        nb_remote_close(TAKE_PTR(store.remote));
+        nb_remote_close(TAKE_PTR(store.remote), &cache, NULL);
         nb_cache_dir_close(&cache);
         if (r < 0 || nb_output_file("--output", out, data, len, &err) < 0)
                 return nb_fail(&err);

@@ -295,7 +295,7 @@ int cmd_repro(int argc, char **argv) {
         __attribute__((cleanup(nb_replay_done))) struct nb_replay rp = {};
         char *bundle_tmp = NULL;
         r = load(&o, &store, ref, &rp, &bundle_tmp, &err);
-        nb_remote_close(TAKE_PTR(store.remote));
+        nb_remote_close(TAKE_PTR(store.remote), &cache, NULL);
         if (r < 0)
                 r = nb_fail(&err);
         else {
