@@ -200,6 +200,25 @@ static enum nb_target_status status_from_evidence(const struct nb_result *r) {
         return NB_TARGET_PASSED;
 }
 
+int nb_result_from_record(json_t *rec, char **blob, size_t blob_len, struct nb_result *ret, struct nb_error *err) {
+        memset(ret, 0, sizeof(*ret));
+        const struct nb_artifact_entry *junit;
+        int r;
+        if ((r = result_from_record(rec, ret)) < 0 || (r = get_digest(rec, "action", ret->action)) < 0 ||
+            (r = nb_artifact_unpack(*blob, blob_len, "undeclared/", &ret->artifact, err)) < 0 ||
+            !(junit = nb_artifact_find(&ret->artifact, "junit.xml")) ||
+            (r = nb_junit_parse(junit->data, junit->len, &ret->report, err)) < 0) {
+                nb_result_done(ret);
+                nb_error_clear(err);
+                return r == -ENOMEM ? nb_error_set(err, ENOMEM, "result record") : -EINVAL;
+        }
+        (void) get_digest(rec, "artifact", ret->artifact_digest); /* null until stored */
+        ret->cached = json_is_true(json_object_get(rec, "cached"));
+        ret->artifact_blob = TAKE_PTR(*blob);
+        ret->artifact_blob_len = blob_len;
+        return 0;
+}
+
 int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_result *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
         _cleanup_free_ char *text = NULL, *blob = NULL;
@@ -213,13 +232,12 @@ int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_re
                 return -ENOENT; /* an older nestbox's record, or an interpreter probe's */
         if ((r = nb_cas_get(s, artifact, &blob, &blob_len, err)) < 0)
                 return r;
-        const struct nb_artifact_entry *junit;
-        if ((r = result_from_record(rec, ret)) < 0 || (r = nb_artifact_unpack(blob, blob_len, "undeclared/", &ret->artifact, err)) < 0 ||
-            !(junit = nb_artifact_find(&ret->artifact, "junit.xml")) ||
-            (r = nb_junit_parse(junit->data, junit->len, &ret->report, err)) < 0 || strcmp(ret->target, a->target) != 0) {
+        /* The record names its action; a record filed under another digest is damage. */
+        if (json_object_set_new(rec, "action", json_string(a->resolved.digest)) < 0)
+                return nb_error_set(err, ENOMEM, "cache record");
+        if ((r = nb_result_from_record(rec, &blob, blob_len, ret, err)) < 0 || strcmp(ret->target, a->target) != 0) {
                 nb_result_done(ret);
-                nb_error_clear(err);
-                return r == -ENOMEM ? nb_error_set(err, ENOMEM, "cache record") : -ENOENT;
+                return r == -ENOMEM ? r : -ENOENT;
         }
         /* A record is a claim; its JUnit report and exit are the evidence. A status
          * they contradict (a PASSED with failures, say) was written by someone else:
@@ -228,11 +246,7 @@ int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_re
                 nb_result_done(ret);
                 return -ENOENT;
         }
-        memcpy(ret->action, a->resolved.digest, sizeof(ret->action));
-        memcpy(ret->artifact_digest, artifact, sizeof(artifact));
         ret->cached = true;
-        ret->artifact_blob = TAKE_PTR(blob);
-        ret->artifact_blob_len = blob_len;
         nb_store_touch(s, "ac", a->resolved.digest);
         nb_store_touch(s, "cas", artifact);
         return 0;

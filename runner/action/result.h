@@ -84,6 +84,12 @@ int nb_result_seal(struct nb_result *r, struct nb_error *err);
  * r->artifact_digest. On failure (a full disk) the cache is left as it was. */
 int nb_result_store(struct nb_store *s, struct nb_result *r, struct nb_error *err);
 
+/* A result from its record (nb_result_to_json with NB_RESULT_JSON_ARTIFACT, "cached"
+ * honoured) and its packed artifact, which it takes (*blob becomes NULL): what a
+ * cache hit reads back, and what a parallel item's process hands its parent.
+ * -EINVAL when they do not make a result; -ENOMEM with err. */
+int nb_result_from_record(json_t *rec, char **blob, size_t blob_len, struct nb_result *ret, struct nb_error *err);
+
 /* Looks the action up: 0 with *ret filled (cached = true) on a hit, -ENOENT on a miss.
  * Damaged entries are removed, reported through the store's warn callback, and are
  * misses; so is a record that does not agree with its own junit.xml. */

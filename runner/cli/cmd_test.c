@@ -8,6 +8,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,10 +17,16 @@
 #include "cache/cache_dir.h"
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "cli/events.h"
+#include "cli/progress.h"
 #include "cli/summary.h"
 #include "junit/junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
+#include "schedule/item_run.h"
+#include "schedule/pool.h"
+#include "schedule/resources.h"
 #include "workspace/workspace.h"
 
 static const char usage[] =
@@ -48,6 +55,13 @@ static const char usage[] =
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
         NB_REMOTE_USAGE
+        "  -j, --jobs N       run up to N targets at once, each in its own sandbox (default: the\n"
+        "                     CPUs nestbox may use: its affinity mask and the cgroup's CPU quota);\n"
+        "                     longest first by the last run's time, the running targets' memory\n"
+        "                     limits kept under the memory available (one line says when it waits)\n"
+        "  --color WHEN       auto (default: on a terminal, unless NO_COLOR is set), always, never\n"
+        "  --events FILE      write JSON lines (nestbox.events/v1) to FILE as things happen; with\n"
+        "                     - they go to stdout and the lines for people to stderr\n"
         "  -v, --verbose      print each target's full log\n"
         "  -h, --help         this text (also: nestbox help test)\n"
         "\n"
@@ -55,6 +69,9 @@ static const char usage[] =
         "failing target why and its failing tests with the first lines of each failure (test\n"
         "text is printed with control characters escaped, as \\x1b or \\u009b), and ends\n"
         "with one line: '3 targets: 2 passed, 1 failed, 0 cached, 57 tests in 0.9s'.\n"
+        "On a terminal a status block below those lines shows what runs (done/total, running\n"
+        "targets and their time, passed, failed, cached, ETA) and the targets that did not pass\n"
+        "are repeated before the summary; elsewhere (CI logs) only the lines are printed.\n"
         "A target whose pytest collects no test (or `-k` deselects all) FAILS: 'no tests\n"
         "collected'. --output DIR/<target>/ holds junit.xml, log, result.json\n"
         "(nestbox.result/v1) and coverage.*; DIR/junit.xml combines every target, one\n"
@@ -63,13 +80,16 @@ static const char usage[] =
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
 
-enum { OPT_CACHE = 256, OPT_OUTPUT };
+enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_COLOR, OPT_EVENTS };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "output", required_argument, NULL, OPT_OUTPUT },
         NB_ACTION_OPTIONS,
         NB_CACHE_MODE_OPTIONS,
+        { "jobs", required_argument, NULL, 'j' },
+        { "color", required_argument, NULL, OPT_COLOR },
+        { "events", required_argument, NULL, OPT_EVENTS },
         { "verbose", no_argument, NULL, 'v' },
         { "help", no_argument, NULL, 'h' },
         {},
@@ -113,26 +133,47 @@ static int combined_write(int out_dir, const struct combined *c, struct nb_error
         return 0;
 }
 
-struct test_run;
-static void test_run_done(struct test_run *tr);
-
+/* One invocation: what the pool's callbacks share. Only this process prints, writes
+ * --output and keeps the summary; the items' processes send it frames. */
 struct test_run {
         struct nb_store store;
+        const struct nb_cache_modes *modes;
         int out_dir;
         const char *out_arg;
         bool verbose;
         struct combined combined;
         struct nb_summary summary;
+        struct nb_events events;
+        struct nb_progress *progress;
+        struct nb_work_item *items;
+        struct nb_item_outcome *outcomes; /* one per item */
+        size_t n;
+        int status;
+        const struct nb_target **not_run; /* started but gave nothing when cancelled */
+        size_t n_not_run;
+        bool throttle_said;
+        bool has_remote;
+        struct nb_remote_stats remote;
 };
 
 static void test_run_done(struct test_run *tr) {
         combined_done(&tr->combined);
+        for (size_t i = 0; i < tr->n; i++) {
+                nb_action_free(tr->items[i].action);
+                nb_item_outcome_done(&tr->outcomes[i]);
+        }
+        free(tr->items);
+        free(tr->outcomes);
+        free(tr->not_run);
+        nb_progress_free(tr->progress);
+        nb_events_close(&tr->events);
 }
 
 /* Cancellation (CI cancels with SIGTERM, a person presses ^C): the first signal sets
- * the cell; a running sandbox then gets the timeout treatment (nb_sandbox_run sees the
- * signal through its signalfd), nothing new starts, and the run ends "interrupted".
- * A second signal outside a sandbox ends nestbox at once. */
+ * the cell; every running sandbox then gets the timeout treatment (the pool hands the
+ * signal to each item's process, whose nb_sandbox_run sees it through its signalfd),
+ * nothing new starts, and the run ends "interrupted". A second signal kills the
+ * sandboxes at once. */
 static volatile sig_atomic_t cancelled;
 
 static void on_cancel(int sig) {
@@ -148,51 +189,199 @@ static void catch_cancel(void) {
         (void) sigaction(SIGTERM, &sa, NULL);
 }
 
-/* One target, start to finish; returns its exit code. */
-static int test_one(struct test_run *tr, const struct nb_workspace *ws, const struct nb_target *t,
-                    const struct nb_action_options *o, const struct nb_cache_modes *m) {
+static int item_starting(struct nb_work_item *it, void *userdata) {
+        struct test_run *tr = userdata;
+        nb_events_target_started(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run);
+        nb_progress_started(tr->progress, it);
+        return 0;
+}
+
+static int item_run(struct nb_work_item *it, int fd, void *userdata) {
+        struct test_run *tr = userdata;
+        return nb_item_run(it, &tr->store, tr->modes, fd);
+}
+
+static void item_frame(struct nb_work_item *it, const struct nb_frame *f, void *userdata) {
+        struct test_run *tr = userdata;
+        if (f->type == NB_FRAME_VENV_BUILT) {
+                char digest[NB_DIGEST_HEX_LEN + 1] = "";
+                double sec = 0;
+                _cleanup_free_ char *line = strndup(f->data, f->len);
+                if (line && sscanf(line, "%64s %lf", digest, &sec) == 2)
+                        nb_events_venv_built(&tr->events, it->target->name, digest, sec);
+        } else if (f->type == NB_FRAME_WARNING) {
+                _cleanup_free_ char *line = strndup(f->data, f->len);
+                nb_progress_hide(tr->progress);
+                nb_warn_line(line ? line : "out of memory", NULL);
+                nb_progress_show(tr->progress);
+        } else
+                nb_item_outcome_frame(&tr->outcomes[it - tr->items], f);
+}
+
+/* What a serial run did with a finished target: its lines, --output, the combined
+ * report; an interrupted one is shown but nothing of it is written. */
+static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_result *res) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        _cleanup_action_ struct nb_action *a = NULL;
-        struct nb_result res;
-        int r = nb_action_from_target(ws, t, o, &a, &err);
-        if (r < 0 || (r = nb_action_execute(a, &tr->store, m, &res, &err)) < 0) {
-                if (cancelled)
-                        return NB_EXIT_PASSED; /* not run: the summary names it */
-                tr->summary.targets++;
-                tr->summary.errors++;
-                return nb_fail(&err);
-        }
-        nb_summary_result(&tr->summary, &res, tr->verbose);
-        int code = nb_result_exit_code(&res);
-        if (res.interrupted) {
-                nb_result_done(&res);
-                return code; /* nothing of it is written or combined */
-        }
+        nb_summary_result(&tr->summary, res, tr->verbose);
+        nb_events_result(&tr->events, res);
+        nb_progress_finished(tr->progress, it, res);
+        int code = nb_result_exit_code(res);
+        if (res->interrupted)
+                return code;
+        if (!res->cached)
+                nb_item_remember_wall(&tr->store, it, res->wall_sec);
         if (tr->out_dir >= 0) {
-                if (nb_output_write(tr->out_dir, tr->out_arg, &res, NULL, &err) < 0)
+                if (nb_output_write(tr->out_dir, tr->out_arg, res, NULL, &err) < 0)
                         nb_exit_worst(&code, nb_fail(&err));
-                if (combined_add(&tr->combined, &res) < 0)
+                if (combined_add(&tr->combined, res) < 0)
                         nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         }
-        nb_result_done(&res);
         return code;
 }
 
+static void item_ended(struct nb_work_item *it, int wstatus, void *userdata) {
+        struct test_run *tr = userdata;
+        struct nb_item_outcome *o = &tr->outcomes[it - tr->items];
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        struct nb_result res;
+        nb_progress_hide(tr->progress);
+        if (o->has_remote) {
+                tr->has_remote = true;
+                tr->remote.hits += o->remote.hits;
+                tr->remote.misses += o->remote.misses;
+                tr->remote.uploads += o->remote.uploads;
+                tr->remote.bytes_down += o->remote.bytes_down;
+                tr->remote.bytes_up += o->remote.bytes_up;
+                tr->remote.errors += o->remote.errors;
+        }
+        int r = nb_item_outcome_result(o, &tr->store, &res, &err);
+        if (r == 0) {
+                nb_exit_worst(&tr->status, item_result(tr, it, &res));
+                nb_result_done(&res);
+        } else if (cancelled && (r == -ENOENT || o->failed)) {
+                tr->not_run[tr->n_not_run++] = it->target; /* the summary names it */
+        } else {
+                if (r == -ENOENT && o->failed)
+                        err = (struct nb_error) { o->err.code, TAKE_PTR(o->err.msg), o->err.klass };
+                else if (r == -ENOENT)
+                        nb_error_set(&err, ECHILD, "target \"%s\": its process %s %d", it->target->name,
+                                     WIFSIGNALED(wstatus) ? "was killed by signal" : "exited with",
+                                     WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
+                tr->summary.targets++;
+                tr->summary.errors++;
+                nb_events_target_error(&tr->events, it->target->name, nb_error_message(&err));
+                nb_progress_finished(tr->progress, it, NULL);
+                nb_exit_worst(&tr->status, nb_fail(&err));
+        }
+        nb_item_outcome_done(o);
+        nb_progress_show(tr->progress);
+}
+
+static void item_throttled(const struct nb_work_item *it, uint64_t running, uint64_t budget, void *userdata) {
+        struct test_run *tr = userdata;
+        if (tr->throttle_said)
+                return;
+        tr->throttle_said = true;
+        _cleanup_free_ char *name = nb_escape(it->target->name, 0);
+        nb_progress_hide(tr->progress);
+        fprintf(stderr,
+                "nestbox: memory: %s (limit %.1f MiB) waits: the running targets' limits (%.1f MiB) and its own "
+                "would exceed the %.1f MiB available\n",
+                name ? name : "a target", (double) it->memory / 1048576.0, (double) running / 1048576.0,
+                (double) budget / 1048576.0);
+        nb_progress_show(tr->progress);
+}
+
+static void item_tick(void *userdata) {
+        struct test_run *tr = userdata;
+        nb_progress_hide(tr->progress);
+        nb_progress_show(tr->progress);
+}
+
+static const struct nb_pool_ops pool_ops = {
+        .starting = item_starting,
+        .run = item_run,
+        .frame = item_frame,
+        .ended = item_ended,
+        .throttled = item_throttled,
+        .tick = item_tick,
+};
+
+/* One item per target today (shards and runs will add theirs here). */
+static int make_items(struct test_run *tr, const struct nb_selection *sel, const struct nb_action_options *o,
+                      struct nb_error *err) {
+        tr->items = calloc(sel->n + 1, sizeof(*tr->items));
+        tr->outcomes = calloc(sel->n + 1, sizeof(*tr->outcomes));
+        tr->not_run = calloc(sel->n + 1, sizeof(*tr->not_run));
+        if (!tr->items || !tr->outcomes || !tr->not_run)
+                return nb_error_set(err, ENOMEM, "test");
+        for (; tr->n < sel->n; tr->n++) {
+                struct nb_work_item *it = &tr->items[tr->n];
+                int r = nb_action_from_target(sel->ws, sel->targets[tr->n], o, &it->action, err);
+                if (r < 0)
+                        return r;
+                it->target = sel->targets[tr->n];
+                it->shard_index = it->action->shard_index;
+                it->shard_count = it->action->shard_count;
+                it->run = it->action->run;
+                it->memory = it->action->policy.memory;
+                it->order = tr->n;
+        }
+        return 0;
+}
+
+static int parse_jobs(const char *arg, unsigned *ret) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno || end == arg || *end || *arg == '-' || v == 0 || v > 1024)
+                return nb_die(NB_EXIT_USAGE, "-j %s: expected a number of targets from 1 to 1024", arg);
+        *ret = (unsigned) v;
+        return 0;
+}
+
+/* --events -: stdout carries the events alone, the lines for people move to stderr. */
+static int open_events(const char *arg, struct nb_events *ev) {
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        if (strcmp(arg, "-") == 0) {
+                int fd = fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+                if (fd < 0 || !(ev->f = fdopen(fd, "w")) || dup2(STDERR_FILENO, STDOUT_FILENO) < 0)
+                        return nb_die(NB_EXIT_INFRA, "--events -: %s", strerror(errno));
+                return 0;
+        }
+        if (nb_events_open(arg, ev, &err) < 0)
+                return nb_fail(&err);
+        return 0;
+}
+
 int cmd_test(int argc, char **argv) {
-        const char *cache_arg = NULL;
+        const char *cache_arg = NULL, *events_arg = NULL;
         struct nb_action_options opts = { 0 };
         struct nb_cache_modes modes = { 0 };
-        __attribute__((cleanup(test_run_done))) struct test_run tr = { .out_dir = -1, .store.warn = nb_warn_line };
-        int c;
+        __attribute__((cleanup(test_run_done))) struct test_run tr = { .out_dir = -1, .store.warn = nb_warn_line,
+                                                                         .modes = &modes };
+        unsigned jobs = 0;
+        int color = NB_COLOR_AUTO, c, r;
         opts.pytest_args = nb_split_dashdash(&argc, argv);
         optind = 1;
         opterr = 0;
-        while ((c = getopt_long(argc, argv, "hv", options, NULL)) != -1) {
+        while ((c = getopt_long(argc, argv, "hvj:", options, NULL)) != -1) {
                 switch (c) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);
                 case 'v':
                         tr.verbose = true;
+                        break;
+                case 'j':
+                        if ((r = parse_jobs(optarg, &jobs)) != 0)
+                                return r;
+                        break;
+                case OPT_COLOR:
+                        if ((color = nb_color_parse(optarg)) < 0)
+                                return nb_die(NB_EXIT_USAGE, "--color %s: expected auto, always or never", optarg);
+                        break;
+                case OPT_EVENTS:
+                        events_arg = optarg;
                         break;
                 case OPT_CACHE:
                         cache_arg = optarg;
@@ -200,24 +389,25 @@ int cmd_test(int argc, char **argv) {
                 case OPT_OUTPUT:
                         tr.out_arg = optarg;
                         break;
-                default: {
-                        int r = nb_other_option("test", argv[optind - 1], c, optarg, &opts, &modes);
-                        if (r != 0)
+                default:
+                        if ((r = nb_other_option("test", argv[optind - 1], c, optarg, &opts, &modes)) != 0)
                                 return r;
-                }
                 }
         }
         _cleanup_selection_ struct nb_selection sel = { 0 };
-        int r = nb_load_targets(argc - optind, argv + optind, &sel);
-        if (r != 0)
+        if ((r = nb_load_targets(argc - optind, argv + optind, &sel)) != 0)
                 return r;
+        if (events_arg && (r = open_events(events_arg, &tr.events)) != 0)
+                return r;
+        if (!jobs)
+                jobs = nb_cpus_available();
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_cache_dir cache;
         if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
                 return nb_fail(&err);
         tr.store.dir = &cache;
-        if (tr.out_arg && nb_output_open(tr.out_arg, &tr.out_dir, &err) < 0) {
+        if ((tr.out_arg && nb_output_open(tr.out_arg, &tr.out_dir, &err) < 0) || make_items(&tr, &sel, &opts, &err) < 0) {
                 nb_cache_dir_close(&cache);
                 return nb_fail(&err);
         }
@@ -225,33 +415,43 @@ int cmd_test(int argc, char **argv) {
                 nb_cache_dir_close(&cache);
                 return r;
         }
+        /* Serially the order does not change the total, so it stays the order named. */
+        if (jobs > 1)
+                nb_items_order(tr.items, tr.n, nb_item_last_wall_ms, &tr.store);
+        tr.summary.color = nb_color_wanted(color);
+        tr.progress = nb_progress_new(tr.items, tr.n, jobs);
+        nb_events_run_started(&tr.events, "test", tr.n, jobs);
 
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        int status = NB_EXIT_PASSED;
         catch_cancel();
         modes.cancel = &cancelled;
-        size_t done = 0;
-        for (; done < sel.n && !cancelled; done++) {
-                size_t before = tr.summary.targets;
-                nb_exit_worst(&status, test_one(&tr, sel.ws, sel.targets[done], &opts, &modes));
-                if (cancelled && tr.summary.targets == before)
-                        break; /* it never started */
-        }
+        const struct nb_pool_config cfg = { .jobs = jobs, .memory_budget = nb_mem_available(),
+                                            .tick_ms = nb_progress_live(tr.progress) ? 250 : 0, .cancel = &cancelled };
+        size_t started = 0;
+        if (nb_pool_run(tr.items, tr.n, &cfg, &pool_ops, &tr, &started, &err) < 0)
+                nb_exit_worst(&tr.status, nb_fail(&err));
+        nb_progress_end(tr.progress);
         /* The summary waits only for the uploads still pending, at most --remote-timeout. */
         nb_remote_close(TAKE_PTR(tr.store.remote), &cache, NULL);
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
-                nb_exit_worst(&status, nb_fail(&err));
+                nb_exit_worst(&tr.status, nb_fail(&err));
         if (tr.out_dir >= 0)
                 close(tr.out_dir);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
         nb_summary_print(&tr.summary);
         nb_cache_dir_close(&cache);
-        if (cancelled) {
-                nb_summary_interrupted(cancelled, sel.targets + done, sel.n - done);
-                return cancelled == SIGINT ? NB_EXIT_SIGINT : NB_EXIT_SIGTERM;
-        }
+        for (size_t i = started; i < tr.n; i++)
+                tr.not_run[tr.n_not_run++] = tr.items[i].target;
+        int status = !cancelled ? tr.status : cancelled == SIGINT ? NB_EXIT_SIGINT : NB_EXIT_SIGTERM;
+        _cleanup_free_ const char **names = calloc(tr.n_not_run + 1, sizeof(*names));
+        for (size_t i = 0; names && i < tr.n_not_run; i++)
+                names[i] = tr.not_run[i]->name;
+        nb_events_run_finished(&tr.events, &tr.summary, status, cancelled, names, names ? tr.n_not_run : 0,
+                               tr.has_remote ? &tr.remote : NULL);
+        if (cancelled)
+                nb_summary_interrupted(cancelled, tr.not_run, tr.n_not_run);
         return status;
 }

@@ -41,8 +41,16 @@ static void put_name(const char *s) {
 
 void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool verbose) {
         const struct nb_junit_report *rep = res->report;
+        /* Green passed, red failed, yellow timed out or interrupted (SGR 32, 31, 33). */
+        const char *color = !s || !s->color                   ? NULL
+                            : res->interrupted                 ? "33"
+                            : res->status == NB_TARGET_PASSED  ? "32"
+                            : res->status == NB_TARGET_TIMEOUT ? "33"
+                                                               : "31";
         put_name(res->target);
-        printf("  %s in %.2fs (%zu tests", res->interrupted ? "INTERRUPTED" : nb_target_status_name(res->status), res->wall_sec, rep->tests);
+        printf("  %s%s%s%s%s in %.2fs (%zu tests", color ? "\033[" : "", color ? color : "", color ? "m" : "",
+               res->interrupted ? "INTERRUPTED" : nb_target_status_name(res->status), color ? "\033[0m" : "",
+               res->wall_sec, rep->tests);
         if (rep->failures + rep->errors)
                 printf(", %zu failed", rep->failures + rep->errors);
         if (rep->skipped)

@@ -11,6 +11,7 @@
 struct nb_summary {
         size_t targets, passed, failed, timed_out, interrupted, errors, cached, tests;
         double wall_sec; /* of the whole invocation, set by the caller */
+        bool color;      /* status words in colour (--color, NO_COLOR) */
 };
 
 /* Prints the target's line, why it has no report, its failing tests with the first

@@ -11,8 +11,10 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
+#include "cache/build_lock.h"
 #include "python/interp.h"
 #include "python/lockfile.h"
 #include "nestbox/cleanup.h"
@@ -323,6 +325,16 @@ int nb_venv_resolve(struct nb_cache_dir *cache, const char *python, const char *
         return 0;
 }
 
+static struct {
+        nb_venv_built_fn fn;
+        void *userdata;
+} built_hook;
+
+void nb_venv_on_built(nb_venv_built_fn fn, void *userdata) {
+        built_hook.fn = fn;
+        built_hook.userdata = userdata;
+}
+
 int nb_venv_materialize(struct nb_cache_dir *cache, const struct nb_venv_plan *p, struct nb_venv_info *ret,
                         struct nb_error *err) {
         _cleanup_free_ char *rel = NULL, *path = NULL;
@@ -331,9 +343,26 @@ int nb_venv_materialize(struct nb_cache_dir *cache, const struct nb_venv_plan *p
         int r = is_complete(cache, rel);
         if (r < 0)
                 return nb_error_set(err, -r, "venv %s", path);
-        bool built = r == 0;
-        if (built && (r = build(cache, &p->py, &p->lock, &p->wheels, p->wheelhouse_fd, p->digest, rel, err)) < 0)
-                return r;
+        bool built = false;
+        if (r == 0) {
+                /* Items needing this venv at once (and other nestbox processes) wait for
+                 * one builder, then find its venv complete. */
+                _cleanup_close_ int lock = -1;
+                if ((r = nb_build_lock(cache, "venv", p->digest, &lock, err)) < 0)
+                        return r;
+                if ((r = is_complete(cache, rel)) < 0)
+                        return nb_error_set(err, -r, "venv %s", path);
+                built = r == 0;
+                struct timespec t0, t1;
+                clock_gettime(CLOCK_MONOTONIC, &t0);
+                if (built && (r = build(cache, &p->py, &p->lock, &p->wheels, p->wheelhouse_fd, p->digest, rel, err)) < 0)
+                        return r;
+                clock_gettime(CLOCK_MONOTONIC, &t1);
+                if (built && built_hook.fn)
+                        built_hook.fn(p->digest,
+                                      (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9,
+                                      built_hook.userdata);
+        }
         memcpy(ret->digest, p->digest, sizeof(ret->digest));
         ret->path = TAKE_PTR(path);
         ret->built = built;

@@ -66,6 +66,12 @@ static inline void nb_venv_plan_freep(struct nb_venv_plan **p) {
 int nb_venv_materialize(struct nb_cache_dir *cache, const struct nb_venv_plan *p, struct nb_venv_info *ret,
                         struct nb_error *err);
 
+/* Who hears that this process built a venv (digest, seconds it took): `nestbox test`
+ * and `nestbox run` turn it into a venv_built event. One listener per process; fn
+ * NULL: none. */
+typedef void (*nb_venv_built_fn)(const char *digest, double seconds, void *userdata);
+void nb_venv_on_built(nb_venv_built_fn fn, void *userdata);
+
 /* nb_venv_resolve() then nb_venv_materialize(). */
 int nb_venv_ensure(struct nb_cache_dir *cache, const char *python, const char *lockfile, const char *wheelhouse,
                    struct nb_venv_info *ret, struct nb_error *err);

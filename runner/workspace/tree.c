@@ -13,6 +13,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/build_lock.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
@@ -506,6 +507,14 @@ int nb_tree_materialize_as(struct nb_cache_dir *cache, const struct nb_tree *t, 
                 return nb_error_set(err, ENOMEM, "tree");
         r = reuse(cache, final_rel, err);
         if (r < 0)
+                return r;
+        if (r > 0) {
+                *ret_path = TAKE_PTR(path);
+                return 0;
+        }
+        /* One builder per tree; the others wait, then find it published. */
+        _cleanup_close_ int lock = -1;
+        if ((r = nb_build_lock(cache, "tree", digest, &lock, err)) < 0 || (r = reuse(cache, final_rel, err)) < 0)
                 return r;
         if (r > 0) {
                 *ret_path = TAKE_PTR(path);

@@ -1,0 +1,134 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <fcntl.h>
+#include <signal.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "cli/events.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/text.h"
+
+int nb_events_open(const char *arg, struct nb_events *ev, struct nb_error *err) {
+        ev->f = strcmp(arg, "-") == 0 ? stdout : fopen(arg, "we");
+        if (!ev->f)
+                return nb_error_classify(err, NB_ERROR_USAGE, nb_error_set(err, errno, "--events %s", arg));
+        return 0;
+}
+
+void nb_events_close(struct nb_events *ev) {
+        if (ev->f && ev->f != stdout)
+                fclose(ev->f);
+        else if (ev->f)
+                fflush(ev->f);
+        ev->f = NULL;
+}
+
+/* A string from a test (a name): JSON escapes what it must; text that is not UTF-8 is
+ * escaped the way the summary prints it. */
+static json_t *text(const char *s) {
+        json_t *j = json_string(s);
+        if (j)
+                return j;
+        _cleanup_free_ char *e = nb_escape(s, 0);
+        return e ? json_string(e) : json_string("");
+}
+
+static void emit(struct nb_events *ev, const char *event, json_t *fields) {
+        if (!ev->f) {
+                json_decref(fields);
+                return;
+        }
+        struct timespec now;
+        clock_gettime(CLOCK_REALTIME, &now);
+        json_auto_t *j = fields ? fields : json_object();
+        if (!j || json_object_set_new(j, "schema", json_string(NB_EVENTS_SCHEMA)) < 0 ||
+            json_object_set_new(j, "event", json_string(event)) < 0 ||
+            json_object_set_new(j, "time", json_real((double) now.tv_sec + (double) now.tv_nsec / 1e9)) < 0)
+                return;
+        _cleanup_free_ char *line = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+        if (line) {
+                fputs(line, ev->f);
+                fputc('\n', ev->f);
+                fflush(ev->f);
+        }
+}
+
+void nb_events_run_started(struct nb_events *ev, const char *command, size_t items, unsigned jobs) {
+        emit(ev, "run_started", json_pack("{s:s, s:I, s:I}", "command", command, "items", (json_int_t) items, "jobs",
+                                          (json_int_t) jobs));
+}
+
+void nb_events_venv_built(struct nb_events *ev, const char *target, const char *digest, double seconds) {
+        emit(ev, "venv_built", json_pack("{s:o, s:s, s:f}", "target", text(target), "venv", digest, "seconds", seconds));
+}
+
+static json_t *shard(unsigned index, unsigned count) {
+        return json_pack("{s:I, s:I}", "index", (json_int_t) index, "count", (json_int_t) count);
+}
+
+void nb_events_target_started(struct nb_events *ev, const char *target, unsigned shard_index, unsigned shard_count,
+                              unsigned run) {
+        emit(ev, "target_started", json_pack("{s:o, s:o, s:I}", "target", text(target), "shard",
+                                             shard(shard_index, shard_count), "run", (json_int_t) run));
+}
+
+static const char *outcome(enum nb_junit_outcome o) {
+        static const char *const names[] = { "passed", "failed", "error", "skipped" };
+        return names[o];
+}
+
+void nb_events_result(struct nb_events *ev, const struct nb_result *res) {
+        if (!ev->f)
+                return;
+        const struct nb_junit_report *rep = res->report;
+        if (res->cached)
+                emit(ev, "target_cached", json_pack("{s:o, s:s, s:s}", "target", text(res->target), "action", res->action,
+                                                    "status", nb_target_status_name(res->status)));
+        for (size_t i = 0; i < rep->n_testcases; i++) {
+                const struct nb_junit_testcase *tc = &rep->testcases[i];
+                _cleanup_free_ char *id = NULL;
+                if (asprintf(&id, "%s%s%s", tc->classname, *tc->classname ? "::" : "", tc->name) < 0)
+                        return;
+                emit(ev, "testcase", json_pack("{s:o, s:o, s:s, s:f}", "target", text(res->target), "id", text(id),
+                                               "outcome", outcome(tc->result.outcome), "duration", tc->time));
+        }
+        emit(ev, "target_finished",
+             json_pack("{s:o, s:s, s:b, s:f, s:I, s:I, s:I, s:I, s:o, s:o, s:I}", "target", text(res->target), "status",
+                       res->interrupted ? "INTERRUPTED" : nb_target_status_name(res->status), "cached", res->cached,
+                       "wall", res->wall_sec, "tests", (json_int_t) rep->tests, "failures", (json_int_t) rep->failures,
+                       "errors", (json_int_t) rep->errors, "skipped", (json_int_t) rep->skipped, "why",
+                       res->why ? text(res->why) : json_null(), "shard", shard(res->shard_index, res->shard_count),
+                       "run", (json_int_t) res->run));
+}
+
+void nb_events_target_error(struct nb_events *ev, const char *target, const char *why) {
+        emit(ev, "target_finished",
+             json_pack("{s:o, s:s, s:b, s:f, s:I, s:I, s:I, s:I, s:o}", "target", text(target), "status", "ERROR",
+                       "cached", 0, "wall", 0.0, "tests", (json_int_t) 0, "failures", (json_int_t) 0, "errors",
+                       (json_int_t) 0, "skipped", (json_int_t) 0, "why", text(why)));
+}
+
+void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
+                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote) {
+        if (!ev->f)
+                return;
+        json_t *names = json_array();
+        for (size_t i = 0; names && i < n_not_run; i++)
+                json_array_append_new(names, text(not_run[i]));
+        json_t *rem = remote ? json_pack("{s:I, s:I, s:I, s:I, s:I, s:I}", "hits", (json_int_t) remote->hits, "misses",
+                                         (json_int_t) remote->misses, "uploads", (json_int_t) remote->uploads,
+                                         "bytes_down", (json_int_t) remote->bytes_down, "bytes_up",
+                                         (json_int_t) remote->bytes_up, "errors", (json_int_t) remote->errors)
+                             : json_null();
+        emit(ev, "run_finished",
+             json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}, s:i, s:o, s:o, s:o}", "summary", "targets",
+                       (json_int_t) s->targets, "passed", (json_int_t) s->passed, "failed", (json_int_t) s->failed,
+                       "timed_out", (json_int_t) s->timed_out, "interrupted", (json_int_t) s->interrupted, "errors",
+                       (json_int_t) s->errors, "cached", (json_int_t) s->cached, "tests", (json_int_t) s->tests, "wall",
+                       s->wall_sec, "exit_code", exit_code, "interrupted_by",
+                       sig ? json_string(sig == SIGINT ? "SIGINT" : "SIGTERM") : json_null(), "not_run",
+                       names ? names : json_array(), "remote", rem));
+}

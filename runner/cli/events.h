@@ -1,0 +1,35 @@
+/* SPDX-License-Identifier: MIT */
+/* --events FILE|-: JSON lines as things happen (nestbox.events/v1, schema in
+ * runner/action/schema/events.schema.json), for a build tool's UI. One object per
+ * line, flushed as written, each with "schema", "event" and "time" (Unix seconds). */
+#pragma once
+
+#include <stdbool.h>
+#include <stdio.h>
+
+#include "action/result.h"
+#include "cache/remote.h"
+#include "cli/summary.h"
+
+#define NB_EVENTS_SCHEMA "nestbox.events/v1"
+
+struct nb_events {
+        FILE *f; /* NULL: no --events */
+};
+
+/* Opens --events arg ("-": stdout); a problem is a usage error. */
+int nb_events_open(const char *arg, struct nb_events *ev, struct nb_error *err);
+void nb_events_close(struct nb_events *ev);
+
+void nb_events_run_started(struct nb_events *ev, const char *command, size_t items, unsigned jobs);
+void nb_events_venv_built(struct nb_events *ev, const char *target, const char *digest, double seconds);
+void nb_events_target_started(struct nb_events *ev, const char *target, unsigned shard_index, unsigned shard_count,
+                              unsigned run);
+/* target_cached (a replay), one testcase per testcase, then target_finished. */
+void nb_events_result(struct nb_events *ev, const struct nb_result *res);
+/* A target that gave no result: target_finished with status "ERROR" and why. */
+void nb_events_target_error(struct nb_events *ev, const char *target, const char *why);
+/* The summary, the exit code, what was not run when interrupted (sig 0: it was not),
+ * and the remote cache's counters (NULL: no remote cache). */
+void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
+                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote);

@@ -1,0 +1,127 @@
+/* SPDX-License-Identifier: MIT */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "nestbox/cleanup.h"
+#include "python/venv.h"
+#include "schedule/item_run.h"
+
+static void send_warning(const char *message, void *userdata) {
+        (void) nb_frame_send(*(int *) userdata, NB_FRAME_WARNING, message, strlen(message));
+}
+
+static void send_venv_built(const char *digest, double seconds, void *userdata) {
+        char line[NB_DIGEST_HEX_LEN + 32];
+        int n = snprintf(line, sizeof(line), "%s %.3f", digest, seconds);
+        if (n > 0 && (size_t) n < sizeof(line))
+                (void) nb_frame_send(*(int *) userdata, NB_FRAME_VENV_BUILT, line, (size_t) n);
+}
+
+static int send_json(int fd, char type, json_t *j) {
+        _cleanup_free_ char *text = j ? json_dumps(j, JSON_COMPACT | JSON_REAL_PRECISION(17)) : NULL;
+        return text ? nb_frame_send(fd, type, text, strlen(text)) : -ENOMEM;
+}
+
+static int send_result(int fd, const struct nb_result *res, struct nb_error *err) {
+        json_auto_t *rec = nb_result_to_json(res, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
+        if (!rec || json_object_set_new(rec, "interrupted", json_integer(res->interrupted)) < 0)
+                return nb_error_set(err, ENOMEM, "result");
+        int r = send_json(fd, NB_FRAME_RESULT, rec);
+        if (r < 0 || res->artifact_digest[0])
+                return r;
+        /* Not in the cache (--no-cache, interrupted, a full disk): the artifact travels. */
+        _cleanup_free_ char *blob = NULL;
+        size_t len = 0;
+        if (res->artifact_blob)
+                return nb_frame_send(fd, NB_FRAME_ARTIFACT, res->artifact_blob, res->artifact_blob_len);
+        if ((r = nb_artifact_pack(&res->artifact, &blob, &len, err)) < 0)
+                return r;
+        return nb_frame_send(fd, NB_FRAME_ARTIFACT, blob, len);
+}
+
+static void send_error(int fd, const struct nb_error *err) {
+        json_auto_t *j = json_pack("{s:s, s:i, s:i}", "message", nb_error_message(err), "code", err->code, "class",
+                                   (int) err->klass);
+        (void) send_json(fd, NB_FRAME_ERROR, j);
+}
+
+int nb_item_run(struct nb_work_item *it, struct nb_store *s, const struct nb_cache_modes *m, int fd) {
+        s->warn = send_warning;
+        s->userdata = &fd;
+        nb_venv_on_built(send_venv_built, &fd);
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        struct nb_result res;
+        int r = nb_action_execute(it->action, s, m, &res, &err);
+        if (r == 0) {
+                r = send_result(fd, &res, &err);
+                nb_result_done(&res);
+        }
+        if (r < 0 && r != -EPIPE)
+                send_error(fd, &err);
+        if (s->remote) {
+                nb_remote_finish(s->remote);
+                struct nb_remote_stats st;
+                nb_remote_get_stats(s->remote, &st);
+                (void) nb_frame_send(fd, NB_FRAME_REMOTE, &st, sizeof(st));
+                nb_remote_report(s->remote, send_warning, &fd);
+        }
+        return r == -EPIPE ? 3 : 0;
+}
+
+void nb_item_outcome_frame(struct nb_item_outcome *o, const struct nb_frame *f) {
+        switch (f->type) {
+        case NB_FRAME_RESULT:
+                json_decref(o->record);
+                o->record = json_loadb(f->data, f->len, 0, NULL);
+                break;
+        case NB_FRAME_ARTIFACT:
+                free(o->blob);
+                o->blob = malloc(f->len ? f->len : 1);
+                if (o->blob)
+                        memcpy(o->blob, f->data, f->len);
+                o->blob_len = f->len;
+                break;
+        case NB_FRAME_ERROR: {
+                json_auto_t *j = json_loadb(f->data, f->len, 0, NULL);
+                const char *msg = json_string_value(json_object_get(j, "message"));
+                nb_error_clear(&o->err);
+                o->err.code = (int) json_integer_value(json_object_get(j, "code"));
+                o->err.klass = (enum nb_error_class) json_integer_value(json_object_get(j, "class"));
+                o->err.msg = strdup(msg ? msg : "the item's process sent no message");
+                o->failed = true;
+                break;
+        }
+        case NB_FRAME_REMOTE:
+                if (f->len == sizeof(o->remote)) {
+                        memcpy(&o->remote, f->data, sizeof(o->remote));
+                        o->has_remote = true;
+                }
+                break;
+        }
+}
+
+int nb_item_outcome_result(struct nb_item_outcome *o, struct nb_store *s, struct nb_result *ret, struct nb_error *err) {
+        memset(ret, 0, sizeof(*ret));
+        if (!o->record)
+                return -ENOENT;
+        const char *artifact = json_string_value(json_object_get(o->record, "artifact"));
+        int r;
+        if (!o->blob && artifact && (r = nb_cas_get(s, artifact, &o->blob, &o->blob_len, err)) < 0)
+                return nb_error_wrap(err, r, "result of \"%s\"",
+                                     json_string_value(json_object_get(o->record, "target")));
+        if (!o->blob)
+                return nb_error_set(err, EBADMSG, "an item's result came without its artifact");
+        if ((r = nb_result_from_record(o->record, &o->blob, o->blob_len, ret, err)) < 0)
+                return r == -ENOMEM ? r : nb_error_set(err, -r, "an item's result");
+        ret->interrupted = (int) json_integer_value(json_object_get(o->record, "interrupted"));
+        return 0;
+}
+
+void nb_item_outcome_done(struct nb_item_outcome *o) {
+        json_decref(o->record);
+        free(o->blob);
+        nb_error_clear(&o->err);
+        memset(o, 0, sizeof(*o));
+}
