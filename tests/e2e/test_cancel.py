@@ -58,7 +58,7 @@ def hang_ws(tmp_path, resolve_dir):  # noqa: F811
 def test_first_signal_stops_everything(tmp_path, resolve_dir, cache, sig, code, name):  # noqa: F811
     ws = hang_ws(tmp_path, resolve_dir)
     out = tmp_path / "out"
-    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--output", str(out), str(ws)],
+    proc = subprocess.Popen([str(NESTBOX), "test", "-j", "1", "--cache", str(cache), "--output", str(out), str(ws)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     wait_for(lambda: started(cache), "the hanging test started")
     proc.send_signal(sig)
@@ -98,3 +98,35 @@ def test_sigint_during_setup_leaves_nothing_in_tmp(tmp_path, resolve_dir, cache)
     assert "interrupted by SIGINT" in stdout
     assert list((cache / "tmp").iterdir()) == []
     assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
+
+
+def sleeping_sandboxes():
+    n = 0
+    for proc in Path("/proc").iterdir():
+        try:
+            if b"test_hang.py" in (proc / "cmdline").read_bytes() and (proc / "root/tmp/sleeping-now").exists():
+                n += 1
+        except OSError:
+            continue
+    return n
+
+
+def test_sigterm_with_j2_stops_every_running_sandbox(tmp_path, resolve_dir, cache):  # noqa: F811
+    """-j 2: both running sandboxes get the timeout treatment, the third target never
+    starts, nothing interrupted is stored or written to --output."""
+    hang = {"tests": ["hang/*.py"], "source_roots": ["src", "hang"], "pytest_args": ["-s"]}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, HANG, {"a/hang": hang, "b/hang": {**hang, "env": ["B"]},
+                                                             "c/tests": {}})
+    out = tmp_path / "out"
+    proc = subprocess.Popen([str(NESTBOX), "test", "-j", "2", "--cache", str(cache), "--output", str(out), str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: sleeping_sandboxes() >= 2, "both hanging tests started")
+    proc.send_signal(signal.SIGTERM)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 143, stdout + stderr
+    assert "a/hang  INTERRUPTED" in stdout and "b/hang  INTERRUPTED" in stdout, stdout
+    assert "interrupted by SIGTERM; not run (1): c/tests" in stdout, stdout
+    assert stdout.count('File "/work/hang/test_hang.py", line 6 in test_hang') == 2  # both stacks
+    assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
+    assert not (out / "a/hang").exists() and not (out / "b/hang").exists()
+    assert sleeping_sandboxes() == 0
