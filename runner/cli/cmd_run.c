@@ -10,10 +10,13 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "cli/events.h"
 #include "cli/output.h"
 #include "cli/run_request.h"
+#include "cli/summary.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "python/venv.h"
 
 #define ACTION_FILE_MAX (16u << 20)
 
@@ -32,6 +35,9 @@ static const char usage[] =
         "                     the result's \"outputs\" gives their paths\n"
         "  --result FILE      write the result to FILE as well\n"
         "  --action-json JSON the action itself instead of a file\n"
+        "  --events FILE      write JSON lines (nestbox.events/v1, as `nestbox test --events`) to\n"
+        "                     FILE as things happen; with - they go to stdout, and the result is\n"
+        "                     then the \"result\" of the last line (run_finished), not printed apart\n"
         "  --no-cache         neither read nor write the result cache\n"
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
@@ -43,13 +49,14 @@ static const char usage[] =
         "Exit status as `nestbox test`: 0 passed, 1 tests failed, 2 usage or input error,\n"
         "3 sandbox or infrastructure error, 4 timeout.\n";
 
-enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_RESULT, OPT_ACTION_JSON };
+enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_RESULT, OPT_ACTION_JSON, OPT_EVENTS };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "output", required_argument, NULL, OPT_OUTPUT },
         { "result", required_argument, NULL, OPT_RESULT },
         { "action-json", required_argument, NULL, OPT_ACTION_JSON },
+        { "events", required_argument, NULL, OPT_EVENTS },
         NB_CACHE_MODE_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         {},
@@ -101,9 +108,34 @@ static int write_result_file(const char *path, const char *text, struct nb_error
         return nb_output_file("--result", path, line, strlen(line), err);
 }
 
+static void venv_built(const char *digest, double seconds, void *userdata) {
+        const struct nb_action *a = ((void **) userdata)[0];
+        nb_events_venv_built(((void **) userdata)[1], a->target, digest, seconds);
+}
+
+/* nb_action_execute, telling --events what happens (nothing without it). */
+static int execute_with_events(struct nb_action *a, struct nb_store *store, const struct nb_cache_modes *modes,
+                               struct nb_events *ev, struct nb_result *res, struct nb_error *err) {
+        void *ctx[2] = { a, ev };
+        nb_events_run_started(ev, "run", 1, 1);
+        nb_events_target_started(ev, a->target, a->shard_index, a->shard_count, a->run ? a->run : 1);
+        nb_venv_on_built(ev->f ? venv_built : NULL, ctx);
+        int r = nb_action_execute(a, store, modes, res, err);
+        nb_venv_on_built(NULL, NULL);
+        if (r < 0) {
+                struct nb_summary sum = { .targets = 1, .errors = 1 };
+                nb_events_target_error(ev, a->target, nb_error_message(err));
+                nb_events_run_finished(ev, &sum, nb_exit_code(err), 0, NULL, 0, NULL, NULL);
+                return r;
+        }
+        nb_events_result(ev, res);
+        return 0;
+}
+
 int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, struct nb_run_reply *reply) {
         memset(reply, 0, sizeof(*reply));
-        const char *cache_arg = ctx ? ctx->cache_arg : NULL, *output_arg = NULL, *result_arg = NULL, *inline_json = NULL;
+        const char *cache_arg = ctx ? ctx->cache_arg : NULL, *output_arg = NULL, *result_arg = NULL, *inline_json = NULL,
+                   *events_arg = NULL;
         struct nb_cache_modes modes = { 0 };
         if (ctx && ctx->remote)
                 modes.remote = *ctx->remote;
@@ -130,6 +162,9 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
                 case OPT_ACTION_JSON:
                         inline_json = optarg;
                         break;
+                case OPT_EVENTS:
+                        events_arg = optarg;
+                        break;
                 default:
                         if (nb_shared_option(c, optarg, NULL, &modes) != 0)
                                 return usage_error(reply, argv[optind - 1],
@@ -141,6 +176,8 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
 
         if (!inline_json && ctx && ctx->in_worker && strcmp(argv[optind], "-") == 0)
                 return usage_error(reply, "-", "the worker's stdin carries its requests; use --action-json JSON");
+        if (events_arg && ctx && ctx->in_worker && strcmp(events_arg, "-") == 0)
+                return usage_error(reply, "--events -", "the worker's stdout carries its replies; name a file");
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         _cleanup_action_ struct nb_action *a = NULL;
         int r = inline_json ? nb_action_from_json(inline_json, strlen(inline_json), "--action-json", &a, &err)
@@ -157,9 +194,11 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
                 return error_reply(reply, &err);
         }
         _cleanup_close_ int out_dir = -1;
+        __attribute__((cleanup(nb_events_close))) struct nb_events events = { 0 };
         struct nb_result res;
         if ((output_arg && nb_output_open(output_arg, &out_dir, &err) < 0) ||
-            nb_action_execute(a, &store, &modes, &res, &err) < 0) {
+            (events_arg && nb_events_open(events_arg, &events, &err) < 0) ||
+            execute_with_events(a, &store, &modes, &events, &res, &err) < 0) {
                 nb_remote_close(store.remote, &cache, NULL);
                 nb_cache_dir_close(&cache);
                 return error_reply(reply, &err);
@@ -172,6 +211,12 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
         if (r == 0 && out_dir >= 0 && (r = nb_output_write(out_dir, output_arg, &res, &outputs, &err)) == 0)
                 json_object_set_new(j, "outputs", outputs);
         reply->exit_code = nb_result_exit_code(&res);
+        if (r == 0 && events.f) {
+                struct nb_summary sum = { .wall_sec = res.wall_sec };
+                nb_summary_count(&sum, &res);
+                nb_events_run_finished(&events, &sum, reply->exit_code, 0, NULL, 0, NULL, json_incref(j));
+                reply->in_events = events.f == stdout;
+        }
         nb_result_done(&res);
         if (r < 0)
                 return error_reply(reply, &err);
@@ -197,6 +242,8 @@ int cmd_run(int argc, char **argv) {
                 fprintf(stderr, "%s\n", reply.text);
                 return reply.exit_code;
         }
+        if (reply.in_events)
+                return reply.exit_code;
         printf("%s\n", reply.text);
         if (fflush(stdout) != 0)
                 return nb_die(NB_EXIT_INFRA, "run: writing the result to stdout failed");

@@ -450,7 +450,7 @@ int cmd_test(int argc, char **argv) {
         for (size_t i = 0; names && i < tr.n_not_run; i++)
                 names[i] = tr.not_run[i]->name;
         nb_events_run_finished(&tr.events, &tr.summary, status, cancelled, names, names ? tr.n_not_run : 0,
-                               tr.has_remote ? &tr.remote : NULL);
+                               tr.has_remote ? &tr.remote : NULL, NULL);
         if (cancelled)
                 nb_summary_interrupted(cancelled, tr.not_run, tr.n_not_run);
         return status;

@@ -112,9 +112,12 @@ void nb_events_target_error(struct nb_events *ev, const char *target, const char
 }
 
 void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
-                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote) {
-        if (!ev->f)
+                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote,
+                            json_t *result) {
+        if (!ev->f) {
+                json_decref(result);
                 return;
+        }
         json_t *names = json_array();
         for (size_t i = 0; names && i < n_not_run; i++)
                 json_array_append_new(names, text(not_run[i]));
@@ -123,12 +126,16 @@ void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, in
                                          "bytes_down", (json_int_t) remote->bytes_down, "bytes_up",
                                          (json_int_t) remote->bytes_up, "errors", (json_int_t) remote->errors)
                              : json_null();
-        emit(ev, "run_finished",
-             json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}, s:i, s:o, s:o, s:o}", "summary", "targets",
+        json_t *j = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}, s:i, s:o, s:o, s:o}", "summary", "targets",
                        (json_int_t) s->targets, "passed", (json_int_t) s->passed, "failed", (json_int_t) s->failed,
                        "timed_out", (json_int_t) s->timed_out, "interrupted", (json_int_t) s->interrupted, "errors",
                        (json_int_t) s->errors, "cached", (json_int_t) s->cached, "tests", (json_int_t) s->tests, "wall",
                        s->wall_sec, "exit_code", exit_code, "interrupted_by",
                        sig ? json_string(sig == SIGINT ? "SIGINT" : "SIGTERM") : json_null(), "not_run",
-                       names ? names : json_array(), "remote", rem));
+                       names ? names : json_array(), "remote", rem);
+        if (j && result)
+                json_object_set_new(j, "result", result);
+        else
+                json_decref(result);
+        emit(ev, "run_finished", j);
 }

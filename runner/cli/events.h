@@ -30,6 +30,8 @@ void nb_events_result(struct nb_events *ev, const struct nb_result *res);
 /* A target that gave no result: target_finished with status "ERROR" and why. */
 void nb_events_target_error(struct nb_events *ev, const char *target, const char *why);
 /* The summary, the exit code, what was not run when interrupted (sig 0: it was not),
- * and the remote cache's counters (NULL: no remote cache). */
+ * the remote cache's counters (NULL: no remote cache) and, for `run`, the result
+ * (taken; NULL: none). */
 void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
-                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote);
+                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote,
+                            json_t *result);

@@ -18,6 +18,7 @@ struct nb_run_reply {
         int exit_code; /* as `nestbox run` exits */
         bool failed;   /* text is "nestbox: <error>" */
         bool help;     /* text is the manual */
+        bool in_events; /* --events -: the result went to stdout in run_finished; print nothing */
 };
 
 /* argv[0] is the verb ("run"). Always returns 0 with reply filled (text NULL only when

@@ -76,15 +76,18 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
         if (verbose && log)
                 put_escaped(log->data, log->len, "");
         fflush(stdout);
-        if (s) {
-                s->targets++;
-                s->tests += rep->tests;
-                s->cached += res->cached;
-                s->passed += res->status == NB_TARGET_PASSED;
-                s->interrupted += res->interrupted != 0;
-                s->failed += res->status == NB_TARGET_FAILED && !res->interrupted;
-                s->timed_out += res->status == NB_TARGET_TIMEOUT;
-        }
+        if (s)
+                nb_summary_count(s, res);
+}
+
+void nb_summary_count(struct nb_summary *s, const struct nb_result *res) {
+        s->targets++;
+        s->tests += res->report->tests;
+        s->cached += res->cached;
+        s->passed += res->status == NB_TARGET_PASSED;
+        s->interrupted += res->interrupted != 0;
+        s->failed += res->status == NB_TARGET_FAILED && !res->interrupted;
+        s->timed_out += res->status == NB_TARGET_TIMEOUT;
 }
 
 /* A failed target outranks a timed-out one (the manual's "4: a target timed out, and

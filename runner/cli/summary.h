@@ -19,6 +19,9 @@ struct nb_summary {
  * in s (may be NULL). */
 void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool verbose);
 
+/* Counts a result in s without printing it. */
+void nb_summary_count(struct nb_summary *s, const struct nb_result *res);
+
 /* "3 targets: 2 passed, 1 failed, 0 cached, 57 tests in 0.9s" */
 void nb_summary_print(const struct nb_summary *s);
 

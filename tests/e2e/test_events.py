@@ -1,0 +1,104 @@
+"""--events FILE|- on `test` and `run` (issue 10): JSON lines as things happen, each
+valid against runner/action/schema/events.schema.json (nestbox.events/v1)."""
+import json
+import subprocess
+
+import jsonschema
+
+from conftest import NESTBOX, ROOT
+from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
+from workspace import make_workspace
+
+SCHEMA = json.loads((ROOT / "runner/action/schema/events.schema.json").read_text())
+jsonschema.Draft202012Validator.check_schema(SCHEMA)
+VALIDATOR = jsonschema.Draft202012Validator(SCHEMA)
+
+FAILING = {"tests2/test_b.py": "def test_ok():\n    pass\n\ndef test_bad():\n    assert 1 == 2\n"}
+
+
+def parse_events(text):
+    """Every line one event, each valid against the schema."""
+    events = [json.loads(line) for line in text.splitlines()]
+    for e in events:
+        VALIDATOR.validate(e)
+    return events
+
+
+def read_events(path):
+    return parse_events(path.read_text())
+
+
+def names(events, kind):
+    return [e["target"] for e in events if e["event"] == kind]
+
+
+def two_targets(tmp_path, resolve_dir):  # noqa: F811
+    return make_workspace(tmp_path / "ws", resolve_dir, {**PASSING, **FAILING}, {
+        "a/tests": {},
+        "b/tests": {"tests": ["tests2/*.py"], "source_roots": ["src", "tests2"]},
+    })
+
+
+def test_events_of_a_run_then_of_its_replay(tmp_path, resolve_dir):  # noqa: F811
+    ws = two_targets(tmp_path, resolve_dir)
+    cache, ev = tmp_path / "cache", tmp_path / "events.jsonl"
+    p = subprocess.run([str(NESTBOX), "test", "-j", "2", "--cache", str(cache), "--events", str(ev), str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stdout + p.stderr
+    events = read_events(ev)
+    assert events[0]["event"] == "run_started" and events[0]["items"] == 2 and events[0]["jobs"] == 2
+    assert events[-1]["event"] == "run_finished"
+    assert sorted(names(events, "target_started")) == ["a/tests", "b/tests"]
+    assert len([e for e in events if e["event"] == "venv_built"]) == 1
+    cases = {(e["target"], e["id"]): e["outcome"] for e in events if e["event"] == "testcase"}
+    assert cases == {("a/tests", "tests.test_calc::test_add"): "passed", ("a/tests", "tests.test_calc::test_more"): "passed",
+                     ("b/tests", "tests2.test_b::test_ok"): "passed", ("b/tests", "tests2.test_b::test_bad"): "failed"}
+    finished = {e["target"]: e for e in events if e["event"] == "target_finished"}
+    assert finished["a/tests"]["status"] == "PASSED" and finished["b/tests"]["status"] == "FAILED"
+    assert finished["b/tests"]["failures"] == 1 and not finished["a/tests"]["cached"]
+    # Each target's testcases come between its start and its finish.
+    for t in ("a/tests", "b/tests"):
+        kinds = [e["event"] for e in events if e.get("target") == t and e["event"] != "venv_built"]
+        assert kinds[0] == "target_started" and kinds[-1] == "target_finished" and set(kinds[1:-1]) == {"testcase"}
+    end = events[-1]
+    assert end["summary"]["targets"] == 2 and end["summary"]["passed"] == 1 and end["summary"]["failed"] == 1
+    assert end["exit_code"] == 1 and end["interrupted_by"] is None and end["not_run"] == [] and end["remote"] is None
+
+    # The replay: the passing target is cached (no venv is built), the failing one runs again.
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(cache), "--events", str(ev), str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    events = read_events(ev)
+    assert names(events, "target_cached") == ["a/tests"]
+    assert not [e for e in events if e["event"] == "venv_built"]
+    assert events[-1]["summary"]["cached"] == 1
+
+
+def test_events_on_stdout_move_the_lines_to_stderr(tmp_path, resolve_dir):  # noqa: F811
+    ws = two_targets(tmp_path, resolve_dir)
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(tmp_path / "cache"), "--events", "-", str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 1, p.stderr
+    events = parse_events(p.stdout)  # nothing but events on stdout
+    assert events[-1]["event"] == "run_finished"
+    assert "a/tests  PASSED" in p.stderr and "2 targets: 1 passed, 1 failed" in p.stderr
+
+
+def test_run_events(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    cache = tmp_path / "cache"
+    action = subprocess.run([str(NESTBOX), "actions", str(ws)], capture_output=True, text=True, check=True).stdout
+    (tmp_path / "a.json").write_text(action.splitlines()[0])
+    p = subprocess.run([str(NESTBOX), "run", "--cache", str(cache), "--events", "-", str(tmp_path / "a.json")],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stderr
+    events = parse_events(p.stdout)
+    assert [e["event"] for e in events] == ["run_started", "target_started", "venv_built", "testcase", "testcase",
+                                            "target_finished", "run_finished"]
+    assert events[0]["command"] == "run"
+    result = events[-1]["result"]
+    assert result["schema"] == "nestbox.result/v1" and result["status"] == "PASSED" and result["tests"] == 2
+    # To a file, the result is printed as before.
+    p = subprocess.run([str(NESTBOX), "run", "--cache", str(cache), "--events", str(tmp_path / "ev"),
+                        str(tmp_path / "a.json")], capture_output=True, text=True, timeout=600)
+    assert json.loads(p.stdout)["cached"] is True
+    assert [e["event"] for e in read_events(tmp_path / "ev")][2] == "target_cached"
