@@ -115,7 +115,8 @@ void nb_progress_finished(struct nb_progress *p, const struct nb_work_item *it, 
         if (!passed && p->live) {
                 _cleanup_free_ char *name = nb_escape(it->target->name, 0);
                 char *line = NULL;
-                if (name && asprintf(&line, "  %s  %s", res ? (res->interrupted ? "INTERRUPTED" : nb_target_status_name(res->status)) : "ERROR", name) >= 0)
+                const char *status = !res ? "ERROR" : res->interrupted ? "INTERRUPTED" : nb_target_status_name(res->status);
+                if (name && asprintf(&line, "  %s  %s", name, status) >= 0)
                         p->not_passed[p->n_not_passed++] = line;
         }
 }
