@@ -152,6 +152,7 @@ struct test_run {
         const struct nb_target **not_run; /* started but gave nothing when cancelled */
         size_t n_not_run;
         bool throttle_said;
+        bool remote_off; /* an item's remote cache faulted */
         bool has_remote;
         struct nb_remote_stats remote;
 };
@@ -198,6 +199,8 @@ static int item_starting(struct nb_work_item *it, void *userdata) {
 
 static int item_run(struct nb_work_item *it, int fd, void *userdata) {
         struct test_run *tr = userdata;
+        if (tr->remote_off)
+                tr->store.remote = NULL; /* this process's copy; the parent closes its own */
         return nb_item_run(it, &tr->store, tr->modes, fd);
 }
 
@@ -209,7 +212,11 @@ static void item_frame(struct nb_work_item *it, const struct nb_frame *f, void *
                 _cleanup_free_ char *line = strndup(f->data, f->len);
                 if (line && sscanf(line, "%64s %lf", digest, &sec) == 2)
                         nb_events_venv_built(&tr->events, it->target->name, digest, sec);
-        } else if (f->type == NB_FRAME_WARNING) {
+        } else if (f->type == NB_FRAME_WARNING || f->type == NB_FRAME_REMOTE_OFF) {
+                /* The remote's fault once per run; items started later do not ask it. */
+                if (f->type == NB_FRAME_REMOTE_OFF && tr->remote_off)
+                        return;
+                tr->remote_off = tr->remote_off || f->type == NB_FRAME_REMOTE_OFF;
                 _cleanup_free_ char *line = strndup(f->data, f->len);
                 nb_progress_hide(tr->progress);
                 nb_warn_line(line ? line : "out of memory", NULL);

@@ -8,15 +8,28 @@
 #include "python/venv.h"
 #include "schedule/item_run.h"
 
+struct child {
+        int fd;
+        struct nb_remote *remote;
+};
+
+/* The remote cache's fault (nb_remote_fault's line, after which it is off) is told
+ * apart: each item's process has its own copy of the remote, and the run as a whole
+ * says it once and stops asking. */
 static void send_warning(const char *message, void *userdata) {
-        (void) nb_frame_send(*(int *) userdata, NB_FRAME_WARNING, message, strlen(message));
+        struct child *c = userdata;
+        struct nb_remote_stats st = { 0 };
+        if (c->remote)
+                nb_remote_get_stats(c->remote, &st);
+        bool fault = st.errors > 0 && strncmp(message, "remote cache ", 13) == 0;
+        (void) nb_frame_send(c->fd, fault ? NB_FRAME_REMOTE_OFF : NB_FRAME_WARNING, message, strlen(message));
 }
 
 static void send_venv_built(const char *digest, double seconds, void *userdata) {
         char line[NB_DIGEST_HEX_LEN + 32];
         int n = snprintf(line, sizeof(line), "%s %.3f", digest, seconds);
         if (n > 0 && (size_t) n < sizeof(line))
-                (void) nb_frame_send(*(int *) userdata, NB_FRAME_VENV_BUILT, line, (size_t) n);
+                (void) nb_frame_send(((struct child *) userdata)->fd, NB_FRAME_VENV_BUILT, line, (size_t) n);
 }
 
 static int send_json(int fd, char type, json_t *j) {
@@ -48,9 +61,10 @@ static void send_error(int fd, const struct nb_error *err) {
 }
 
 int nb_item_run(struct nb_work_item *it, struct nb_store *s, const struct nb_cache_modes *m, int fd) {
+        struct child c = { fd, s->remote };
         s->warn = send_warning;
-        s->userdata = &fd;
-        nb_venv_on_built(send_venv_built, &fd);
+        s->userdata = &c;
+        nb_venv_on_built(send_venv_built, &c);
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_result res;
         int r = nb_action_execute(it->action, s, m, &res, &err);
@@ -65,7 +79,7 @@ int nb_item_run(struct nb_work_item *it, struct nb_store *s, const struct nb_cac
                 struct nb_remote_stats st;
                 nb_remote_get_stats(s->remote, &st);
                 (void) nb_frame_send(fd, NB_FRAME_REMOTE, &st, sizeof(st));
-                nb_remote_report(s->remote, send_warning, &fd);
+                nb_remote_report(s->remote, send_warning, &c);
         }
         return r == -EPIPE ? 3 : 0;
 }

@@ -16,6 +16,7 @@
 enum {
         NB_FRAME_VENV_BUILT = 'V', /* "<digest> <seconds>" */
         NB_FRAME_WARNING = 'W',    /* one line for the user */
+        NB_FRAME_REMOTE_OFF = 'F', /* the remote cache's one fault line: it is off */
         NB_FRAME_RESULT = 'R',     /* the record, with "cached" and "interrupted" */
         NB_FRAME_ARTIFACT = 'A',   /* the packed artifact of a result not stored */
         NB_FRAME_ERROR = 'E',      /* {"message", "code", "class"}: no result */
