@@ -25,7 +25,7 @@ def test_quick_run(tmp_path):
 
     result = json.loads(out.read_text())
     assert result["quick"] is True
-    assert [r["row"] for r in result["rows"]] == list(range(1, 9))
+    assert [r["row"] for r in result["rows"]] == list(range(1, 10))
     for row in result["rows"]:
         assert row["reason"] is None or "harness error" not in row["reason"], row
 
@@ -41,7 +41,7 @@ def test_quick_run(tmp_path):
 
 
 def test_bad_option_is_a_usage_error(tmp_path):
-    proc = subprocess.run([str(BENCH), "--rows", "9", "--json", str(tmp_path / "x.json")],
+    proc = subprocess.run([str(BENCH), "--rows", "10", "--json", str(tmp_path / "x.json")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--rows" in proc.stderr
