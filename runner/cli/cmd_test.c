@@ -96,9 +96,10 @@ static const struct option options[] = {
 };
 
 /* What the combined junit.xml needs of each target: its report, renamed after the
- * target (not the artifact, which may be large). */
+ * target (not the artifact, which may be large), in the place the target was named:
+ * with -j the targets finish in any order, the report's order stays the same. */
 struct combined {
-        struct nb_junit_report **reports;
+        struct nb_junit_report **reports; /* one slot per item, NULL until it is done */
         size_t n;
 };
 
@@ -108,26 +109,23 @@ static void combined_done(struct combined *c) {
         free(c->reports);
 }
 
-static int combined_add(struct combined *c, struct nb_result *res) {
-        struct nb_junit_report **grown = realloc(c->reports, (c->n + 1) * sizeof(*grown));
-        if (!grown)
-                return -ENOMEM;
-        c->reports = grown;
-        c->reports[c->n] = TAKE_PTR(res->report);
-        free(c->reports[c->n]->name);
-        c->reports[c->n++]->name = TAKE_PTR(res->target);
-        return 0;
+static void combined_add(struct combined *c, size_t slot, struct nb_result *res) {
+        c->reports[slot] = TAKE_PTR(res->report);
+        free(c->reports[slot]->name);
+        c->reports[slot]->name = TAKE_PTR(res->target);
 }
 
 static int combined_write(int out_dir, const struct combined *c, struct nb_error *err) {
         _cleanup_free_ struct nb_junit_suite *suites = calloc(c->n + 1, sizeof(*suites));
         if (!suites)
                 return nb_error_set(err, ENOMEM, "--output: junit.xml");
+        size_t n = 0;
         for (size_t i = 0; i < c->n; i++)
-                suites[i].report = c->reports[i];
+                if (c->reports[i])
+                        suites[n++].report = c->reports[i];
         _cleanup_free_ char *xml = NULL;
         size_t len = 0;
-        int r = nb_junit_suites_to_xml(suites, c->n, &xml, &len);
+        int r = nb_junit_suites_to_xml(suites, n, &xml, &len);
         if (r < 0 || (r = nb_write_file_atomic(out_dir, "junit.xml", xml, len, 0644)) < 0)
                 return nb_error_set(err, -r, "--output: junit.xml");
         return 0;
@@ -240,8 +238,7 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
         if (tr->out_dir >= 0) {
                 if (nb_output_write(tr->out_dir, tr->out_arg, res, NULL, &err) < 0)
                         nb_exit_worst(&code, nb_fail(&err));
-                if (combined_add(&tr->combined, res) < 0)
-                        nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
+                combined_add(&tr->combined, it->order, res);
         }
         return code;
 }
@@ -320,7 +317,9 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
         tr->items = calloc(sel->n + 1, sizeof(*tr->items));
         tr->outcomes = calloc(sel->n + 1, sizeof(*tr->outcomes));
         tr->not_run = calloc(sel->n + 1, sizeof(*tr->not_run));
-        if (!tr->items || !tr->outcomes || !tr->not_run)
+        tr->combined.reports = calloc(sel->n + 1, sizeof(*tr->combined.reports));
+        tr->combined.n = sel->n;
+        if (!tr->items || !tr->outcomes || !tr->not_run || !tr->combined.reports)
                 return nb_error_set(err, ENOMEM, "test");
         for (; tr->n < sel->n; tr->n++) {
                 struct nb_work_item *it = &tr->items[tr->n];

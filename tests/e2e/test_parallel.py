@@ -3,6 +3,7 @@ built once, the running items' memory limits kept under what is available."""
 import os
 import subprocess
 import time
+import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
@@ -110,9 +111,13 @@ def test_longest_expected_starts_first(tmp_path, resolve_dir):  # noqa: F811
     assert p.returncode == 0, p.stdout + p.stderr
     assert names(read_events(ev), "target_started") == ["a/fast", "b/slow"]
     # Now b/slow's last time is known and longer: it starts first.
-    p = run(["test", "-j", "2", "--force", "--cache", str(cache), "--events", str(ev), str(ws)])
+    out = tmp_path / "out"
+    p = run(["test", "-j", "2", "--force", "--cache", str(cache), "--events", str(ev), "--output", str(out), str(ws)])
     assert p.returncode == 0, p.stdout + p.stderr
     assert names(read_events(ev), "target_started") == ["b/slow", "a/fast"]
+    # The combined report keeps the order named, whatever order they ran and finished in.
+    suites = [s.get("name") for s in ET.parse(out / "junit.xml").getroot().iter("testsuite")]
+    assert suites == ["a/fast", "b/slow"]
     # -j 1 keeps the order named: serially the order changes nothing but what a person reads.
     p = run(["test", "-j", "1", "--force", "--cache", str(cache), "--events", str(ev), str(ws)])
     assert names(read_events(ev), "target_started") == ["a/fast", "b/slow"]
