@@ -129,3 +129,17 @@ def test_bad_jobs_is_a_usage_error(arg):
     p = run(["test", "-j", arg])
     assert p.returncode == 2
     assert p.stderr == f"nestbox: -j {arg}: expected a number of targets from 1 to 1024\n"
+
+
+def test_two_nestbox_processes_sharing_a_cache_build_the_venv_once(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {"a/tests": {}, "b/tests": {}})
+    cache = tmp_path / "cache"
+    procs = [subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--events", str(tmp_path / f"ev{i}"),
+                               str(ws), target], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+             for i, target in enumerate(["a/tests", "b/tests"])]
+    for p in procs:
+        out, err = p.communicate(timeout=600)
+        assert p.returncode == 0, out + err
+    built = [e for i in range(2) for e in read_events(tmp_path / f"ev{i}") if e["event"] == "venv_built"]
+    assert len(built) == 1
+    assert len(list((cache / "venvs").iterdir())) == 1
