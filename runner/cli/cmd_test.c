@@ -422,8 +422,9 @@ int cmd_test(int argc, char **argv) {
                 return r;
         }
         /* Serially the order does not change the total, so it stays the order named. */
+        nb_items_expect(tr.items, tr.n, nb_item_last_wall_ms, &tr.store);
         if (jobs > 1)
-                nb_items_order(tr.items, tr.n, nb_item_last_wall_ms, &tr.store);
+                nb_items_order(tr.items, tr.n);
         tr.summary.color = nb_color_wanted(color);
         tr.progress = nb_progress_new(tr.items, tr.n, jobs);
         nb_events_run_started(&tr.events, "test", tr.n, jobs);

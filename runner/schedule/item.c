@@ -17,9 +17,12 @@ static int by_expected(const void *pa, const void *pb) {
         return a->order < b->order ? -1 : a->order > b->order;
 }
 
-void nb_items_order(struct nb_work_item *items, size_t n, nb_expected_ms_fn fn, void *userdata) {
+void nb_items_expect(struct nb_work_item *items, size_t n, nb_expected_ms_fn fn, void *userdata) {
         for (size_t i = 0; i < n; i++)
                 items[i].expected_ms = fn ? fn(&items[i], userdata) : 0;
+}
+
+void nb_items_order(struct nb_work_item *items, size_t n) {
         qsort(items, n, sizeof(*items), by_expected);
 }
 

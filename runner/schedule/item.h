@@ -25,9 +25,12 @@ struct nb_work_item {
 /* How long an item is expected to take; 0 when nothing is known. */
 typedef uint64_t (*nb_expected_ms_fn)(const struct nb_work_item *it, void *userdata);
 
-/* Fills each item's expected_ms and sorts longest expected first; equal expectations
- * (all unknown, the first time) keep the order named. */
-void nb_items_order(struct nb_work_item *items, size_t n, nb_expected_ms_fn fn, void *userdata);
+/* Fills each item's expected_ms (the ETA's input). */
+void nb_items_expect(struct nb_work_item *items, size_t n, nb_expected_ms_fn fn, void *userdata);
+
+/* Sorts longest expected first; equal expectations (all unknown, the first time) keep
+ * the order named. */
+void nb_items_order(struct nb_work_item *items, size_t n);
 
 /* The expected_ms hook nestbox uses today: the wall time of the item's target the
  * last time it ran (not replayed) with this cache, remembered by nb_item_remember_wall.
