@@ -71,6 +71,9 @@ void nb_remote_finish(struct nb_remote *r);
 void nb_remote_report(struct nb_remote *r, nb_cache_warn_fn warn, void *userdata);
 
 void nb_remote_get_stats(struct nb_remote *r, struct nb_remote_stats *ret);
+/* Adds counters kept elsewhere to r's: `test -j N` runs each item in a process of its
+ * own, with its own copy of the remote, and folds their counters into the run's. */
+void nb_remote_add_stats(struct nb_remote *r, const struct nb_remote_stats *add);
 
 /* The counters of the run that last used a remote with this cache, for `nestbox cache
  * stats`: <cache>/last-remote.json, written (atomically) by nb_remote_save_stats once

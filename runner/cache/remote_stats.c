@@ -40,6 +40,12 @@ static uint64_t *counter(struct nb_remote_stats *st, size_t i) {
         return (uint64_t *) ((char *) st + counters[i].offset);
 }
 
+void nb_remote_add_stats(struct nb_remote *r, const struct nb_remote_stats *add) {
+        struct nb_remote_stats a = *add;
+        for (size_t i = 0; r && i < NB_ELEMENTSOF(counters); i++)
+                *counter(&r->stats, i) += *counter(&a, i);
+}
+
 int nb_remote_save_stats(struct nb_remote *r, struct nb_cache_dir *c, struct nb_error *err) {
         struct nb_remote_stats st = r->stats;
         json_auto_t *j = json_pack("{s:s, s:s, s:I, s:b}", "schema", STATS_SCHEMA, "url", r->url, "finished",

@@ -203,7 +203,9 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
                 nb_cache_dir_close(&cache);
                 return error_reply(reply, &err);
         }
-        nb_remote_close(store.remote, &cache, NULL);
+        bool has_remote = store.remote != NULL;
+        struct nb_remote_stats remote;
+        nb_remote_close(store.remote, &cache, &remote);
         nb_cache_dir_close(&cache);
         json_auto_t *j = nb_result_to_json(&res, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
         json_t *outputs = NULL;
@@ -214,7 +216,8 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
         if (r == 0 && events.f) {
                 struct nb_summary sum = { .wall_sec = res.wall_sec };
                 nb_summary_count(&sum, &res);
-                nb_events_run_finished(&events, &sum, reply->exit_code, 0, NULL, 0, NULL, json_incref(j));
+                nb_events_run_finished(&events, &sum, reply->exit_code, 0, NULL, 0, has_remote ? &remote : NULL,
+                                       json_incref(j));
                 reply->in_events = events.f == stdout;
         }
         nb_result_done(&res);

@@ -151,8 +151,7 @@ struct test_run {
         size_t n_not_run;
         bool throttle_said;
         bool remote_off; /* an item's remote cache faulted */
-        bool has_remote;
-        struct nb_remote_stats remote;
+        struct nb_remote_stats remote; /* the items' remote counters */
 };
 
 static void test_run_done(struct test_run *tr) {
@@ -212,8 +211,12 @@ static void item_frame(struct nb_work_item *it, const struct nb_frame *f, void *
                         nb_events_venv_built(&tr->events, it->target->name, digest, sec);
         } else if (f->type == NB_FRAME_WARNING || f->type == NB_FRAME_REMOTE_OFF) {
                 /* The remote's fault once per run; items started later do not ask it. */
-                if (f->type == NB_FRAME_REMOTE_OFF && tr->remote_off)
+                if (f->type == NB_FRAME_REMOTE_OFF && tr->remote_off) {
+                        /* Items in flight when the remote went off fault too; a serial
+                         * run would have stopped asking at the first, so it counts once. */
+                        tr->outcomes[it - tr->items].repeated_fault = true;
                         return;
+                }
                 tr->remote_off = tr->remote_off || f->type == NB_FRAME_REMOTE_OFF;
                 _cleanup_free_ char *line = strndup(f->data, f->len);
                 nb_progress_hide(tr->progress);
@@ -249,14 +252,15 @@ static void item_ended(struct nb_work_item *it, int wstatus, void *userdata) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_result res;
         nb_progress_hide(tr->progress);
+        /* Summed apart, and into the run's remote only at the end: an item's process
+         * starts from a copy of the run's remote, whose counters must stay zero. */
         if (o->has_remote) {
-                tr->has_remote = true;
-                tr->remote.hits += o->remote.hits;
-                tr->remote.misses += o->remote.misses;
-                tr->remote.uploads += o->remote.uploads;
-                tr->remote.bytes_down += o->remote.bytes_down;
-                tr->remote.bytes_up += o->remote.bytes_up;
-                tr->remote.errors += o->remote.errors;
+                struct nb_remote_stats *sum = &tr->remote, *add = &o->remote;
+                if (o->repeated_fault && add->errors)
+                        add->errors--;
+                *sum = (struct nb_remote_stats) { sum->hits + add->hits, sum->misses + add->misses,
+                                                  sum->uploads + add->uploads, sum->bytes_down + add->bytes_down,
+                                                  sum->bytes_up + add->bytes_up, sum->errors + add->errors };
         }
         int r = nb_item_outcome_result(o, &tr->store, &res, &err);
         if (r == 0) {
@@ -440,7 +444,10 @@ int cmd_test(int argc, char **argv) {
                 nb_exit_worst(&tr.status, nb_fail(&err));
         nb_progress_end(tr.progress);
         /* The summary waits only for the uploads still pending, at most --remote-timeout. */
-        nb_remote_close(TAKE_PTR(tr.store.remote), &cache, NULL);
+        bool has_remote = tr.store.remote != NULL;
+        struct nb_remote_stats remote;
+        nb_remote_add_stats(tr.store.remote, &tr.remote);
+        nb_remote_close(TAKE_PTR(tr.store.remote), &cache, &remote);
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
                 nb_exit_worst(&tr.status, nb_fail(&err));
@@ -457,7 +464,7 @@ int cmd_test(int argc, char **argv) {
         for (size_t i = 0; names && i < tr.n_not_run; i++)
                 names[i] = tr.not_run[i]->name;
         nb_events_run_finished(&tr.events, &tr.summary, status, cancelled, names, names ? tr.n_not_run : 0,
-                               tr.has_remote ? &tr.remote : NULL, NULL);
+                               has_remote ? &remote : NULL, NULL);
         if (cancelled)
                 nb_summary_interrupted(cancelled, tr.not_run, tr.n_not_run);
         return status;

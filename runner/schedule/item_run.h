@@ -36,6 +36,7 @@ struct nb_item_outcome {
         struct nb_error err;
         bool has_remote;
         struct nb_remote_stats remote;
+        bool repeated_fault; /* its remote fault was one the run had already had */
 };
 
 /* Keeps what f carries when it is a result, artifact, error or remote frame. */
