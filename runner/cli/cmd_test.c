@@ -55,7 +55,7 @@ static const char usage[] =
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
         NB_REMOTE_USAGE
-        "  -j, --jobs N       run up to N targets at once, each in its own sandbox (default: the\n"
+        "  -j N, --jobs N     run up to N targets at once, each in its own sandbox (default: the\n"
         "                     CPUs nestbox may use: its affinity mask and the cgroup's CPU quota);\n"
         "                     longest first by the last run's time, the running targets' memory\n"
         "                     limits kept under the memory available (one line says when it waits)\n"
