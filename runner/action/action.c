@@ -145,12 +145,9 @@ static int hash_interpreter(struct nb_hasher *h, const char *python, struct nb_e
         struct stat st;
         if (!real || stat(real, &st) < 0)
                 return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "python %s", python));
-        /* The venv links to the interpreter, and the sandbox mounts only the system's
-         * directories: one elsewhere (a pyenv build under $HOME) would be invisible there. */
-        if (!nb_sandbox_is_system_path(real))
-                return nb_error_input(err, EINVAL, "python %s is %s, outside the system directories the sandbox mounts "
-                                      "(/usr, /bin, /sbin, /lib*): use a system interpreter such as /usr/bin/python3",
-                                      python, real);
+        int r = nb_python_check_system(python, real, err);
+        if (r < 0)
+                return r;
         nb_hasher_update_str(h, real);
         nb_hasher_update_u64(h, (uint64_t) st.st_size);
         nb_hasher_update_u64(h, (uint64_t) st.st_mtim.tv_sec * 1000000000ull + (uint64_t) st.st_mtim.tv_nsec);

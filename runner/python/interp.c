@@ -3,7 +3,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
-#include <spawn.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -16,6 +15,7 @@
 #include "cache/digest.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/sandbox.h"
 
 /* -I -S: no PYTHON* variables, no user or site packages, so the answer describes the
  * interpreter alone. One key=value per line; values never contain a newline. */
@@ -35,17 +35,24 @@ static const char probe_script[] =
         "             ('platform_machine', platform.machine()),\n"
         "             ('soabi', sysconfig.get_config_var('SOABI') or ''),\n"
         "             ('abiflags', getattr(sys, 'abiflags', '')),\n"
-        "             ('platform', sysconfig.get_platform()), ('libc', libc)):\n"
+        "             ('platform', sysconfig.get_platform()), ('libc', libc),\n"
+        "             ('cache_tag', sys.implementation.cache_tag or '')):\n"
         "    print(k + '=' + str(x).replace('\\n', ' '))\n";
 
-/* Anything longer is not an answer to the script above. */
+/* Anything longer is not an answer to the script above (nor compileall's -q). */
 #define PROBE_OUTPUT_MAX (64u << 10)
+/* Starting Python takes well under a second even on a loaded machine. */
+#define PROBE_TIMEOUT_SEC 120.0
+/* The interpreter's walls: generous for compileall over a large venv, far below
+ * what would hurt the host. */
+#define PYTHON_MEMORY_MAX (2ull << 30)
+#define PYTHON_PIDS_MAX 64u
 
 void nb_python_done(struct nb_python *py) {
         char **fields[] = {
                 &py->path, &py->version, &py->version_short, &py->implementation, &py->python_implementation,
                 &py->sys_platform, &py->os_name, &py->platform_system, &py->platform_machine, &py->soabi,
-                &py->abiflags, &py->platform, &py->interp_tag, &py->abi_tag, &py->plat_tag,
+                &py->abiflags, &py->platform, &py->cache_tag, &py->interp_tag, &py->abi_tag, &py->plat_tag,
         };
         for (size_t i = 0; i < NB_ELEMENTSOF(fields); i++) {
                 free(*fields[i]);
@@ -57,40 +64,77 @@ static void python_donep(struct nb_python *py) {
         nb_python_done(py);
 }
 
-static void file_actions_donep(posix_spawn_file_actions_t **fa) {
-        if (*fa)
-                posix_spawn_file_actions_destroy(*fa);
+static void config_donep(struct nb_sandbox_config *cfg) {
+        nb_sandbox_config_done(cfg);
 }
 
-int nb_python_run(const char *python, char *const argv[], char **out, int *status) {
-        int pipefd[2];
-        if (pipe2(pipefd, O_CLOEXEC) < 0)
-                return -errno;
-        _cleanup_close_ int rd = pipefd[0], wr = pipefd[1];
-        posix_spawn_file_actions_t fa_storage, *fa = NULL;
-        _cleanup_(file_actions_donep) posix_spawn_file_actions_t *fa_guard = NULL;
-        int r = posix_spawn_file_actions_init(&fa_storage);
-        if (r != 0)
-                return -r;
-        fa = fa_guard = &fa_storage;
-        if ((r = posix_spawn_file_actions_addopen(fa, 0, "/dev/null", O_RDONLY, 0)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(fa, wr, 1)) != 0 ||
-            (r = posix_spawn_file_actions_adddup2(fa, wr, 2)) != 0)
-                return -r;
-        /* An empty environment: the answer must not depend on the caller's. */
-        char *envp[] = { NULL };
-        pid_t pid;
-        r = posix_spawn(&pid, python, fa, NULL, argv, envp);
-        if (r != 0)
-                return -r;
-        close(TAKE_FD(wr));
-        size_t len = 0;
-        int rr = nb_read_fd(rd, PROBE_OUTPUT_MAX, out, &len);
-        /* Reap the child whatever the read said, so no zombie outlives the probe. */
-        while (waitpid(pid, status, 0) < 0)
-                if (errno != EINTR)
-                        return -errno;
-        return rr;
+int nb_python_check_system(const char *python, const char *real, struct nb_error *err) {
+        /* The venv links to the interpreter and the sandbox mounts only the system's
+         * directories: one elsewhere (a pyenv build under $HOME, a script in the
+         * checkout) would be invisible there, and must not run outside it either. */
+        if (nb_sandbox_is_system_path(real))
+                return 0;
+        return nb_error_input(err, EINVAL, "python %s is %s, outside the system directories the sandbox mounts "
+                              "(/usr, /bin, /sbin, /lib*): use a system interpreter such as /usr/bin/python3",
+                              python, real);
+}
+
+static int configure(struct nb_sandbox_config *cfg, char *const argv[], const struct nb_python_run_opts *opts) {
+        int r;
+        if ((r = nb_sandbox_add_system_dirs(cfg)) < 0 || (r = nb_sandbox_set_argv(cfg, argv)) < 0)
+                return r;
+        if (opts && opts->venv && (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, opts->venv, "/venv", 0)) < 0)
+                return r;
+        if (opts && opts->out_size && (r = nb_sandbox_add_mount(cfg, NB_MOUNT_OUT_TMPFS, NULL, "/out", opts->out_size)) < 0)
+                return r;
+        /* The walls of a test: no network, bounded time, memory and processes, and an
+         * empty environment (the answer must not depend on the caller's). */
+        cfg->network = NB_NET_NONE;
+        cfg->timeout_sec = opts && opts->timeout_sec > 0 ? opts->timeout_sec : PROBE_TIMEOUT_SEC;
+        cfg->memory_bytes = PYTHON_MEMORY_MAX;
+        cfg->pids_max = PYTHON_PIDS_MAX;
+        cfg->capture_head = PROBE_OUTPUT_MAX;
+        return 0;
+}
+
+int nb_python_run(char *const argv[], const struct nb_python_run_opts *opts, char **out, int *status, int *out_fd,
+                  struct nb_error *err) {
+        if (out_fd)
+                *out_fd = -1;
+        if (!nb_sandbox_is_system_path(argv[0]))
+                return nb_error_input(err, EPERM, "%s: only the system's interpreters run, and only in a sandbox",
+                                      argv[0]);
+        __attribute__((cleanup(config_donep))) struct nb_sandbox_config cfg;
+        nb_sandbox_config_init(&cfg);
+        _cleanup_close_ int devnull = open("/dev/null", O_RDONLY | O_CLOEXEC);
+        if (devnull < 0)
+                return nb_error_set(err, errno, "/dev/null");
+        int r = configure(&cfg, argv, opts);
+        if (r < 0)
+                return nb_error_set(err, -r, "%s: sandbox configuration", argv[0]);
+        cfg.stdin_fd = devnull;
+        __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result res = { .out_fd = -1 };
+        r = nb_sandbox_run(&cfg, &res, err);
+        if (r < 0) {
+                /* The kernel would not run it (ENOEXEC: not a program; ENOENT: its #!
+                 * interpreter is missing; EINVAL: a bad ELF): the caller's to name. */
+                bool theirs = res.exec_failed && (r == -ENOEXEC || r == -ENOENT || r == -EINVAL || r == -EACCES);
+                return nb_error_classify(err, theirs ? NB_ERROR_INPUT : NB_ERROR_INFRA,
+                                         nb_error_wrap(err, -r, "python %s", argv[0]));
+        }
+        _cleanup_close_ int ofd = res.out_fd;
+        res.out_fd = -1;
+        if (res.timed_out)
+                return nb_error_classify(err, NB_ERROR_INPUT,
+                                         nb_error_setx(err, ETIMEDOUT, "python %s: no answer within %.0fs", argv[0],
+                                                       cfg.timeout_sec));
+        *out = res.output ? TAKE_PTR(res.output) : strdup("");
+        if (!*out)
+                return nb_error_set(err, ENOMEM, "python %s", argv[0]);
+        *status = res.signal ? W_EXITCODE(0, res.signal) : W_EXITCODE(res.exit_code & 0xff, 0);
+        if (out_fd)
+                *out_fd = TAKE_FD(ofd);
+        return 0;
 }
 
 static int set_field(char **field, const char *value) {
@@ -111,6 +155,7 @@ static int parse_probe(char *out, struct nb_python *py) {
                 { "soabi", &py->soabi },
                 { "abiflags", &py->abiflags },
                 { "platform", &py->platform },
+                { "cache_tag", &py->cache_tag },
         };
         bool have_major = false, have_minor = false;
         char *save = NULL;
@@ -201,15 +246,15 @@ static int derive_tags(struct nb_python *py) {
 /* The probe's answer, from the cache when this very binary (same path, inode, size,
  * mtime and ctime) was asked before: a warm venv must not pay for starting Python. */
 static int probe_output(struct nb_store *store, const char *python, const struct nb_python *py, char *const argv[],
-                        char **out, int *status) {
+                        char **out, int *status, struct nb_error *err) {
         char key[NB_DIGEST_HEX_LEN + 1];
         struct stat st;
         if (!store || stat(py->path, &st) < 0)
-                return nb_python_run(python, argv, out, status);
+                return nb_python_run(argv, NULL, out, status, NULL, err);
         struct nb_hasher *h = nb_hasher_new();
         if (!h)
-                return -ENOMEM;
-        nb_hasher_update_str(h, "nestbox-python-probe-1");
+                return nb_error_set(err, ENOMEM, "python %s", python);
+        nb_hasher_update_str(h, "nestbox-python-probe-2"); /* 2: asked in a sandbox */
         nb_hasher_update_str(h, probe_script);
         nb_hasher_update_str(h, python);
         nb_hasher_update_str(h, py->path);
@@ -220,7 +265,7 @@ static int probe_output(struct nb_store *store, const char *python, const struct
                 *status = 0;
                 return 0;
         }
-        int r = nb_python_run(python, argv, out, status);
+        int r = nb_python_run(argv, NULL, out, status, NULL, err);
         if (r >= 0 && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
                 (void) nb_ac_put(store, key, *out, strlen(*out), NULL); /* only an optimisation */
         return r;
@@ -240,22 +285,22 @@ int nb_python_probe(struct nb_store *store, const char *python, struct nb_python
                 return nb_error_set(err, errno, "python %s", py.path);
         if (!S_ISREG(st.st_mode) || !(st.st_mode & 0111))
                 return nb_error_input(err, EINVAL, "python %s: not an executable file", python);
+        /* nestbox.json names the interpreter, and the workspace is not trusted: what it
+         * names runs only if the sandbox can see it, and then only inside one. */
+        int r = nb_python_check_system(python, py.path, err);
+        if (r < 0)
+                return r;
         py.size = (uint64_t) st.st_size;
         py.mtime_ns = (int64_t) st.st_mtim.tv_sec * 1000000000 + st.st_mtim.tv_nsec;
 
         _cleanup_free_ char *out = NULL;
         int status = 0;
-        /* Run the path as given, not its realpath: Python finds its prefix from argv[0]
-         * and some installs (pyenv shims aside) depend on the name it was called by. */
-        char *argv[] = { (char *) python, (char *) "-I", (char *) "-S", (char *) "-c", (char *) probe_script, NULL };
-        int r = probe_output(store, python, &py, argv, &out, &status);
-        if (r < 0) {
-                /* The kernel would not run it (ENOEXEC: not a program; ENOENT: its #!
-                 * interpreter is missing; EINVAL: a bad ELF): not a Python. */
-                bool theirs = r == -ENOEXEC || r == -ENOENT || r == -EINVAL;
-                return nb_error_classify(err, theirs ? NB_ERROR_INPUT : NB_ERROR_INFRA,
-                                         nb_error_set(err, -r, "python %s", python));
-        }
+        /* The real path: the sandbox has the system directories at their own paths, and
+         * Python finds its prefix from it as from any link to it. */
+        char *argv[] = { py.path, (char *) "-I", (char *) "-S", (char *) "-c", (char *) probe_script, NULL };
+        r = probe_output(store, python, &py, argv, &out, &status, err);
+        if (r < 0)
+                return r;
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 size_t n = strcspn(out, "\n");
                 return nb_error_input(err, EINVAL, "python %s: the interpreter probe failed%s%.*s", python,

@@ -21,6 +21,7 @@ struct nb_python {
         char *soabi;    /* "cpython-311-x86_64-linux-gnu", "" when unknown */
         char *abiflags; /* sys.abiflags: "" or "d", "t" */
         char *platform; /* sysconfig.get_platform(): "linux-x86_64" */
+        char *cache_tag; /* sys.implementation.cache_tag: "cpython-311", "" when none */
         unsigned glibc_major, glibc_minor; /* 0.0 when not glibc */
         char *interp_tag; /* "cp311" */
         char *abi_tag;    /* "cp311" */
@@ -36,9 +37,24 @@ struct nb_python {
  * Python 3). */
 int nb_python_probe(struct nb_store *store, const char *python, struct nb_python *py, struct nb_error *err);
 
-/* Runs python with argv (argv[0] included) in an empty environment, stdin /dev/null;
- * *out gets stdout and stderr together, *status the wait status. */
-int nb_python_run(const char *python, char *const argv[], char **out, int *status);
+/* What a sandboxed interpreter sees besides the system directories. */
+struct nb_python_run_opts {
+        const char *venv;   /* a host directory mounted read-only at /venv, or NULL */
+        uint64_t out_size;  /* > 0: a tmpfs of this size at /out, handed back in *out_fd */
+        double timeout_sec; /* 0: the probe's */
+};
+
+/* Runs argv (argv[0] the interpreter's real path, beneath the system directories) in
+ * a sandbox with a test's walls: the system directories read-only, nothing else of the
+ * host, no network, an empty environment, stdin /dev/null, time, memory and pids
+ * capped. *out gets stdout and stderr together (at most 64 KiB), *status a wait
+ * status. An interpreter outside the system directories is refused (-EPERM, an input
+ * error): nothing the workspace names runs on the host. */
+int nb_python_run(char *const argv[], const struct nb_python_run_opts *opts, char **out, int *status, int *out_fd,
+                  struct nb_error *err);
+/* 0 when real (python's realpath) is beneath the system directories the sandbox
+ * mounts; otherwise an input error naming both and what to use instead. */
+int nb_python_check_system(const char *python, const char *real, struct nb_error *err);
 void nb_python_done(struct nb_python *py);
 
 /* How well a wheel's compressed tag set ("py2.py3", "none", "any" / "cp311", "cp311",

@@ -15,6 +15,7 @@
 #include <unistd.h>
 
 #include "cache/build_lock.h"
+#include "python/bytecode.h"
 #include "python/interp.h"
 #include "python/lockfile.h"
 #include "nestbox/cleanup.h"
@@ -154,23 +155,6 @@ static int write_pyvenv_cfg(int root, const struct nb_python *py, const char *wh
         return 0;
 }
 
-/* The venv is read-only in the sandbox and PYTHONDONTWRITEBYTECODE is set, so bytecode
- * not compiled now would be compiled again by every run. unchecked-hash pycs are
- * valid for an immutable tree and reproducible; their file names say /venv, where the
- * sandbox mounts it. Only an optimisation: a file that does not compile (a wheel's
- * Python 2 leftovers) is no reason to refuse the venv. */
-static void compile_bytecode(const struct nb_python *py, const char *where) {
-        _cleanup_free_ char *site = nb_venv_site_packages(py), *dir = NULL;
-        if (!site || asprintf(&dir, "%s/%s", where, site) < 0)
-                return;
-        char *argv[] = { py->path, (char *) "-I", (char *) "-m", (char *) "compileall", (char *) "-q",
-                         (char *) "--invalidation-mode", (char *) "unchecked-hash", (char *) "-s", (char *) where,
-                         (char *) "-p", (char *) NB_VENV_MOUNT, dir, NULL };
-        _cleanup_free_ char *out = NULL;
-        int status;
-        (void) nb_python_run(py->path, argv, &out, &status);
-}
-
 static int build(struct nb_cache_dir *cache, const struct nb_python *py, const struct nb_lockfile *lock,
                  const struct wheel_set *wheels, int wheelhouse_fd, const char *digest, const char *final_rel,
                  struct nb_error *err) {
@@ -199,7 +183,12 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         r = write_pyvenv_cfg(root, py, where, err);
         if (r < 0)
                 return r;
-        compile_bytecode(py, where);
+        /* The sandbox user reads the venv through /venv (mkdtemp made it 0700). */
+        if (fchmod(root, 0755) < 0)
+                return nb_error_set(err, errno, "venv %s", where);
+        r = nb_venv_compile_bytecode(py, root, where, MAX_TREE_DEPTH, err);
+        if (r < 0)
+                return r;
         r = nb_cache_dir_seal(root, MAX_TREE_DEPTH);
         if (r == -ELOOP)
                 return nb_error_input(err, EINVAL, "venv: the wheels nest directories deeper than %d levels",
@@ -216,10 +205,8 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
                 return nb_error_set(err, -r, "venv %s/%s", where, NB_VENV_COMPLETE_MARKER);
         if (syncfs(root) < 0)
                 return nb_error_set(err, errno, "venv %s: syncfs", where);
-        /* mkdtemp made it 0700; the sandbox user must be able to read it. Its own mode
-         * stays writable until after the rename (moving a directory rewrites its ".."). */
-        if (fchmod(root, 0755) < 0)
-                return nb_error_set(err, errno, "venv %s", where);
+        /* The root's own mode (0755 since the compile) stays writable until after the
+         * rename: moving a directory rewrites its "..". */
         r = nb_cache_dir_publish(cache, b.rel, final_rel, err);
         /* publish removed the tmp dir itself on every outcome but a successful rename. */
         free(TAKE_PTR(b.rel));

@@ -1,6 +1,7 @@
 """What a test leaves behind reaches the host only through nestbox's capped,
 linear-time read-back (issue 13's host-side defects), each checked from the host."""
 import os
+import sys
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,41 @@ def test_verify_checks_the_driver_against_its_digest(tmp_path, resolve_dir, cach
     assert tree.name in p.stdout and "driver.py is missing or differs" in p.stdout
     assert run(["cache", "--cache", cache, "verify", "--repair"]).returncode == 1
     assert run(["test", "--cache", cache, "--no-cache", ws]).returncode == 0
+
+
+def test_workspace_interpreter_never_runs_on_the_host(tmp_path, resolve_dir, cache):  # noqa: F811
+    """nestbox.json's "python" is the workspace's to name, and a workspace comes from a
+    pull request: a script in the checkout is refused before anything runs it."""
+    import json
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_ok():\n    pass\n"))
+    canary = tmp_path / "ran-on-the-host"
+    evil = ws / "evil-python"
+    evil.write_text(f"#!/bin/sh\ntouch {canary}\nexec /usr/bin/python3 \"$@\"\n")
+    evil.chmod(0o755)
+    doc = json.loads((ws / "nestbox.json").read_text())
+    doc["python"] = str(evil)
+    (ws / "nestbox.json").write_text(json.dumps(doc))
+    for args in (["test", "--cache", cache, ws],
+                 ["venv", "--lock", resolve_dir / "default.lock", "--wheelhouse", resolve_dir / "wheelhouse",
+                  "--python", evil, "--cache", cache]):
+        p = run(args)
+        assert p.returncode == 2, p.stdout + p.stderr
+        assert f"python {evil} is {evil}, outside the system directories the sandbox mounts" in p.stderr
+        assert not canary.exists()
+
+
+@pytest.mark.sandbox
+def test_bytecode_is_compiled_in_a_sandbox(tmp_path, resolve_dir, cache):  # noqa: F811
+    """compileall runs with the venv read-only at /venv: every module still gets its
+    bytecode, named for /venv, and nothing else of the venv was writable."""
+    p = run(["venv", "--lock", resolve_dir / "default.lock", "--wheelhouse", resolve_dir / "wheelhouse",
+             "--cache", cache])
+    assert p.returncode == 0, p.stderr
+    venv = Path(p.stdout.strip())
+    sources = [s for s in venv.rglob("*.py") if "__pycache__" not in s.parts]
+    assert len(sources) > 50
+    tag = f"cpython-{sys.version_info[0]}{sys.version_info[1]}"
+    missing = [s for s in sources if not (s.parent / "__pycache__" / f"{s.stem}.{tag}.pyc").is_file()]
+    assert len(missing) < len(sources) // 20, missing[:5]
+    pyc = next(venv.rglob(f"pytest/__pycache__/__init__.{tag}.pyc")).read_bytes()
+    assert b"/venv/lib/python" in pyc and str(cache).encode() not in pyc

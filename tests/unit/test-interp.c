@@ -22,10 +22,11 @@
 
 /* What python itself prints for code, without its newline. */
 static char *ask(const char *python, const char *code) {
-        char *argv[] = { (char *) python, (char *) "-I", (char *) "-c", (char *) code, NULL };
+        _cleanup_free_ char *real = realpath(python, NULL);
+        char *argv[] = { real, (char *) "-I", (char *) "-c", (char *) code, NULL };
         char *out = NULL;
         int status = -1;
-        if (nb_python_run(python, argv, &out, &status) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
+        if (nb_python_run(argv, NULL, &out, &status, NULL, NULL) < 0 || !WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 free(out);
                 return NULL;
         }
@@ -88,59 +89,89 @@ TEST(probe_refuses) {
         CHECK_EQ_STR(nb_error_message(&err), "python /etc/passwd: not an executable file");
 }
 
-static int lines(int dfd, const char *name) {
-        _cleanup_free_ char *data = NULL;
-        if (nb_read_file_beneath(dfd, name, 1 << 20, &data, NULL) < 0)
+static int count_entries(const char *dir) {
+        _cleanup_free_ char *cmd = NULL;
+        if (asprintf(&cmd, "find %s -type f | wc -l", dir) < 0)
                 return -1;
-        int n = 0;
-        for (char *p = data; *p; p++)
-                n += *p == '\n';
+        FILE *f = popen(cmd, "r");
+        int n = -1;
+        if (f) {
+                if (fscanf(f, "%d", &n) != 1)
+                        n = -1;
+                pclose(f);
+        }
         return n;
 }
 
-/* With a store the answer is kept under the binary's identity: a second probe runs no
- * Python; a changed binary is asked again. The "interpreter" is a wrapper that counts
- * its runs. */
+/* With a store the answer is kept under the binary's identity and the name it was
+ * called by: a second probe adds nothing, another name is asked again. */
 TEST(probe_remembered) {
         char root[] = "/tmp/nb-test-interp.XXXXXX";
         CHECK(mkdtemp(root) != NULL);
-        _cleanup_close_ int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        CHECK(dfd >= 0);
-        _cleanup_free_ char *wrapper = NULL, *script = NULL, *cache_path = NULL;
-        CHECK(asprintf(&wrapper, "%s/python", root) > 0);
+        _cleanup_free_ char *link = NULL, *cache_path = NULL, *ac = NULL;
+        CHECK(asprintf(&link, "%s/python", root) > 0);
         CHECK(asprintf(&cache_path, "%s/cache", root) > 0);
-        CHECK(asprintf(&script, "#!/bin/sh\necho ran >> %s/runs\nexec " PYTHON " \"$@\"\n", root) > 0);
-        CHECK_EQ_INT(nb_write_file_beneath(dfd, "python", script, strlen(script), 0755), 0);
-        CHECK(fchmodat(dfd, "python", 0755, 0) == 0);
+        CHECK(asprintf(&ac, "%s/cache/ac", root) > 0);
+        CHECK(symlink(PYTHON, link) == 0);
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_cache_dir cache;
         CHECK_EQ_INT(nb_cache_dir_open(&cache, cache_path, &err), 0);
         struct nb_store store = { .dir = &cache };
         struct nb_python a = {}, b = {}, c = {};
-        CHECK_EQ_INT(nb_python_probe(&store, wrapper, &a, &err), 0);
-        CHECK_EQ_INT(lines(dfd, "runs"), 1);
-        CHECK_EQ_INT(nb_python_probe(&store, wrapper, &b, &err), 0);
-        CHECK_EQ_INT(lines(dfd, "runs"), 1);
+        CHECK_EQ_INT(nb_python_probe(&store, PYTHON, &a, &err), 0);
+        CHECK_EQ_INT(count_entries(ac), 1);
+        CHECK_EQ_INT(nb_python_probe(&store, PYTHON, &b, &err), 0);
+        CHECK_EQ_INT(count_entries(ac), 1);
         CHECK_EQ_STR(b.version, a.version);
         CHECK_EQ_STR(b.interp_tag, a.interp_tag);
         CHECK_EQ_STR(b.plat_tag, a.plat_tag);
-        /* Without a store, always asked. */
-        nb_python_done(&b);
-        CHECK_EQ_INT(nb_python_probe(NULL, wrapper, &b, &err), 0);
-        CHECK_EQ_INT(lines(dfd, "runs"), 2);
-        /* The same bytes written again: a new ctime, a new identity, asked again. */
-        CHECK(unlinkat(dfd, "python", 0) == 0);
-        CHECK_EQ_INT(nb_write_file_beneath(dfd, "python", script, strlen(script), 0755), 0);
-        CHECK(fchmodat(dfd, "python", 0755, 0) == 0);
-        CHECK_EQ_INT(nb_python_probe(&store, wrapper, &c, &err), 0);
-        CHECK_EQ_INT(lines(dfd, "runs"), 3);
+        CHECK_EQ_STR(b.cache_tag, a.cache_tag);
+        CHECK_EQ_INT(nb_python_probe(&store, link, &c, &err), 0);
+        CHECK_EQ_INT(count_entries(ac), 2);
         CHECK_EQ_STR(c.version, a.version);
+        CHECK_EQ_STR(c.path, a.path);
         nb_python_done(&a);
         nb_python_done(&b);
         nb_python_done(&c);
         nb_cache_dir_close(&cache);
         CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, root), 0);
+}
+
+/* A workspace names its interpreter, and a workspace is not trusted: a script outside
+ * the system directories is refused before it runs, on the host or anywhere. */
+TEST(probe_never_runs_a_workspace_script) {
+        char root[] = "/tmp/nb-test-interp.XXXXXX";
+        CHECK(mkdtemp(root) != NULL);
+        _cleanup_close_ int dfd = open(root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        _cleanup_free_ char *script = NULL, *evil = NULL, *ran = NULL;
+        CHECK(asprintf(&evil, "%s/python", root) > 0);
+        CHECK(asprintf(&ran, "%s/ran", root) > 0);
+        CHECK(asprintf(&script, "#!/bin/sh\ntouch %s\nexec " PYTHON " \"$@\"\n", ran) > 0);
+        CHECK_EQ_INT(nb_write_file_beneath(dfd, "python", script, strlen(script), 0755), 0);
+        CHECK(fchmodat(dfd, "python", 0755, 0) == 0);
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        struct nb_python py = {};
+        CHECK_EQ_INT(nb_python_probe(NULL, evil, &py, &err), -EINVAL);
+        CHECK(err.klass == NB_ERROR_INPUT);
+        CHECK(strstr(nb_error_message(&err), "outside the system directories the sandbox mounts") != NULL);
+        CHECK(access(ran, F_OK) < 0 && errno == ENOENT);
+        /* And the runner itself refuses to start one. */
+        nb_error_clear(&err);
+        _cleanup_free_ char *out = NULL;
+        int status = 0;
+        char *argv[] = { evil, (char *) "-c", (char *) "pass", NULL };
+        CHECK_EQ_INT(nb_python_run(argv, NULL, &out, &status, NULL, &err), -EPERM);
+        CHECK(access(ran, F_OK) < 0 && errno == ENOENT);
+        CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, root), 0);
+}
+
+/* The interpreter runs in a sandbox: it sees none of the host's files beyond the
+ * system directories, and no network. */
+TEST(run_is_sandboxed) {
+        _cleanup_free_ char *said = ask(PYTHON, "import os, socket; print(os.path.exists('/etc/hostname'), os.path.exists('/root'), os.path.exists('/home'), socket.gethostname(), os.getuid())");
+        CHECK(said != NULL);
+        CHECK_EQ_STR(said, "False False False nestbox 1000");
 }
 
 /* Wheel tags: the interpreter is described by hand so the test is the same on any
