@@ -148,8 +148,11 @@ static int write_pyvenv_cfg(int root, const struct nb_python *py, const char *wh
                      "command = nestbox venv\n",
                      home, py->version, py->path) < 0)
                 return nb_error_set(err, ENOMEM, "venv");
-        /* O_EXCL: a wheel's .data/data cannot have planted one first. */
+        /* O_EXCL: a wheel's .data/data cannot have planted one first (wheel_files.c
+         * refuses it by name; this is the second line). */
         int r = write_new_file(root, "pyvenv.cfg", cfg, 0444);
+        if (r == -EEXIST)
+                return nb_error_input(err, EINVAL, "venv: a wheel planted pyvenv.cfg");
         if (r < 0)
                 return nb_error_set(err, -r, "venv %s/pyvenv.cfg", where);
         return 0;

@@ -5,6 +5,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -21,6 +22,14 @@
 /* Scripts, WHEEL and entry_points.txt are read whole (to rewrite or parse them); none
  * is anywhere near this big in a real wheel. */
 #define SMALL_FILE_MAX (64u << 20)
+
+/* A wheel may unpack to UNPACK_RATIO times its own size, and always to UNPACK_MIN
+ * (real wheels stay under 10x; a zip bomb is thousands), never beyond UNPACK_MAX
+ * (README, "nestbox venv"). Counted from the sizes the entries declare before a byte
+ * is written, and from the bytes that really arrive. */
+#define UNPACK_RATIO 64u
+#define UNPACK_MIN (256ull << 20)
+#define UNPACK_MAX (16ull << 30)
 
 /* What the wheel holds is wrong: the wheelhouse's to fix, not the machine's. */
 #define BAD(st, ...) nb_error_input((st)->err, EINVAL, __VA_ARGS__)
@@ -39,6 +48,8 @@ struct wheel_files {
         bool have_metadata, have_wheel, have_record;
         char *wheel_meta;   /* the dist-info's WHEEL file */
         char *entry_points; /* the dist-info's entry_points.txt, if any */
+        uint64_t budget;    /* bytes it may still unpack */
+        uint64_t cap;       /* the budget at the start, for messages */
         FILE *record;       /* RECORD lines so far */
         char *record_buf;
         size_t record_len;
@@ -71,10 +82,16 @@ static int check_name(struct wheel_files *st, const char *name) {
                         return BAD(st, "%s: entry with a control character in its name", st->wheel);
         if (name[0] == '/')
                 return BAD(st, "%s: entry %s escapes the venv", st->wheel, name);
+        if (strlen(name) > PATH_MAX - 256)
+                return BAD(st, "%s: entry name of %zu bytes, longer than any path a venv can hold", st->wheel,
+                           strlen(name));
         for (const char *p = name; *p;) {
                 size_t n = strcspn(p, "/");
                 if (n == 2 && p[0] == '.' && p[1] == '.')
                         return BAD(st, "%s: entry %s escapes the venv", st->wheel, name);
+                if (n > NAME_MAX)
+                        return BAD(st, "%s: entry %.64s...: a name of %zu bytes, more than the %d a file name may have",
+                                   st->wheel, name, n, NAME_MAX);
                 p += n;
                 p += strspn(p, "/");
         }
@@ -123,7 +140,7 @@ static void record_add(struct wheel_files *st, const char *target, const char *h
 /* Errors from creating a file the wheel asked for: a clash with what is already there
  * (a file where a directory should be, a link, ...) is the wheel's fault. */
 static int create_error(struct wheel_files *st, int r, const char *what, const char *target) {
-        if (r == -ENOTDIR || r == -EISDIR || r == -ELOOP || r == -EXDEV || r == -EEXIST)
+        if (r == -ENOTDIR || r == -EISDIR || r == -ELOOP || r == -EXDEV || r == -EEXIST || r == -ENAMETOOLONG)
                 return nb_error_input(st->err, EINVAL, "%s: %s: cannot create %s: %s", st->wheel, what, target,
                                       strerror(-r));
         return nb_error_set(st->err, r, "%s: %s: %s", st->wheel, what, target);
@@ -144,6 +161,20 @@ static int open_target(struct wheel_files *st, const char *what, const char *tar
         if (fchmod(fd, mode) < 0)
                 return nb_error_set(st->err, errno, "%s: %s", st->wheel, target);
         return TAKE_FD(fd);
+}
+
+static int too_big(struct wheel_files *st) {
+        return BAD(st, "%s: unpacks to more than %llu bytes (%u times its size, at least %llu MiB): refusing what "
+                   "looks like a zip bomb", st->wheel, (unsigned long long) st->cap, UNPACK_RATIO,
+                   (unsigned long long) (UNPACK_MIN >> 20));
+}
+
+/* n more bytes unpacked: within the budget, or the wheel's error. */
+static int spend(struct wheel_files *st, uint64_t n) {
+        if (n > st->budget)
+                return too_big(st);
+        st->budget -= n;
+        return 0;
 }
 
 static int write_target(struct wheel_files *st, const char *what, const char *target, mode_t mode,
@@ -181,7 +212,10 @@ static int stream_target(struct wheel_files *st, struct archive *a, const char *
                 /* Zip has no holes; an offset that jumps means a reader we do not expect. */
                 if (off < 0 || (uint64_t) off != size)
                         return nb_error_input(st->err, EBADMSG, "%s: entry %s: unexpected data offset", st->wheel, name);
-                int r = nb_write_all(fd, buf, len);
+                int r = spend(st, len);
+                if (r < 0)
+                        return r;
+                r = nb_write_all(fd, buf, len);
                 if (r < 0)
                         return nb_error_set(st->err, -r, "%s: %s", st->wheel, target);
                 nb_hasher_update(h, buf, len);
@@ -213,6 +247,9 @@ static int slurp(struct wheel_files *st, struct archive *a, const char *name, ch
                         return nb_error_input(st->err, EBADMSG, "%s: entry %s: %s", st->wheel, name, archive_error_string(a));
                 if (r == 0)
                         break;
+                int k = spend(st, (uint64_t) r);
+                if (k < 0)
+                        return k;
                 n += (size_t) r;
         }
         buf[n] = 0;
@@ -262,9 +299,15 @@ static int map_data(struct wheel_files *st, const char *name, const char *rest, 
         } else if (n == 7 && strncmp(rest, "headers", 7) == 0)
                 r = asprintf(target, "include/site/python%s/%s/%s", st->py->version_short, st->req->name, path);
         else if (n == 4 && strncmp(rest, "data", 4) == 0) {
-                /* The venv's own files are nestbox's, not the wheel's. */
-                if (strcmp(path, "pyvenv.cfg") == 0 || strncmp(path, ".nestbox", 8) == 0)
-                        return BAD(st, "%s: entry %s would replace the venv's %s", st->wheel, name, path);
+                /* The venv's own files are nestbox's, not the wheel's: "./pyvenv.cfg"
+                 * and "a/../pyvenv.cfg" ("..": refused already) name them too. */
+                path += strspn(path, "/");
+                while (path[0] == '.' && path[1] == '/')
+                        path += 2 + strspn(path + 2, "/");
+                if (strcmp(path, "pyvenv.cfg") == 0 || strncmp(path, ".nestbox", 8) == 0 ||
+                    strcmp(path, ".") == 0 || !*path)
+                        return BAD(st, "%s: entry %s would replace the venv's %s", st->wheel, name,
+                                   *path && strcmp(path, ".") ? path : "root");
                 r = asprintf(target, "%s", path);
         } else
                 return BAD(st, "%s: entry %s: unknown .data scheme '%.*s'", st->wheel, name, (int) n, rest);
@@ -327,6 +370,9 @@ static int files_entry(struct wheel_files *st, struct archive *a, struct archive
                 return 0;
         if (type != AE_IFREG)
                 return BAD(st, "%s: entry %s is a device or special file", st->wheel, name);
+        /* The declared size refuses a bomb before a byte of it is written. */
+        if (archive_entry_size_is_set(e) && (archive_entry_size(e) < 0 || (uint64_t) archive_entry_size(e) > st->budget))
+                return too_big(st);
 
         size_t toplen = strcspn(name, "/");
         const char *rest = name[toplen] ? name + toplen + 1 : "";
@@ -541,9 +587,14 @@ int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct
             archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK)
                 return nb_error_input(err, EBADMSG, "%s: not a zip archive: %s", w->filename, archive_error_string(a));
 
+        struct stat zst;
+        if (fstat(fd, &zst) < 0)
+                return nb_error_set(err, errno, "%s", w->filename);
+        uint64_t cap = (uint64_t) zst.st_size * UNPACK_RATIO;
+        cap = cap < UNPACK_MIN ? UNPACK_MIN : cap > UNPACK_MAX ? UNPACK_MAX : cap;
         _cleanup_(files_donep) struct wheel_files st = {
                 .py = py, .req = req, .wheel = w->filename, .venv_fd = dest->fd, .site = dest->site,
-                .python = dest->python, .err = err,
+                .python = dest->python, .err = err, .budget = cap, .cap = cap,
         };
         int r = files_init(&st);
         if (r < 0)
