@@ -296,8 +296,11 @@ int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, s
                 return nb_error_set(err, ENOMEM, "artifact");
         /* pax_restricted: plain ustar headers, and a pax header (path only, no times)
          * just for names ustar cannot hold. No padding to 10 KiB blocks. The zstd
-         * filter must be libzstd itself (ARCHIVE_WARN means an external program). */
+         * filter must be libzstd itself (ARCHIVE_WARN means an external program).
+         * hdrcharset=BINARY: names are bytes (a test may write any but "/" and NUL),
+         * stored and read back untranslated whatever the locale. */
         if (archive_write_set_format_pax_restricted(ar) != ARCHIVE_OK ||
+            archive_write_set_format_option(ar, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
             archive_write_add_filter_zstd(ar) != ARCHIVE_OK || archive_write_set_bytes_in_last_block(ar, 1) != ARCHIVE_OK)
                 return archive_failed(err, ar, "setting up tar.zst");
         if (archive_write_open(ar, &m, NULL, membuf_write, NULL) != ARCHIVE_OK)
@@ -437,24 +440,52 @@ int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, st
         return 0;
 }
 
+/* How many bytes at p are one control character: C0 and DEL, C1 (U+0080..U+009F,
+ * two bytes in UTF-8), or "%" itself; 0 for anything else. */
+static int control_len(const unsigned char *p) {
+        if (*p < 0x20 || *p == 0x7f || *p == '%')
+                return 1;
+        return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
+}
+
+/* A name as it goes into --output: bytes as the test wrote them, but each byte of a
+ * control character becomes %XX (and so does "%", so that no two names meet): nothing
+ * a user lists can move their terminal's cursor or forge a line. */
+static char *escape_name(const char *name) {
+        char *out = malloc(strlen(name) * 3 + 1), *o = out; /* names are at most MAX_NAME */
+        if (!out)
+                return NULL;
+        for (const unsigned char *p = (const unsigned char *) name; *p;) {
+                int k = control_len(p);
+                if (!k)
+                        *o++ = (char) *p++;
+                for (; k > 0; k--)
+                        o += sprintf(o, "%%%02X", *p++);
+        }
+        *o = 0;
+        return out;
+}
+
 int nb_artifact_extract(const struct nb_artifact *a, int dir_fd, struct nb_error *err) {
         for (size_t i = 0; i < a->n; i++) {
                 const struct nb_artifact_entry *e = &a->entries[i];
-                if (!name_ok(e->name))
-                        return nb_error_setx(err, EINVAL, "artifact: refusing entry name '%s'", e->name);
-                const char *slash = strrchr(e->name, '/');
+                _cleanup_free_ char *name = name_ok(e->name) ? escape_name(e->name) : NULL;
+                if (!name)
+                        return name_ok(e->name) ? nb_error_set(err, ENOMEM, "artifact")
+                                                : nb_error_setx(err, EINVAL, "artifact: refusing an entry name");
+                const char *slash = strrchr(name, '/');
                 _cleanup_close_ int dfd = -1;
                 if (slash) {
-                        _cleanup_free_ char *dir = strndup(e->name, (size_t) (slash - e->name));
+                        _cleanup_free_ char *dir = strndup(name, (size_t) (slash - name));
                         if (!dir)
                                 return nb_error_set(err, ENOMEM, "artifact");
                         dfd = nb_mkdir_p_beneath(dir_fd, dir, 0755);
                         if (dfd < 0)
-                                return nb_error_set(err, dfd, "artifact: extracting %s", e->name);
+                                return nb_error_set(err, dfd, "artifact: extracting %s", name);
                 }
-                int r = nb_write_file_atomic(slash ? dfd : dir_fd, slash ? slash + 1 : e->name, e->data, e->len, 0644);
+                int r = nb_write_file_atomic(slash ? dfd : dir_fd, slash ? slash + 1 : name, e->data, e->len, 0644);
                 if (r < 0)
-                        return nb_error_set(err, r, "artifact: extracting %s", e->name);
+                        return nb_error_set(err, r, "artifact: extracting %s", name);
         }
         return 0;
 }

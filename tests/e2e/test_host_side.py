@@ -184,3 +184,30 @@ def test_bytecode_is_compiled_in_a_sandbox(tmp_path, resolve_dir, cache):  # noq
     assert len(missing) < len(sources) // 20, missing[:5]
     pyc = next(venv.rglob(f"pytest/__pycache__/__init__.{tag}.pyc")).read_bytes()
     assert b"/venv/lib/python" in pyc and str(cache).encode() not in pyc
+
+
+@pytest.mark.sandbox
+def test_undeclared_output_names_are_bytes(tmp_path, resolve_dir, cache):  # noqa: F811
+    """A name that is not UTF-8 is stored and restored byte for byte (cached like any
+    other); control characters are escaped as %XX on the way into --output."""
+    body = (
+        "import os\n\n"
+        "def test_writes():\n"
+        "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR'].encode()\n"
+        "    for name in (b'latin1-\\xe9t\\xe9', b'raw-\\xff\\xfe', b'line\\nPASSED', b'esc-\\x1b[31m', b'pct-%41',\n"
+        "                 b'c1-\\xc2\\x9b31m'):\n"
+        "        with open(os.path.join(d, name), 'wb') as f:\n"
+        "            f.write(name)\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    want = {b"latin1-\xe9t\xe9": b"latin1-\xe9t\xe9", b"raw-\xff\xfe": b"raw-\xff\xfe",
+            b"line%0APASSED": b"line\nPASSED", b"esc-%1B[31m": b"esc-\x1b[31m", b"pct-%2541": b"pct-%41",
+            b"c1-%C2%9B31m": b"c1-\xc2\x9b31m"}
+    for i, extra in enumerate(([], [])):
+        out = tmp_path / f"out{i}"
+        p = run(["test", "--cache", cache, "--output", out, ws])
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert "not cached" not in p.stdout + p.stderr and "translate" not in p.stdout + p.stderr
+        assert ("(cached)" in p.stdout) == (i == 1), p.stdout
+        und = os.fsencode(out / "app/tests/undeclared")
+        got = {n: open(os.path.join(und, n), "rb").read() for n in os.listdir(und)}
+        assert got == want
