@@ -77,6 +77,22 @@ static int no_such_resolve(const struct nb_json_reader *p, const char *path, con
         return nb_jr_fail(p, path, "no resolve named %s (resolves: %s)", q, ws->n_resolves ? known : "none");
 }
 
+/* Each name in a target's "env" hands the test one host value, and the workspace is
+ * not trusted: a list long enough to be "the whole environment" (a copy of `env`'s
+ * output, every CI variable) would pass the invoker's secrets wholesale. */
+static int check_env_names(const struct nb_json_reader *p, const char *path, char **names) {
+        size_t n = 0;
+        while (names[n])
+                n++;
+        if (n <= NB_ENV_NAMES_MAX)
+                return 0;
+        _cleanup_free_ char *fp = nb_jr_join(p, path, "env", false);
+        if (!fp)
+                return nb_jr_oom(p);
+        return nb_jr_fail(p, fp, "%zu names; at most %u host variables may be passed (each hands the test a host "
+                          "value: name only what it needs)", n, NB_ENV_NAMES_MAX);
+}
+
 static const char *const target_keys[] = {
         "sources", "tests", "source_roots", "resolve", "timeout", "pytest_args",
         "env", "coverage", "memory", "pids", NULL,
@@ -124,6 +140,8 @@ static int parse_target(const struct nb_json_reader *p, const char *path, json_t
                         return nb_jr_fail(p, fp, "expected at least one glob");
         }
 
+        if ((r = check_env_names(p, path, t->env)) < 0)
+                return r;
         json_t *e;
         _cleanup_free_ char *rp = nb_jr_join(p, path, "resolve", false);
         if (!rp)

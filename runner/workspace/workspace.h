@@ -20,6 +20,8 @@
 #define NB_DEFAULT_TIMEOUT_MS (300u * 1000u)
 #define NB_DEFAULT_MEMORY (2ull << 30)
 #define NB_DEFAULT_PIDS 1024u
+/* A target's "env" names at most this many host variables. */
+#define NB_ENV_NAMES_MAX 64u
 
 struct nb_resolve {
         char *name;

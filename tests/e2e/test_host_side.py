@@ -211,3 +211,17 @@ def test_undeclared_output_names_are_bytes(tmp_path, resolve_dir, cache):  # noq
         und = os.fsencode(out / "app/tests/undeclared")
         got = {n: open(os.path.join(und, n), "rb").read() for n in os.listdir(und)}
         assert got == want
+
+
+def test_env_list_passing_the_whole_environment_is_refused(tmp_path, resolve_dir, cache):  # noqa: F811
+    names = [f"VAR_{i}" for i in range(65)]
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test("def test_ok():\n    pass\n"),
+                        {"app/tests": {"env": names}})
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 2, p.stdout + p.stderr
+    assert p.stderr == (f'nestbox: {ws}/nestbox.json: targets."app/tests".env: 65 names; at most 64 host variables may be '
+                        'passed (each hands the test a host value: name only what it needs)\n')
+    ws = make_workspace(tmp_path / "ws2", resolve_dir, one_test(
+        "import os\n\ndef test_sees():\n    assert os.environ['VAR_63'] == 'x'\n"), {"app/tests": {"env": names[:64]}})
+    p = run(["test", "--cache", cache, ws], env={**os.environ, "VAR_63": "x"})
+    assert p.returncode == 0, p.stdout + p.stderr
