@@ -23,6 +23,13 @@ static const char venv_usage[] =
         "same path without rebuilding. Inside a sandbox it is mounted at /venv, which is\n"
         "where its scripts' shebangs point.\n"
         "\n"
+        "The interpreter must lie beneath the system directories the sandbox mounts (/usr,\n"
+        "/bin, /sbin, /lib*), and it runs only inside a sandbox with a test's walls: its probe\n"
+        "(what it is, which wheel tags it takes) and the bytecode compilation, which sees the\n"
+        "venv read-only at /venv and writes only a capped /out the host copies .pyc files\n"
+        "back from. A wheel may unpack to 64 times its own size (at least 256 MiB, at most\n"
+        "16 GiB); more is refused as a zip bomb before it is written.\n"
+        "\n"
         "options:\n"
         "  --lock FILE        pip hash-checking requirements: name==version --hash=sha256:HEX\n"
         "                     per requirement; comments, '\\' continuations and environment\n"
@@ -34,8 +41,9 @@ static const char venv_usage[] =
         "  -h, --help         this text\n"
         "\n"
         "Exit codes: 0 the venv is ready; 2 usage or input error (a bad lockfile or marker,\n"
-        "a missing wheel, a hash mismatch, a wheel that is not a wheel or writes outside the\n"
-        "venv); 3 infrastructure error (the cache cannot be written).\n";
+        "a missing wheel, a hash mismatch, a wheel that is not a wheel, writes outside the\n"
+        "venv or over its own files, or inflates past the cap; an interpreter outside the\n"
+        "system directories); 3 infrastructure error (the cache cannot be written).\n";
 
 int cmd_venv(int argc, char **argv) {
         static const struct option options[] = {
