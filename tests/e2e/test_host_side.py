@@ -225,3 +225,21 @@ def test_env_list_passing_the_whole_environment_is_refused(tmp_path, resolve_dir
         "import os\n\ndef test_sees():\n    assert os.environ['VAR_63'] == 'x'\n"), {"app/tests": {"env": names[:64]}})
     p = run(["test", "--cache", cache, ws], env={**os.environ, "VAR_63": "x"})
     assert p.returncode == 0, p.stdout + p.stderr
+
+
+@pytest.mark.sandbox
+def test_coverage_files_count_against_the_outputs_cap(tmp_path, resolve_dir, cache):  # noqa: F811
+    """3 x 60 MiB of coverage files and 2 x 40 MiB of undeclared outputs: each under the
+    per-file cap, together over the 256 MiB cap (sparse files: no pages are written)."""
+    body = (
+        "import os\n\n"
+        "def test_fills():\n"
+        "    for name in ('coverage.data', 'coverage.xml', 'coverage.lcov'):\n"
+        "        os.truncate(os.open('/out/' + name, os.O_CREAT | os.O_WRONLY), 60 << 20)\n"
+        "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
+        "    for name in ('x', 'y'):\n"
+        "        os.truncate(os.open(os.path.join(d, name), os.O_CREAT | os.O_WRONLY), 40 << 20)\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "takes the outputs beyond 268435456 bytes in all" in p.stdout, p.stdout
