@@ -278,6 +278,14 @@ static int write_entry(struct archive *ar, const struct nb_artifact_entry *e, st
         return 0;
 }
 
+static bool any_non_ascii(const struct nb_artifact *a) {
+        for (size_t i = 0; i < a->n; i++)
+                for (const unsigned char *p = (const unsigned char *) a->entries[i].name; *p; p++)
+                        if (*p >= 0x80)
+                                return true;
+        return false;
+}
+
 static void membuf_done(struct membuf *m) {
         free(m->data);
 }
@@ -297,10 +305,11 @@ int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, s
         /* pax_restricted: plain ustar headers, and a pax header (path only, no times)
          * just for names ustar cannot hold. No padding to 10 KiB blocks. The zstd
          * filter must be libzstd itself (ARCHIVE_WARN means an external program).
-         * hdrcharset=BINARY: names are bytes (a test may write any but "/" and NUL),
-         * stored and read back untranslated whatever the locale. */
+         * hdrcharset=BINARY where a name is not ASCII: names are bytes (a test may
+         * write any but "/" and NUL), stored and read back untranslated whatever the
+         * locale; it costs a pax header per entry, so plain names go without. */
         if (archive_write_set_format_pax_restricted(ar) != ARCHIVE_OK ||
-            archive_write_set_format_option(ar, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK ||
+            (any_non_ascii(a) && archive_write_set_format_option(ar, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK) ||
             archive_write_add_filter_zstd(ar) != ARCHIVE_OK || archive_write_set_bytes_in_last_block(ar, 1) != ARCHIVE_OK)
                 return archive_failed(err, ar, "setting up tar.zst");
         if (archive_write_open(ar, &m, NULL, membuf_write, NULL) != ARCHIVE_OK)
