@@ -39,14 +39,19 @@ def test_entry_name_over_255_bytes(env):
     assert_input_error(env, p, "bad-1.0-py3-none-any.whl: entry bad/aaaa", "a name of 303 bytes, more than the 255")
 
 
-def test_zip_bomb_is_refused_before_it_is_written(env, tmp_path):
-    # 300 MiB of zeros deflate to 300 KiB: a thousand times the wheel's size.
-    w = make_wheel(env.wheelhouse, "bomb", "1.0", {"bomb/__init__.py": b""})
+def wheel_of_zeros(env, name, mib):
+    """A wheel holding mib MiB of zeros, deflated to about a thousandth of that."""
+    w = make_wheel(env.wheelhouse, name, "1.0", {f"{name}/__init__.py": b""})
     with zipfile.ZipFile(w, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        with z.open("bomb/zeros.bin", "w", force_zip64=True) as f:
+        with z.open(f"{name}/zeros.bin", "w", force_zip64=True) as f:
             chunk = bytes(1 << 20)
-            for _ in range(300):
+            for _ in range(mib):
                 f.write(chunk)
+    return w
+
+
+def test_zip_bomb_is_refused_before_it_is_written(env, tmp_path):
+    w = wheel_of_zeros(env, "bomb", 300)
     env.write_lock(lock_line("bomb", "1.0", w))
     p = env.venv()
     assert_input_error(env, p, "bomb-1.0-py3-none-any.whl: unpacks to more than 268435456 bytes",
@@ -55,12 +60,7 @@ def test_zip_bomb_is_refused_before_it_is_written(env, tmp_path):
 
 def test_entry_lying_about_its_size_is_cut_at_the_cap(env):
     # The central directory says 1 KiB; the data inflates to 300 MiB.
-    w = make_wheel(env.wheelhouse, "liar", "1.0", {"liar/__init__.py": b""})
-    with zipfile.ZipFile(w, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        with z.open("liar/zeros.bin", "w", force_zip64=True) as f:
-            chunk = bytes(1 << 20)
-            for _ in range(300):
-                f.write(chunk)
+    w = wheel_of_zeros(env, "liar", 300)
     data = bytearray(w.read_bytes())
     # The last central directory entry's uncompressed size.
     cd = data.rfind(b"PK\x01\x02")

@@ -99,10 +99,14 @@ ssize_t write(int fd, const void *buf, size_t n) {
         return r;
 }
 
+/* The next definition of name in the link order: libc's. */
+#define REAL(name) \
+        static __typeof__(name) *real; \
+        if (!real) \
+                real = (__typeof__(name) *) dlsym(RTLD_NEXT, #name)
+
 ssize_t writev(int fd, const struct iovec *iov, int cnt) {
-        static ssize_t (*real)(int, const struct iovec *, int);
-        if (!real)
-                real = (ssize_t (*)(int, const struct iovec *, int)) dlsym(RTLD_NEXT, "writev");
+        REAL(writev);
         ssize_t r = real(fd, iov, cnt);
         if (r > 0)
                 wrote(fd);
@@ -110,39 +114,32 @@ ssize_t writev(int fd, const struct iovec *iov, int cnt) {
 }
 
 ssize_t copy_file_range(int in, off_t *in_off, int out, off_t *out_off, size_t len, unsigned flags) {
-        static ssize_t (*real)(int, off_t *, int, off_t *, size_t, unsigned);
-        if (!real)
-                real = (ssize_t (*)(int, off_t *, int, off_t *, size_t, unsigned)) dlsym(RTLD_NEXT, "copy_file_range");
+        REAL(copy_file_range);
         ssize_t r = real(in, in_off, out, out_off, len, flags);
         if (r > 0)
                 wrote(out);
         return r;
 }
 
-int fsync(int fd) {
-        static int (*real)(int);
-        if (!real)
-                real = (int (*)(int)) dlsym(RTLD_NEXT, "fsync");
+static int sync_call(int (*real)(int), int fd) {
         int r = real(fd);
         if (r == 0)
                 synced(fd);
         return r;
+}
+
+int fsync(int fd) {
+        REAL(fsync);
+        return sync_call(real, fd);
 }
 
 int fdatasync(int fd) {
-        static int (*real)(int);
-        if (!real)
-                real = (int (*)(int)) dlsym(RTLD_NEXT, "fdatasync");
-        int r = real(fd);
-        if (r == 0)
-                synced(fd);
-        return r;
+        REAL(fdatasync);
+        return sync_call(real, fd);
 }
 
 int syncfs(int fd) {
-        static int (*real)(int);
-        if (!real)
-                real = (int (*)(int)) dlsym(RTLD_NEXT, "syncfs");
+        REAL(syncfs);
         int r = real(fd);
         if (r == 0) {
                 memset(dirty, 0, sizeof(dirty));
@@ -152,18 +149,14 @@ int syncfs(int fd) {
 }
 
 int close(int fd) {
-        static int (*real)(int);
-        if (!real)
-                real = (int (*)(int)) dlsym(RTLD_NEXT, "close");
+        REAL(close);
         if (fd >= 0 && fd < MAX_FD)
                 dirty[fd] = false;
         return real(fd);
 }
 
 int renameat(int olddir, const char *old, int newdir, const char *new) {
-        static int (*real)(int, const char *, int, const char *);
-        if (!real)
-                real = (int (*)(int, const char *, int, const char *)) dlsym(RTLD_NEXT, "renameat");
+        REAL(renameat);
         char a[PATH_MAX], b[PATH_MAX];
         bool ok = path_of(olddir, old, a) && path_of(newdir, new, b);
         int r = real(olddir, old, newdir, new);
