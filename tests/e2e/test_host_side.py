@@ -48,6 +48,15 @@ def test_log_is_a_pipe_drained_with_a_cap(tmp_path, resolve_dir, cache):  # noqa
     assert b"[... nestbox: log cut here, " in log and b" bytes left out ...]" in log
 
 
+def failing_run(tmp_path, resolve_dir, cache, body):  # noqa: F811
+    """The stdout of a run of one test whose outputs fail the target."""
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout
+    return p.stdout
+
+
 @pytest.mark.sandbox
 def test_many_undeclared_outputs_fail_the_target(tmp_path, resolve_dir, cache):  # noqa: F811
     body = (
@@ -56,11 +65,8 @@ def test_many_undeclared_outputs_fail_the_target(tmp_path, resolve_dir, cache): 
         "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
         "    for i in range(12000):\n"
         "        open(os.path.join(d, f'f{i}'), 'w').close()\n")
-    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
-    p = run(["test", "--cache", cache, ws])
-    assert p.returncode == 1, p.stdout + p.stderr
-    assert "app/tests  FAILED" in p.stdout
-    assert "/out: artifact: more than 10000 files in undeclared" in p.stdout
+    out = failing_run(tmp_path, resolve_dir, cache, body)
+    assert "/out: artifact: more than 10000 files in undeclared" in out, out
 
 
 @pytest.mark.sandbox
@@ -239,7 +245,5 @@ def test_coverage_files_count_against_the_outputs_cap(tmp_path, resolve_dir, cac
         "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
         "    for name in ('x', 'y'):\n"
         "        os.truncate(os.open(os.path.join(d, name), os.O_CREAT | os.O_WRONLY), 40 << 20)\n")
-    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
-    p = run(["test", "--cache", cache, ws])
-    assert p.returncode == 1, p.stdout + p.stderr
-    assert "takes the outputs beyond 268435456 bytes in all" in p.stdout, p.stdout
+    out = failing_run(tmp_path, resolve_dir, cache, body)
+    assert "takes the outputs beyond 268435456 bytes in all" in out, out

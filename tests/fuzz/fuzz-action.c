@@ -9,13 +9,7 @@
 #include "action/action.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
+#include "fuzz.h"
 
 static void action_freep(struct nb_action **a) {
         nb_action_free(*a);

@@ -9,13 +9,7 @@
 #include "cache/artifact.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
+#include "fuzz.h"
 
 static void artifact_donep(struct nb_artifact *a) {
         nb_artifact_done(a);

@@ -10,13 +10,7 @@
 #include "junit/junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
+#include "fuzz.h"
 
 static void fuzz_error_report(const uint8_t *data, size_t size) {
         /* The input as the message and (after a NUL, if any) the details. */

@@ -11,13 +11,7 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 #include "python/lockfile.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
+#include "fuzz.h"
 
 static const struct nb_marker_env env = {
         .python_version = "3.11", .python_full_version = "3.11.2", .sys_platform = "linux",

@@ -9,13 +9,7 @@
 
 #include "action/replay.h"
 #include "nestbox/cleanup.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
+#include "fuzz.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;

@@ -21,13 +21,7 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/error.h"
 #include "nestbox/fs.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
+#include "fuzz.h"
 
 #define KEY "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef"
 

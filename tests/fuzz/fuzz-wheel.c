@@ -18,13 +18,7 @@
 #include "nestbox/error.h"
 #include "nestbox/fs.h"
 #include "python/wheel_files.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
+#include "fuzz.h"
 
 #define WHEEL "fuzz-1.0-py3-none-any.whl"
 
