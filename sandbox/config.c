@@ -49,6 +49,9 @@ void nb_sandbox_config_done(struct nb_sandbox_config *cfg) {
 }
 
 void nb_sandbox_result_done(struct nb_sandbox_result *res) {
+        nb_denial_list_free(res->denied, res->n_denied);
+        res->denied = NULL;
+        res->n_denied = 0;
         free(res->output);
         res->output = NULL;
         res->output_len = res->output_head = 0;

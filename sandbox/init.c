@@ -9,13 +9,50 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <fcntl.h>
 #include <sys/ioctl.h>
+#include <sys/prctl.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "sandbox-internal.h"
+
+#define TITLE "nestbox-init"
+
+/* pid 1 is a clone of the supervisor, so /proc/1/cmdline (readable by the command
+ * even though pid 1 is not dumpable) would show the host's command line: workspace
+ * and cache paths, the invoker's flags. The kernel reads it from our own argument
+ * area (arg_start..arg_end, fields 48 and 49 of /proc/self/stat), which we overwrite
+ * with TITLE, ending the area on a non-NUL byte: the kernel then reads the title as
+ * setproctitle(3) writes it, up to its NUL, and shows nothing of the rest. /proc/1/comm
+ * gets the title too. Best effort: a failure leaves the old line, not the sandbox. */
+void nb_init_set_title(void) {
+        (void) prctl(PR_SET_NAME, TITLE, 0, 0, 0);
+        _cleanup_close_ int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ char *stat = NULL;
+        if (fd < 0 || nb_read_fd(fd, 1 << 16, &stat, NULL) < 0)
+                return;
+        char *p = strrchr(stat, ')'); /* comm may hold spaces and parentheses */
+        unsigned long start = 0, end = 0;
+        /* After ")": field 3 onwards; arg_start and arg_end are fields 48 and 49. */
+        for (int field = 2; p && field < 49; field++) {
+                p = strchr(p + 1, ' ');
+                if (p && field + 1 == 48)
+                        start = strtoul(p + 1, NULL, 10);
+                if (p && field + 1 == 49)
+                        end = strtoul(p + 1, NULL, 10);
+        }
+        if (!start || end <= start + 2)
+                return;
+        char *area = (char *) (uintptr_t) start;
+        size_t len = end - start, n = strlen(TITLE) < len - 2 ? strlen(TITLE) : len - 2;
+        memset(area, 0, len);
+        memcpy(area, TITLE, n);
+        area[len - 1] = ' ';
+}
 
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT, SIGUSR1, SIGUSR2 };
 

@@ -9,16 +9,19 @@
  *                                               group; waits for "go"
  *   write uid_map/gid_map, join cgroups
  *   "go" ------------------------------------>  private mounts, pin the bind sources,
- *   compile the seccomp filter                  become uid/gid 1000, parent-death
+ *   write the seccomp filter (prebuilt)         become uid/gid 1000, parent-death
  *                                               signal, not dumpable, hostname, cgroup
  *                                               namespace, mounts + pivot_root,
  *                                               loopback, drop all capabilities (and
- *   "filter ready" -------------------------->  no_new_privs); waits for the filter;
- *                                               seccomp; then init (init.c): fork; the
+ *                                               no_new_privs), Landlock (landlock.c);
+ *   "filter ready" -------------------------->  waits for the filter; seccomp (its
+ *   receive the seccomp listener <------------  listener, with the denial report, to
+ *                                               the parent); then init (init.c): fork; the
  *                                               command's process takes a new session,
  *                                               rlimits, cwd, closes fds, execs; pid 1
  *                                               reaps and forwards signals
- *   supervise: forward signals, timeout
+ *   supervise: forward signals, timeout,
+ *   answer denied calls (denials.c)
  *   (SIGABRT, grace, SIGKILL of pid 1)
  *   reap pid 1, read status and errors, collect limits
  *
@@ -60,6 +63,7 @@ struct pipes {
         int status[2]; /* init -> parent: the command's wait status */
         int export[2]; /* child -> parent: the NB_MOUNT_OUT_TMPFS root (SCM_RIGHTS) */
         int output[2]; /* the command's stdout+stderr -> the supervisor (when captured) */
+        int notify[2]; /* child -> parent: the seccomp listener (SCM_RIGHTS), with the report */
 };
 
 struct child_args {
@@ -68,6 +72,8 @@ struct child_args {
         const struct nb_id_map *ids;
         const struct nb_limits *limits;
         struct pipes *p;
+        bool notify;      /* the denial report: denied calls are user notifications */
+        int landlock_abi; /* 0: no Landlock */
 };
 
 static double now_sec(void) {
@@ -91,6 +97,7 @@ static void pipes_close(struct pipes *p) {
         close_pair(p->status);
         close_pair(p->export);
         close_pair(p->output);
+        close_pair(p->notify);
 }
 
 /* One byte from the parent: 'g' go, 's' the seccomp filter is ready. */
@@ -157,11 +164,13 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
          * through /proc/1/fd. */
         if ((r = redirect_stdio(cfg, a->p, &err)) < 0)
                 goto fail;
-        const int keep[] = { a->p->sync[0], a->p->err[1], a->p->status[1], a->p->export[1], a->filter_fd };
+        const int keep[] = { a->p->sync[0], a->p->err[1], a->p->status[1], a->p->export[1], a->p->notify[1], a->filter_fd };
         close_all_but(keep, NB_ELEMENTSOF(keep));
         /* Our own process group: a terminal's ^C reaches the command once, through us. */
         (void) setpgid(0, 0);
 
+        /* /proc/1/cmdline would show the supervisor's host command line. */
+        nb_init_set_title();
         if (wait_for(a->p->sync[0], 'g') < 0)
                 _exit(SETUP_FAILED);
         struct nb_mount_plan *plan = NULL;
@@ -209,13 +218,27 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
          * no_new_privs is set, which seccomp needs to be loaded unprivileged. */
         if ((r = nb_caps_drop_all(&err)) < 0)
                 goto fail;
+        /* Unprivileged (no_new_privs is set): the second wall, landlock.c. */
+        if ((r = nb_landlock_apply(cfg, a->landlock_abi, &err)) < 0)
+                goto fail;
         if (wait_for(a->p->sync[0], 's') < 0)
                 _exit(SETUP_FAILED); /* the parent reports why */
-        if ((r = nb_seccomp_load(a->filter_fd, &err)) < 0)
+        int listener = -1;
+        if ((r = nb_seccomp_load(a->filter_fd, a->notify, &listener, &err)) < 0)
                 goto fail;
         if (close(a->filter_fd) < 0) {
                 nb_error_set(&err, errno, "closing the seccomp filter");
                 goto fail;
+        }
+        /* The listener goes to the supervisor and nowhere else: the command must not be
+         * able to answer (or read) its own denials. */
+        if (listener >= 0) {
+                r = nb_send_fd(a->p->notify[1], listener);
+                close(listener);
+                if (r < 0) {
+                        nb_error_set(&err, -r, "handing the seccomp listener to the supervisor");
+                        goto fail;
+                }
         }
 
         nb_mount_plan_free(plan);
@@ -249,7 +272,8 @@ static int userns_error(int e, struct nb_error *err) {
  * (and with it the whole pid namespace) after the grace period. A kill() may find pid
  * 1 already exiting (ESRCH); the pidfd then says so on the next poll. */
 static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
-                     const struct nb_sandbox_config *cfg, double start, struct nb_sandbox_result *res) {
+                     struct nb_denials *denials, const struct nb_sandbox_config *cfg, double start,
+                     struct nb_sandbox_result *res) {
         double deadline = cfg->timeout_sec > 0 ? start + cfg->timeout_sec : 0;
         double grace = cfg->kill_grace_sec > 0 ? cfg->kill_grace_sec : 0;
         bool aborted = false; /* SIGABRT sent: the deadline is now the grace's end */
@@ -260,12 +284,20 @@ static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_c
                         /* Clamped: the loop re-checks the deadline after each wake-up. */
                         wait_ms = left <= 0 ? 0 : left > 86400 ? 86400 * 1000 : (int) (left * 1000) + 1;
                 }
-                struct pollfd pfds[3] = { { .fd = pidfd, .events = POLLIN },
+                /* A negative fd is skipped by poll: no capture, no denial report. */
+                struct pollfd pfds[4] = { { .fd = pidfd, .events = POLLIN },
                                           { .fd = sigfd, .events = POLLIN },
-                                          { .fd = output_fd, .events = POLLIN } };
-                int n = poll(pfds, output_fd >= 0 ? 3 : 2, wait_ms);
+                                          { .fd = output_fd, .events = POLLIN },
+                                          { .fd = nb_denials_poll_fd(denials), .events = POLLIN } };
+                int n = poll(pfds, 4, wait_ms);
                 if (n < 0 && errno != EINTR)
                         return -errno;
+                /* Before anything else: a denied call waits for this answer. */
+                if (n > 0 && pfds[3].fd >= 0 && pfds[3].revents) {
+                        int d = nb_denials_ready(denials, pfds[3].revents);
+                        if (d < 0)
+                                return d;
+                }
                 if (n > 0 && output_fd >= 0 && (pfds[2].revents & (POLLIN | POLLHUP))) {
                         int d = nb_capture_drain(capture, output_fd);
                         if (d < 0)
@@ -411,10 +443,21 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (r < 0)
                 return r;
 
-        _cleanup_(pipes_close) struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
+        _cleanup_(pipes_close) struct pipes p = { { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 }, { -1, -1 } };
         if (pipe2(p.sync, O_CLOEXEC) < 0 || pipe2(p.err, O_CLOEXEC) < 0 || pipe2(p.status, O_CLOEXEC) < 0 ||
             socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p.export) < 0)
                 return nb_error_set(err, errno, "pipe");
+        bool notify = !cfg->no_denial_report && nb_seccomp_notify_available();
+        _cleanup_(nb_denials_done) struct nb_denials denials = { .sock = -1, .listener = -1 };
+        if (notify) {
+                if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, p.notify) < 0 ||
+                    fcntl(p.notify[0], F_SETFL, O_NONBLOCK) < 0)
+                        return nb_error_set(err, errno, "the denial report's socket");
+                if ((r = nb_denials_init(&denials, p.notify[0])) < 0)
+                        return nb_error_set(err, -r, "the denial report");
+        }
+        res->denials_reported = notify;
+        res->landlock_abi = nb_landlock_abi();
         _cleanup_(nb_capture_done) struct nb_capture capture = {};
         bool capturing = cfg->capture_head > 0 || cfg->capture_tail > 0;
         if (capturing) {
@@ -448,7 +491,8 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 return nb_error_setx(err, ECANCELED, "interrupted before the sandbox started");
 
         double start = now_sec();
-        struct child_args ca = { .cfg = cfg, .filter_fd = filter_fd, .ids = &ids, .limits = limits, .p = &p };
+        struct child_args ca = { .cfg = cfg, .filter_fd = filter_fd, .ids = &ids, .limits = limits, .p = &p,
+                                 .notify = notify, .landlock_abi = res->landlock_abi };
         /* Privileged (new namespaces): safe because each is new and owned by a new user
          * namespace; the child's capabilities are those of that namespace alone. */
         _cleanup_close_ int pidfd = -1;
@@ -462,7 +506,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 sandbox_child(&ca);
 
         /* The child's ends; the parent keeps sync[1] as the child's lifeline. */
-        int *child_ends[] = { &p.sync[0], &p.err[1], &p.status[1], &p.export[1], &p.output[1] };
+        int *child_ends[] = { &p.sync[0], &p.err[1], &p.status[1], &p.export[1], &p.output[1], &p.notify[1] };
         for (size_t i = 0; i < NB_ELEMENTSOF(child_ends); i++) {
                 nb_closep(child_ends[i]);
                 *child_ends[i] = -1;
@@ -476,7 +520,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 return r;
         if ((r = nb_write_all(p.sync[1], "g", 1)) < 0)
                 return nb_error_set(err, -r, "starting the sandbox");
-        if ((r = nb_seccomp_export(cfg, filter_fd, err)) < 0)
+        if ((r = nb_seccomp_export(cfg, notify, filter_fd, err)) < 0)
                 return r;
         /* EPIPE: the child failed its setup and is gone; its error pipe says why. */
         r = nb_write_all(p.sync[1], "s", 1);
@@ -485,7 +529,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (cfg->on_started)
                 cfg->on_started(pid, cfg->userdata);
 
-        if ((r = supervise(pid, pidfd, sigfd, p.output[0], &capture, cfg, start, res)) < 0)
+        if ((r = supervise(pid, pidfd, sigfd, p.output[0], &capture, &denials, cfg, start, res)) < 0)
                 return nb_error_set(err, -r, "supervising the sandbox");
 
         int init_status = 0;
@@ -510,6 +554,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 return r;
         fill_status(r == 0 ? cmd_status : init_status, res); /* else pid 1 itself was killed */
         nb_limits_collect(limits, res);
+        nb_denials_take(&denials, res);
         /* pid 1 is gone, so the kernel is killing everything else in its namespace:
          * the pipe reaches EOF as soon as the last of them has exited. */
         if (capturing && ((r = nb_capture_drain_to_eof(&capture, p.output[0], 5000)) < 0 ||

@@ -29,6 +29,10 @@ struct nb_mount {
         char *src;
         char *dst;
         uint64_t size; /* tmpfs only; 0 = default */
+        /* Test only (`nestbox sandbox --test-wrong-mount`): no Landlock rule is made for
+         * this mount, so it stands for a mistake in the mount table that Landlock must
+         * still contain. */
+        bool test_unlisted;
 };
 
 enum nb_network {
@@ -78,6 +82,10 @@ struct nb_sandbox_config {
          * prints reaches a host file; the first capture_head and the last
          * capture_tail bytes come back in nb_sandbox_result.output. */
         size_t capture_head, capture_tail;
+        /* The denial report (denials.c) is on unless this is set, where the kernel has
+         * seccomp user notification: denied calls are counted into
+         * nb_sandbox_result.denied. Off, they answer EPERM from the filter itself. */
+        bool no_denial_report;
         /* Called in the parent once the sandbox's pid 1 exists (host pid). */
         void (*on_started)(pid_t init_pid, void *userdata);
         void *userdata;
@@ -103,7 +111,29 @@ struct nb_sandbox_result {
         size_t output_len, output_head;
         uint64_t output_total;
         enum nb_limit_backend memory_backend, pids_backend;
+        /* The Landlock ABI the sandbox ran under; 0: none (no Landlock in the kernel). */
+        int landlock_abi;
+        /* Whether denied calls were counted (the report was on), and the counts, by
+         * name; freed by nb_sandbox_result_done(). */
+        bool denials_reported;
+        struct nb_denial *denied;
+        size_t n_denied;
 };
+
+/* A denied syscall the command made, and how often. name is the syscall's, with
+ * "[i386]" or "[x32]" for a compat entry point. */
+struct nb_denial {
+        char *name;
+        uint32_t arch;
+        int nr;
+        uint64_t count;
+};
+/* "mount(2) x1, ptrace(2) x3"; NULL when out of memory ("" for none). */
+char *nb_denials_format(const struct nb_denial *v, size_t n);
+void nb_denial_list_free(struct nb_denial *v, size_t n);
+/* The Landlock ABI of this kernel, 0 when it has none (or NESTBOX_TEST_NO_LANDLOCK,
+ * a test-only switch that simulates such a kernel, is set). */
+int nb_landlock_abi(void);
 
 void nb_sandbox_config_init(struct nb_sandbox_config *cfg);
 void nb_sandbox_config_done(struct nb_sandbox_config *cfg);
@@ -141,3 +171,10 @@ struct nb_denied_syscall {
         const char *reason;
 };
 const struct nb_denied_syscall *nb_seccomp_deny_list(size_t *n);
+/* The address families socket() refuses, each with its reason (family -1: the rest). */
+struct nb_denied_family {
+        const char *name;
+        int family;
+        const char *reason;
+};
+const struct nb_denied_family *nb_seccomp_denied_families(size_t *n);

@@ -37,17 +37,28 @@ static const char usage[] =
         "  --network MODE         loopback (default: lo up, nothing else) or none\n"
         "  --allow-syscall NAME   take NAME off the seccomp deny list (repeatable)\n"
         "  --uid N, --gid N       ids inside (default 1000)\n"
-        "  --result FILE          write the result as JSON to FILE\n"
+        "  --no-denial-report     denied syscalls answer EPERM from the filter itself and\n"
+        "                         are not counted (the report's \"denied\" in --result)\n"
+        "  --result FILE          write the result as JSON to FILE: exit status, limits,\n"
+        "                         \"landlock_abi\" and \"denied\" ({\"mount\": 1, ...}: the\n"
+        "                         denied calls the command made, counted by the supervisor)\n"
+        "  --test-wrong-mount SRC DST  TEST ONLY: bind SRC read-write at DST without telling\n"
+        "                         Landlock, as a mistake in the mount table would; writes\n"
+        "                         there must still fail (EACCES) where the kernel has Landlock\n"
         "  -h, --help             this text\n"
         "\n"
         "Exit status: the command's own, 128+N when it died of signal N, 4 when it hit the\n"
         "timeout, 2 for a usage error or a command that cannot be executed, 3 when the\n"
-        "sandbox could not be built.\n";
+        "sandbox could not be built.\n"
+        "\n"
+        "Where the kernel has no Landlock, the sandbox runs without that second wall and\n"
+        "says so on stderr (NESTBOX_TEST_NO_LANDLOCK=1 simulates such a kernel: test only).\n";
 
 enum {
         OPT_RO_BIND = 256, OPT_BIND, OPT_TMPFS, OPT_SYMLINK, OPT_DIR, OPT_SETENV, OPT_CHDIR,
         OPT_HOSTNAME, OPT_TIMEOUT, OPT_KILL_GRACE, OPT_MEMORY, OPT_PIDS, OPT_TMP_SIZE,
-        OPT_NETWORK, OPT_ALLOW_SYSCALL, OPT_UID, OPT_GID, OPT_RESULT,
+        OPT_NETWORK, OPT_ALLOW_SYSCALL, OPT_UID, OPT_GID, OPT_RESULT, OPT_NO_DENIAL_REPORT,
+        OPT_TEST_WRONG_MOUNT,
 };
 
 static const struct option options[] = {
@@ -69,6 +80,8 @@ static const struct option options[] = {
         { "uid", required_argument, NULL, OPT_UID },
         { "gid", required_argument, NULL, OPT_GID },
         { "result", required_argument, NULL, OPT_RESULT },
+        { "no-denial-report", no_argument, NULL, OPT_NO_DENIAL_REPORT },
+        { "test-wrong-mount", required_argument, NULL, OPT_TEST_WRONG_MOUNT },
         { "help", no_argument, NULL, 'h' },
         {},
 };
@@ -147,15 +160,28 @@ static int open_result(const char *path, FILE **ret) {
         return 0;
 }
 
+static json_t *denied_json(const struct nb_sandbox_result *res) {
+        if (!res->denials_reported)
+                return json_null();
+        json_t *d = json_object();
+        for (size_t i = 0; d && i < res->n_denied; i++)
+                if (json_object_set_new(d, res->denied[i].name, json_integer((json_int_t) res->denied[i].count)) < 0) {
+                        json_decref(d);
+                        return NULL;
+                }
+        return d;
+}
+
 static int write_result(FILE *f, const char *path, const struct nb_sandbox_result *res) {
         _cleanup_(json_decrefp) json_t *j = json_pack(
-                "{s:i, s:i, s:b, s:b, s:b, s:f, s:f, s:f, s:I, s:{s:s, s:s}}",
+                "{s:i, s:i, s:b, s:b, s:b, s:f, s:f, s:f, s:I, s:{s:s, s:s}, s:i, s:o}",
                 "exit_code", res->exit_code, "signal", res->signal, "timed_out", res->timed_out,
                 "oom_killed", res->oom_killed, "pids_limited", res->pids_limited,
                 "wall_sec", res->wall_sec, "user_sec", res->user_sec, "sys_sec", res->sys_sec,
                 "peak_rss_bytes", (json_int_t) res->peak_rss_bytes,
                 "limits", "memory", nb_limit_backend_name(res->memory_backend),
-                "pids", nb_limit_backend_name(res->pids_backend));
+                "pids", nb_limit_backend_name(res->pids_backend),
+                "landlock_abi", res->landlock_abi, "denied", denied_json(res));
         if (!j || json_dumpf(j, f, JSON_SORT_KEYS | JSON_INDENT(2)) < 0 || fputc('\n', f) == EOF || fflush(f) != 0)
                 return nb_die(NB_EXIT_INFRA, "--result %s: %s", path, strerror(errno ? errno : ENOMEM));
         return 0;
@@ -274,6 +300,15 @@ int cmd_sandbox(int argc, char **argv) {
                 case OPT_RESULT:
                         result_path = optarg;
                         break;
+                case OPT_NO_DENIAL_REPORT:
+                        cfg.no_denial_report = true;
+                        break;
+                case OPT_TEST_WRONG_MOUNT:
+                        if (!(second = second_arg(argc, argv, "test-wrong-mount")))
+                                return NB_EXIT_USAGE;
+                        if ((r = add_bind(&cfg, NB_MOUNT_BIND, "--test-wrong-mount", optarg, second)) == 0)
+                                cfg.mounts[cfg.n_mounts - 1].test_unlisted = true;
+                        break;
                 case '?':
                 default:
                         if (optopt && optopt < 256 && optopt != '?')
@@ -298,6 +333,9 @@ int cmd_sandbox(int argc, char **argv) {
         r = nb_sandbox_run(&cfg, &res, &err);
         if (r < 0)
                 return nb_die_error(res.exec_failed ? NB_EXIT_USAGE : NB_EXIT_INFRA, &err);
+        if (res.landlock_abi == 0)
+                fprintf(stderr, "nestbox: warning: no Landlock on this kernel: the sandbox ran without its "
+                                "second wall (namespaces and seccomp only)\n");
         if (result_path && (r = write_result(result_file, result_path, &res)) != 0)
                 return r;
         if (res.timed_out)
