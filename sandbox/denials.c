@@ -114,19 +114,3 @@ void nb_denial_list_free(struct nb_denial *v, size_t n) {
                 free(v[i].name);
         free(v);
 }
-
-char *nb_denials_format(const struct nb_denial *v, size_t n) {
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
-        _cleanup_fclose_ FILE *f = open_memstream(&text, &len);
-        if (!f)
-                return NULL;
-        for (size_t i = 0; i < n; i++)
-                fprintf(f, "%s%s(2) x%llu", i ? ", " : "", v[i].name, (unsigned long long) v[i].count);
-        if (fclose(f) != 0) {
-                f = NULL;
-                return NULL;
-        }
-        f = NULL;
-        return TAKE_PTR(text);
-}

@@ -128,8 +128,6 @@ struct nb_denial {
         int nr;
         uint64_t count;
 };
-/* "mount(2) x1, ptrace(2) x3"; NULL when out of memory ("" for none). */
-char *nb_denials_format(const struct nb_denial *v, size_t n);
 void nb_denial_list_free(struct nb_denial *v, size_t n);
 /* The Landlock ABI of this kernel, 0 when it has none (or NESTBOX_TEST_NO_LANDLOCK,
  * a test-only switch that simulates such a kernel, is set). */

@@ -6,6 +6,7 @@
 
 #include "action/result.h"
 #include "nestbox/cleanup.h"
+#include "nestbox/sandbox.h"
 
 #define RECORD_MAX (1u << 20)
 
@@ -37,6 +38,7 @@ void nb_result_done(struct nb_result *r) {
         free(r->memory_backend);
         free(r->pids_backend);
         free(r->why);
+        json_decref(r->denied);
         nb_junit_report_free(r->report);
         nb_artifact_done(&r->artifact);
         free(r->artifact_blob);
@@ -55,6 +57,28 @@ int nb_result_full_artifact(const struct nb_result *r, struct nb_artifact *tmp, 
                 return k;
         *ret = tmp;
         return 0;
+}
+
+char *nb_result_denied_text(const struct nb_result *r) {
+        _cleanup_free_ char *text = strdup("");
+        const char *name;
+        json_t *count;
+        json_object_foreach(r->denied, name, count) {
+                char *next = NULL;
+                if (!text || asprintf(&next, "%s%s%s(2) x%lld", text, *text ? ", " : "", name,
+                                      (long long) json_integer_value(count)) < 0)
+                        return NULL;
+                free(text);
+                text = next;
+        }
+        return TAKE_PTR(text);
+}
+
+const char *nb_result_memory_scope(const struct nb_result *r) {
+        if (!r->memory)
+                return NULL;
+        return r->memory_backend && strcmp(r->memory_backend, nb_limit_backend_name(NB_LIMIT_RLIMIT)) == 0
+                       ? "per process only" : "sandbox";
 }
 
 json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
@@ -77,6 +101,9 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
         if (!j)
                 return NULL;
         int k = json_object_set_new(j, "why", r->why ? json_string(r->why) : json_null());
+        const char *scope = nb_result_memory_scope(r);
+        k |= json_object_set_new(json_object_get(j, "limits"), "memory_scope", scope ? json_string(scope) : json_null());
+        k |= json_object_set_new(j, "denied", r->denied ? json_deep_copy(r->denied) : json_null());
         if (flags & NB_RESULT_JSON_ARTIFACT)
                 k |= json_object_set_new(j, "artifact", r->artifact_digest[0] ? json_string(r->artifact_digest) : json_null());
         if (flags & NB_RESULT_JSON_CACHED)
@@ -93,14 +120,19 @@ int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len) 
         snprintf(seed, sizeof(seed), "%llu", (unsigned long long) r->seed);
         snprintf(shard, sizeof(shard), "%u/%u", r->shard_index, r->shard_count);
         snprintf(run, sizeof(run), "%u", r->run);
+        _cleanup_free_ char *denied = r->denied ? nb_result_denied_text(r) : NULL;
+        if (r->denied && !denied)
+                return -ENOMEM;
         const struct nb_junit_property props[] = {
                 { "target", r->target }, { "shard", shard }, { "run", run }, { "attempt", "1" },
                 { "seed", seed }, { "cached", r->cached ? "true" : "false" },
+                { "denied", denied && *denied ? denied : "none" },
         };
         /* The suite is named after the target, so a combined report keeps them apart. */
         struct nb_junit_report named = *r->report;
         named.name = r->target;
-        return nb_junit_report_to_xml(&named, props, NB_ELEMENTSOF(props), ret, ret_len);
+        /* "denied" only where denials were counted: "none" must mean none. */
+        return nb_junit_report_to_xml(&named, props, NB_ELEMENTSOF(props) - !r->denied, ret, ret_len);
 }
 
 int nb_result_seal(struct nb_result *r, struct nb_error *err) {
@@ -186,6 +218,9 @@ static int result_from_record(json_t *rec, struct nb_result *r) {
         r->signal = (int) json_integer_value(json_object_get(py, "signal"));
         r->timed_out = json_is_true(json_object_get(py, "timed_out"));
         r->oom_killed = json_is_true(json_object_get(py, "oom_killed"));
+        json_t *denied = json_object_get(rec, "denied");
+        if (json_is_object(denied))
+                r->denied = json_deep_copy(denied);
         const char *why = json_string_value(json_object_get(rec, "why"));
         if (why && !(r->why = strdup(why)))
                 return -ENOMEM;

@@ -44,6 +44,9 @@ struct nb_result {
         uint64_t memory, pids;
         char *memory_backend, *pids_backend;
         char *why; /* one line when the report was synthesized; NULL otherwise */
+        /* The denial report: {"mount": 1, ...} by syscall, sorted; NULL when the run did
+         * not count denials (no seccomp user notification, or the report off). */
+        json_t *denied;
         bool cached;
         int interrupted; /* the SIGINT/SIGTERM that cut the run short; never stored */
         struct nb_junit_report *report; /* never NULL in a finished result */
@@ -68,6 +71,12 @@ enum {
         NB_RESULT_JSON_ARTIFACT = 1 << 0, /* with "artifact" (the record, the CLI's output) */
         NB_RESULT_JSON_CACHED = 1 << 1,   /* with "cached" (the CLI's output) */
 };
+/* "mount(2) x1, ptrace(2) x3" from r->denied; "" for none, NULL when out of memory. */
+char *nb_result_denied_text(const struct nb_result *r);
+/* What the memory limit covers: "sandbox" (a cgroup), "per process only" (rlimit:
+ * each process may use the limit), NULL when there is none. */
+const char *nb_result_memory_scope(const struct nb_result *r);
+
 /* The one serialiser. NULL when out of memory. */
 json_t *nb_result_to_json(const struct nb_result *r, unsigned flags);
 

@@ -164,6 +164,14 @@ static int fill_result(const struct nb_action *a, const struct nb_sandbox_result
         ret->target = strdup(a->target);
         ret->memory_backend = strdup(nb_limit_backend_name(s->memory_backend));
         ret->pids_backend = strdup(nb_limit_backend_name(s->pids_backend));
+        if (s->denials_reported) {
+                ret->denied = json_object();
+                for (size_t i = 0; ret->denied && i < s->n_denied; i++)
+                        if (json_object_set_new(ret->denied, s->denied[i].name, json_integer((json_int_t) s->denied[i].count)) < 0)
+                                return -ENOMEM;
+                if (!ret->denied)
+                        return -ENOMEM;
+        }
         return ret->target && ret->memory_backend && ret->pids_backend ? 0 : -ENOMEM;
 }
 

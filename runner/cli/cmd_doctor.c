@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* nestbox doctor: what this kernel offers and exactly what a run will get. */
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -16,7 +17,8 @@ static const char usage[] =
         "pidfd, openat2, the new mount API) and which isolation and limits a run will get.\n"
         "Exits 3 when a feature nestbox cannot work without is missing, else 0.\n"
         "\n"
-        "  --syscalls   also list the seccomp deny list with the reason for each entry\n"
+        "  --syscalls   also list the seccomp deny list and the refused socket address\n"
+        "               families, with the reason for each entry\n"
         "  -h, --help   this text\n";
 
 static const char *yes_no(bool b) {
@@ -50,6 +52,11 @@ int cmd_doctor(int argc, char **argv) {
         printf("  pidfd                  %s\n", yes_no(f.pidfd));
         printf("  openat2                %s\n", yes_no(f.openat2));
         printf("  new mount API          %s\n", yes_no(f.new_mount_api));
+        int abi = nb_landlock_abi();
+        if (abi > 0)
+                printf("  landlock               ABI %d\n", abi);
+        else
+                printf("  landlock               no%s\n", getenv("NESTBOX_TEST_NO_LANDLOCK") ? " (NESTBOX_TEST_NO_LANDLOCK)" : "");
 
         size_t n;
         nb_seccomp_deny_list(&n);
@@ -57,9 +64,20 @@ int cmd_doctor(int argc, char **argv) {
         printf("  namespaces             user mount pid net uts ipc cgroup\n");
         printf("  uid/gid inside         1000/1000 (host %s)\n", geteuid() == 0 ? "nobody/nogroup" : "the caller");
         printf("  capabilities           none (bounding set cleared, no_new_privs)\n");
-        printf("  seccomp                %zu denied syscalls (EPERM; clone3 ENOSYS)\n", n);
+        printf("  seccomp                %zu denied syscalls (EPERM; clone3 ENOSYS), prebuilt filter\n", n);
+        printf("  denial report          %s\n", f.seccomp_user_notif ? "on (seccomp user notification; the supervisor counts)"
+                                                                    : "off (no seccomp user notification)");
+        if (abi >= 6)
+                printf("  landlock rules         reads beneath the sandbox's mounts, writes beneath /tmp /out and\n"
+                       "                         binds; abstract unix sockets and signals scoped\n");
+        else if (abi > 0)
+                printf("  landlock rules         reads beneath the sandbox's mounts, writes beneath /tmp /out and binds\n");
+        else
+                printf("  landlock rules         none: namespaces and seccomp only\n");
         printf("  network                loopback only\n");
-        printf("  memory limit           %s\n", nb_limit_backend_name(f.memory_backend));
+        printf("  memory limit           %s%s\n", nb_limit_backend_name(f.memory_backend),
+               f.memory_backend == NB_LIMIT_RLIMIT ? ": memory limited per process only (no delegated cgroup; "
+                                                     "/tmp and /out pages not counted)" : "");
         printf("  pids limit             %s\n", nb_limit_backend_name(f.pids_backend));
         printf("  timeout                SIGABRT, then SIGKILL of the pid namespace\n");
         if (syscalls) {
@@ -67,6 +85,10 @@ int cmd_doctor(int argc, char **argv) {
                 printf("seccomp deny list\n");
                 for (size_t i = 0; i < n; i++)
                         printf("  %-20s %s\n", list[i].name, list[i].reason);
+                const struct nb_denied_family *fam = nb_seccomp_denied_families(&n);
+                printf("socket address families refused\n");
+                for (size_t i = 0; i < n; i++)
+                        printf("  %-20s %s\n", fam[i].name, fam[i].reason);
         }
 
         bool ok = f.user_namespaces && f.seccomp_filter && f.openat2 && f.new_mount_api && f.pidfd;

@@ -58,6 +58,15 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
         printf(")%s\n", res->cached ? " (cached)" : "");
         if (res->why)
                 put_escaped(res->why, strlen(res->why), "    ");
+        _cleanup_free_ char *denied = res->denied ? nb_result_denied_text(res) : NULL;
+        if (denied && *denied) {
+                fputs("    denied: ", stdout);
+                put_escaped(denied, strlen(denied), NULL); /* names from the record: escaped */
+                fputc('\n', stdout);
+        }
+        const char *scope = nb_result_memory_scope(res);
+        if (scope && strcmp(scope, "per process only") == 0)
+                printf("    memory limited per process only (rlimit: no cgroup could be had)\n");
         if (res->status != NB_TARGET_PASSED)
                 for (size_t i = 0; i < rep->n_testcases; i++) {
                         const struct nb_junit_testcase *tc = &rep->testcases[i];

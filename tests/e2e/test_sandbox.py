@@ -754,3 +754,161 @@ def test_no_user_namespaces_is_a_clear_error_naming_the_sysctl():
     first = p.stderr.splitlines()[0]
     assert first.startswith("nestbox: cannot create a user namespace") and "user.max_user_namespaces" in first
     assert "user namespaces        no" in p.stdout
+
+
+# --- the sandbox's own gaps: personality and socket families (seccomp.c) ---
+
+LIBC = "import ctypes, errno; libc = ctypes.CDLL(None, use_errno=True)\n"
+
+
+@pytest.mark.parametrize("persona, allowed", [
+    (0x0040000, False),  # ADDR_NO_RANDOMIZE: ASLR off for what the test execs
+    (0x0400000, False),  # READ_IMPLIES_EXEC
+    (0x1_0040_0000, False),  # high bits the kernel ignores do not smuggle it past
+    (0x0, True), (0x8, True), (0x20000, True), (0x20008, True), (0xffffffff, True),
+])
+def test_personality_only_dockers_values(persona, allowed):
+    r = py(LIBC + f"libc.personality.argtypes = [ctypes.c_ulong]\n"
+           f"v = libc.personality({persona}); print(v, errno.errorcode.get(ctypes.get_errno(), 0) if v == -1 else 0)")
+    assert r.returncode == 0, r.stderr
+    value, err = r.stdout.split()
+    if allowed:
+        assert value != "-1", r.stdout
+    else:
+        assert (value, err) == ("-1", "EPERM"), r.stdout
+
+
+@pytest.mark.parametrize("family, type_, proto, allowed", [
+    (socket.AF_VSOCK, socket.SOCK_STREAM, 0, False),
+    (socket.AF_PACKET, socket.SOCK_RAW, 0, False),
+    (15, socket.SOCK_RAW, 2, False),  # AF_KEY
+    (socket.AF_ALG, socket.SOCK_SEQPACKET, 0, False),
+    (31, socket.SOCK_STREAM, 0, False),  # AF_BLUETOOTH
+    (30, socket.SOCK_DGRAM, 0, False),  # AF_TIPC
+    (3, socket.SOCK_DGRAM, 0, False),  # AF_AX25
+    (socket.AF_NETLINK, socket.SOCK_RAW, 9, False),  # NETLINK_AUDIT
+    (socket.AF_NETLINK, socket.SOCK_RAW, 15, False),  # NETLINK_KOBJECT_UEVENT
+    (socket.AF_NETLINK, socket.SOCK_RAW, 0, True),  # NETLINK_ROUTE: getifaddrs
+    (socket.AF_INET, socket.SOCK_STREAM, 0, True),
+    (socket.AF_INET6, socket.SOCK_DGRAM, 0, True),
+    (socket.AF_UNIX, socket.SOCK_STREAM, 0, True),
+])
+def test_socket_families(family, type_, proto, allowed):
+    r = py("import socket, errno, sys\n"
+           f"try:\n    socket.socket({family}, {type_}, {proto}).close(); print('ok')\n"
+           "except OSError as e:\n    print(errno.errorcode[e.errno])")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == ("ok" if allowed else "EPERM"), (family, proto, r.stdout)
+
+
+def test_doctor_gives_each_family_a_reason():
+    r = run(["doctor", "--syscalls"])
+    assert r.returncode == 0, r.stderr
+    section = r.stdout.split("socket address families refused\n", 1)[1]
+    for name in ("AF_VSOCK", "AF_PACKET", "AF_KEY", "AF_ALG", "AF_BLUETOOTH", "AF_NETLINK"):
+        line = next(l for l in section.splitlines() if l.split()[0] == name)
+        assert len(line.split(None, 1)[1]) > 20, line
+    assert re.search(r"^  personality +only 0, PER_LINUX32", r.stdout, re.M)
+
+
+# --- Landlock (landlock.c) ---
+
+def landlock_abi():
+    m = re.search(r"landlock +ABI (\d+)", run(["doctor"]).stdout)
+    return int(m.group(1)) if m else 0
+
+
+def test_doctor_reports_the_landlock_abi():
+    r = run(["doctor"])
+    assert re.search(r"^  landlock +(ABI \d+|no)$", r.stdout, re.M), r.stdout
+    r = run(["doctor"], env={**os.environ, "NESTBOX_TEST_NO_LANDLOCK": "1"})
+    assert re.search(r"^  landlock +no \(NESTBOX_TEST_NO_LANDLOCK\)$", r.stdout, re.M), r.stdout
+    assert "landlock rules         none: namespaces and seccomp only" in r.stdout
+
+
+WRITE_WRONG = ("import errno\ntry:\n    open('/wrong/planted', 'w').write('x'); print('written')\n"
+               "except OSError as e:\n    print(errno.errorcode[e.errno])\n"
+               "try:\n    open('/wrong/canary').read(); print('read')\n"
+               "except OSError as e:\n    print(errno.errorcode[e.errno])\n")
+
+
+def test_landlock_refuses_a_write_through_a_wrong_mount(shared, tmp_path):
+    if landlock_abi() < 1:
+        pytest.skip("no Landlock in this kernel")
+    (shared / "canary").write_text("host secret")
+    open_to_nobody(shared / "canary", 0o666)
+    res = tmp_path / "r.json"
+    r = py(WRITE_WRONG, opts=["--test-wrong-mount", shared, "/wrong", "--result", res])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["EACCES", "EACCES"], r.stdout
+    assert not (shared / "planted").exists()  # the host side: nothing was written
+    assert json.loads(res.read_text())["landlock_abi"] >= 1
+
+
+def test_without_landlock_nestbox_runs_and_says_so(shared, tmp_path):
+    (shared / "canary").write_text("host secret")
+    open_to_nobody(shared / "canary", 0o666)
+    res = tmp_path / "r.json"
+    r = py(WRITE_WRONG, opts=["--test-wrong-mount", shared, "/wrong", "--result", res],
+           env={**os.environ, "NESTBOX_TEST_NO_LANDLOCK": "1"})
+    assert r.returncode == 0, r.stderr
+    # Only the mount table stands now, and the deliberate mistake in it shows.
+    assert r.stdout.split() == ["written", "read"], r.stdout
+    assert "nestbox: warning: no Landlock on this kernel" in r.stderr
+    assert json.loads(res.read_text())["landlock_abi"] == 0
+
+
+def test_landlock_keeps_ordinary_work_working(tmp_path):
+    """What tests do: write /tmp and /out-like tmpfs, /dev/null, list /, run a local server."""
+    r = sh("echo x > /tmp/a && mv /tmp/a /tmp/b && cat /tmp/b && echo y > /dev/null && "
+           "ls / > /dev/null && echo z > /scratch/c && cat /scratch/c", opts=["--tmpfs", "/scratch"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["x", "z"]
+    r = py("import socket, threading\ns = socket.socket(); s.bind(('127.0.0.1', 0)); s.listen()\n"
+           "threading.Thread(target=lambda: s.accept()[0].sendall(b'hi'), daemon=True).start()\n"
+           "c = socket.create_connection(s.getsockname()); print(c.recv(2).decode())")
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.strip() == "hi"
+
+
+# --- /proc/1 shows nothing of the host (init.c) ---
+
+def test_proc_1_cmdline_is_neutral(tmp_path):
+    marker = f"host-marker-{uuid.uuid4().hex}"
+    r = py("print(open('/proc/1/cmdline', 'rb').read()); print(open('/proc/1/comm').read().strip())",
+           opts=["--setenv", "X", marker])
+    assert r.returncode == 0, r.stderr
+    cmdline, comm = r.stdout.splitlines()
+    assert cmdline == repr(b"nestbox-init\x00"), cmdline
+    assert comm == "nestbox-init"
+    assert marker not in r.stdout and "--setenv" not in r.stdout
+
+
+# --- the denial report (denials.c) ---
+
+DENIED = LIBC + ("libc.mount(b'none', b'/tmp', b'tmpfs', 0, None); e1 = ctypes.get_errno()\n"
+                 "for _ in range(3):\n    libc.ptrace(0, 0, 0, 0)\n"
+                 "e2 = ctypes.get_errno(); print(errno.errorcode[e1], errno.errorcode[e2])\n")
+
+
+def test_denial_report_counts_what_the_test_called(tmp_path):
+    res = tmp_path / "r.json"
+    r = py(DENIED, opts=["--result", res])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["EPERM", "EPERM"]  # what the test sees is unchanged
+    assert json.loads(res.read_text())["denied"] == {"mount": 1, "ptrace": 3}
+
+
+def test_denial_report_off_still_denies(tmp_path):
+    res = tmp_path / "r.json"
+    r = py(DENIED, opts=["--result", res, "--no-denial-report"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.split() == ["EPERM", "EPERM"]
+    assert json.loads(res.read_text())["denied"] is None
+
+
+def test_denial_report_is_empty_without_denials(tmp_path):
+    res = tmp_path / "r.json"
+    r = py("import os; os.fork() or os._exit(0); os.wait(); print('ok')", opts=["--result", res])
+    assert r.returncode == 0, r.stderr
+    assert json.loads(res.read_text())["denied"] == {}  # clone3's ENOSYS is libc's cue, not a denial

@@ -1,0 +1,60 @@
+"""The denial report of `nestbox test`: a test calling syscalls the policy denies shows
+them, counted by the supervisor, in result.json, the junit properties and the summary;
+and a memory limit that binds each process only says so."""
+import json
+import re
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import run
+from workspace import build_wheelhouse, make_workspace
+
+pytestmark = pytest.mark.sandbox
+
+DENYING = {
+    "src/app/__init__.py": "",
+    "tests/test_denied.py": (
+        "import ctypes, errno\n"
+        "libc = ctypes.CDLL(None, use_errno=True)\n\n"
+        "def test_mount_and_ptrace():\n"
+        "    assert libc.mount(b'none', b'/tmp', b'tmpfs', 0, None) == -1\n"
+        "    assert ctypes.get_errno() == errno.EPERM\n"
+        "    for _ in range(3):\n"
+        "        assert libc.ptrace(0, 0, 0, 0) == -1\n"
+        "    assert ctypes.get_errno() == errno.EPERM\n"
+        "    # a test cannot forge the report by printing one\n"
+        "    print('denied: mount(2) x100')\n"),
+}
+
+
+@pytest.fixture(scope="module")
+def resolve_dir(tmp_path_factory):
+    return build_wheelhouse(tmp_path_factory.mktemp("resolve"))
+
+
+def test_denials_show_in_result_junit_and_summary(tmp_path, resolve_dir):
+    ws = make_workspace(tmp_path / "ws", resolve_dir, DENYING)
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "cache", "--output", out, ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "    denied: mount(2) x1, ptrace(2) x3\n" in p.stdout, p.stdout
+    result = json.loads((out / "app/tests/result.json").read_text())
+    assert result["denied"] == {"mount": 1, "ptrace": 3}
+    props = {e.get("name"): e.get("value") for e in ET.parse(out / "app/tests/junit.xml").getroot().iter("property")}
+    assert props["denied"] == "mount(2) x1, ptrace(2) x3"
+    # A cache hit replays the same report.
+    p = run(["test", "--cache", tmp_path / "cache", ws])
+    assert "(cached)" in p.stdout and "    denied: mount(2) x1, ptrace(2) x3\n" in p.stdout, p.stdout
+
+
+def test_no_denials_says_none(tmp_path, resolve_dir):
+    files = {"src/app/__init__.py": "", "tests/test_ok.py": "def test_ok():\n    assert True\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "cache", "--output", out, ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "denied:" not in p.stdout
+    assert json.loads((out / "app/tests/result.json").read_text())["denied"] == {}
+    props = {e.get("name"): e.get("value") for e in ET.parse(out / "app/tests/junit.xml").getroot().iter("property")}
+    assert props["denied"] == "none"
