@@ -1,0 +1,69 @@
+"""tests/security: attacks on the sandbox, each checked from the host. Every test is one
+attack with an expected outcome inside and a host-side check (a canary file that must
+not be read or changed, a host port that must get no connection, a host process that
+must survive, nothing left running). tests/run runs the suite as root and as nobody;
+it ends with `N attacks, N contained`."""
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+BUILD = Path(os.environ.get("NESTBOX_BUILD", ROOT / "build"))
+NESTBOX = Path(os.environ.get("NESTBOX", BUILD / "runner" / "nestbox"))
+PY = "/usr/bin/python3"
+
+SYSTEM_BINDS = []
+for d in ("/usr", "/lib", "/lib64", "/bin", "/sbin"):
+    p = Path(d)
+    if p.is_symlink():
+        SYSTEM_BINDS += ["--symlink", os.readlink(d), d]
+    elif p.is_dir():
+        SYSTEM_BINDS += ["--ro-bind", d, d]
+
+_outcomes = {}
+
+
+def pytest_configure(config):
+    config.addinivalue_line("markers", "sandbox: containment tests, also run as an unprivileged user")
+
+
+def pytest_runtest_logreport(report):
+    if report.when == "call" or (report.when == "setup" and report.outcome != "passed"):
+        _outcomes[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter):
+    attacks = [o for o in _outcomes.values() if o != "skipped"]
+    contained = sum(o == "passed" for o in attacks)
+    terminalreporter.write_line(f"{len(attacks)} attacks, {contained} contained")
+
+
+def nestbox(*args, timeout=60, **kw):
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("stdin", subprocess.DEVNULL)  # an attack reading fd 0 must not wait for it
+    return subprocess.run([str(NESTBOX), *map(str, args)], timeout=timeout, **kw)
+
+
+def attack(code, *args, opts=(), timeout=60, **kw):
+    """Runs the attacker's Python inside `nestbox sandbox`."""
+    return nestbox("sandbox", *SYSTEM_BINDS, *opts, "--", PY, "-c", code, *args, timeout=timeout, **kw)
+
+
+@pytest.fixture
+def canary(tmp_path):
+    """A host file no sandbox may read or change: its text, checked after each attack."""
+    d = tmp_path / "host-secret"
+    d.mkdir()
+    f = d / "canary"
+    secret = f"canary-{os.getpid()}-{os.urandom(8).hex()}"
+    f.write_text(secret)
+    os.chmod(d, 0o755)
+    os.chmod(f, 0o644)  # readable by anyone on the host: only the walls keep it out
+    st = f.stat()
+    yield f, secret
+    assert f.read_text() == secret, "the canary was changed"
+    assert f.stat().st_mtime_ns == st.st_mtime_ns, "the canary was touched"
