@@ -44,6 +44,7 @@ static const char *const proc_masked_dirs[] = { "acpi", "scsi", "asound", "drive
 
 struct nb_mount_plan {
         int *source_trees; /* per cfg mount: a detached clone of the bind source, or -1 */
+        bool *overlay;     /* per cfg mount: shown through an overlay (mounts_overlay.c) */
         size_t n;
         int dev_null_tree;
         int dev_trees[NB_ELEMENTSOF(dev_nodes)];
@@ -56,6 +57,7 @@ void nb_mount_plan_free(struct nb_mount_plan *p) {
                 if (p->source_trees[i] >= 0)
                         close(p->source_trees[i]);
         free(p->source_trees);
+        free(p->overlay);
         for (size_t i = 0; i < NB_ELEMENTSOF(dev_nodes); i++)
                 if (p->dev_trees[i] >= 0)
                         close(p->dev_trees[i]);
@@ -122,8 +124,13 @@ static int prepare_plan(const struct nb_sandbox_config *cfg, struct nb_mount_pla
         for (size_t i = 0; i < NB_ELEMENTSOF(dev_nodes); i++)
                 p->dev_trees[i] = -1;
         p->source_trees = malloc((cfg->n_mounts + 1) * sizeof(int));
-        if (!p->source_trees)
+        p->overlay = calloc(cfg->n_mounts + 1, sizeof(bool));
+        if (!p->source_trees || !p->overlay)
                 return nb_error_set(err, ENOMEM, "mounts");
+        _cleanup_free_ char *mountinfo = NULL;
+        for (size_t i = 0; i < cfg->n_mounts && !mountinfo; i++)
+                if (cfg->mounts[i].kind == NB_MOUNT_RO_BIND)
+                        mountinfo = nb_overlay_read_mountinfo();
         p->n = cfg->n_mounts;
         for (size_t i = 0; i < p->n; i++)
                 p->source_trees[i] = -1;
@@ -135,6 +142,7 @@ static int prepare_plan(const struct nb_sandbox_config *cfg, struct nb_mount_pla
                 if (t < 0)
                         return nb_error_set(err, -t, "%s %s", m->kind == NB_MOUNT_RO_BIND ? "--ro-bind" : "--bind", m->src);
                 p->source_trees[i] = t;
+                p->overlay[i] = nb_overlay_wanted(m, mountinfo);
         }
         for (size_t i = 0; i < NB_ELEMENTSOF(dev_nodes); i++) {
                 char path[32];
@@ -184,11 +192,25 @@ static bool has_mount_at(const struct nb_sandbox_config *cfg, const char *dst) {
         return false;
 }
 
-static int apply_user_mount(int root, const struct nb_mount *m, int tree, int export_sock, struct nb_error *err) {
+/* The overlay of a read-only bind's clone (mounts_overlay.c), or the clone itself when
+ * the kernel refuses one. The empty lower layer is made once per sandbox. */
+static int overlay_or_clone(int tree, int *empty_lower, int *ret) {
+        if (*empty_lower < 0)
+                *empty_lower = new_tmpfs(4096, "0555", MOUNT_ATTR_RDONLY | MOUNT_ATTR_NOSUID | MOUNT_ATTR_NODEV);
+        int o = *empty_lower >= 0 ? nb_overlay_of(tree, *empty_lower) : *empty_lower;
+        *ret = o >= 0 ? o : -1;
+        return 0;
+}
+
+static int apply_user_mount(int root, const struct nb_mount *m, int tree, bool overlay, int *empty_lower,
+                            int export_sock, struct nb_error *err) {
         int r = 0;
         switch (m->kind) {
         case NB_MOUNT_RO_BIND:
         case NB_MOUNT_BIND: {
+                _cleanup_close_ int shown = -1;
+                if (overlay && overlay_or_clone(tree, empty_lower, &shown) == 0 && shown >= 0)
+                        tree = shown;
                 struct stat st;
                 if (fstatat(tree, "", &st, AT_EMPTY_PATH) < 0)
                         return nb_error_set(err, errno, "bind %s", m->src);
@@ -394,11 +416,13 @@ int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_p
                 return r;
         if (!has_mount_at(cfg, "/tmp")) {
                 struct nb_mount tmp = { .kind = NB_MOUNT_TMPFS, .dst = (char *) "/tmp", .size = cfg->tmp_size };
-                if ((r = apply_user_mount(root, &tmp, -1, -1, err)) < 0)
+                if ((r = apply_user_mount(root, &tmp, -1, false, NULL, -1, err)) < 0)
                         return r;
         }
+        _cleanup_close_ int empty_lower = -1;
         for (size_t i = 0; i < cfg->n_mounts; i++)
-                if ((r = apply_user_mount(root, &cfg->mounts[i], plan->source_trees[i], export_sock, err)) < 0)
+                if ((r = apply_user_mount(root, &cfg->mounts[i], plan->source_trees[i], plan->overlay[i], &empty_lower,
+                                          export_sock, err)) < 0)
                         return r;
         if ((r = mount_proc(root, plan, err)) < 0)
                 return r;

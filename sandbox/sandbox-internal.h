@@ -26,6 +26,13 @@ int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_p
                     struct nb_error *err);
 void nb_mount_plan_free(struct nb_mount_plan *p);
 
+/* mounts_overlay.c: read-only binds as overlays of their detached clone, so that
+ * mountinfo does not name the host path. wanted: this mount should be one (mountinfo
+ * is the host's, read once by read_mountinfo); of: the overlay of tree, detached. */
+bool nb_overlay_wanted(const struct nb_mount *m, const char *mountinfo);
+char *nb_overlay_read_mountinfo(void);
+int nb_overlay_of(int tree, int empty_lower);
+
 /* net.c */
 int nb_net_setup(const struct nb_sandbox_config *cfg, struct nb_error *err);
 

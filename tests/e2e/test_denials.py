@@ -1,6 +1,6 @@
 """The denial report of `nestbox test`: a test calling syscalls the policy denies shows
 them, counted by the supervisor, in result.json, the junit properties and the summary;
-and a memory limit that binds each process only says so."""
+and what a test reads of /proc/1 and mountinfo names nothing of the host."""
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -58,3 +58,20 @@ def test_no_denials_says_none(tmp_path, resolve_dir):
     assert json.loads((out / "app/tests/result.json").read_text())["denied"] == {}
     props = {e.get("name"): e.get("value") for e in ET.parse(out / "app/tests/junit.xml").getroot().iter("property")}
     assert props["denied"] == "none"
+
+
+def test_proc_shows_nothing_of_the_host(tmp_path, resolve_dir):
+    files = {"src/app/__init__.py": "",
+             "tests/test_proc.py": "def test_proc():\n"
+                                   "    print(repr(open('/proc/1/cmdline', 'rb').read()))\n"
+                                   "    print(open('/proc/self/mountinfo').read())\n"
+                                   "    assert False, 'show the output'\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    cache = tmp_path / "cache"
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    log = (out / "app/tests/log").read_text() + (out / "app/tests/junit.xml").read_text()
+    assert "b'nestbox-init\\x00'" in log, log
+    assert "/work " in log
+    assert str(cache) not in log and str(tmp_path) not in log, log

@@ -912,3 +912,16 @@ def test_denial_report_is_empty_without_denials(tmp_path):
     r = py("import os; os.fork() or os._exit(0); os.wait(); print('ok')", opts=["--result", res])
     assert r.returncode == 0, r.stderr
     assert json.loads(res.read_text())["denied"] == {}  # clone3's ENOSYS is libc's cue, not a denial
+
+
+def test_mountinfo_does_not_name_the_bind_sources(shared):
+    """A read-only bind somewhere else than its host path shows "/" as its root, not
+    the host path (an overlay of its detached clone: mounts_overlay.c)."""
+    (shared / "f").write_text("seen")
+    open_to_nobody(shared / "f", 0o644)
+    r = sh("cat /proc/self/mountinfo /proc/1/mountinfo; cat /data/f", opts=["--ro-bind", shared, "/data"])
+    assert r.returncode == 0, r.stderr
+    assert r.stdout.endswith("seen")
+    assert str(shared) not in r.stdout and str(shared.parent) not in r.stdout, r.stdout
+    line = next(l for l in r.stdout.splitlines() if " /data " in l)
+    assert line.split()[3] == "/", line
