@@ -75,3 +75,24 @@ def test_proc_shows_nothing_of_the_host(tmp_path, resolve_dir):
     assert "b'nestbox-init\\x00'" in log, log
     assert "/work " in log
     assert str(cache) not in log and str(tmp_path) not in log, log
+
+
+def test_memory_limit_scope_is_said_plainly(tmp_path, resolve_dir):
+    """rlimit (no cgroup could be had: as nobody here) binds each process alone: doctor,
+    result.json and the summary say so. Run as root and as nobody by tests/run."""
+    files = {"src/app/__init__.py": "", "tests/test_ok.py": "def test_ok():\n    assert True\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "cache", "--output", out, ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    limits = json.loads((out / "app/tests/result.json").read_text())["limits"]
+    doctor = run(["doctor"]).stdout
+    per_process = "    memory limited per process only (rlimit: no cgroup could be had)\n"
+    if limits["memory_backend"] == "rlimit":
+        assert limits["memory_scope"] == "per process only"
+        assert per_process in p.stdout, p.stdout
+        assert re.search(r"^  memory limit +rlimit: memory limited per process only", doctor, re.M), doctor
+    else:
+        assert limits["memory_scope"] == "sandbox"
+        assert per_process not in p.stdout
+        assert "per process only" not in doctor
