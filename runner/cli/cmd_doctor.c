@@ -76,7 +76,7 @@ int cmd_doctor(int argc, char **argv) {
                 printf("  landlock rules         none: namespaces and seccomp only\n");
         printf("  network                loopback only\n");
         printf("  memory limit           %s%s\n", nb_limit_backend_name(f.memory_backend),
-               f.memory_backend == NB_LIMIT_RLIMIT ? ": memory limited per process only (no delegated cgroup; "
+               f.memory_backend == NB_LIMIT_RLIMIT ? " (memory limited per process only: no delegated cgroup; "
                                                      "/tmp and /out pages not counted)" : "");
         printf("  pids limit             %s\n", nb_limit_backend_name(f.pids_backend));
         printf("  timeout                SIGABRT, then SIGKILL of the pid namespace\n");

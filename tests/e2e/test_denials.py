@@ -91,7 +91,7 @@ def test_memory_limit_scope_is_said_plainly(tmp_path, resolve_dir):
     if limits["memory_backend"] == "rlimit":
         assert limits["memory_scope"] == "per process only"
         assert per_process in p.stdout, p.stdout
-        assert re.search(r"^  memory limit +rlimit: memory limited per process only", doctor, re.M), doctor
+        assert re.search(r"^  memory limit +rlimit \(memory limited per process only", doctor, re.M), doctor
     else:
         assert limits["memory_scope"] == "sandbox"
         assert per_process not in p.stdout
