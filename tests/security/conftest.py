@@ -3,25 +3,20 @@ attack with an expected outcome inside and a host-side check (a canary file that
 not be read or changed, a host port that must get no connection, a host process that
 must survive, nothing left running). tests/run runs the suite as root and as nobody;
 it ends with `N attacks, N contained`."""
+import importlib.util
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).resolve().parents[2]
-BUILD = Path(os.environ.get("NESTBOX_BUILD", ROOT / "build"))
-NESTBOX = Path(os.environ.get("NESTBOX", BUILD / "runner" / "nestbox"))
+# The e2e suite's paths and system binds, one definition for both suites (loaded under
+# another name: both files are "conftest").
+_spec = importlib.util.spec_from_file_location("e2e_conftest", Path(__file__).resolve().parents[1] / "e2e" / "conftest.py")
+_e2e = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(_e2e)
+ROOT, NESTBOX, SYSTEM_BINDS = _e2e.ROOT, _e2e.NESTBOX, _e2e.SYSTEM_BINDS
 PY = "/usr/bin/python3"
-
-SYSTEM_BINDS = []
-for d in ("/usr", "/lib", "/lib64", "/bin", "/sbin"):
-    p = Path(d)
-    if p.is_symlink():
-        SYSTEM_BINDS += ["--symlink", os.readlink(d), d]
-    elif p.is_dir():
-        SYSTEM_BINDS += ["--ro-bind", d, d]
 
 _outcomes = {}
 
