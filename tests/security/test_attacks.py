@@ -79,9 +79,14 @@ def test_denied_syscall(name, tmp_path):
 # entry point, each calling mount; neither may get past the filter
 I386_MOUNT = "b8 15 00 00 00 31 db 31 c9 31 d2 cd 80 c3"  # mov eax,21; int 0x80; ret
 X32_MOUNT = "b8 a5 00 00 40 31 ff 31 f6 31 d2 0f 05 c3"    # mov eax,0x400000a5; syscall; ret
+# personality(ADDR_NO_RANDOMIZE) through each: the personality rule covers them too
+I386_PERSONALITY = "b8 88 00 00 00 bb 00 00 04 00 cd 80 c3"  # mov eax,136; mov ebx,0x40000; int 0x80
+X32_PERSONALITY = "b8 87 00 00 40 bf 00 00 04 00 0f 05 c3"   # mov eax,0x40000087; mov edi,0x40000; syscall
 
 
-@pytest.mark.parametrize("name, code", [("i386", I386_MOUNT), ("x32", X32_MOUNT)])
+@pytest.mark.parametrize("name, code", [("i386-mount", I386_MOUNT), ("x32-mount", X32_MOUNT),
+                                        ("i386-personality", I386_PERSONALITY),
+                                        ("x32-personality", X32_PERSONALITY)])
 def test_compat_entry_points(name, code):
     if os.uname().machine != "x86_64":
         pytest.skip("x86-64 only")
