@@ -78,17 +78,18 @@ int nb_denials_ready(struct nb_denials *d, short revents) {
                         d->sock = -1; /* the child is gone without one: nothing to listen to */
                 return 0;
         }
-        if (revents & (POLLHUP | POLLERR) && !(revents & POLLIN)) {
-                /* Every process under the filter has exited. */
-                close(d->listener);
-                d->listener = -1;
-                d->sock = -1;
+        memset(d->req, 0, sizeof(*d->req));
+        /* ENOENT: the caller was killed while we were on our way; nothing to answer.
+         * With POLLHUP every process under the filter has exited: stop listening
+         * (never spin on a listener that has nothing more to say). */
+        if (!(revents & POLLIN) || seccomp_notify_receive(d->listener, d->req) < 0) {
+                if (revents & (POLLHUP | POLLERR)) {
+                        close(d->listener);
+                        d->listener = -1;
+                        d->sock = -1;
+                }
                 return 0;
         }
-        memset(d->req, 0, sizeof(*d->req));
-        /* ENOENT: the caller was killed while we were on our way; nothing to answer. */
-        if (seccomp_notify_receive(d->listener, d->req) < 0)
-                return 0;
         d->resp->id = d->req->id;
         d->resp->val = 0;
         d->resp->error = -EPERM;
