@@ -20,7 +20,7 @@ def test_quick_run(tmp_path):
 
     table = [l for l in proc.stdout.splitlines() if l.startswith("|")]
     assert table[0].startswith("| # | row | variant | median | ratio | goal | met? |")
-    numbers = {m.group(1) for l in table[2:] for m in [re.match(r"\| (\d) \|", l)] if m}
+    numbers = {m.group(1) for l in table[2:] for m in [re.match(r"\| (\d+) \|", l)] if m}
     assert numbers == {str(n) for n in range(1, 11)}, proc.stdout
 
     result = json.loads(out.read_text())
