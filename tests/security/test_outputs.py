@@ -77,8 +77,6 @@ def test_a_gigabyte_of_stdout(tmp_path, resolve_dir):
     assert used < 64 << 20, used  # the host's disk took none of it
 
 
-@pytest.mark.xfail(strict=True, reason="issue 13 defect 7: undeclared output names are written to --output "
-                   "as they are (CR, LF, ESC); the runner's artifact code, another branch's part")
 def test_undeclared_output_names_with_control_characters(tmp_path, resolve_dir):
     body = ("import os\n\ndef test_names():\n"
             "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
