@@ -2,16 +2,18 @@
 /* The action's life: built (action_workspace.c, action_json.c), collected and resolved
  * here, then digested. The digest is SHA-256 of one canonical encoding of the resolved
  * action, with str(s) = u64le(len(s)) + s and strv(v) = u64le(n) + str(v[i])...:
- *   str("nestbox-action-2") str(version) str(support digest) strv(seccomp deny list)
+ *   str("nestbox-action-3") str(version) str(support digest) strv(seccomp deny list)
  *   str(target) str(tree digest) strv(sources) strv(tests) strv(source_roots)
  *   str(venv digest) str(interpreter realpath) u64(size) u64(mtime ns)
  *   strv(pytest_args) strv(env "NAME=value", sorted)
  *   u64(timeout ms) u64(memory) u64(pids) u64(network)
  *   u64(shard index) u64(shard count) u64(seed) u64(coverage) u64(run)
+ *   str(shard durations, "" when none)
  * root is not in it (the files' contents are), so a workspace moved or cloned
  * elsewhere keeps its cache entries. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -25,7 +27,7 @@
 #include "python/support.h"
 #include "python/venv.h"
 
-#define ACTION_FORMAT "nestbox-action-2"
+#define ACTION_FORMAT "nestbox-action-3" /* 3: shard durations */
 
 void nb_action_free(struct nb_action *a) {
         if (!a)
@@ -40,6 +42,7 @@ void nb_action_free(struct nb_action *a) {
         free(a->python);
         nb_strv_free(a->pytest_args);
         nb_strv_free(a->env);
+        free(a->shard_durations);
         nb_tree_clear(&a->resolved.tree);
         nb_venv_plan_free(a->resolved.venv);
         free(a);
@@ -154,7 +157,8 @@ static int hash_interpreter(struct nb_hasher *h, const char *python, struct nb_e
         return 0;
 }
 
-static int digest(struct nb_action *a, struct nb_error *err) {
+/* group: the shards' common digest (index 0, no durations) into out. */
+static int digest_into(const struct nb_action *a, bool group, char out[NB_DIGEST_HEX_LEN + 1], struct nb_error *err) {
         _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
         if (!h)
                 return nb_error_set(err, ENOMEM, "action digest");
@@ -184,13 +188,30 @@ static int digest(struct nb_action *a, struct nb_error *err) {
         nb_hasher_update_u64(h, a->policy.memory);
         nb_hasher_update_u64(h, a->policy.pids);
         nb_hasher_update_u64(h, a->policy.network);
-        nb_hasher_update_u64(h, a->shard_index);
+        nb_hasher_update_u64(h, group ? 0 : a->shard_index);
         nb_hasher_update_u64(h, a->shard_count);
         nb_hasher_update_u64(h, a->seed);
         nb_hasher_update_u64(h, a->coverage);
         nb_hasher_update_u64(h, a->run);
-        nb_hasher_finish(TAKE_PTR(h), a->resolved.digest);
+        nb_hasher_update_str(h, group || !a->shard_durations ? "" : a->shard_durations);
+        nb_hasher_finish(TAKE_PTR(h), out);
         return 0;
+}
+
+static int digest(struct nb_action *a, struct nb_error *err) {
+        return digest_into(a, false, a->resolved.digest, err);
+}
+
+int nb_action_group_digest(const struct nb_action *a, char out[NB_DIGEST_HEX_LEN + 1], struct nb_error *err) {
+        if (!a->resolved.done)
+                return nb_error_setx(err, EINVAL, "target \"%s\": not resolved", a->target);
+        return digest_into(a, true, out, err);
+}
+
+int nb_action_redigest(struct nb_action *a, struct nb_error *err) {
+        if (!a->resolved.done)
+                return nb_error_setx(err, EINVAL, "target \"%s\": not resolved", a->target);
+        return digest(a, err);
 }
 
 int nb_action_resolve(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {

@@ -37,6 +37,10 @@ struct nb_action {
         char **env;         /* "NAME=value", sorted by name */
         struct nb_policy policy;
         unsigned shard_index, shard_count; /* 1-based index; count 1: no sharding */
+        /* The shard plan's input (cache/durations.h): canonical nestbox.durations/v1
+         * JSON, the same for every shard of one target, pinned per group
+         * (action/shard_plan.h). NULL: no durations, every test split by its hash. */
+        char *shard_durations;
         uint64_t seed;
         bool coverage;
         unsigned run;       /* 1-based */
@@ -77,6 +81,13 @@ int nb_action_from_json_value(struct json_t *v, const char *file, struct nb_acti
 
 /* The action as nestbox.action/v1 JSON (one line, keys sorted). */
 int nb_action_to_json(const struct nb_action *a, char **ret);
+
+/* The digest of everything but the shard index and the durations: what the shards of
+ * one run of one target share (action/shard_plan.c pins their durations under it).
+ * Needs a resolved action. */
+int nb_action_group_digest(const struct nb_action *a, char out[NB_DIGEST_HEX_LEN + 1], struct nb_error *err);
+/* Recomputes resolved.digest after shard_durations changed. */
+int nb_action_redigest(struct nb_action *a, struct nb_error *err);
 
 /* ---- action_digest.c ---- */
 

@@ -9,6 +9,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/durations.h"
 #include "action/action_workspace.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
@@ -24,7 +25,7 @@ static const char *const action_keys[] = {
 };
 static const char *const resolve_keys[] = { "lockfile", "wheelhouse", "venv", NULL };
 static const char *const policy_keys[] = { "timeout", "memory", "pids", "network", NULL };
-static const char *const shard_keys[] = { "index", "count", NULL };
+static const char *const shard_keys[] = { "index", "count", "durations", NULL };
 
 static int get_string(const struct nb_json_reader *p, const char *path, json_t *v, char **ret) {
         if (!json_is_string(v))
@@ -193,6 +194,19 @@ static int read_shard(const struct nb_json_reader *p, json_t *doc, struct nb_act
                 return r;
         a->shard_index = (unsigned) index;
         a->shard_count = (unsigned) count;
+        json_t *d = json_object_get(v, "durations");
+        if (!d)
+                return 0;
+        /* Checked as the cache's own copy is, then kept in its canonical text. */
+        _cleanup_free_ char *dpath = nb_jr_join(p, path, "durations", false);
+        _cleanup_free_ char *text = NULL;
+        json_auto_t *tests = NULL;
+        if (!dpath)
+                return nb_jr_oom(p);
+        if (!json_is_object(d) || nb_durations_text(d, &text) < 0 || nb_durations_parse(text, strlen(text), &tests) < 0)
+                return nb_jr_fail(p, dpath, "expected an object of test ids (classname::name) to milliseconds");
+        if (json_object_size(tests) > 0)
+                a->shard_durations = TAKE_PTR(text);
         return 0;
 }
 
@@ -337,6 +351,9 @@ int nb_action_to_json(const struct nb_action *a, char **ret) {
                 k |= json_object_set_new(o, "root", json_string(a->root));
         else
                 k |= json_object_set_new(o, "tree", json_string(a->tree_given));
+        json_auto_t *durations = NULL;
+        if (a->shard_durations && nb_durations_parse(a->shard_durations, strlen(a->shard_durations), &durations) == 0)
+                k |= json_object_set(json_object_get(o, "shard"), "durations", durations);
         if (a->venv_given[0])
                 k |= json_object_set_new(o, "resolve", json_pack("{s:s}", "venv", a->venv_given));
         else

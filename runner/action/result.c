@@ -5,6 +5,7 @@
 #include <string.h>
 
 #include "action/result.h"
+#include "action/shard_plan.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/sandbox.h"
 
@@ -104,6 +105,13 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
         const char *scope = nb_result_memory_scope(r);
         k |= json_object_set_new(json_object_get(j, "limits"), "memory_scope", scope ? json_string(scope) : json_null());
         k |= json_object_set_new(j, "denied", r->denied ? json_deep_copy(r->denied) : json_null());
+        if (r->plan.set)
+                k |= json_object_set_new(j, "shard_plan",
+                                         json_pack("{s:I, s:I, s:I, s:f, s:f, s:f}", "tests", (json_int_t) r->plan.tests,
+                                                   "collected", (json_int_t) r->plan.collected,
+                                                   "known", (json_int_t) r->plan.known,
+                                                   "expected_sec", r->plan.expected_sec,
+                                                   "largest_sec", r->plan.largest_sec, "ideal_sec", r->plan.ideal_sec));
         if (flags & NB_RESULT_JSON_ARTIFACT)
                 k |= json_object_set_new(j, "artifact", r->artifact_digest[0] ? json_string(r->artifact_digest) : json_null());
         if (flags & NB_RESULT_JSON_CACHED)
@@ -221,6 +229,8 @@ static int result_from_record(json_t *rec, struct nb_result *r) {
         json_t *denied = json_object_get(rec, "denied");
         if (json_is_object(denied))
                 r->denied = json_deep_copy(denied);
+        if (nb_shard_plan_from_json(json_object_get(rec, "shard_plan"), &r->plan) < 0)
+                return -EINVAL;
         const char *why = json_string_value(json_object_get(rec, "why"));
         if (why && !(r->why = strdup(why)))
                 return -ENOMEM;

@@ -24,6 +24,13 @@ enum nb_target_status {
 
 const char *nb_target_status_name(enum nb_target_status s);
 
+/* What the driver planned for a shard (/out/shard_plan.json, action/shard_plan.c). */
+struct nb_shard_plan_info {
+        bool set;
+        unsigned tests, collected, known;
+        double expected_sec, largest_sec, ideal_sec;
+};
+
 struct nb_result {
         char *target;
         enum nb_target_status status;
@@ -47,6 +54,7 @@ struct nb_result {
         /* The denial report: {"mount": 1, ...} by syscall, sorted; NULL when the run did
          * not count denials (no seccomp user notification, or the report off). */
         json_t *denied;
+        struct nb_shard_plan_info plan; /* set only for a shard */
         bool cached;
         int interrupted; /* the SIGINT/SIGTERM that cut the run short; never stored */
         struct nb_junit_report *report; /* never NULL in a finished result */

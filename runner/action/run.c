@@ -162,6 +162,7 @@ static bool venv_has_coverage(const char *venv_path) {
 
 struct inputs {
         char *tree_path, *support_path, *venv_path;
+        char *plan_path; /* the shard's durations, mounted at /nestbox/plan; NULL: none */
         int held[3];
 };
 
@@ -169,6 +170,7 @@ static void inputs_done(struct inputs *in) {
         free(in->tree_path);
         free(in->support_path);
         free(in->venv_path);
+        free(in->plan_path);
         for (int i = 0; i < 3; i++)
                 if (in->held[i] >= 0)
                         close(in->held[i]);
@@ -194,6 +196,8 @@ static int ensure_inputs(const struct nb_action *a, struct nb_cache_dir *cache, 
                 r = nb_tree_materialize_as(cache, &a->resolved.tree, a->resolved.tree_digest, root_fd, &in->tree_path,
                                            err);
         }
+        if (r >= 0 && a->shard_durations)
+                r = nb_support_materialize_plan(cache, a->shard_durations, &in->plan_path, err);
         if (r < 0 || (r = nb_support_materialize(cache, &in->support_path, err)) < 0)
                 return r == -ENOMEM ? nb_error_set(err, ENOMEM, "inputs") : r;
         if (a->resolved.venv) {
@@ -240,6 +244,7 @@ static int configure(struct nb_sandbox_config *cfg, const struct nb_action *a, c
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->tree_path, "/work", 0)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->venv_path, "/venv", 0)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->support_path, "/nestbox", 0)) < 0 ||
+            (in->plan_path && (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, in->plan_path, "/nestbox/plan", 0)) < 0) ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_OUT_TMPFS, NULL, "/out", NB_OUT_SIZE)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_DIR, NULL, "/out/undeclared", 0)) < 0 ||
             (r = kept_tmp ? nb_sandbox_add_mount(cfg, NB_MOUNT_BIND, kept_tmp, "/tmp", 0)

@@ -13,6 +13,7 @@
 
 #include "action/replay.h"
 #include "action/run.h"
+#include "action/shard_plan.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
@@ -218,6 +219,8 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
         if (!ret->why && (r = why_failed_without_failures(ret)) < 0)
                 return nb_error_set(err, -r, "the report");
         ret->status = classify(ret);
+        if (a->shard_count > 1)
+                nb_shard_plan_collect(run->out_fd, &ret->plan);
         if ((r = collect_outputs(run->out_fd, ret, err)) < 0)
                 return nb_error_wrap(err, r, "artifact");
         if ((r = nb_result_junit_xml(ret, &xml, &xml_len)) < 0 ||

@@ -14,9 +14,13 @@
 
 #include "action/action_workspace.h"
 #include "action/execute.h"
+#include "action/shard_plan.h"
+#include "cache/durations.h"
 #include "cache/cache_dir.h"
 #include "cli/cli.h"
+#include "cli/machine.h"
 #include "cli/output.h"
+#include "coverage/lcov.h"
 #include "cli/events.h"
 #include "cli/progress.h"
 #include "cli/summary.h"
@@ -46,7 +50,16 @@ static const char usage[] =
         "  --cache DIR        the cache (default $XDG_CACHE_HOME/nestbox or ~/.cache/nestbox)\n"
         "  --output DIR       write DIR/<target>/junit.xml and log, and DIR/junit.xml for all\n"
         "  --seed N           PYTHONHASHSEED and TEST_RANDOM_SEED (default: from the target name)\n"
-        "  --shard K/N        run shard K of N (1-based), exported as TEST_SHARD_INDEX/TOTAL\n"
+        "  --shard K/N        run shard K of N (1-based) of every target, exported as\n"
+        "                     TEST_SHARD_INDEX/TEST_TOTAL_SHARDS (Bazel's test protocol)\n"
+        "  --shards-per-target N  split every target's tests over N work items (else each\n"
+        "                     target's \"shards\"), balanced by durations learned in the cache;\n"
+        "                     -v prints each shard's plan\n"
+        "  --machine K/N      run only this machine's slice (K of N, 1-based) of all work\n"
+        "                     items; without it the slice comes from the CI's variables\n"
+        "                     (Buildkite, GitLab CI, CircleCI, Kubernetes Indexed Jobs)\n"
+        "  --machines N       the number of machines, for a Kubernetes Indexed Job's\n"
+        "                     JOB_COMPLETION_INDEX (or NESTBOX_MACHINES=N)\n"
         "  --timeout SECONDS  this run's timeout for every target (else each target's)\n"
         "  --memory SIZE      this run's memory limit for every target, as 512M or 2G\n"
         "  --coverage         measure coverage for every target (else each target's setting);\n"
@@ -73,18 +86,23 @@ static const char usage[] =
         "targets and their time, passed, failed, cached, ETA) and the targets that did not pass\n"
         "are repeated before the summary; elsewhere (CI logs) only the lines are printed.\n"
         "A target whose pytest collects no test (or `-k` deselects all) FAILS: 'no tests\n"
-        "collected'. --output DIR/<target>/ holds junit.xml, log, result.json\n"
-        "(nestbox.result/v1) and coverage.*; DIR/junit.xml combines every target, one\n"
-        "<testsuite> each.\n"
+        "collected'. --output DIR/<target>/ (a shard's: DIR/<target>/shard-K-of-N/) holds\n"
+        "junit.xml, log, result.json (nestbox.result/v1) and coverage.*; DIR/junit.xml\n"
+        "combines every target, one <testsuite> each with its shards folded in, and\n"
+        "DIR/coverage.lcov and DIR/coverage.xml sum the coverage of every target that\n"
+        "measured it. `nestbox merge` combines the --output of several machines.\n"
         "Exit status: 0 all passed, 1 a target failed, 2 usage or input error (bad\n"
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
 
-enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_COLOR, OPT_EVENTS };
+enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_COLOR, OPT_EVENTS, OPT_SHARDS_PER_TARGET, OPT_MACHINE, OPT_MACHINES };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "output", required_argument, NULL, OPT_OUTPUT },
+        { "shards-per-target", required_argument, NULL, OPT_SHARDS_PER_TARGET },
+        { "machine", required_argument, NULL, OPT_MACHINE },
+        { "machines", required_argument, NULL, OPT_MACHINES },
         NB_ACTION_OPTIONS,
         NB_CACHE_MODE_OPTIONS,
         { "jobs", required_argument, NULL, 'j' },
@@ -115,18 +133,21 @@ static void combined_add(struct combined *c, size_t slot, struct nb_result *res)
         c->reports[slot]->name = TAKE_PTR(res->target);
 }
 
+/* One <testsuite> per target, its shards folded in, in the order named. */
 static int combined_write(int out_dir, const struct combined *c, struct nb_error *err) {
-        _cleanup_free_ struct nb_junit_suite *suites = calloc(c->n + 1, sizeof(*suites));
-        if (!suites)
-                return nb_error_set(err, ENOMEM, "--output: junit.xml");
+        _cleanup_free_ const struct nb_junit_report **done = calloc(c->n + 1, sizeof(*done));
         size_t n = 0;
+        if (!done)
+                return nb_error_set(err, ENOMEM, "--output: junit.xml");
         for (size_t i = 0; i < c->n; i++)
                 if (c->reports[i])
-                        suites[n++].report = c->reports[i];
+                        done[n++] = c->reports[i];
         _cleanup_free_ char *xml = NULL;
         size_t len = 0;
-        int r = nb_junit_suites_to_xml(suites, n, &xml, &len);
-        if (r < 0 || (r = nb_write_file_atomic(out_dir, "junit.xml", xml, len, 0644)) < 0)
+        int r = nb_junit_folded_xml(done, n, &xml, &len, err);
+        if (r < 0)
+                return nb_error_wrap(err, r, "--output: junit.xml");
+        if ((r = nb_write_file_atomic(out_dir, "junit.xml", xml, len, 0644)) < 0)
                 return nb_error_set(err, -r, "--output: junit.xml");
         return 0;
 }
@@ -141,6 +162,7 @@ struct test_run {
         bool verbose;
         struct combined combined;
         struct nb_summary summary;
+        struct nb_coverage_sum coverage;
         struct nb_events events;
         struct nb_progress *progress;
         struct nb_work_item *items;
@@ -156,6 +178,7 @@ struct test_run {
 
 static void test_run_done(struct test_run *tr) {
         combined_done(&tr->combined);
+        nb_coverage_sum_done(&tr->coverage);
         for (size_t i = 0; i < tr->n; i++) {
                 nb_action_free(tr->items[i].action);
                 nb_item_outcome_done(&tr->outcomes[i]);
@@ -238,8 +261,15 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
                 return code;
         if (!res->cached)
                 nb_item_remember_wall(&tr->store, it, res->wall_sec);
+        if (!tr->modes->no_cache && nb_durations_learn(tr->store.dir, res, &err) < 0) {
+                nb_warn_line(nb_error_message(&err), NULL);
+                nb_error_clear(&err);
+        }
         if (tr->out_dir >= 0) {
                 if (nb_output_write(tr->out_dir, tr->out_arg, res, NULL, &err) < 0)
+                        nb_exit_worst(&code, nb_fail(&err));
+                nb_error_clear(&err);
+                if (nb_coverage_sum_add(&tr->coverage, res, &err) < 0)
                         nb_exit_worst(&code, nb_fail(&err));
                 combined_add(&tr->combined, it->order, res);
         }
@@ -315,24 +345,35 @@ static const struct nb_pool_ops pool_ops = {
         .tick = item_tick,
 };
 
-/* One item per target today (shards and runs will add theirs here). */
+static const char *env_get(const char *name) {
+        return getenv(name);
+}
+
+/* The targets' work items (their shards: cli/machine.h), this machine's slice of
+ * them; a shard's action carries its group's pinned durations (action/shard_plan.h). */
 static int make_items(struct test_run *tr, const struct nb_selection *sel, const struct nb_action_options *o,
-                      struct nb_error *err) {
-        tr->items = calloc(sel->n + 1, sizeof(*tr->items));
-        tr->outcomes = calloc(sel->n + 1, sizeof(*tr->outcomes));
-        tr->not_run = calloc(sel->n + 1, sizeof(*tr->not_run));
-        tr->combined.reports = calloc(sel->n + 1, sizeof(*tr->combined.reports));
-        tr->combined.n = sel->n;
-        if (!tr->items || !tr->outcomes || !tr->not_run || !tr->combined.reports)
+                      unsigned shards_per_target, const struct nb_machine *m, size_t *ret_all, struct nb_error *err) {
+        int r = nb_work_items(sel, shards_per_target, o, tr->store.dir, m, &tr->items, &tr->n, ret_all);
+        if (r < 0)
+                return nb_error_set(err, -r, "test");
+        size_t n = tr->n;
+        tr->n = 0; /* counts the items whose action is built, for test_run_done */
+        tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));
+        tr->not_run = calloc(n + 1, sizeof(*tr->not_run));
+        tr->combined.reports = calloc(n + 1, sizeof(*tr->combined.reports));
+        tr->combined.n = n;
+        if (!tr->outcomes || !tr->not_run || !tr->combined.reports)
                 return nb_error_set(err, ENOMEM, "test");
-        for (; tr->n < sel->n; tr->n++) {
+        for (; tr->n < n; tr->n++) {
                 struct nb_work_item *it = &tr->items[tr->n];
-                int r = nb_action_from_target(sel->ws, sel->targets[tr->n], o, &it->action, err);
-                if (r < 0)
+                struct nb_action_options io = *o;
+                io.shard_index = it->shard_index;
+                io.shard_count = it->shard_count;
+                if ((r = nb_action_from_target(sel->ws, it->target, &io, &it->action, err)) < 0 ||
+                    (r = nb_shard_plan_attach(it->action, tr->store.dir, err)) < 0) {
+                        tr->n++; /* its action, if any, is freed with the rest */
                         return r;
-                it->target = sel->targets[tr->n];
-                it->shard_index = it->action->shard_index;
-                it->shard_count = it->action->shard_count;
+                }
                 it->run = it->action->run;
                 it->memory = it->action->policy.memory;
                 it->order = tr->n;
@@ -370,7 +411,8 @@ int cmd_test(int argc, char **argv) {
         struct nb_cache_modes modes = { 0 };
         __attribute__((cleanup(test_run_done))) struct test_run tr = { .out_dir = -1, .store.warn = nb_warn_line,
                                                                          .modes = &modes };
-        unsigned jobs = 0;
+        unsigned jobs = 0, shards_per_target = 0;
+        __attribute__((cleanup(nb_machine_done))) struct nb_machine machine = {};
         int color = NB_COLOR_AUTO, c, r;
         opts.pytest_args = nb_split_dashdash(&argc, argv);
         optind = 1;
@@ -399,13 +441,31 @@ int cmd_test(int argc, char **argv) {
                 case OPT_OUTPUT:
                         tr.out_arg = optarg;
                         break;
+                case OPT_SHARDS_PER_TARGET: {
+                        char *end = NULL;
+                        unsigned long v = strtoul(optarg, &end, 10);
+                        if (*optarg < '1' || *optarg > '9' || *end || v > NB_MAX_SHARDS_PER_TARGET)
+                                return nb_die(NB_EXIT_USAGE, "--shards-per-target %s: expected an integer from 1 to %d",
+                                              optarg, NB_MAX_SHARDS_PER_TARGET);
+                        shards_per_target = (unsigned) v;
+                        break;
+                }
+                case OPT_MACHINE:
+                        if ((r = nb_machine_option(optarg, &machine)) != 0)
+                                return r;
+                        break;
+                case OPT_MACHINES:
+                        if ((r = nb_machines_option(optarg, &machine)) != 0)
+                                return r;
+                        break;
                 default:
                         if ((r = nb_other_option("test", argv[optind - 1], c, optarg, &opts, &modes)) != 0)
                                 return r;
                 }
         }
         _cleanup_selection_ struct nb_selection sel = { 0 };
-        if ((r = nb_load_targets(argc - optind, argv + optind, &sel)) != 0)
+        if ((r = nb_load_targets(argc - optind, argv + optind, &sel)) != 0 ||
+            (r = nb_machine_detect(&machine, env_get)) != 0)
                 return r;
         if (events_arg && (r = open_events(events_arg, &tr.events)) != 0)
                 return r;
@@ -417,10 +477,15 @@ int cmd_test(int argc, char **argv) {
         if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
                 return nb_fail(&err);
         tr.store.dir = &cache;
-        if ((tr.out_arg && nb_output_open(tr.out_arg, &tr.out_dir, &err) < 0) || make_items(&tr, &sel, &opts, &err) < 0) {
+        size_t n_all = 0;
+        if ((tr.out_arg && nb_output_open(tr.out_arg, &tr.out_dir, &err) < 0) ||
+            make_items(&tr, &sel, &opts, shards_per_target, &machine, &n_all, &err) < 0) {
                 nb_cache_dir_close(&cache);
                 return nb_fail(&err);
         }
+        if (machine.found)
+                printf("machine %u/%u (%s): %zu of %zu work items\n", machine.index, machine.count, machine.found,
+                       tr.n, n_all);
         if ((r = nb_remote_open(&modes, sel.ws->remote_cache, &tr.store.remote)) != 0) {
                 nb_cache_dir_close(&cache);
                 return r;
@@ -451,10 +516,25 @@ int cmd_test(int argc, char **argv) {
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
                 nb_exit_worst(&tr.status, nb_fail(&err));
+        nb_error_clear(&err);
+        if (tr.out_dir >= 0 && nb_coverage_sum_write(&tr.coverage, tr.out_dir, &err) < 0)
+                nb_exit_worst(&tr.status, nb_fail(&err));
         if (tr.out_dir >= 0)
                 close(tr.out_dir);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        /* Shards are work items of one target: the line counts each target once (when
+         * every item was counted; an interrupted run counts what it has). */
+        if (tr.summary.targets == tr.n) {
+                tr.summary.items = tr.n;
+                tr.summary.targets = 0;
+                for (size_t i = 0; i < tr.n; i++) {
+                        size_t j = 0;
+                        while (j < i && tr.items[j].target != tr.items[i].target)
+                                j++;
+                        tr.summary.targets += j == i;
+                }
+        }
         nb_summary_print(&tr.summary);
         nb_cache_dir_close(&cache);
         for (size_t i = started; i < tr.n; i++)

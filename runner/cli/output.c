@@ -23,9 +23,13 @@ int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
 }
 
 /* Output paths are derived from target names: anything but a plain relative path
- * character becomes "_", so a name cannot climb out of --output. */
-static char *output_subdir(const char *name) {
-        char *s = strdup(name);
+ * character becomes "_", so a name cannot climb out of --output. A shard's folder is
+ * <target>/shard-K-of-N, so shards (on one machine or many) never collide. */
+static char *output_subdir(const char *name, unsigned shard_index, unsigned shard_count) {
+        char *s = NULL;
+        if (shard_count > 1 ? asprintf(&s, "%s/shard-%u-of-%u", name, shard_index, shard_count) < 0
+                            : !(s = strdup(name)))
+                return NULL;
         if (!s)
                 return NULL;
         for (char *p = s; *p; p++)
@@ -56,7 +60,7 @@ static json_t *outputs_json(const char *out_arg, const char *sub, const struct n
 
 int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, json_t **ret_outputs,
                     struct nb_error *err) {
-        _cleanup_free_ char *sub = output_subdir(r->target);
+        _cleanup_free_ char *sub = output_subdir(r->target, r->shard_index, r->shard_count);
         if (!sub)
                 return nb_error_set(err, ENOMEM, "--output");
         /* DIR/<target>/ holds this run's files only: what an earlier run left (a

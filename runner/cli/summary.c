@@ -99,6 +99,16 @@ void nb_summary_count(struct nb_summary *s, const struct nb_result *res) {
         s->timed_out += res->status == NB_TARGET_TIMEOUT;
 }
 
+void nb_summary_plan(const struct nb_result *res) {
+        const struct nb_shard_plan_info *p = &res->plan;
+        if (!p->set)
+                return;
+        printf("  plan: shard %u/%u: %u of %u tests, %.2fs expected (largest shard %.2fs, ideal %.2fs; %u of the %u "
+               "with learned durations)\n", res->shard_index, res->shard_count, p->tests, p->collected, p->expected_sec,
+               p->largest_sec, p->ideal_sec, p->known, p->tests);
+        fflush(stdout);
+}
+
 /* A failed target outranks a timed-out one (the manual's "4: a target timed out, and
  * none failed otherwise"); errors of nestbox's own outrank both, an interruption all. */
 static int exit_rank(int code) {
@@ -130,7 +140,10 @@ void nb_summary_interrupted(int sig, const struct nb_target *const *not_run, siz
 }
 
 void nb_summary_print(const struct nb_summary *s) {
-        printf("%zu target%s: %zu passed, %zu failed", s->targets, s->targets == 1 ? "" : "s", s->passed, s->failed);
+        printf("%zu target%s", s->targets, s->targets == 1 ? "" : "s");
+        if (s->items && s->items != s->targets)
+                printf(", %zu work items", s->items);
+        printf(": %zu passed, %zu failed", s->passed, s->failed);
         if (s->timed_out)
                 printf(", %zu timed out", s->timed_out);
         if (s->interrupted)

@@ -10,6 +10,7 @@
 
 struct nb_summary {
         size_t targets, passed, failed, timed_out, interrupted, errors, cached, tests;
+        size_t items; /* work items (a target's shards); set by the caller when it shards */
         double wall_sec; /* of the whole invocation, set by the caller */
         bool color;      /* status words in colour (--color, NO_COLOR) */
 };
@@ -22,7 +23,12 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
 /* Counts a result in s without printing it. */
 void nb_summary_count(struct nb_summary *s, const struct nb_result *res);
 
-/* "3 targets: 2 passed, 1 failed, 0 cached, 57 tests in 0.9s" */
+/* With -v, a shard's plan: "  plan: shard 1/2: 351 of 701 tests, 5.81s expected
+ * (largest shard 5.81s, ideal 5.80s; 700 of the 701 with learned durations)". */
+void nb_summary_plan(const struct nb_result *res);
+
+/* "3 targets: 2 passed, 1 failed, 0 cached, 57 tests in 0.9s"; with shards
+ * "1 target, 2 work items: 2 passed, ..." (the counts are of work items). */
 void nb_summary_print(const struct nb_summary *s);
 
 /* "interrupted by SIGINT; not run: a, b" (or "nothing left to run"). */

@@ -106,6 +106,14 @@ int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char *
 int nb_junit_merge(const struct nb_junit_report *const *reports, size_t n, const char *name,
                    struct nb_junit_report **ret, struct nb_error *err);
 
+/* The reports grouped by name (a target's shards, machines and runs): one report per
+ * name, in name order, each the nb_junit_merge() of its group (in the order given)
+ * with its testcases sorted by (classname, name), so the same testcases give the same
+ * report however they were split. Free *ret with nb_junit_reports_free(). */
+int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n, struct nb_junit_report ***ret,
+                          size_t *ret_n, struct nb_error *err);
+void nb_junit_reports_free(struct nb_junit_report **v, size_t n);
+
 /* A report with one testcase (classname suite_name, name testcase_name) whose result
  * is an <error message=message> with details as its body: what a run that died
  * before pytest wrote its XML (crash, os._exit, timeout, OOM) reports. Any argument

@@ -199,3 +199,58 @@ int nb_junit_merge(const struct nb_junit_report *const *reports, size_t n, const
         *ret = TAKE_PTR(rep);
         return 0;
 }
+
+/* ---- one suite per name ---- */
+
+struct named {
+        const struct nb_junit_report *r;
+        size_t seq;
+};
+
+static int cmp_named(const void *a, const void *b) {
+        const struct named *x = a, *y = b;
+        int c = strcmp(str_or_empty(x->r->name), str_or_empty(y->r->name));
+        return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
+}
+
+static int cmp_testcase(const void *a, const void *b) {
+        const struct nb_junit_testcase *x = a, *y = b;
+        int c = strcmp(x->classname, y->classname);
+        return c ? c : strcmp(x->name, y->name);
+}
+
+void nb_junit_reports_free(struct nb_junit_report **v, size_t n) {
+        for (size_t i = 0; v && i < n; i++)
+                nb_junit_report_free(v[i]);
+        free(v);
+}
+
+int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n, struct nb_junit_report ***ret,
+                          size_t *ret_n, struct nb_error *err) {
+        _cleanup_free_ struct named *v = calloc(n ? n : 1, sizeof(*v));
+        _cleanup_free_ const struct nb_junit_report **group = calloc(n ? n : 1, sizeof(*group));
+        struct nb_junit_report **out = calloc(n ? n : 1, sizeof(*out));
+        if (!v || !group || !out) {
+                free(out);
+                return nb_error_set(err, ENOMEM, "merging JUnit reports");
+        }
+        for (size_t i = 0; i < n; i++)
+                v[i] = (struct named) { reports[i], i };
+        qsort(v, n, sizeof(*v), cmp_named);
+        size_t k = 0;
+        for (size_t i = 0, j; i < n; i = j) {
+                size_t m = 0;
+                for (j = i; j < n && strcmp(str_or_empty(v[j].r->name), str_or_empty(v[i].r->name)) == 0; j++)
+                        group[m++] = v[j].r;
+                int r = nb_junit_merge(group, m, v[i].r->name, &out[k], err);
+                if (r < 0) {
+                        nb_junit_reports_free(out, k);
+                        return r;
+                }
+                qsort(out[k]->testcases, out[k]->n_testcases, sizeof(*out[k]->testcases), cmp_testcase);
+                k++;
+        }
+        *ret = out;
+        *ret_n = k;
+        return 0;
+}

@@ -6,15 +6,72 @@ Runs pytest in this process with two additions nestbox needs: coverage of the de
 sources (the source roots holding them, less the test files, or what the project's own
 declared coverage settings say) with every path relative to /work (identical on every
 machine), written as /out/coverage.data, /out/coverage.xml (Cobertura) and /out/coverage.lcov;
-and sharding by Bazel's protocol (TEST_SHARD_INDEX / TEST_TOTAL_SHARDS): the collected
-tests, sorted by node id, are dealt round-robin, and TEST_SHARD_STATUS_FILE is touched
-to say the runner understood. Exit status: pytest's, or 86 when coverage was asked for
-but the locked venv has no coverage package.
+and sharding by Bazel's protocol: shard K of N (0-based) from --shard, else from
+TEST_SHARD_INDEX / TEST_TOTAL_SHARDS; TEST_SHARD_STATUS_FILE is touched to say the
+runner understood. The split (shard_plan below) is by the durations nestbox learned
+from earlier results, handed in read-only as /nestbox/plan/durations.json: longest
+first onto the least loaded shard; a test without a duration goes to the shard a
+stable hash of its id names. Every shard computes the same split from the same input,
+so every test runs in exactly one. What this shard got is written to
+/out/shard_plan.json. Exit status: pytest's, or 86 when coverage was asked for but the
+locked venv has no coverage package.
 """
+import hashlib
+import heapq
+import json
 import os
 import sys
 
 NO_COVERAGE = 86
+
+
+DURATIONS = "/nestbox/plan/durations.json"
+PLAN_OUT = "/out/shard_plan.json"
+
+
+def junit_key(nodeid):
+    """The id nestbox learns durations under: junit.xml's classname::name."""
+    try:
+        from _pytest.junitxml import mangle_test_address
+        names = mangle_test_address(nodeid)
+    except Exception:  # an older or newer pytest: the same rule by hand
+        path, bracket, params = nodeid.partition("[")
+        names = path.split("::")
+        names[0] = names[0].replace("/", ".")
+        if names[0].endswith(".py"):
+            names[0] = names[0][:-3]
+        names[-1] += bracket + params
+    return ".".join(names[:-1]) + "::" + names[-1]
+
+
+def stable_hash(key):
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
+
+
+def shard_plan(keys, durations, total):
+    """{key: shard}: known keys longest first (ties by key) onto the least loaded
+    shard (ties by index); unseen keys by stable_hash. Also the planned loads (s)."""
+    known = sorted((k for k in set(keys) if k in durations), key=lambda k: (-durations[k], k))
+    heap = [(0, s) for s in range(total)]
+    loads = [0] * total
+    where = {}
+    for k in known:
+        load, s = heapq.heappop(heap)
+        where[k] = s
+        loads[s] = load + durations[k]
+        heapq.heappush(heap, (loads[s], s))
+    for k in set(keys) - where.keys():
+        where[k] = stable_hash(k) % total
+    return where, [ms / 1000.0 for ms in loads]
+
+
+def load_durations():
+    try:
+        with open(DURATIONS, encoding="utf-8") as f:
+            doc = json.load(f)
+    except FileNotFoundError:
+        return {}
+    return {k: int(v) for k, v in doc.get("tests", {}).items() if isinstance(v, int) and v >= 0}
 
 
 class Shard:
@@ -22,13 +79,31 @@ class Shard:
         self.index, self.total = index, total
 
     def pytest_collection_modifyitems(self, session, config, items):
-        order = sorted(range(len(items)), key=lambda i: items[i].nodeid)
-        mine = {i for n, i in enumerate(order) if n % self.total == self.index}
-        keep = [it for i, it in enumerate(items) if i in mine]
-        drop = [it for i, it in enumerate(items) if i not in mine]
+        durations = load_durations()
+        keys = [junit_key(it.nodeid) for it in items]
+        where, loads = shard_plan(keys, durations, self.total)
+        keep = [it for it, k in zip(items, keys) if where[k] == self.index]
+        drop = [it for it, k in zip(items, keys) if where[k] != self.index]
+        mine = [k for k in keys if where[k] == self.index]
+        ideal = max(sum(loads) / self.total, max((durations.get(k, 0) for k in keys), default=0) / 1000.0)
+        plan = {
+            "shard": self.index + 1, "shards": self.total, "tests": len(keep), "collected": len(items),
+            "known": sum(1 for k in mine if k in durations), "expected_sec": loads[self.index],
+            "largest_sec": max(loads), "ideal_sec": ideal, "loads_sec": loads,
+        }
+        with open(PLAN_OUT, "w", encoding="utf-8") as f:
+            json.dump(plan, f, sort_keys=True)
         if drop:
             config.hook.pytest_deselected(items=drop)
             items[:] = keep
+
+
+def shard_from_env():
+    try:
+        index, total = int(os.environ["TEST_SHARD_INDEX"]), int(os.environ["TEST_TOTAL_SHARDS"])
+    except (KeyError, ValueError):
+        return None
+    return (index, total) if 0 <= index < total else None
 
 
 WORK = "/work"
@@ -131,6 +206,8 @@ def main(argv):
             sys.stderr.write(f"nestbox driver: unknown option {opt}\n")
             return 2
     args = argv[1:]
+    if shard is None:
+        shard = shard_from_env()
     plugins = []
     if shard and shard[1] > 1:
         plugins.append(Shard(*shard))

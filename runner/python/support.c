@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -36,14 +37,15 @@ void nb_support_digest(char out[NB_DIGEST_HEX_LEN + 1]) {
                 nb_sha256_hex(data, len, out);
                 return;
         }
-        nb_hasher_update_str(h, "nestbox-support-1");
+        nb_hasher_update_str(h, "nestbox-support-2"); /* 2: with plan/ */
         nb_hasher_update(h, data, len);
         nb_hasher_finish(h, out);
 }
 
-int nb_support_materialize(struct nb_cache_dir *cache, char **ret_path, struct nb_error *err) {
-        char digest[NB_DIGEST_HEX_LEN + 1];
-        nb_support_digest(digest);
+/* trees/<digest>/ holding one file (and, for the driver's tree, the empty plan/ that
+ * a shard's durations are mounted on), written under tmp/ and renamed into place. */
+static int materialize_one(struct nb_cache_dir *cache, const char *digest, const char *file, const char *data,
+                           size_t len, bool plan_dir, char **ret_path, struct nb_error *err) {
         _cleanup_free_ char *rel = NULL, *abs = NULL;
         if (asprintf(&rel, "trees/%s", digest) < 0 || asprintf(&abs, "%s/%s", cache->path, rel) < 0)
                 return nb_error_set(err, ENOMEM, "support files");
@@ -57,13 +59,12 @@ int nb_support_materialize(struct nb_cache_dir *cache, char **ret_path, struct n
         if (r < 0)
                 return r;
         _cleanup_close_ int dir = nb_open_beneath(cache->fd, tmp, O_RDONLY | O_DIRECTORY, 0);
-        size_t len;
-        const char *data = nb_support_driver(&len);
         /* Written atomically (file and directory fsynced) before it is published: a
          * power cut must not leave an empty driver.py under its digest.
          * Sealed only after the rename: moving a directory rewrites its "..", which needs
          * write permission on it (root does not notice, everyone else does). */
-        if (dir < 0 || (r = nb_write_file_atomic(dir, "driver.py", data, len, 0444)) < 0 || fchmod(dir, 0755) < 0) {
+        if (dir < 0 || (r = nb_write_file_atomic(dir, file, data, len, 0444)) < 0 ||
+            (plan_dir && mkdirat(dir, "plan", 0555) < 0) || fchmod(dir, 0755) < 0) {
                 int e = dir < 0 ? -dir : (r < 0 ? -r : errno);
                 (void) nb_rm_rf_at(cache->fd, tmp);
                 return nb_error_set(err, e, "support files in %s/%s", cache->path, tmp);
@@ -74,4 +75,30 @@ int nb_support_materialize(struct nb_cache_dir *cache, char **ret_path, struct n
                 return nb_error_set(err, errno, "support files in %s", abs);
         *ret_path = TAKE_PTR(abs);
         return 0;
+}
+
+int nb_support_materialize(struct nb_cache_dir *cache, char **ret_path, struct nb_error *err) {
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        nb_support_digest(digest);
+        size_t len;
+        const char *data = nb_support_driver(&len);
+        return materialize_one(cache, digest, "driver.py", data, len, true, ret_path, err);
+}
+
+void nb_support_plan_digest(const char *durations, char out[NB_DIGEST_HEX_LEN + 1]) {
+        struct nb_hasher *h = nb_hasher_new();
+        if (!h) {
+                nb_sha256_hex(durations, strlen(durations), out);
+                return;
+        }
+        nb_hasher_update_str(h, "nestbox-plan-1");
+        nb_hasher_update_str(h, durations);
+        nb_hasher_finish(h, out);
+}
+
+int nb_support_materialize_plan(struct nb_cache_dir *cache, const char *durations, char **ret_path,
+                                struct nb_error *err) {
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        nb_support_plan_digest(durations, digest);
+        return materialize_one(cache, digest, "durations.json", durations, strlen(durations), false, ret_path, err);
 }

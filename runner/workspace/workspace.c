@@ -95,7 +95,7 @@ static int check_env_names(const struct nb_json_reader *p, const char *path, cha
 
 static const char *const target_keys[] = {
         "sources", "tests", "source_roots", "resolve", "timeout", "pytest_args",
-        "env", "coverage", "memory", "pids", NULL,
+        "env", "coverage", "memory", "pids", "shards", NULL,
 };
 
 static int parse_target(const struct nb_json_reader *p, const char *path, json_t *v, const struct nb_workspace *ws,
@@ -174,6 +174,15 @@ static int parse_target(const struct nb_json_reader *p, const char *path, json_t
                         return r;
         }
 
+        t->shards = 1;
+        if ((e = json_object_get(v, "shards"))) {
+                _cleanup_free_ char *fp = nb_jr_join(p, path, "shards", false);
+                if (!fp)
+                        return nb_jr_oom(p);
+                if (!json_is_integer(e) || json_integer_value(e) < 1 || json_integer_value(e) > NB_MAX_SHARDS_PER_TARGET)
+                        return nb_jr_fail(p, fp, "expected an integer from 1 to %d", NB_MAX_SHARDS_PER_TARGET);
+                t->shards = (unsigned) json_integer_value(e);
+        }
         e = json_object_get(v, "coverage");
         if (e) {
                 _cleanup_free_ char *fp = nb_jr_join(p, path, "coverage", false);

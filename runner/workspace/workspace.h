@@ -44,7 +44,10 @@ struct nb_target {
         uint64_t memory; /* bytes */
         uint64_t pids;
         bool coverage;
+        unsigned shards; /* work items its tests are split over; 1: none */
 };
+
+#define NB_MAX_SHARDS_PER_TARGET 1000
 
 struct nb_workspace {
         char *root;  /* absolute path of the workspace root ("." when parsed from memory) */

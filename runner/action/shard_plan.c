@@ -1,0 +1,162 @@
+/* SPDX-License-Identifier: MIT */
+/* The shard plan's input, its record in the result, and the LPT planner (shard_plan.h). */
+#include <errno.h>
+#include <math.h>
+#include <stdbool.h>
+#include <stdint.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action/shard_plan.h"
+#include "cache/durations.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+
+#define PLAN_FILE_MAX (64u * 1024u)
+
+int nb_shard_plan_attach(struct nb_action *a, struct nb_cache_dir *c, struct nb_error *err) {
+        if (a->shard_count <= 1)
+                return 0;
+        int r = nb_action_resolve(a, c, err);
+        if (r < 0)
+                return r;
+        char group[NB_DIGEST_HEX_LEN + 1];
+        if ((r = nb_action_group_digest(a, group, err)) < 0)
+                return r;
+        free(a->shard_durations);
+        a->shard_durations = NULL;
+        if ((r = nb_durations_pin(c, group, a->target, &a->shard_durations, err)) < 0)
+                return nb_error_wrap(err, r, "target \"%s\"", a->target);
+        return nb_action_redigest(a, err);
+}
+
+static bool get_count(json_t *o, const char *key, unsigned *ret) {
+        json_t *v = json_object_get(o, key);
+        if (!json_is_integer(v) || json_integer_value(v) < 0 || json_integer_value(v) > UINT32_MAX)
+                return false;
+        *ret = (unsigned) json_integer_value(v);
+        return true;
+}
+
+static bool get_seconds(json_t *o, const char *key, double *ret) {
+        json_t *v = json_object_get(o, key);
+        double d = json_number_value(v);
+        if (!json_is_number(v) || !isfinite(d) || d < 0 || d > 1e9)
+                return false;
+        *ret = d;
+        return true;
+}
+
+int nb_shard_plan_from_json(json_t *v, struct nb_shard_plan_info *ret) {
+        *ret = (struct nb_shard_plan_info) {};
+        if (!v)
+                return 0;
+        struct nb_shard_plan_info p = { .set = true };
+        if (!json_is_object(v) || !get_count(v, "tests", &p.tests) || !get_count(v, "collected", &p.collected) ||
+            !get_count(v, "known", &p.known) || !get_seconds(v, "expected_sec", &p.expected_sec) ||
+            !get_seconds(v, "largest_sec", &p.largest_sec) || !get_seconds(v, "ideal_sec", &p.ideal_sec))
+                return -EINVAL;
+        *ret = p;
+        return 0;
+}
+
+void nb_shard_plan_collect(int out_fd, struct nb_shard_plan_info *ret) {
+        *ret = (struct nb_shard_plan_info) {};
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        if (nb_read_file_beneath(out_fd, "shard_plan.json", PLAN_FILE_MAX, &text, &len) < 0)
+                return;
+        json_auto_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
+        if (doc && nb_shard_plan_from_json(doc, ret) < 0)
+                *ret = (struct nb_shard_plan_info) {};
+}
+
+/* ---- longest processing time first ---- */
+
+struct order {
+        size_t i;
+        double cost;
+        uint64_t hash;
+};
+
+/* The stable hash nestbox gives a name (the default seed's: 32 bits of its SHA-256). */
+static uint64_t key_hash(const char *key) {
+        return nb_action_default_seed(key);
+}
+
+static const struct nb_plan_item *sort_items;
+
+/* Longest first; equal costs in the order of a hash of their keys, so a fleet of
+ * unknown items is spread (not alphabetically bunched), then by key and position. */
+static int cmp_order(const void *a, const void *b) {
+        const struct order *x = a, *y = b;
+        if (x->cost != y->cost)
+                return x->cost > y->cost ? -1 : 1;
+        if (x->hash != y->hash)
+                return x->hash < y->hash ? -1 : 1;
+        int c = strcmp(sort_items[x->i].key, sort_items[y->i].key);
+        return c ? c : (x->i > y->i) - (x->i < y->i);
+}
+
+/* A min-heap of bins by (load, index). */
+struct heap {
+        unsigned *v;
+        double *load;
+        unsigned n;
+};
+
+static bool less(const struct heap *h, unsigned a, unsigned b) {
+        return h->load[a] < h->load[b] || (h->load[a] == h->load[b] && a < b);
+}
+
+static void sift_down(struct heap *h, unsigned at) {
+        for (;;) {
+                unsigned l = 2 * at + 1, r = l + 1, m = at;
+                if (l < h->n && less(h, h->v[l], h->v[m]))
+                        m = l;
+                if (r < h->n && less(h, h->v[r], h->v[m]))
+                        m = r;
+                if (m == at)
+                        return;
+                unsigned t = h->v[m];
+                h->v[m] = h->v[at];
+                h->v[at] = t;
+                at = m;
+        }
+}
+
+int nb_plan_lpt(const struct nb_plan_item *items, size_t n, unsigned bins, unsigned *ret_bin, double *ret_loads) {
+        if (bins == 0)
+                return -EINVAL;
+        _cleanup_free_ struct order *o = calloc(n ? n : 1, sizeof(*o));
+        _cleanup_free_ unsigned *v = calloc(bins, sizeof(*v));
+        _cleanup_free_ double *load = calloc(bins, sizeof(*load));
+        if (!o || !v || !load)
+                return -ENOMEM;
+        double known = 0;
+        size_t n_known = 0;
+        for (size_t i = 0; i < n; i++)
+                if (items[i].cost >= 0) {
+                        known += items[i].cost;
+                        n_known++;
+                }
+        /* An item never measured counts as the average of those that were (1 s when
+         * none was), so it is placed by load like the rest. */
+        double guess = n_known ? known / (double) n_known : 1.0;
+        for (size_t i = 0; i < n; i++)
+                o[i] = (struct order) { i, items[i].cost >= 0 ? items[i].cost : guess, key_hash(items[i].key) };
+        sort_items = items;
+        qsort(o, n, sizeof(*o), cmp_order);
+        struct heap h = { v, load, bins };
+        for (unsigned b = 0; b < bins; b++)
+                v[b] = b;
+        for (size_t k = 0; k < n; k++) {
+                unsigned b = v[0];
+                ret_bin[o[k].i] = b;
+                load[b] += o[k].cost;
+                sift_down(&h, 0);
+        }
+        if (ret_loads)
+                memcpy(ret_loads, load, bins * sizeof(*load));
+        return 0;
+}

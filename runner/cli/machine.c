@@ -1,0 +1,201 @@
+/* SPDX-License-Identifier: MIT */
+/* --machine K/N, the CI's variables, and this machine's slice of the work items. */
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "action/shard_plan.h"
+#include "cache/durations.h"
+#include "cli/cli.h"
+#include "cli/machine.h"
+#include "nestbox/cleanup.h"
+
+#define MAX_MACHINES 100000u
+/* What a sandbox costs before its first test runs (venv and tree already there). */
+#define START_UP_SEC 0.5
+
+void nb_machine_done(struct nb_machine *m) {
+        free(m->found);
+        m->found = NULL;
+}
+
+static int parse_count(const char *s, unsigned *ret) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = s && *s ? strtoul(s, &end, 10) : 0;
+        if (!s || !*s || errno || *end || *s == '-' || *s == '+' || v > MAX_MACHINES)
+                return -EINVAL;
+        *ret = (unsigned) v;
+        return 0;
+}
+
+int nb_machine_option(const char *arg, struct nb_machine *m) {
+        unsigned k, n;
+        char tail;
+        if (sscanf(arg, "%u/%u%c", &k, &n, &tail) != 2 || n == 0 || k == 0 || k > n || n > MAX_MACHINES)
+                return nb_die(NB_EXIT_USAGE, "--machine %s: expected K/N with 1 <= K <= N (this machine, of N)", arg);
+        m->index = k;
+        m->count = n;
+        m->from_flag = true;
+        return 0;
+}
+
+int nb_machines_option(const char *arg, struct nb_machine *m) {
+        if (parse_count(arg, &m->count_flag) < 0 || m->count_flag == 0)
+                return nb_die(NB_EXIT_USAGE, "--machines %s: expected the number of machines, 1 to %u", arg, MAX_MACHINES);
+        return 0;
+}
+
+/* One CI's pair of variables. */
+struct ci {
+        const char *name, *index_var, *total_var;
+        unsigned base; /* what its first index is */
+};
+
+static const struct ci cis[] = {
+        { "Buildkite", "BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", 0 },
+        { "GitLab CI", "CI_NODE_INDEX", "CI_NODE_TOTAL", 1 },
+        { "CircleCI", "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", 0 },
+        { "a Kubernetes Indexed Job", "JOB_COMPLETION_INDEX", NULL, 0 },
+};
+
+/* 1 with *k, *n when ci's variables are set, 0 when not, else the exit code. */
+static int read_ci(const struct ci *ci, const struct nb_machine *m, const char *(*get)(const char *), unsigned *k,
+                   unsigned *n, char **text) {
+        const char *iv = get(ci->index_var);
+        const char *tv = ci->total_var ? get(ci->total_var) : get("NESTBOX_MACHINES");
+        const char *tname = ci->total_var ? ci->total_var : "NESTBOX_MACHINES";
+        unsigned idx, total;
+        if (!iv) {
+                /* GitLab sets CI_NODE_TOTAL=1 in every job; a total alone says nothing. */
+                if (tv && ci->total_var && parse_count(tv, &total) == 0 && total <= 1)
+                        return 0;
+                if (tv && ci->total_var)
+                        return nb_die(NB_EXIT_USAGE, "%s=%s is set but %s is not", tname, tv, ci->index_var);
+                return 0;
+        }
+        if (parse_count(iv, &idx) < 0 || idx < ci->base)
+                return nb_die(NB_EXIT_USAGE, "%s=%s: expected an integer from %u", ci->index_var, iv, ci->base);
+        if (!ci->total_var && m->count_flag) {
+                total = m->count_flag;
+                tname = "--machines";
+        } else if (!tv) {
+                return nb_die(NB_EXIT_USAGE, "%s=%s is set but %s is not%s", ci->index_var, iv, tname,
+                              ci->total_var ? "" : " (give the Job's completions as --machines N or NESTBOX_MACHINES)");
+        } else if (parse_count(tv, &total) < 0 || total == 0) {
+                return nb_die(NB_EXIT_USAGE, "%s=%s: expected the number of machines, 1 to %u", tname, tv, MAX_MACHINES);
+        }
+        if (idx - ci->base >= total)
+                return nb_die(NB_EXIT_USAGE, "%s=%s is out of range for %s=%u (%s counts from %u)", ci->index_var, iv,
+                              tname, total, ci->index_var, ci->base);
+        *k = idx - ci->base + 1;
+        *n = total;
+        if (asprintf(text, "%s: %s=%s, %s=%u", ci->name, ci->index_var, iv, tname, total) < 0) {
+                *text = NULL;
+                return nb_die(NB_EXIT_INFRA, "out of memory");
+        }
+        return 1;
+}
+
+int nb_machine_detect(struct nb_machine *m, const char *(*get)(const char *)) {
+        unsigned k = 0, n = 0;
+        _cleanup_free_ char *first = NULL;
+        for (size_t i = 0; i < NB_ELEMENTSOF(cis); i++) {
+                unsigned ck = 0, cn = 0;
+                _cleanup_free_ char *text = NULL;
+                int r = read_ci(&cis[i], m, get, &ck, &cn, &text);
+                if (r == 0)
+                        continue;
+                if (r != 1)
+                        return r;
+                if (!first) {
+                        k = ck;
+                        n = cn;
+                        first = TAKE_PTR(text);
+                } else if (ck != k || cn != n)
+                        return nb_die(NB_EXIT_USAGE, "the CI's variables disagree: %s says machine %u/%u, %s says %u/%u; "
+                                      "give --machine K/N", first, k, n, text, ck, cn);
+        }
+        if (m->from_flag) {
+                if (first && (k != m->index || n != m->count) &&
+                    asprintf(&m->found, "--machine %u/%u (it wins over %s)", m->index, m->count, first) < 0)
+                        m->found = NULL;
+                else if (!m->found && asprintf(&m->found, "--machine %u/%u", m->index, m->count) < 0)
+                        m->found = NULL;
+                return 0;
+        }
+        if (!first && m->count_flag)
+                return nb_die(NB_EXIT_USAGE, "--machines %u: no JOB_COMPLETION_INDEX to say which one this is; "
+                              "give --machine K/N", m->count_flag);
+        if (!first || n <= 1)
+                return 0;
+        m->index = k;
+        m->count = n;
+        m->found = TAKE_PTR(first);
+        return 0;
+}
+
+/* The item's expected seconds: its target's learned tests over its shard count, plus
+ * the start-up; -1 when nothing of the target was learned. */
+static double item_cost(struct nb_cache_dir *cache, const struct nb_work_item *it) {
+        json_auto_t *tests = NULL;
+        if (!cache || nb_durations_load(cache, it->target->name, &tests) < 0 || json_object_size(tests) == 0)
+                return -1;
+        return nb_durations_total(tests) / it->shard_count + START_UP_SEC;
+}
+
+static int slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n) {
+        _cleanup_free_ struct nb_plan_item *plan = calloc(*n ? *n : 1, sizeof(*plan));
+        _cleanup_free_ unsigned *bin = calloc(*n ? *n : 1, sizeof(*bin));
+        _cleanup_strv_free_ char **keys = calloc(*n + 1, sizeof(char *));
+        if (!plan || !bin || !keys)
+                return -ENOMEM;
+        for (size_t i = 0; i < *n; i++) {
+                if (asprintf(&keys[i], "%s#%u/%u", items[i].target->name, items[i].shard_index, items[i].shard_count) < 0) {
+                        keys[i] = NULL;
+                        return -ENOMEM;
+                }
+                plan[i] = (struct nb_plan_item) { keys[i], item_cost(cache, &items[i]) };
+        }
+        int r = nb_plan_lpt(plan, *n, m->count, bin, NULL);
+        if (r < 0)
+                return r;
+        size_t kept = 0;
+        for (size_t i = 0; i < *n; i++)
+                if (bin[i] == m->index - 1)
+                        items[kept++] = items[i];
+        *n = kept;
+        return 0;
+}
+
+int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, const struct nb_action_options *o,
+                  struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item **ret, size_t *ret_n,
+                  size_t *ret_total) {
+        size_t n = 0;
+        for (size_t i = 0; i < sel->n; i++)
+                n += o->shard_count > 1 ? 1 : shards_per_target ? shards_per_target : sel->targets[i]->shards;
+        _cleanup_free_ struct nb_work_item *items = calloc(n ? n : 1, sizeof(*items));
+        if (!items)
+                return -ENOMEM;
+        size_t k = 0;
+        for (size_t i = 0; i < sel->n; i++) {
+                const struct nb_target *t = sel->targets[i];
+                if (o->shard_count > 1) {
+                        items[k++] = (struct nb_work_item) { .target = t, .shard_index = o->shard_index, .shard_count = o->shard_count };
+                        continue;
+                }
+                unsigned count = shards_per_target ? shards_per_target : t->shards;
+                for (unsigned s = 1; s <= count; s++)
+                        items[k++] = (struct nb_work_item) { .target = t, .shard_index = s, .shard_count = count };
+        }
+        *ret_total = n;
+        if (m && m->count > 1) {
+                int r = slice(cache, m, items, &n);
+                if (r < 0)
+                        return r;
+        }
+        *ret = TAKE_PTR(items);
+        *ret_n = n;
+        return 0;
+}

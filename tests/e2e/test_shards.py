@@ -1,0 +1,111 @@
+"""Shards inside a target (issue 10): `shards` / --shards-per-target, the split by
+learned durations, the plan in each shard's result, and a second run a cache hit."""
+import json
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import run
+from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
+from workspace import make_workspace
+
+MANY = "import pytest\n\n@pytest.mark.parametrize('i', range(40))\ndef test_i(i):\n    pass\n"
+
+
+@pytest.fixture
+def cache(tmp_path):
+    return tmp_path / "cache"
+
+
+def cases(path):
+    root = ET.parse(path).getroot()
+    return [(c.get("classname"), c.get("name"), outcome(c)) for c in root.iter("testcase")]
+
+
+def outcome(case):
+    for tag in ("failure", "error", "skipped"):
+        if case.find(tag) is not None:
+            return tag
+    return "passed"
+
+
+def shard_run(cache, ws, out, *extra):
+    p = run(["test", "--cache", cache, "--output", out, *extra, ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p
+
+
+@pytest.fixture
+def ws(tmp_path, resolve_dir):  # noqa: F811
+    files = {**PASSING, "tests/test_many.py": MANY}
+    return make_workspace(tmp_path / "ws", resolve_dir, files)
+
+
+@pytest.mark.parametrize("n", [2, 3])
+def test_shards_together_run_exactly_the_unsharded_tests(tmp_path, ws, cache, n):
+    whole = shard_run(cache, ws, tmp_path / "whole")
+    assert "(42 tests)" in whole.stdout, whole.stdout
+    expected = sorted(cases(tmp_path / "whole/app/tests/junit.xml"))
+    p = shard_run(cache, ws, tmp_path / "sharded", "--shards-per-target", str(n), "-v")
+    got = []
+    for k in range(1, n + 1):
+        d = tmp_path / f"sharded/app/tests/shard-{k}-of-{n}"
+        got += cases(d / "junit.xml")
+        res = json.loads((d / "result.json").read_text())
+        assert res["shard"] == {"index": k, "count": n}
+        plan = res["shard_plan"]
+        assert plan["collected"] == 42 and plan["tests"] == len(cases(d / "junit.xml"))
+        assert plan["known"] == plan["tests"]  # the unsharded run taught every duration
+    assert sorted(got) == expected  # each test once, none lost
+    assert p.stdout.count("  plan: shard ") == n, p.stdout
+    # The top junit.xml folds the shards into one suite for the target.
+    top = ET.parse(tmp_path / "sharded/junit.xml").getroot()
+    suites = top.findall("testsuite")
+    assert [s.get("name") for s in suites] == ["app/tests"] and suites[0].get("tests") == "42"
+    assert f"{n} targets" not in p.stdout and "42 tests" in p.stdout.splitlines()[-1]
+
+
+def test_second_identical_sharded_run_is_a_cache_hit(tmp_path, ws, cache):
+    first = shard_run(cache, ws, tmp_path / "o1", "--shards-per-target", "2")
+    assert "(cached)" not in first.stdout
+    shard_run(cache, ws, tmp_path / "o2")  # learns new durations meanwhile
+    again = shard_run(cache, ws, tmp_path / "o3", "--shards-per-target", "2")
+    assert again.stdout.count("(cached)") == 2, again.stdout
+
+
+def test_shards_in_the_target_and_bazel_variables(tmp_path, resolve_dir, cache):  # noqa: F811
+    files = {**PASSING, "tests/test_env.py":
+             "import os\n\ndef test_env():\n"
+             "    assert os.path.exists(os.environ['TEST_SHARD_STATUS_FILE'])\n"
+             "    assert os.environ['TEST_TOTAL_SHARDS'] == '2'\n"
+             "    assert os.environ['TEST_SHARD_INDEX'] in ('0', '1')\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files, {"app/tests": {"shards": 2}})
+    p = shard_run(cache, ws, tmp_path / "out")
+    assert p.stdout.count("app/tests  PASSED") == 2, p.stdout
+    assert (tmp_path / "out/app/tests/shard-2-of-2/junit.xml").exists()
+    bad = make_workspace(tmp_path / "bad", resolve_dir, PASSING, {"app/tests": {"shards": 0}})
+    p = run(["test", "--cache", cache, bad])
+    assert p.returncode == 2 and ".shards: expected an integer from 1 to 1000" in p.stderr, p.stderr
+    p = run(["test", "--cache", cache, "--shards-per-target", "0", ws])
+    assert p.returncode == 2 and "--shards-per-target 0" in p.stderr
+
+
+def test_plan_balances_one_long_test_among_many_fast(tmp_path, resolve_dir, cache):  # noqa: F811
+    """One 4.6 s test among 700 fast ones: once their durations are learned, the
+    largest shard's planned load is within 10% of the ideal. Asserted on the plan."""
+    files = {
+        "src/app/__init__.py": "",
+        "tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(4.6)\n",
+        "tests/test_fast.py": "import time, pytest\n\n@pytest.mark.parametrize('i', range(700))\n"
+                              "def test_fast(i):\n    time.sleep(0.005)\n",
+    }
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    shard_run(cache, ws, tmp_path / "learn")
+    shard_run(cache, ws, tmp_path / "out", "--shards-per-target", "2")
+    plans = [json.loads((tmp_path / f"out/app/tests/shard-{k}-of-2/result.json").read_text())["shard_plan"]
+             for k in (1, 2)]
+    assert sum(p["tests"] for p in plans) == 701
+    ideal = plans[0]["ideal_sec"]
+    assert ideal >= 4.6 and plans[0]["largest_sec"] <= 1.1 * ideal, plans
+    # The slow test's shard holds few others: the split is by duration, not by count.
+    assert min(p["tests"] for p in plans) < 300, plans
