@@ -28,6 +28,7 @@ int cmd_worker(int argc, char **argv);
 int cmd_list(int argc, char **argv);
 int cmd_repro(int argc, char **argv);
 int cmd_bundle(int argc, char **argv);
+int cmd_merge(int argc, char **argv);
 
 struct nb_command {
         const char *name;

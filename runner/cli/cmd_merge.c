@@ -1,3 +1,407 @@
 /* SPDX-License-Identifier: MIT */
-int cmd_merge(int argc, char **argv);
-int cmd_merge(int argc, char **argv) { (void) argc; (void) argv; return 2; }
+/* nestbox merge: one junit.xml and one coverage report from the outputs of any number
+ * of shards, machines and runs. Everything it reads came from somewhere else (CI
+ * artifacts of other machines): each file is read beneath the directory given,
+ * no-follow and size-capped, parsed by the hardened readers (junit.h, lcov.h), the
+ * walk is bounded in depth and in entries, and every problem is one line naming the
+ * file. */
+#include <errno.h>
+#include <fcntl.h>
+#include <getopt.h>
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "action/result.h"
+#include "cache/artifact.h"
+#include "cli/cli.h"
+#include "cli/output.h"
+#include "cli/summary.h"
+#include "coverage/lcov.h"
+#include "junit/junit.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
+#include "workspace/json_read.h"
+
+static const char usage[] =
+        "usage: nestbox merge [-o DIR] ARTIFACT|OUTPUT_DIR...\n"
+        "\n"
+        "Combines what `nestbox test --output` wrote (an OUTPUT_DIR, walked for every\n"
+        "<target>/ and <target>/shard-K-of-N/ folder holding a result.json) or artifacts\n"
+        "(the tar.zst nestbox stores: result.json, junit.xml, coverage.lcov) of any number of\n"
+        "shards, machines and runs into:\n"
+        "  DIR/junit.xml      one <testsuite> per target, its shards folded in, testcases\n"
+        "                     sorted by classname and name; reruns of a test as Surefire's\n"
+        "                     flakyFailure/rerunFailure\n"
+        "  DIR/coverage.lcov  line hits summed over every input (paths relative to the\n"
+        "                     workspace root)\n"
+        "  DIR/coverage.xml   Cobertura XML regenerated from the summed LCOV\n"
+        "\n"
+        "  -o, --output DIR   where to write them (default: merged)\n"
+        "  -h, --help         this text\n"
+        "\n"
+        "Prints each input's line and the summary line `nestbox test` prints (the time is\n"
+        "the inputs' wall time added up), and one line per shard that is missing (a\n"
+        "target's shard K of N absent) or duplicated (the same shard twice: the first is\n"
+        "kept). Inputs are untrusted: sizes are capped and every problem is one line\n"
+        "naming the file. Exit status: 0 all passed, 1 a test failed or a shard is missing,\n"
+        "2 usage or an unreadable input, 4 a shard timed out (and none failed otherwise).\n";
+
+#define MAX_UNITS 100000u
+#define MAX_DEPTH 32u
+#define MAX_ENTRIES 1000000u
+#define RESULT_MAX (1u << 20)
+#define ARTIFACT_MAX (512u * 1024u * 1024u)
+
+/* One shard of one run of one target, as read back. */
+struct unit {
+        char *source;
+        struct nb_result res; /* target, status, shard, run, wall, cached, why, report */
+};
+
+struct merge {
+        struct unit *v;
+        size_t n, cap, entries;
+        struct nb_coverage_sum cov;
+};
+
+static void merge_done(struct merge *m) {
+        for (size_t i = 0; i < m->n; i++) {
+                free(m->v[i].source);
+                nb_result_done(&m->v[i].res);
+        }
+        free(m->v);
+        nb_coverage_sum_done(&m->cov);
+}
+
+struct blob {
+        const char *data;
+        size_t len;
+};
+
+static int bad(struct nb_error *err, const char *source, const char *file, const char *why) {
+        return nb_error_input(err, EBADMSG, "%s/%s: %s", source, file, why);
+}
+
+static int read_result(struct unit *u, struct blob j, struct nb_error *err) {
+        json_auto_t *doc = j.len <= RESULT_MAX ? json_loadb(j.data, j.len, JSON_REJECT_DUPLICATES, NULL) : NULL;
+        json_t *shard = json_object_get(doc, "shard"), *d = json_object_get(doc, "durations");
+        const char *target = json_string_value(json_object_get(doc, "target"));
+        const char *status = json_string_value(json_object_get(doc, "status"));
+        json_t *idx = json_object_get(shard, "index"), *cnt = json_object_get(shard, "count");
+        json_t *run = json_object_get(doc, "run"), *wall = json_object_get(d, "wall");
+        if (!doc)
+                return bad(err, u->source, "result.json", "not a JSON document of at most 1 MiB");
+        if (!target || !nb_valid_name(target) || !json_is_integer(idx) || !json_is_integer(cnt) ||
+            !json_is_integer(run) || json_integer_value(cnt) < 1 || json_integer_value(cnt) > 100000 ||
+            json_integer_value(idx) < 1 || json_integer_value(idx) > json_integer_value(cnt) ||
+            json_integer_value(run) < 1 || json_integer_value(run) > 1000000 || !json_is_number(wall) ||
+            !isfinite(json_number_value(wall)) || json_number_value(wall) < 0 || !status)
+                return bad(err, u->source, "result.json", "not a nestbox.result/v1 (target, shard, run, status, "
+                           "durations.wall)");
+        if (strcmp(status, "PASSED") == 0)
+                u->res.status = NB_TARGET_PASSED;
+        else if (strcmp(status, "FAILED") == 0)
+                u->res.status = NB_TARGET_FAILED;
+        else if (strcmp(status, "TIMEOUT") == 0)
+                u->res.status = NB_TARGET_TIMEOUT;
+        else
+                return bad(err, u->source, "result.json", "status is none of PASSED, FAILED, TIMEOUT");
+        const char *why = json_string_value(json_object_get(doc, "why"));
+        if (!(u->res.target = strdup(target)) || (why && !(u->res.why = strdup(why))))
+                return nb_error_set(err, ENOMEM, "%s", u->source);
+        u->res.shard_index = (unsigned) json_integer_value(idx);
+        u->res.shard_count = (unsigned) json_integer_value(cnt);
+        u->res.run = (unsigned) json_integer_value(run);
+        u->res.wall_sec = json_number_value(wall);
+        u->res.cached = json_is_true(json_object_get(doc, "cached"));
+        return 0;
+}
+
+/* One input's three files (junit.xml and result.json required). */
+static int add_unit(struct merge *m, const char *source, struct blob result, struct blob junit, struct blob lcov,
+                    struct nb_error *err) {
+        if (m->n >= MAX_UNITS)
+                return nb_error_input(err, E2BIG, "%s: more than %u results in all", source, MAX_UNITS);
+        if (m->n == m->cap) {
+                size_t cap = m->cap ? 2 * m->cap : 16;
+                struct unit *v = reallocarray(m->v, cap, sizeof(*v));
+                if (!v)
+                        return nb_error_set(err, ENOMEM, "%s", source);
+                m->v = v;
+                m->cap = cap;
+        }
+        struct unit *u = &m->v[m->n];
+        *u = (struct unit) { .source = strdup(source) };
+        if (!u->source)
+                return nb_error_set(err, ENOMEM, "%s", source);
+        m->n++;
+        if (!junit.data)
+                return bad(err, source, "junit.xml", "missing");
+        int r = read_result(u, result, err);
+        if (r < 0)
+                return r;
+        if ((r = nb_junit_parse(junit.data, junit.len, &u->res.report, err)) < 0)
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_wrap(err, r, "%s/junit.xml", source));
+        /* The claim gives way to the evidence: failures in the report fail the shard. */
+        if (u->res.status == NB_TARGET_PASSED && (u->res.report->failures || u->res.report->errors))
+                u->res.status = NB_TARGET_FAILED;
+        if (lcov.data) {
+                _cleanup_free_ char *name = NULL;
+                if (asprintf(&name, "%s/coverage.lcov", source) < 0)
+                        return nb_error_set(err, ENOMEM, "%s", source);
+                if ((r = nb_lcov_parse(&m->cov.lcov, lcov.data, lcov.len, name, err)) < 0)
+                        return r;
+                m->cov.inputs++;
+        }
+        return 0;
+}
+
+static int read_opt(int dfd, const char *name, size_t max, char **data, size_t *len, const char *source,
+                    struct nb_error *err) {
+        int r = nb_read_file_beneath(dfd, name, max, data, len);
+        if (r == -ENOENT)
+                return 0;
+        if (r < 0)
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, -r, "%s/%s", source, name));
+        return 0;
+}
+
+static int unit_from_dir(struct merge *m, int dfd, const char *source, struct nb_error *err) {
+        _cleanup_free_ char *result = NULL, *junit = NULL, *lcov = NULL;
+        size_t rl = 0, jl = 0, ll = 0;
+        int r;
+        if ((r = read_opt(dfd, "result.json", RESULT_MAX, &result, &rl, source, err)) < 0 ||
+            (r = read_opt(dfd, "junit.xml", NB_JUNIT_MAX_SIZE, &junit, &jl, source, err)) < 0 ||
+            (r = read_opt(dfd, "coverage.lcov", NB_LCOV_MAX_SIZE, &lcov, &ll, source, err)) < 0)
+                return r;
+        return add_unit(m, source, (struct blob) { result, rl }, (struct blob) { junit, jl }, (struct blob) { lcov, ll },
+                        err);
+}
+
+static int cmp_name(const void *a, const void *b) {
+        return strcmp(*(char *const *) a, *(char *const *) b);
+}
+
+/* Every folder beneath dfd holding a result.json is one input (its undeclared/ is not
+ * walked); the combined files at the top of an output dir are not inputs. */
+static int walk(struct merge *m, int dfd, const char *source, unsigned depth, struct nb_error *err) {
+        struct stat st;
+        if (depth > 0 && fstatat(dfd, "result.json", &st, AT_SYMLINK_NOFOLLOW) == 0)
+                return unit_from_dir(m, dfd, source, err);
+        if (depth >= MAX_DEPTH)
+                return nb_error_input(err, ELOOP, "%s: folders nested deeper than %u", source, MAX_DEPTH);
+        DIR *d = NULL;
+        int r = nb_opendir_at(dfd, ".", &d);
+        if (r < 0)
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, -r, "%s", source));
+        /* Sorted names: the same inputs are read (and reported) in the same order. */
+        _cleanup_strv_free_ char **names = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *de;
+        while ((de = nb_readdir_no_dots(d))) {
+                if (++m->entries > MAX_ENTRIES) {
+                        closedir(d);
+                        return nb_error_input(err, E2BIG, "%s: more than %u entries in all", source, MAX_ENTRIES);
+                }
+                if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+                        continue;
+                if (n + 1 >= cap) {
+                        size_t ncap = cap ? 2 * cap : 16;
+                        char **g = reallocarray(names, ncap, sizeof(char *));
+                        if (!g) {
+                                closedir(d);
+                                return nb_error_set(err, ENOMEM, "%s", source);
+                        }
+                        names = g;
+                        cap = ncap;
+                }
+                if (!(names[n] = strdup(de->d_name))) {
+                        closedir(d);
+                        return nb_error_set(err, ENOMEM, "%s", source);
+                }
+                names[++n] = NULL;
+        }
+        closedir(d);
+        if (names)
+                qsort(names, n, sizeof(char *), cmp_name);
+        for (size_t i = 0; i < n; i++) {
+                _cleanup_close_ int sub = nb_open_beneath(dfd, names[i], O_RDONLY | O_DIRECTORY, 0);
+                if (sub < 0)
+                        continue; /* a symlink or a file: not ours to follow */
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "%s/%s", source, names[i]) < 0)
+                        return nb_error_set(err, ENOMEM, "%s", source);
+                if ((r = walk(m, sub, path, depth + 1, err)) < 0)
+                        return r;
+        }
+        return 0;
+}
+
+static int add_artifact(struct merge *m, const char *path, struct nb_error *err) {
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        int r = fd < 0 ? -errno : nb_read_fd(fd, ARTIFACT_MAX, &data, &len);
+        if (r < 0)
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, -r, "%s", path));
+        _cleanup_(nb_artifact_done) struct nb_artifact art = {};
+        if ((r = nb_artifact_unpack(data, len, "undeclared/", &art, err)) < 0)
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_wrap(err, r, "%s", path));
+        const struct nb_artifact_entry *res = nb_artifact_find(&art, "result.json"),
+                                       *junit = nb_artifact_find(&art, "junit.xml"),
+                                       *lcov = nb_artifact_find(&art, "coverage.lcov");
+        if (!res)
+                return bad(err, path, "result.json", "missing");
+        return add_unit(m, path, (struct blob) { res->data, res->len },
+                        (struct blob) { junit ? junit->data : NULL, junit ? junit->len : 0 },
+                        (struct blob) { lcov ? lcov->data : NULL, lcov ? lcov->len : 0 }, err);
+}
+
+static int add_input(struct merge *m, const char *path, struct nb_error *err) {
+        struct stat st;
+        if (stat(path, &st) < 0)
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "%s", path));
+        if (!S_ISDIR(st.st_mode))
+                return add_artifact(m, path, err);
+        _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        if (dfd < 0)
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "%s", path));
+        /* An output dir of one target (DIR/<target>/) is itself an input. */
+        if (fstatat(dfd, "result.json", &st, AT_SYMLINK_NOFOLLOW) == 0)
+                return unit_from_dir(m, dfd, path, err);
+        size_t before = m->n;
+        int r = walk(m, dfd, path, 0, err);
+        if (r == 0 && m->n == before)
+                return nb_error_input(err, ENOENT, "%s: no result.json beneath it (not a nestbox test --output)", path);
+        return r;
+}
+
+static int cmp_unit(const void *a, const void *b) {
+        const struct nb_result *x = &((const struct unit *) a)->res, *y = &((const struct unit *) b)->res;
+        int c = strcmp(x->target, y->target);
+        if (c == 0)
+                c = (x->run > y->run) - (x->run < y->run);
+        if (c == 0)
+                c = (x->shard_count > y->shard_count) - (x->shard_count < y->shard_count);
+        if (c == 0)
+                c = (x->shard_index > y->shard_index) - (x->shard_index < y->shard_index);
+        return c ? c : strcmp(((const struct unit *) a)->source, ((const struct unit *) b)->source);
+}
+
+static bool same_shard(const struct nb_result *x, const struct nb_result *y) {
+        return strcmp(x->target, y->target) == 0 && x->run == y->run && x->shard_count == y->shard_count &&
+               x->shard_index == y->shard_index;
+}
+
+/* Sorted units: says which are duplicated (drops the later copies, *keep) and which
+ * shards of a group (target, run, count) are missing; returns how many are. */
+static size_t check_shards(const struct unit *u, size_t n, bool *keep) {
+        size_t missing = 0;
+        for (size_t i = 0, j; i < n; i = j) {
+                unsigned want = 1;
+                for (j = i; j < n && strcmp(u[j].res.target, u[i].res.target) == 0 && u[j].res.run == u[i].res.run &&
+                            u[j].res.shard_count == u[i].res.shard_count;
+                     j++) {
+                        keep[j] = !(j > i && same_shard(&u[j].res, &u[j - 1].res));
+                        if (!keep[j]) {
+                                fprintf(stderr, "nestbox: merge: duplicated: %s shard %u of %u (run %u) in %s and %s; "
+                                        "the first is kept\n", u[j].res.target, u[j].res.shard_index,
+                                        u[j].res.shard_count, u[j].res.run, u[j - 1].source, u[j].source);
+                                continue;
+                        }
+                        for (; want < u[j].res.shard_index; want++, missing++)
+                                fprintf(stderr, "nestbox: merge: missing: %s shard %u of %u (run %u)\n", u[i].res.target,
+                                        want, u[i].res.shard_count, u[i].res.run);
+                        want = u[j].res.shard_index + 1;
+                }
+                for (; want <= u[i].res.shard_count; want++, missing++)
+                        fprintf(stderr, "nestbox: merge: missing: %s shard %u of %u (run %u)\n", u[i].res.target, want,
+                                u[i].res.shard_count, u[i].res.run);
+        }
+        return missing;
+}
+
+static int write_outputs(struct merge *m, const bool *keep, const char *out_arg, struct nb_error *err) {
+        _cleanup_close_ int out = -1;
+        int r = nb_output_open(out_arg, &out, err);
+        if (r < 0)
+                return r;
+        _cleanup_free_ const struct nb_junit_report **reports = calloc(m->n + 1, sizeof(*reports));
+        if (!reports)
+                return nb_error_set(err, ENOMEM, "merge");
+        size_t k = 0;
+        for (size_t i = 0; i < m->n; i++)
+                if (keep[i]) {
+                        /* Named after the target, so its shards fold into one suite. */
+                        free(m->v[i].res.report->name);
+                        if (!(m->v[i].res.report->name = strdup(m->v[i].res.target)))
+                                return nb_error_set(err, ENOMEM, "merge");
+                        reports[k++] = m->v[i].res.report;
+                }
+        _cleanup_free_ char *xml = NULL;
+        size_t len = 0;
+        if ((r = nb_junit_folded_xml(reports, k, &xml, &len, err)) < 0)
+                return r;
+        if ((r = nb_write_file_atomic(out, "junit.xml", xml, len, 0644)) < 0)
+                return nb_error_set(err, -r, "%s/junit.xml", out_arg);
+        return nb_coverage_sum_write(&m->cov, out, err);
+}
+
+int cmd_merge(int argc, char **argv) {
+        static const struct option options[] = {
+                { "output", required_argument, NULL, 'o' },
+                { "help", no_argument, NULL, 'h' },
+                {},
+        };
+        const char *out_arg = "merged";
+        int c;
+        optind = 1;
+        opterr = 0;
+        while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
+                if (c == 'h')
+                        return nb_usage(stdout, usage, 0);
+                if (c == 'o')
+                        out_arg = optarg;
+                else
+                        return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox merge --help'",
+                                      argv[optind - 1]);
+        }
+        if (optind >= argc)
+                return nb_usage(stderr, usage, NB_EXIT_USAGE);
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        __attribute__((cleanup(merge_done))) struct merge m = {};
+        for (int i = optind; i < argc; i++)
+                if (add_input(&m, argv[i], &err) < 0)
+                        return nb_fail(&err);
+        qsort(m.v, m.n, sizeof(*m.v), cmp_unit);
+        _cleanup_free_ bool *keep = calloc(m.n + 1, sizeof(*keep));
+        if (!keep)
+                return nb_die(NB_EXIT_INFRA, "out of memory");
+        size_t missing = check_shards(m.v, m.n, keep);
+        if (write_outputs(&m, keep, out_arg, &err) < 0)
+                return nb_fail(&err);
+        struct nb_summary s = {};
+        int status = NB_EXIT_PASSED;
+        for (size_t i = 0; i < m.n; i++) {
+                if (!keep[i])
+                        continue;
+                nb_summary_result(&s, &m.v[i].res, false);
+                s.wall_sec += m.v[i].res.wall_sec;
+                nb_exit_worst(&status, nb_result_exit_code(&m.v[i].res));
+        }
+        s.items = s.targets;
+        s.targets = 0;
+        for (size_t i = 0, last = SIZE_MAX; i < m.n; i++)
+                if (keep[i]) {
+                        s.targets += last == SIZE_MAX || strcmp(m.v[last].res.target, m.v[i].res.target) != 0;
+                        last = i;
+                }
+        nb_summary_print(&s);
+        if (missing)
+                nb_exit_worst(&status, NB_EXIT_FAILED);
+        return status;
+}

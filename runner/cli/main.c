@@ -23,6 +23,7 @@ static const char main_usage[] =
         "  venv      install a lockfile's wheels into a cached, read-only virtualenv\n"
         "  test      run a workspace's test targets, each in its own sandbox\n"
         "  list      print a workspace's targets\n"
+        "  merge     combine the junit.xml and coverage of shards, machines and runs\n"
         "  cache     cache stats, gc by least recent use, verify (and repair)\n"
         "  actions   print a workspace's targets as actions (JSON Lines) for build tools\n"
         "  run       run one action file and print its result as JSON\n"
@@ -41,7 +42,7 @@ static const struct nb_command commands[] = {
 };
 
 static const char *const runner_commands[] = { "venv", "test", "cache", "actions", "run", "worker", "list",
-                                               "repro", "bundle" };
+                                               "repro", "bundle", "merge" };
 
 /* Execs nestbox-runner from the directory this binary is in, with the same argv. */
 static int exec_runner(char **argv) {

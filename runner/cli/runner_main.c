@@ -18,6 +18,7 @@ static const struct nb_command commands[] = {
         { "list", cmd_list },
         { "repro", cmd_repro },
         { "bundle", cmd_bundle },
+        { "merge", cmd_merge },
 };
 
 int main(int argc, char **argv) {

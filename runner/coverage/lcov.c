@@ -71,7 +71,7 @@ static int parse_da(struct nb_lcov *l, struct nb_lcov_file *f, const char *s, co
                 return -EBADMSG;
         const char *comma2 = memchr(comma + 1, ',', (size_t) (end - comma - 1));
         uint64_t line, hits;
-        if (!parse_u64(s, comma, &line) || line == 0 || line > NB_LCOV_MAX_LINE ||
+        if (!parse_u64(s, comma, &line) || line > NB_LCOV_MAX_LINE ||
             !parse_u64(comma + 1, comma2 ? comma2 : end, &hits))
                 return -EBADMSG;
         if (l->records >= NB_LCOV_MAX_RECORDS)
@@ -121,7 +121,7 @@ int nb_lcov_parse(struct nb_lcov *l, const char *data, size_t len, const char *n
                         why = "SF: expected a path relative to the workspace (no .., no control characters)";
                         in_file = r == 0;
                 } else if (n >= 3 && memcmp(p, "DA:", 3) == 0) {
-                        why = in_file ? "DA: expected <line>,<hits> (line 1 to 100000000)" : "DA: outside a file (no SF: before it)";
+                        why = in_file ? "DA: expected <line>,<hits> (line up to 100000000)" : "DA: outside a file (no SF: before it)";
                         r = in_file ? parse_da(l, &l->files[l->n - 1], p + 3, e) : -EBADMSG;
                 } else if (n == 13 && memcmp(p, "end_of_record", 13) == 0) {
                         in_file = false;

@@ -113,6 +113,10 @@ int nb_junit_merge(const struct nb_junit_report *const *reports, size_t n, const
 int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n, struct nb_junit_report ***ret,
                           size_t *ret_n, struct nb_error *err);
 void nb_junit_reports_free(struct nb_junit_report **v, size_t n);
+/* nb_junit_fold_by_name() written as one document, one <testsuite> per name: the
+ * combined junit.xml of `test --output` and of `merge`. */
+int nb_junit_folded_xml(const struct nb_junit_report *const *reports, size_t n, char **ret_xml, size_t *ret_len,
+                        struct nb_error *err);
 
 /* A report with one testcase (classname suite_name, name testcase_name) whose result
  * is an <error message=message> with details as its body: what a run that died

@@ -254,3 +254,19 @@ int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n
         *ret_n = k;
         return 0;
 }
+
+int nb_junit_folded_xml(const struct nb_junit_report *const *reports, size_t n, char **ret_xml, size_t *ret_len,
+                        struct nb_error *err) {
+        struct nb_junit_report **folded = NULL;
+        size_t k = 0;
+        int r = nb_junit_fold_by_name(reports, n, &folded, &k, err);
+        if (r < 0)
+                return r;
+        struct nb_junit_suite *suites = calloc(k + 1, sizeof(*suites));
+        for (size_t i = 0; suites && i < k; i++)
+                suites[i].report = folded[i];
+        r = suites ? nb_junit_suites_to_xml(suites, k, ret_xml, ret_len) : -ENOMEM;
+        free(suites);
+        nb_junit_reports_free(folded, k);
+        return r < 0 ? nb_error_set(err, -r, "writing JUnit XML") : 0;
+}

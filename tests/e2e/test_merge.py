@@ -1,0 +1,145 @@
+"""nestbox merge (issue 10, "One report"), and the combined coverage at the top of
+--output (issue 15): shards made on "separate machines" (separate processes, separate
+caches) merge into what one unsharded run reports."""
+import os
+import subprocess
+import xml.etree.ElementTree as ET
+
+import pytest
+
+from conftest import NESTBOX, run
+from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
+from workspace import make_workspace
+
+FILES = {
+    **PASSING,
+    "src/app/extra.py": "def used(x):\n    return x * 2\n\n\ndef unused():\n    return 1\n",
+    "tests/test_many.py": "import pytest\nfrom app.extra import used\n\n"
+                          "@pytest.mark.parametrize('i', range(30))\ndef test_i(i):\n    assert used(i) == 2 * i\n",
+}
+TARGETS = {"app/tests": {"coverage": True}, "app/other": {"coverage": True, "tests": ["tests/test_calc.py"]}}
+
+
+@pytest.fixture
+def ws(tmp_path, resolve_dir):  # noqa: F811
+    return make_workspace(tmp_path / "ws", resolve_dir, FILES, TARGETS)
+
+
+def cases(path):
+    root = ET.parse(path).getroot()
+    out = {}
+    for suite in root.iter("testsuite"):
+        for c in suite.iter("testcase"):
+            kind = next((t for t in ("failure", "error", "skipped") if c.find(t) is not None), "passed")
+            out[(suite.get("name"), c.get("classname"), c.get("name"))] = kind
+    return out
+
+
+def lcov_lines(path):
+    """{(file, line): hit?} of an LCOV file."""
+    got, sf = {}, None
+    for line in path.read_text().splitlines():
+        if line.startswith("SF:"):
+            sf = line[3:]
+        elif line.startswith("DA:"):
+            n, hits = line[3:].split(",")[:2]
+            got[(sf, int(n))] = got.get((sf, int(n)), False) or int(hits) > 0
+    return got
+
+
+def test_merge_of_machines_equals_one_unsharded_run(tmp_path, ws):
+    whole = run(["test", "--cache", tmp_path / "c0", "--output", tmp_path / "whole", ws])
+    assert whole.returncode == 0, whole.stdout + whole.stderr
+    # Two "machines": their own cache and output each, running at the same time.
+    procs = [subprocess.Popen([str(NESTBOX), "test", "--cache", tmp_path / f"c{k}", "--output", tmp_path / f"m{k}",
+                               "--shards-per-target", "3", "--machine", f"{k}/2", ws],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True) for k in (1, 2)]
+    outs = [p.communicate(timeout=600)[0] for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], outs
+    p = run(["merge", "-o", tmp_path / "merged", tmp_path / "m1", tmp_path / "m2"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[-1].startswith("2 targets, 6 work items: 6 passed, 0 failed"), p.stdout
+    assert p.stderr == ""
+    merged = cases(tmp_path / "merged/junit.xml")
+    assert merged == cases(tmp_path / "whole/junit.xml") and len(merged) == 34
+    lines = lcov_lines(tmp_path / "merged/coverage.lcov")
+    assert lines == lcov_lines(tmp_path / "whole/coverage.lcov")
+    assert lines[("src/app/extra.py", 2)] and not lines[("src/app/extra.py", 6)]
+    cob = ET.parse(tmp_path / "merged/coverage.xml").getroot()
+    assert [s.text for s in cob.iter("source")] == ["."]
+    assert {c.get("filename") for c in cob.iter("class")} == {f for f, _ in lines}
+    # The same merge again: the same bytes.
+    run(["merge", "-o", tmp_path / "again", tmp_path / "m2", tmp_path / "m1"])
+    for f in ("junit.xml", "coverage.lcov", "coverage.xml"):
+        assert (tmp_path / "again" / f).read_bytes() == (tmp_path / "merged" / f).read_bytes(), f
+
+
+def test_combined_coverage_sums_the_targets(tmp_path, ws):
+    p = run(["test", "--cache", tmp_path / "c", "--output", tmp_path / "out", ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    top = lcov_lines(tmp_path / "out/coverage.lcov")
+    each = [lcov_lines(tmp_path / f"out/{t}/coverage.lcov") for t in TARGETS]
+    assert set(top) == set(each[0]) | set(each[1])
+    assert all(top[k] == any(e.get(k, False) for e in each) for k in top)
+    # Hits are summed, not the last target's: calc.add runs in both targets.
+    def hits(f):
+        out = {}
+        sf = None
+        for line in f.read_text().splitlines():
+            if line.startswith("SF:"):
+                sf = line[3:]
+            elif line.startswith("DA:"):
+                n, h = line[3:].split(",")[:2]
+                out[(sf, int(n))] = out.get((sf, int(n)), 0) + int(h)
+        return out
+    parts = [hits(tmp_path / f"out/{t}/coverage.lcov") for t in TARGETS]
+    total = hits(tmp_path / "out/coverage.lcov")
+    assert all(total[k] == sum(p.get(k, 0) for p in parts) for k in total)
+    assert any(all(p.get(k, 0) > 0 for p in parts) for k in total)  # a line both targets ran
+    assert "lines-valid" in ET.parse(tmp_path / "out/coverage.xml").getroot().attrib
+
+
+def test_merge_says_which_shards_are_missing_or_duplicated(tmp_path, ws):
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "c", "--output", out, "--shards-per-target", "3", "--machine", "1/2", ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    p = run(["merge", "-o", tmp_path / "m", out, out / "app/tests"])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "missing: " in p.stderr and "duplicated: " in p.stderr, p.stderr
+    assert all(line.startswith("nestbox: merge: ") for line in p.stderr.splitlines()), p.stderr
+
+
+def test_merge_exits_1_when_a_test_failed(tmp_path, resolve_dir):  # noqa: F811
+    files = {**PASSING, "tests/test_bad.py": "def test_bad():\n    assert 0\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files, {"app/tests": {"shards": 2}})
+    run(["test", "--cache", tmp_path / "c", "--output", tmp_path / "out", ws])
+    p = run(["merge", "-o", tmp_path / "m", tmp_path / "out"])
+    assert p.returncode == 1 and "FAILED" in p.stdout and "test_bad" in p.stdout, p.stdout + p.stderr
+    assert cases(tmp_path / "m/junit.xml")[("app/tests", "tests.test_bad", "test_bad")] == "failure"
+
+
+@pytest.mark.parametrize("what,content,message", [
+    ("result.json", "{", "result.json: not a JSON document"),
+    ("result.json", '{"target": "../x"}', "result.json: not a nestbox.result/v1"),
+    ("junit.xml", "<!DOCTYPE x [<!ENTITY a 'b'>]><testsuite/>", "junit.xml"),
+    ("coverage.lcov", "SF:/etc/passwd\nDA:1,1\nend_of_record\n", "coverage.lcov: line 1: SF:"),
+    ("coverage.lcov", "SF:a.py\nDA:1,-1\n", "coverage.lcov: line 2: DA:"),
+])
+def test_merge_refuses_hostile_inputs_in_one_line(tmp_path, ws, what, content, message):
+    out = tmp_path / "out"
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, ws]).returncode == 0
+    (out / "app/tests" / what).write_text(content)
+    p = run(["merge", "-o", tmp_path / "m", out])
+    assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+def test_merge_does_not_follow_links_and_needs_inputs(tmp_path, ws):
+    out = tmp_path / "out"
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, ws]).returncode == 0
+    os.symlink("/etc", out / "evil")
+    p = run(["merge", "-o", tmp_path / "m", out])
+    assert p.returncode == 0 and "2 targets" in p.stdout, p.stdout + p.stderr
+    p = run(["merge", "-o", tmp_path / "m2", tmp_path / "c"])
+    assert p.returncode == 2 and "no result.json beneath it" in p.stderr, p.stderr
+    assert run(["merge"]).returncode == 2
+    assert run(["merge", "--help"]).returncode == 0
