@@ -1,0 +1,106 @@
+"""CI machines (issue 10, "Sharding across CI machines"): --machine K/N, the CI's own
+variables, and slices that are the same on every machine and balanced by the
+durations in the cache."""
+import os
+import re
+import shutil
+
+import pytest
+
+from conftest import run
+from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
+from workspace import make_workspace
+
+CI_VARS = ("BUILDKITE_PARALLEL_JOB", "BUILDKITE_PARALLEL_JOB_COUNT", "CI_NODE_INDEX", "CI_NODE_TOTAL",
+           "CIRCLE_NODE_INDEX", "CIRCLE_NODE_TOTAL", "JOB_COMPLETION_INDEX", "NESTBOX_MACHINES")
+TARGETS = {f"t{i}": {} for i in range(6)}
+
+
+def env(**vars):
+    e = {k: v for k, v in os.environ.items() if k not in CI_VARS}
+    e.update(vars)
+    return e
+
+
+def ran(stdout):
+    return sorted(m.group(1) for m in re.finditer(r"^(\S+)  PASSED", stdout, re.M))
+
+
+@pytest.fixture
+def ws(tmp_path, resolve_dir):  # noqa: F811
+    return make_workspace(tmp_path / "ws", resolve_dir, PASSING, TARGETS)
+
+
+@pytest.mark.parametrize("vars,extra,found", [
+    ({"BUILDKITE_PARALLEL_JOB": "1", "BUILDKITE_PARALLEL_JOB_COUNT": "3"}, [],
+     "Buildkite: BUILDKITE_PARALLEL_JOB=1, BUILDKITE_PARALLEL_JOB_COUNT=3"),
+    ({"CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "3"}, [], "GitLab CI: CI_NODE_INDEX=2, CI_NODE_TOTAL=3"),
+    ({"CIRCLE_NODE_INDEX": "1", "CIRCLE_NODE_TOTAL": "3"}, [], "CircleCI: CIRCLE_NODE_INDEX=1, CIRCLE_NODE_TOTAL=3"),
+    ({"JOB_COMPLETION_INDEX": "1", "NESTBOX_MACHINES": "3"}, [],
+     "a Kubernetes Indexed Job: JOB_COMPLETION_INDEX=1, NESTBOX_MACHINES=3"),
+    ({"JOB_COMPLETION_INDEX": "1"}, ["--machines", "3"],
+     "a Kubernetes Indexed Job: JOB_COMPLETION_INDEX=1, --machines=3"),
+], ids=["buildkite", "gitlab", "circleci", "kubernetes-env", "kubernetes-flag"])
+def test_each_ci_maps_to_the_same_slice_as_the_flag(tmp_path, ws, vars, extra, found):
+    cache = tmp_path / "cache"
+    flag = run(["test", "--cache", cache, "--machine", "2/3", ws], env=env())
+    assert flag.returncode == 0, flag.stdout + flag.stderr
+    p = run(["test", "--cache", cache, *extra, ws], env=env(**vars))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0] == f"machine 2/3 ({found}): 2 of 6 work items", p.stdout
+    assert ran(p.stdout) == ran(flag.stdout) and len(ran(p.stdout)) == 2
+
+
+@pytest.mark.parametrize("vars,extra,message", [
+    ({"BUILDKITE_PARALLEL_JOB": "0", "BUILDKITE_PARALLEL_JOB_COUNT": "3", "CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "3"},
+     [], "the CI's variables disagree: Buildkite"),
+    ({"CI_NODE_INDEX": "4", "CI_NODE_TOTAL": "3"}, [], "CI_NODE_INDEX=4 is out of range for CI_NODE_TOTAL=3"),
+    ({"CI_NODE_INDEX": "0", "CI_NODE_TOTAL": "3"}, [], "CI_NODE_INDEX=0: expected an integer from 1"),
+    ({"BUILDKITE_PARALLEL_JOB": "1"}, [], "BUILDKITE_PARALLEL_JOB=1 is set but BUILDKITE_PARALLEL_JOB_COUNT is not"),
+    ({"JOB_COMPLETION_INDEX": "0"}, [], "--machines N or NESTBOX_MACHINES"),
+    ({}, ["--machines", "3"], "no JOB_COMPLETION_INDEX"),
+    ({}, ["--machine", "4/3"], "--machine 4/3: expected K/N"),
+    ({}, ["--machine", "0/3"], "--machine 0/3: expected K/N"),
+], ids=["two-cis", "out-of-range", "gitlab-zero", "no-total", "k8s-no-total", "machines-alone", "flag-range",
+        "flag-zero"])
+def test_contradictory_or_incomplete_values_are_refused(tmp_path, ws, vars, extra, message):
+    p = run(["test", "--cache", tmp_path / "cache", *extra, ws], env=env(**vars))
+    assert p.returncode == 2 and message in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert "PASSED" not in p.stdout
+
+
+def test_the_flag_wins_and_says_so(tmp_path, ws):
+    p = run(["test", "--cache", tmp_path / "cache", "--machine", "1/3", ws],
+            env=env(BUILDKITE_PARALLEL_JOB="1", BUILDKITE_PARALLEL_JOB_COUNT="3"))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert p.stdout.splitlines()[0].startswith("machine 1/3 (--machine 1/3 (it wins over Buildkite: "), p.stdout
+    # GitLab's CI_NODE_TOTAL=1 of every job without parallel: no slicing, no line.
+    p = run(["test", "--cache", tmp_path / "cache", ws], env=env(CI_NODE_TOTAL="1"))
+    assert p.returncode == 0 and len(ran(p.stdout)) == 6 and not p.stdout.startswith("machine"), p.stdout
+
+
+def test_slices_cover_every_item_once_and_are_balanced_by_cached_durations(tmp_path, resolve_dir):  # noqa: F811
+    files = {**PASSING, "tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(1.5)\n"}
+    targets = {"slow": {"tests": ["tests/test_slow.py"]}, **{f"fast{i}": {"tests": ["tests/test_calc.py"]}
+                                                             for i in range(3)}}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files, targets)
+    learned = tmp_path / "learned"
+    assert run(["test", "--cache", learned, ws], env=env()).returncode == 0
+    slices = []
+    for k in (1, 2):
+        # Each "machine" its own copy of the same cache contents.
+        cache = tmp_path / f"cache{k}"
+        shutil.copytree(learned, cache, symlinks=True)
+        p = run(["test", "--cache", cache, "--force", "--machine", f"{k}/2", ws], env=env())
+        assert p.returncode == 0, p.stdout + p.stderr
+        slices.append(ran(p.stdout))
+    assert sorted(slices[0] + slices[1]) == sorted(targets)  # each once
+    assert ["slow"] in slices, slices  # the long target alone, the three short ones together
+    # With shards: every shard of every target on exactly one machine.
+    items = []
+    for k in (1, 2, 3):
+        p = run(["test", "--cache", tmp_path / "cache1", "--shards-per-target", "2", "--machine", f"{k}/3",
+                 "--output", tmp_path / f"o{k}", ws], env=env())
+        assert p.returncode == 0, p.stdout + p.stderr
+        items += sorted(str(d.relative_to(tmp_path / f"o{k}")) for d in (tmp_path / f"o{k}").glob("*/shard-*"))
+    assert sorted(items) == sorted(f"{t}/shard-{s}-of-2" for t in targets for s in (1, 2))
