@@ -104,3 +104,76 @@ def test_slices_cover_every_item_once_and_are_balanced_by_cached_durations(tmp_p
         assert p.returncode == 0, p.stdout + p.stderr
         items += sorted(str(d.relative_to(tmp_path / f"o{k}")) for d in (tmp_path / f"o{k}").glob("*/shard-*"))
     assert sorted(items) == sorted(f"{t}/shard-{s}-of-2" for t in targets for s in (1, 2))
+
+
+# ---- examples/ci: the command lines a user copies are valid and do what they say ----
+
+CI_FILES = {
+    # file: (the CI's variables for machine k of 4, what runs between machines)
+    "pipeline.yml": (lambda k: {"BUILDKITE_PARALLEL_JOB": str(k - 1), "BUILDKITE_PARALLEL_JOB_COUNT": "4"}, None),
+    ".gitlab-ci.yml": (lambda k: {"CI_NODE_INDEX": str(k), "CI_NODE_TOTAL": "4"}, None),
+    "k8s-indexed-job.yaml": (lambda k: {"JOB_COMPLETION_INDEX": str(k - 1), "NESTBOX_MACHINES": "4"}, None),
+    "github-actions.yml": (lambda k: {"MATRIX_MACHINE": str(k)},
+                           lambda cwd, k: shutil.move(cwd / "out", cwd / f"parts/out-{k}")),
+}
+
+
+def nestbox_commands(doc):
+    """Every string in the YAML documents that is a nestbox command line."""
+    if isinstance(doc, dict):
+        return [c for v in doc.values() for c in nestbox_commands(v)]
+    if isinstance(doc, list):
+        return [c for v in doc for c in nestbox_commands(v)]
+    return [doc] if isinstance(doc, str) and doc.startswith("nestbox ") else []
+
+
+@pytest.mark.parametrize("name", sorted(CI_FILES))
+def test_ci_examples_run_and_merge(tmp_path, resolve_dir, name):  # noqa: F811
+    import shlex
+    import yaml
+    from conftest import ROOT
+    from workspace import copy_examples
+    ex = copy_examples(tmp_path / "examples", resolve_dir)
+    text = (ROOT / "examples/ci" / name).read_text()
+    commands = nestbox_commands(list(yaml.safe_load_all(text)))
+    tests = [c for c in commands if c.startswith("nestbox test ")]
+    merges = [c for c in commands if c.startswith("nestbox merge ")]
+    assert len(tests) == 1 and len(merges) == 1, commands
+    ci_env, between = CI_FILES[name]
+    cwd = tmp_path / "ci"
+    cwd.mkdir()
+    # Every machine starts from the same cache contents (here: the venv, no results).
+    base = tmp_path / "base"
+    assert run(["test", "--cache", base, "--no-cache", ex], env=env(), timeout=600).returncode == 0
+
+    def argv(line, vars):
+        line = line.replace("${{ matrix.machine }}", vars.get("MATRIX_MACHINE", ""))
+        line = os.path.expandvars(line) if vars else line
+        args = shlex.split(line)[1:]
+        # The placeholder remote cache refuses at once; the example workspace is the copy.
+        args = [str(ex) if a == "examples" else a.replace("https://cache.example.internal", "http://127.0.0.1:9")
+                for a in args]
+        return [a.replace("/reports", str(cwd / "reports")) for a in args]
+
+    for k in (1, 2, 3, 4):
+        vars = ci_env(k)
+        old = {v: os.environ.get(v) for v in vars}
+        os.environ.update(vars)
+        try:
+            args = argv(tests[0], vars)
+        finally:
+            for v, o in old.items():
+                os.environ.pop(v) if o is None else os.environ.__setitem__(v, o)
+        cache = tmp_path / f"cache{k}"
+        shutil.copytree(base, cache, symlinks=True)
+        p = run([*args[:1], "--cache", cache, "--remote-timeout", "5", *args[1:]], env=env(**vars), cwd=cwd,
+                timeout=600)
+        assert p.returncode == 0, (args, p.stdout, p.stderr)
+        assert "machine " in p.stdout.splitlines()[0], p.stdout
+        if between:
+            between(cwd, k)
+    p = run(argv(merges[0], {}), cwd=cwd, env=env())
+    assert p.returncode == 0 and p.stderr == "", (p.stdout, p.stderr)
+    assert p.stdout.splitlines()[-1].startswith("3 targets, 6 work items: 6 passed"), p.stdout
+    merged = cwd / ("reports/merged" if "reports" in merges[0] else "merged")
+    assert (merged / "junit.xml").exists()
