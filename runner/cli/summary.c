@@ -48,6 +48,8 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
                             : res->status == NB_TARGET_TIMEOUT ? "33"
                                                                : "31";
         put_name(res->target);
+        if (res->shard_count > 1)
+                printf(" [shard %u/%u]", res->shard_index, res->shard_count);
         printf("  %s%s%s%s%s in %.2fs (%zu tests", color ? "\033[" : "", color ? color : "", color ? "m" : "",
                res->interrupted ? "INTERRUPTED" : nb_target_status_name(res->status), color ? "\033[0m" : "",
                res->wall_sec, rep->tests);
@@ -56,6 +58,8 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
         if (rep->skipped)
                 printf(", %zu skipped", rep->skipped);
         printf(")%s\n", res->cached ? " (cached)" : "");
+        if (verbose)
+                nb_summary_plan(res);
         if (res->why)
                 put_escaped(res->why, strlen(res->why), "    ");
         _cleanup_free_ char *denied = res->denied ? nb_result_denied_text(res) : NULL;

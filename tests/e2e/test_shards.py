@@ -81,7 +81,7 @@ def test_shards_in_the_target_and_bazel_variables(tmp_path, resolve_dir, cache):
              "    assert os.environ['TEST_SHARD_INDEX'] in ('0', '1')\n"}
     ws = make_workspace(tmp_path / "ws", resolve_dir, files, {"app/tests": {"shards": 2}})
     p = shard_run(cache, ws, tmp_path / "out")
-    assert p.stdout.count("app/tests  PASSED") == 2, p.stdout
+    assert p.stdout.count("app/tests [shard ") == 2 and "[shard 2/2]  PASSED" in p.stdout, p.stdout
     assert (tmp_path / "out/app/tests/shard-2-of-2/junit.xml").exists()
     bad = make_workspace(tmp_path / "bad", resolve_dir, PASSING, {"app/tests": {"shards": 0}})
     p = run(["test", "--cache", cache, bad])
