@@ -24,6 +24,7 @@
 #include "junit/junit.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "workspace/json_read.h"
 
 static const char usage[] =
@@ -46,8 +47,10 @@ static const char usage[] =
         "Prints each input's line and the summary line `nestbox test` prints (the time is\n"
         "the inputs' wall time added up), and one line per shard that is missing (a\n"
         "target's shard K of N absent) or duplicated (the same shard twice: the first is\n"
-        "kept). Inputs are untrusted: sizes are capped and every problem is one line\n"
-        "naming the file. Exit status: 0 all passed, 1 a test failed or a shard is missing,\n"
+        "kept), and per target whose tests ran in more than one of its shards (machines\n"
+        "that planned from different cache contents). Inputs are untrusted: sizes are\n"
+        "capped and every problem is one line naming the file. Exit status: 0 all\n"
+        "passed, 1 a test failed, a shard is missing or a test ran in two shards,\n"
         "2 usage or an unreadable input, 4 a shard timed out (and none failed otherwise).\n";
 
 #define MAX_UNITS 100000u
@@ -325,6 +328,58 @@ static size_t check_shards(const struct unit *u, size_t n, bool *keep) {
         return missing;
 }
 
+struct seen {
+        const struct nb_junit_testcase *tc;
+        unsigned shard;
+};
+
+static int cmp_seen(const void *a, const void *b) {
+        const struct seen *x = a, *y = b;
+        int c = strcmp(x->tc->classname, y->tc->classname);
+        if (c == 0)
+                c = strcmp(x->tc->name, y->tc->name);
+        return c ? c : (x->shard > y->shard) - (x->shard < y->shard);
+}
+
+/* A test in two shards of one split means the shards were planned from different
+ * durations (machines that started from different cache contents): then some test
+ * may have run in none. Says so per split; returns how many splits are affected. */
+static size_t check_split(const struct unit *u, size_t n, const bool *keep) {
+        size_t bad_splits = 0;
+        for (size_t i = 0, j; i < n; i = j) {
+                size_t cases = 0;
+                for (j = i; j < n && strcmp(u[j].res.target, u[i].res.target) == 0 && u[j].res.run == u[i].res.run &&
+                            u[j].res.shard_count == u[i].res.shard_count;
+                     j++)
+                        cases += keep[j] ? u[j].res.report->n_testcases : 0;
+                if (u[i].res.shard_count < 2 || cases < 2)
+                        continue;
+                _cleanup_free_ struct seen *v = calloc(cases, sizeof(*v));
+                if (!v)
+                        continue; /* a check, not the merge: out of memory skips it */
+                size_t k = 0;
+                for (size_t x = i; x < j; x++)
+                        for (size_t t = 0; keep[x] && t < u[x].res.report->n_testcases; t++)
+                                v[k++] = (struct seen) { &u[x].res.report->testcases[t], u[x].res.shard_index };
+                qsort(v, k, sizeof(*v), cmp_seen);
+                size_t twice = 0, first = 0;
+                for (size_t t = 1; t < k; t++)
+                        if (v[t].shard != v[t - 1].shard && cmp_seen(&(struct seen) { v[t].tc, 0 },
+                                                                     &(struct seen) { v[t - 1].tc, 0 }) == 0 &&
+                            twice++ == 0)
+                                first = t;
+                if (!twice)
+                        continue;
+                bad_splits++;
+                _cleanup_free_ char *cls = nb_escape(v[first].tc->classname, 0), *name = nb_escape(v[first].tc->name, 0);
+                fprintf(stderr, "nestbox: merge: %s (run %u): %zu tests ran in more than one of its %u shards (%s::%s "
+                        "first): the shards were planned from different durations; give every machine the same "
+                        "cache contents\n", u[i].res.target, u[i].res.run, twice, u[i].res.shard_count,
+                        cls ? cls : "?", name ? name : "?");
+        }
+        return bad_splits;
+}
+
 static int write_outputs(struct merge *m, const bool *keep, const char *out_arg, struct nb_error *err) {
         _cleanup_close_ int out = -1;
         int r = nb_output_open(out_arg, &out, err);
@@ -381,7 +436,7 @@ int cmd_merge(int argc, char **argv) {
         _cleanup_free_ bool *keep = calloc(m.n + 1, sizeof(*keep));
         if (!keep)
                 return nb_die(NB_EXIT_INFRA, "out of memory");
-        size_t missing = check_shards(m.v, m.n, keep);
+        size_t missing = check_shards(m.v, m.n, keep) + check_split(m.v, m.n, keep);
         if (write_outputs(&m, keep, out_arg, &err) < 0)
                 return nb_fail(&err);
         struct nb_summary s = {};

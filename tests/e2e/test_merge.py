@@ -143,3 +143,15 @@ def test_merge_does_not_follow_links_and_needs_inputs(tmp_path, ws):
     assert p.returncode == 2 and "no result.json beneath it" in p.stderr, p.stderr
     assert run(["merge"]).returncode == 2
     assert run(["merge", "--help"]).returncode == 0
+
+
+def test_merge_says_when_machines_planned_from_different_caches(tmp_path, ws):
+    # Machine 1 learned durations first; machine 2 starts from an empty cache and splits by hash.
+    assert run(["test", "--cache", tmp_path / "c1", ws]).returncode == 0
+    for k, cache in ((1, "c1"), (2, "c2")):
+        p = run(["test", "--cache", tmp_path / cache, "--output", tmp_path / f"m{k}", "--shards-per-target", "2",
+                 "--machine", f"{k}/2", ws, "app/tests"])
+        assert p.returncode == 0, p.stdout + p.stderr
+    p = run(["merge", "-o", tmp_path / "m", tmp_path / "m1", tmp_path / "m2"])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "ran in more than one of its 2 shards" in p.stderr and p.stderr.count("\n") == 1, p.stderr
