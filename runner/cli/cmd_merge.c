@@ -41,7 +41,7 @@ static const char usage[] =
         "                     workspace root)\n"
         "  DIR/coverage.xml   Cobertura XML regenerated from the summed LCOV\n"
         "\n"
-        "  -o, --output DIR   where to write them (default: merged)\n"
+        "  -o DIR, --output DIR  where to write them (default: merged)\n"
         "  -h, --help         this text\n"
         "\n"
         "Prints each input's line and the summary line `nestbox test` prints (the time is\n"
