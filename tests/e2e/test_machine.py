@@ -42,10 +42,11 @@ def ws(tmp_path, resolve_dir):  # noqa: F811
      "a Kubernetes Indexed Job: JOB_COMPLETION_INDEX=1, --machines=3"),
 ], ids=["buildkite", "gitlab", "circleci", "kubernetes-env", "kubernetes-flag"])
 def test_each_ci_maps_to_the_same_slice_as_the_flag(tmp_path, ws, vars, extra, found):
-    cache = tmp_path / "cache"
-    flag = run(["test", "--cache", cache, "--machine", "2/3", ws], env=env())
+    # Two machines with the same (empty) cache contents: a run teaches durations, which
+    # move the slices of the next run on the same cache.
+    flag = run(["test", "--cache", tmp_path / "c1", "--machine", "2/3", ws], env=env())
     assert flag.returncode == 0, flag.stdout + flag.stderr
-    p = run(["test", "--cache", cache, *extra, ws], env=env(**vars))
+    p = run(["test", "--cache", tmp_path / "c2", *extra, ws], env=env(**vars))
     assert p.returncode == 0, p.stdout + p.stderr
     assert p.stdout.splitlines()[0] == f"machine 2/3 ({found}): 2 of 6 work items", p.stdout
     assert ran(p.stdout) == ran(flag.stdout) and len(ran(p.stdout)) == 2
