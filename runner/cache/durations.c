@@ -1,11 +1,14 @@
 /* SPDX-License-Identifier: MIT */
 /* Learned and pinned durations: see durations.h. */
 #include <errno.h>
+#include <dirent.h>
 #include <fcntl.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "cache/digest.h"
@@ -115,6 +118,26 @@ int nb_durations_learn(struct nb_cache_dir *c, const struct nb_result *r, struct
         return k < 0 ? nb_error_set(err, -k, "%s/%s", c->path, rel) : 0;
 }
 
+/* Pins unused for PIN_MAX_AGE (each use touches its pin) go when a new one is made:
+ * plans/ stays the size of what is in use. A pin dropped while still wanted costs one
+ * re-plan (a new digest: one miss), never a wrong split. */
+#define PIN_MAX_AGE (30 * 24 * 3600)
+
+static void prune_pins(struct nb_cache_dir *c) {
+        DIR *d = NULL;
+        if (nb_opendir_at(c->fd, "plans", &d) < 0)
+                return;
+        time_t old = time(NULL) - PIN_MAX_AGE;
+        struct dirent *de;
+        while ((de = nb_readdir_no_dots(d))) {
+                struct stat st;
+                if (fstatat(dirfd(d), de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
+                    st.st_mtime < old)
+                        (void) unlinkat(dirfd(d), de->d_name, 0);
+        }
+        closedir(d);
+}
+
 int nb_durations_pin(struct nb_cache_dir *c, const char *group, const char *target, char **ret_text,
                      struct nb_error *err) {
         _cleanup_free_ char *rel = NULL;
@@ -122,7 +145,10 @@ int nb_durations_pin(struct nb_cache_dir *c, const char *group, const char *targ
                 return nb_error_set(err, ENOMEM, "shard plan");
         json_auto_t *tests = NULL;
         int k = read_doc(c, rel, &tests);
+        if (k == 0)
+                (void) utimensat(c->fd, rel, NULL, AT_SYMLINK_NOFOLLOW);
         if (k < 0) {
+                prune_pins(c);
                 json_auto_t *learned = NULL;
                 if ((k = nb_durations_load(c, target, &learned)) < 0)
                         return nb_error_set(err, -k, "durations of \"%s\"", target);

@@ -11,7 +11,8 @@
  * inputs and shard count; action/shard_plan.h) always get the same durations, so the
  * same split, so the same digests, and a second identical run is a cache hit. A new
  * group (a source changed, another shard count) pins what was learned by then. The
- * files are the invoker's cache but the keys come from tests: they are read with a
+ * pins unused for 30 days are removed when a new one is made (a use touches its pin).
+ * The files are the invoker's cache but the keys come from tests: they are read with a
  * size cap and checked value by value. Concurrent writers: tmp + rename, the last
  * one wins (a lost update costs balance, never correctness). */
 #pragma once

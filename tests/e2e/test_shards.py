@@ -109,3 +109,18 @@ def test_plan_balances_one_long_test_among_many_fast(tmp_path, resolve_dir, cach
     assert ideal >= 4.6 and plans[0]["largest_sec"] <= 1.1 * ideal, plans
     # The slow test's shard holds few others: the split is by duration, not by count.
     assert min(p["tests"] for p in plans) < 300, plans
+
+
+def test_unused_pins_are_pruned_used_ones_kept(tmp_path, ws, cache):
+    import os
+    import time
+    shard_run(cache, ws, tmp_path / "o1", "--shards-per-target", "2")
+    [pin] = list((cache / "plans").iterdir())
+    old = time.time() - 40 * 24 * 3600
+    os.utime(pin, (old, old))
+    shard_run(cache, ws, tmp_path / "o2", "--shards-per-target", "2")  # a use touches it
+    assert pin.stat().st_mtime > old + 24 * 3600
+    os.utime(pin, (old, old))
+    (ws / "tests/test_new.py").write_text("def test_new():\n    pass\n")  # a new group, a new pin
+    shard_run(cache, ws, tmp_path / "o3", "--shards-per-target", "2")
+    assert not pin.exists() and len(list((cache / "plans").iterdir())) == 1
