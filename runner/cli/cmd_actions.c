@@ -11,6 +11,8 @@
 #include "cli/cli.h"
 #include "cli/output.h"
 #include "nestbox/cleanup.h"
+#include "action/shard_plan.h"
+#include "cache/cache_dir.h"
 #include "workspace/workspace.h"
 
 static const char usage[] =
@@ -23,7 +25,9 @@ static const char usage[] =
         "`nestbox test` of the same target share one cache entry.\n"
         "\n"
         "  --seed N       the seed of every action (default: from the target's name)\n"
-        "  --shard K/N    shard K of N (1-based)\n"
+        "  --shard K/N    shard K of N (1-based), with the durations its group has pinned\n"
+        "                 in the cache as shard.durations (what `nestbox test` hands it)\n"
+        "  --cache DIR    the cache those are read from (default $XDG_CACHE_HOME/nestbox)\n"
         "  --coverage     coverage on for every action (else each target's setting)\n"
         "  --timeout S    the timeout of every action, in seconds (else each target's)\n"
         "  --memory SIZE  the memory limit of every action, as 512M or 2G\n"
@@ -33,17 +37,23 @@ static const char usage[] =
         "Exit status: 0, or 2 for a usage or input error (bad nestbox.json, a glob that\n"
         "matches nothing).\n";
 
+enum { OPT_CACHE = 256 };
+
 static const struct option options[] = {
         NB_ACTION_OPTIONS,
+        { "cache", required_argument, NULL, OPT_CACHE },
         { "help", no_argument, NULL, 'h' },
         {},
 };
 
-static int print_action(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_action_options *o) {
+/* cache: open only for a shard, whose action carries its group's pinned durations. */
+static int print_action(const struct nb_workspace *ws, const struct nb_target *t, const struct nb_action_options *o,
+                        struct nb_cache_dir *cache) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         _cleanup_action_ struct nb_action *a = NULL;
         _cleanup_free_ char *text = NULL;
-        if (nb_action_from_target(ws, t, o, &a, &err) < 0 || nb_action_expand(a, &err) < 0)
+        if (nb_action_from_target(ws, t, o, &a, &err) < 0 || nb_action_expand(a, &err) < 0 ||
+            (cache && nb_shard_plan_attach(a, cache, &err) < 0))
                 return nb_fail(&err);
         if (nb_action_to_json(a, &text) < 0)
                 return nb_die(NB_EXIT_INFRA, "out of memory");
@@ -53,6 +63,7 @@ static int print_action(const struct nb_workspace *ws, const struct nb_target *t
 
 int cmd_actions(int argc, char **argv) {
         struct nb_action_options opts = { 0 };
+        const char *cache_arg = NULL;
         int c;
         opts.pytest_args = nb_split_dashdash(&argc, argv);
         optind = 1;
@@ -61,6 +72,9 @@ int cmd_actions(int argc, char **argv) {
                 switch (c) {
                 case 'h':
                         return nb_usage(stdout, usage, 0);
+                case OPT_CACHE:
+                        cache_arg = optarg;
+                        break;
                 default: {
                         int r = nb_other_option("actions", argv[optind - 1], c, optarg, &opts, NULL);
                         if (r != 0)
@@ -72,8 +86,16 @@ int cmd_actions(int argc, char **argv) {
         int r = nb_load_targets(argc - optind, argv + optind, &sel);
         if (r != 0)
                 return r;
+        struct nb_cache_dir cache = { .fd = -1 };
+        if (opts.shard_count > 1) {
+                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+                if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
+                        return nb_fail(&err);
+        }
         for (size_t i = 0; i < sel.n && r == 0; i++)
-                r = print_action(sel.ws, sel.targets[i], &opts);
+                r = print_action(sel.ws, sel.targets[i], &opts, cache.fd >= 0 ? &cache : NULL);
+        if (cache.fd >= 0)
+                nb_cache_dir_close(&cache);
         if (fflush(stdout) != 0 && r == 0)
                 return nb_die(NB_EXIT_INFRA, "actions: writing to stdout failed");
         return r;

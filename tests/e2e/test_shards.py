@@ -124,3 +124,19 @@ def test_unused_pins_are_pruned_used_ones_kept(tmp_path, ws, cache):
     (ws / "tests/test_new.py").write_text("def test_new():\n    pass\n")  # a new group, a new pin
     shard_run(cache, ws, tmp_path / "o3", "--shards-per-target", "2")
     assert not pin.exists() and len(list((cache / "plans").iterdir())) == 1
+
+
+def test_actions_of_a_shard_carry_the_pinned_durations(tmp_path, ws, cache):
+    shard_run(cache, ws, tmp_path / "learn")
+    shard_run(cache, ws, tmp_path / "o", "--shard", "1/2")  # pins the learned durations
+    p = run(["actions", "--cache", cache, "--shard", "1/2", ws])
+    assert p.returncode == 0, p.stderr
+    action = json.loads(p.stdout)
+    assert len(action["shard"]["durations"]) == 42 and all(v >= 1 for v in action["shard"]["durations"].values())
+    (tmp_path / "a.json").write_text(p.stdout)
+    r = run(["run", "--cache", cache, tmp_path / "a.json"])
+    assert r.returncode == 0 and json.loads(r.stdout)["cached"] is True, r.stdout + r.stderr
+    bad = dict(action, shard={"index": 1, "count": 2, "durations": {"x": -1}})
+    (tmp_path / "b.json").write_text(json.dumps(bad))
+    r = run(["run", "--cache", cache, tmp_path / "b.json"])
+    assert r.returncode == 2 and ".shard.durations: expected an object" in r.stderr, r.stderr
