@@ -11,40 +11,21 @@
 #include <libxml/xmlwriter.h>
 
 #include "coverage/lcov.h"
+#include "junit/xml_writer.h"
 #include "nestbox/cleanup.h"
 
-struct cw {
-        xmlTextWriterPtr w;
-        int r;
-};
-
-static void cw_check(struct cw *c, int rc) {
-        if (rc < 0 && c->r == 0)
-                c->r = -ENOMEM;
-}
-
-static void cw_start(struct cw *c, const char *elem) {
+static void cw_attr(struct xw *c, const char *name, const char *value) {
         if (c->r == 0)
-                cw_check(c, xmlTextWriterStartElement(c->w, BAD_CAST elem));
+                xw_check(c, xmlTextWriterWriteAttribute(c->w, BAD_CAST name, BAD_CAST value));
 }
 
-static void cw_end(struct cw *c) {
-        if (c->r == 0)
-                cw_check(c, xmlTextWriterEndElement(c->w));
-}
-
-static void cw_attr(struct cw *c, const char *name, const char *value) {
-        if (c->r == 0)
-                cw_check(c, xmlTextWriterWriteAttribute(c->w, BAD_CAST name, BAD_CAST value));
-}
-
-static void cw_attr_u64(struct cw *c, const char *name, unsigned long long v) {
+static void cw_attr_u64(struct xw *c, const char *name, unsigned long long v) {
         char buf[32];
         snprintf(buf, sizeof(buf), "%llu", v);
         cw_attr(c, name, buf);
 }
 
-static void cw_rate(struct cw *c, size_t lines, size_t hit) {
+static void cw_rate(struct xw *c, size_t lines, size_t hit) {
         char buf[32];
         snprintf(buf, sizeof(buf), "%.4f", lines ? (double) hit / (double) lines : 1.0);
         cw_attr(c, "line-rate", buf);
@@ -80,29 +61,29 @@ static void file_totals(const struct nb_lcov_file *f, size_t *lines, size_t *hit
                 *hit += f->lines[j].hits > 0;
 }
 
-static void write_class(struct cw *c, const struct nb_lcov_file *f) {
+static void write_class(struct xw *c, const struct nb_lcov_file *f) {
         size_t lines, hit;
         file_totals(f, &lines, &hit);
         const char *base = strrchr(f->path, '/');
-        cw_start(c, "class");
+        xw_start(c, "class");
         cw_attr(c, "name", base ? base + 1 : f->path);
         cw_attr(c, "filename", f->path);
         cw_rate(c, lines, hit);
-        cw_start(c, "methods");
-        cw_end(c);
-        cw_start(c, "lines");
+        xw_start(c, "methods");
+        xw_end(c);
+        xw_start(c, "lines");
         for (size_t j = 0; j < f->n; j++) {
-                cw_start(c, "line");
+                xw_start(c, "line");
                 cw_attr_u64(c, "number", f->lines[j].line);
                 cw_attr_u64(c, "hits", f->lines[j].hits);
-                cw_end(c);
+                xw_end(c);
         }
-        cw_end(c);
-        cw_end(c);
+        xw_end(c);
+        xw_end(c);
 }
 
-static void write_packages(struct cw *c, const struct entry *e, size_t n) {
-        cw_start(c, "packages");
+static void write_packages(struct xw *c, const struct entry *e, size_t n) {
+        xw_start(c, "packages");
         for (size_t i = 0, j; i < n; i = j) {
                 size_t lines = 0, hit = 0;
                 for (j = i; j < n && strcmp(e[j].package, e[i].package) == 0; j++) {
@@ -111,16 +92,16 @@ static void write_packages(struct cw *c, const struct entry *e, size_t n) {
                         lines += fl;
                         hit += fh;
                 }
-                cw_start(c, "package");
+                xw_start(c, "package");
                 cw_attr(c, "name", e[i].package);
                 cw_rate(c, lines, hit);
-                cw_start(c, "classes");
+                xw_start(c, "classes");
                 for (size_t k = i; k < j; k++)
                         write_class(c, e[k].file);
-                cw_end(c);
-                cw_end(c);
+                xw_end(c);
+                xw_end(c);
         }
-        cw_end(c);
+        xw_end(c);
 }
 
 static void entries_free(struct entry *e, size_t n) {
@@ -145,7 +126,7 @@ int nb_lcov_to_cobertura(struct nb_lcov *l, char **ret, size_t *ret_len) {
         }
         qsort(e, l->n, sizeof(*e), cmp_entry);
         xmlBufferPtr buf = xmlBufferCreate();
-        struct cw c = { buf ? xmlNewTextWriterMemory(buf, 0) : NULL, 0 };
+        struct xw c = { buf ? xmlNewTextWriterMemory(buf, 0) : NULL, 0 };
         if (!c.w) {
                 entries_free(e, l->n);
                 xmlBufferFree(buf);
@@ -153,10 +134,10 @@ int nb_lcov_to_cobertura(struct nb_lcov *l, char **ret, size_t *ret_len) {
         }
         size_t lines, hit;
         nb_lcov_totals(l, &lines, &hit);
-        cw_check(&c, xmlTextWriterSetIndent(c.w, 1));
-        cw_check(&c, xmlTextWriterSetIndentString(c.w, BAD_CAST "  "));
-        cw_check(&c, xmlTextWriterStartDocument(c.w, NULL, "UTF-8", NULL));
-        cw_start(&c, "coverage");
+        xw_check(&c, xmlTextWriterSetIndent(c.w, 1));
+        xw_check(&c, xmlTextWriterSetIndentString(c.w, BAD_CAST "  "));
+        xw_check(&c, xmlTextWriterStartDocument(c.w, NULL, "UTF-8", NULL));
+        xw_start(&c, "coverage");
         cw_attr(&c, "version", "nestbox");
         cw_attr(&c, "timestamp", "0");
         cw_attr_u64(&c, "lines-valid", lines);
@@ -164,16 +145,16 @@ int nb_lcov_to_cobertura(struct nb_lcov *l, char **ret, size_t *ret_len) {
         cw_attr(&c, "branches-valid", "0");
         cw_attr(&c, "branches-covered", "0");
         cw_rate(&c, lines, hit);
-        cw_start(&c, "sources");
-        cw_start(&c, "source");
+        xw_start(&c, "sources");
+        xw_start(&c, "source");
         if (c.r == 0)
-                cw_check(&c, xmlTextWriterWriteString(c.w, BAD_CAST "."));
-        cw_end(&c);
-        cw_end(&c);
+                xw_check(&c, xmlTextWriterWriteString(c.w, BAD_CAST "."));
+        xw_end(&c);
+        xw_end(&c);
         write_packages(&c, e, l->n);
-        cw_end(&c);
+        xw_end(&c);
         if (c.r == 0)
-                cw_check(&c, xmlTextWriterEndDocument(c.w));
+                xw_check(&c, xmlTextWriterEndDocument(c.w));
         xmlFreeTextWriter(c.w);
         entries_free(e, l->n);
         if (c.r == 0 && !(*ret = strndup((const char *) xmlBufferContent(buf), (size_t) xmlBufferLength(buf))))

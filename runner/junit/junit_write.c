@@ -13,6 +13,7 @@
 
 #include "junit/junit-internal.h"
 #include "junit/junit.h"
+#include "junit/xml_writer.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/text.h"
 
@@ -109,28 +110,6 @@ static int out_write(void *ctx, const char *buf, int len) {
         b->len += (size_t) len;
         b->data[b->len] = 0;
         return len;
-}
-
-/* A writer with a sticky error, checked once at the end (like ferror()): libxml2
- * only says "failed", which short of a bug in us means out of memory. */
-struct xw {
-        xmlTextWriterPtr w;
-        int r;
-};
-
-static void xw_check(struct xw *x, int rc) {
-        if (rc < 0 && x->r == 0)
-                x->r = -ENOMEM;
-}
-
-static void xw_start(struct xw *x, const char *elem) {
-        if (x->r == 0)
-                xw_check(x, xmlTextWriterStartElement(x->w, BAD_CAST elem));
-}
-
-static void xw_end(struct xw *x) {
-        if (x->r == 0)
-                xw_check(x, xmlTextWriterEndElement(x->w));
 }
 
 static void xw_attr(struct xw *x, const char *name, const char *value) {
