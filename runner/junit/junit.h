@@ -107,7 +107,7 @@ int nb_junit_merge(const struct nb_junit_report *const *reports, size_t n, const
                    struct nb_junit_report **ret, struct nb_error *err);
 
 /* The reports grouped by name (a target's shards, machines and runs): one report per
- * name, in name order, each the nb_junit_merge() of its group (in the order given)
+ * name, in the order the names first appear, each the nb_junit_merge() of its group (in the order given)
  * with its testcases sorted by (classname, name), so the same testcases give the same
  * report however they were split. Free *ret with nb_junit_reports_free(). */
 int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n, struct nb_junit_report ***ret,

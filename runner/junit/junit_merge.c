@@ -213,6 +213,11 @@ static int cmp_named(const void *a, const void *b) {
         return c ? c : (x->seq > y->seq) - (x->seq < y->seq);
 }
 
+static int cmp_seq(const void *a, const void *b) {
+        const struct named *x = a, *y = b;
+        return (x->seq > y->seq) - (x->seq < y->seq);
+}
+
 static int cmp_testcase(const void *a, const void *b) {
         const struct nb_junit_testcase *x = a, *y = b;
         int c = strcmp(x->classname, y->classname);
@@ -229,8 +234,9 @@ int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n
                           size_t *ret_n, struct nb_error *err) {
         _cleanup_free_ struct named *v = calloc(n ? n : 1, sizeof(*v));
         _cleanup_free_ const struct nb_junit_report **group = calloc(n ? n : 1, sizeof(*group));
+        _cleanup_free_ struct named *firsts = calloc(n ? n : 1, sizeof(*firsts));
         struct nb_junit_report **out = calloc(n ? n : 1, sizeof(*out));
-        if (!v || !group || !out) {
+        if (!v || !group || !firsts || !out) {
                 free(out);
                 return nb_error_set(err, ENOMEM, "merging JUnit reports");
         }
@@ -248,8 +254,13 @@ int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n
                         return r;
                 }
                 qsort(out[k]->testcases, out[k]->n_testcases, sizeof(*out[k]->testcases), cmp_testcase);
+                firsts[k] = (struct named) { out[k], v[i].seq }; /* v[i]: the group's first */
                 k++;
         }
+        /* The suites in the order their names first appear (the order named). */
+        qsort(firsts, k, sizeof(*firsts), cmp_seq);
+        for (size_t i = 0; i < k; i++)
+                out[i] = (struct nb_junit_report *) firsts[i].r;
         *ret = out;
         *ret_n = k;
         return 0;
