@@ -7,14 +7,8 @@
 #include <string.h>
 
 #include "coverage/lcov.h"
+#include "fuzz.h"
 #include "nestbox/cleanup.h"
-
-int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
-
-static void check(int ok) {
-        if (!ok)
-                abort();
-}
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
         struct nb_lcov l = {}, again = {};
