@@ -9,6 +9,7 @@
  *   u64(timeout ms) u64(memory) u64(pids) u64(network)
  *   u64(shard index) u64(shard count) u64(seed) u64(coverage) u64(run)
  *   str(shard durations, "" when none)
+ *   u64(attempt) u64(shuffle) strv(select)
  * root is not in it (the files' contents are), so a workspace moved or cloned
  * elsewhere keeps its cache entries. */
 #include <errno.h>
@@ -43,6 +44,7 @@ void nb_action_free(struct nb_action *a) {
         nb_strv_free(a->pytest_args);
         nb_strv_free(a->env);
         free(a->shard_durations);
+        nb_strv_free(a->select);
         nb_tree_clear(&a->resolved.tree);
         nb_venv_plan_free(a->resolved.venv);
         free(a);
@@ -55,6 +57,15 @@ uint64_t nb_action_default_seed(const char *target) {
         for (int i = 0; i < 8; i++)
                 v = v * 16 + (uint64_t) (hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
         return v;
+}
+
+uint64_t nb_action_run_seed(const char *target, unsigned run) {
+        if (run <= 1)
+                return nb_action_default_seed(target);
+        _cleanup_free_ char *key = NULL;
+        if (asprintf(&key, "%s#run%u", target, run) < 0)
+                return nb_action_default_seed(target) + run; /* still distinct per run */
+        return nb_action_default_seed(key);
 }
 
 static int tree_paths(const struct nb_tree *t, char ***ret) {
@@ -193,6 +204,9 @@ static int digest_into(const struct nb_action *a, bool group, char out[NB_DIGEST
         nb_hasher_update_u64(h, a->seed);
         nb_hasher_update_u64(h, a->coverage);
         nb_hasher_update_u64(h, a->run);
+        nb_hasher_update_u64(h, a->attempt);
+        nb_hasher_update_u64(h, a->shuffle);
+        hash_strv(h, a->select);
         nb_hasher_update_str(h, group || !a->shard_durations ? "" : a->shard_durations);
         nb_hasher_finish(TAKE_PTR(h), out);
         return 0;

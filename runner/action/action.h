@@ -43,7 +43,10 @@ struct nb_action {
         char *shard_durations;
         uint64_t seed;
         bool coverage;
-        unsigned run;       /* 1-based */
+        unsigned run;       /* 1-based (--runs-per-test) */
+        unsigned attempt;   /* 1-based (--attempts): a retry of run's failed tests */
+        bool shuffle;       /* the driver deals the tests in an order drawn from seed */
+        char **select;      /* node ids a retry keeps (all when empty); never NULL */
         char tree_given[NB_DIGEST_HEX_LEN + 1]; /* "" unless the action names a tree */
         char venv_given[NB_DIGEST_HEX_LEN + 1]; /* "" unless the action names a venv */
 
@@ -66,6 +69,9 @@ static inline void nb_action_freep(struct nb_action **a) {
 
 /* The seed a target gets when none is asked for: stable across runs and machines. */
 uint64_t nb_action_default_seed(const char *target);
+/* The seed of run `run` (1-based) when none is asked for: run 1 has the default seed,
+ * every other run one of its own, so --runs-per-test explores hash orders. */
+uint64_t nb_action_run_seed(const char *target, unsigned run);
 
 /* ---- action_json.c ---- */
 
@@ -78,6 +84,10 @@ int nb_action_from_json(const char *text, size_t len, const char *file, struct n
 /* The same, from an already parsed value (the worker's --action-json). */
 struct json_t;
 int nb_action_from_json_value(struct json_t *v, const char *file, struct nb_action **ret, struct nb_error *err);
+
+/* A NULL-terminated vector of UTF-8 strings as a JSON array; NULL when out of memory. */
+struct json_t;
+struct json_t *nb_strv_to_json(char **v);
 
 /* The action as nestbox.action/v1 JSON (one line, keys sorted). */
 int nb_action_to_json(const struct nb_action *a, char **ret);

@@ -21,7 +21,7 @@
 
 static const char *const action_keys[] = {
         "schema", "target", "root", "tree", "sources", "tests", "source_roots", "resolve", "python",
-        "pytest_args", "env", "policy", "shard", "seed", "coverage", "run", NULL,
+        "pytest_args", "env", "policy", "shard", "seed", "coverage", "run", "attempt", "shuffle", "select", NULL,
 };
 static const char *const resolve_keys[] = { "lockfile", "wheelhouse", "venv", NULL };
 static const char *const policy_keys[] = { "timeout", "memory", "pids", "network", NULL };
@@ -221,6 +221,7 @@ static int read_lists(const struct nb_json_reader *p, json_t *doc, struct nb_act
                 { "tests", NB_STRV_GLOB, offsetof(struct nb_action, tests) },
                 { "source_roots", NB_STRV_ROOT, offsetof(struct nb_action, source_roots) },
                 { "pytest_args", NB_STRV_ANY, offsetof(struct nb_action, pytest_args) },
+                { "select", NB_STRV_ANY, offsetof(struct nb_action, select) },
         };
         for (size_t i = 0; i < NB_ELEMENTSOF(lists); i++) {
                 char ***field = (char ***) ((char *) a + lists[i].offset);
@@ -283,6 +284,14 @@ static int read_action(const struct nb_json_reader *p, json_t *doc, struct nb_ac
                         return r;
                 a->run = (unsigned) u;
         }
+        a->attempt = 1;
+        if ((v = json_object_get(doc, "attempt"))) {
+                if ((r = get_uint(p, ".attempt", v, 1, MAX_RUN, &u)) < 0)
+                        return r;
+                a->attempt = (unsigned) u;
+        }
+        if ((v = json_object_get(doc, "shuffle")) && (r = nb_jr_bool(p, ".shuffle", v, &a->shuffle)) < 0)
+                return r;
         return 0;
 }
 
@@ -309,7 +318,7 @@ int nb_action_from_json(const char *text, size_t len, const char *file, struct n
 
 /* ---- writing ---- */
 
-static json_t *strv_json(char **v) {
+json_t *nb_strv_to_json(char **v) {
         json_t *a = json_array();
         for (; a && *v; v++)
                 if (json_array_append_new(a, json_string(*v)) < 0) {
@@ -336,9 +345,9 @@ int nb_action_to_json(const struct nb_action *a, char **ret) {
         json_auto_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:{s:f, s:I, s:I, s:b}, s:{s:I, s:I},"
                                    " s:I, s:b, s:I}",
                                    "schema", NB_ACTION_SCHEMA, "target", a->target,
-                                   "sources", strv_json(a->sources), "tests", strv_json(a->tests),
-                                   "source_roots", strv_json(a->source_roots), "python", a->python,
-                                   "pytest_args", strv_json(a->pytest_args), "env", env_json(a->env),
+                                   "sources", nb_strv_to_json(a->sources), "tests", nb_strv_to_json(a->tests),
+                                   "source_roots", nb_strv_to_json(a->source_roots), "python", a->python,
+                                   "pytest_args", nb_strv_to_json(a->pytest_args), "env", env_json(a->env),
                                    "policy", "timeout", (double) a->policy.timeout_ms / 1000.0,
                                    "memory", (json_int_t) a->policy.memory, "pids", (json_int_t) a->policy.pids,
                                    "network", a->policy.network,
@@ -346,7 +355,15 @@ int nb_action_to_json(const struct nb_action *a, char **ret) {
                                    "seed", (json_int_t) a->seed, "coverage", a->coverage, "run", (json_int_t) a->run);
         if (!o)
                 return -ENOMEM;
+        /* What only retries and --shuffle use is written only then, so a plain
+         * action reads as it always did. */
         int k = 0;
+        if (a->attempt > 1)
+                k |= json_object_set_new(o, "attempt", json_integer((json_int_t) a->attempt));
+        if (a->shuffle)
+                k |= json_object_set_new(o, "shuffle", json_true());
+        if (a->select && a->select[0])
+                k |= json_object_set_new(o, "select", nb_strv_to_json(a->select));
         if (a->root)
                 k |= json_object_set_new(o, "root", json_string(a->root));
         else

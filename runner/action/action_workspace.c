@@ -72,15 +72,21 @@ int nb_action_from_target(const struct nb_workspace *ws, const struct nb_target 
                                          t->pids, false };
         a->shard_index = o->shard_count > 1 ? o->shard_index : 1;
         a->shard_count = o->shard_count > 1 ? o->shard_count : 1;
-        a->seed = o->seed_set ? o->seed : nb_action_default_seed(t->name);
-        a->coverage = o->coverage || t->coverage;
         a->run = o->run ? o->run : 1;
+        a->attempt = o->attempt ? o->attempt : 1;
+        a->shuffle = o->shuffle;
+        a->seed = o->seed_set ? o->seed : nb_action_run_seed(t->name, a->run);
+        a->coverage = o->coverage || t->coverage;
         if (!(a->target = strdup(t->name)) || !(a->root = strdup(ws->root)) || !(a->python = strdup(ws->python)) ||
             !(a->lockfile = strdup(t->resolve->lockfile_path)) || !(a->wheelhouse = strdup(t->resolve->wheelhouse_path)) ||
             strv_copy(t->sources, &a->sources) < 0 || strv_copy(t->tests, &a->tests) < 0 ||
             strv_copy(t->source_roots, &a->source_roots) < 0 || strv_concat(t->pytest_args, o->pytest_args, &a->pytest_args) < 0 ||
-            pass_env(t->env, &a->env) < 0)
+            pass_env(t->env, &a->env) < 0 || strv_concat((char *[]) { NULL }, o->select, &a->select) < 0)
                 return nb_error_set(err, ENOMEM, "target \"%s\"", t->name);
         *ret = TAKE_PTR(a);
         return 0;
+}
+
+unsigned nb_target_attempts(const struct nb_target *t, const struct nb_action_options *o) {
+        return o->attempts ? o->attempts : t->attempts ? (unsigned) t->attempts : 1;
 }

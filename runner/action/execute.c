@@ -24,7 +24,7 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                         r = nb_result_lookup(s, a, ret, err);
                 }
                 nb_remote_report(s->remote, s->warn, s->userdata);
-                if (r == 0 && (ret->status == NB_TARGET_PASSED || m->cache_failures)) {
+                if (r == 0 && nb_result_replayable(ret, m)) {
                         nb_replay_note_last(s->dir, a->target, a->resolved.digest);
                         return 0;
                 }
@@ -37,19 +37,27 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                 nb_result_done(ret);
                 return nb_error_wrap(err, r, "target \"%s\"", a->target);
         }
-        if (!m->no_cache && !ret->interrupted) {
-                _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
-                if (nb_result_store(s, ret, &serr) < 0 && s->warn) {
-                        _cleanup_free_ char *line = NULL;
-                        if (asprintf(&line, "result of \"%s\" not cached: %s", a->target, nb_error_message(&serr)) >= 0)
-                                s->warn(line, s->userdata);
-                } else {
-                        /* `nestbox repro TARGET` replays this one. */
-                        nb_replay_note_last(s->dir, a->target, a->resolved.digest);
-                        if (s->remote && (ret->status == NB_TARGET_PASSED || m->cache_failures))
-                                nb_remote_upload(s->remote, s, ret);
-                }
-                nb_remote_report(s->remote, s->warn, s->userdata);
-        }
+        nb_action_keep(s, m, ret);
         return 0;
+}
+
+bool nb_result_replayable(const struct nb_result *r, const struct nb_cache_modes *m) {
+        return r->status == NB_TARGET_PASSED || r->status == NB_TARGET_FLAKY || m->cache_failures;
+}
+
+void nb_action_keep(struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret) {
+        if (m->no_cache || ret->interrupted)
+                return;
+        _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
+        if (nb_result_store(s, ret, &serr) < 0 && s->warn) {
+                _cleanup_free_ char *line = NULL;
+                if (asprintf(&line, "result of \"%s\" not cached: %s", ret->target, nb_error_message(&serr)) >= 0)
+                        s->warn(line, s->userdata);
+        } else {
+                /* `nestbox repro TARGET` replays this one. */
+                nb_replay_note_last(s->dir, ret->target, ret->action);
+                if (s->remote && nb_result_replayable(ret, m))
+                        nb_remote_upload(s->remote, s, ret);
+        }
+        nb_remote_report(s->remote, s->warn, s->userdata);
 }

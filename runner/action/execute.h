@@ -30,3 +30,12 @@ struct nb_cache_modes {
  * through s->warn: the cache is an optimisation, never the reason a run fails. */
 int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret,
                       struct nb_error *err);
+
+/* Whether a cached result of this status is replayed: a pass, a FLAKY (cached as
+ * flaky: its failed attempts are in its report), a failure with cache_failures. */
+bool nb_result_replayable(const struct nb_result *r, const struct nb_cache_modes *m);
+
+/* Stores a finished result under r->action (and queues its upload) as
+ * nb_action_execute() does; nothing with no_cache or when it was interrupted. A
+ * failure to store is one line through s->warn, never an error. */
+void nb_action_keep(struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *r);

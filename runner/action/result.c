@@ -16,12 +16,14 @@ const char *nb_target_status_name(enum nb_target_status s) {
         case NB_TARGET_PASSED: return "PASSED";
         case NB_TARGET_FAILED: return "FAILED";
         case NB_TARGET_TIMEOUT: return "TIMEOUT";
+        case NB_TARGET_FLAKY: return "FLAKY";
         }
         return "?";
 }
 
-static int status_from_name(const char *s, enum nb_target_status *ret) {
-        static const enum nb_target_status all[] = { NB_TARGET_PASSED, NB_TARGET_FAILED, NB_TARGET_TIMEOUT };
+int nb_target_status_from_name(const char *s, enum nb_target_status *ret) {
+        static const enum nb_target_status all[] = { NB_TARGET_PASSED, NB_TARGET_FAILED, NB_TARGET_TIMEOUT,
+                                                     NB_TARGET_FLAKY };
         for (size_t i = 0; s && i < NB_ELEMENTSOF(all); i++)
                 if (strcmp(s, nb_target_status_name(all[i])) == 0) {
                         *ret = all[i];
@@ -31,7 +33,7 @@ static int status_from_name(const char *s, enum nb_target_status *ret) {
 }
 
 int nb_result_exit_code(const struct nb_result *r) {
-        return r->status == NB_TARGET_PASSED ? 0 : r->status == NB_TARGET_TIMEOUT ? 4 : 1;
+        return r->status == NB_TARGET_PASSED || r->status == NB_TARGET_FLAKY ? 0 : r->status == NB_TARGET_TIMEOUT ? 4 : 1;
 }
 
 void nb_result_done(struct nb_result *r) {
@@ -40,6 +42,9 @@ void nb_result_done(struct nb_result *r) {
         free(r->pids_backend);
         free(r->why);
         json_decref(r->denied);
+        nb_strv_free(r->order);
+        nb_strv_free(r->failed_ids);
+        free(r->attempts);
         nb_junit_report_free(r->report);
         nb_artifact_done(&r->artifact);
         free(r->artifact_blob);
@@ -82,6 +87,18 @@ const char *nb_result_memory_scope(const struct nb_result *r) {
                        ? "per process only" : "sandbox";
 }
 
+static json_t *attempts_to_json(const struct nb_result *r) {
+        json_t *a = json_array();
+        for (size_t i = 0; a && i < r->n_attempts; i++)
+                if (json_array_append_new(a, json_pack("{s:I, s:s, s:s}", "attempt", (json_int_t) r->attempts[i].attempt,
+                                                       "action", r->attempts[i].action, "status",
+                                                       nb_target_status_name(r->attempts[i].status))) < 0) {
+                        json_decref(a);
+                        return NULL;
+                }
+        return a;
+}
+
 json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
         const struct nb_junit_report *rep = r->report;
         json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:I, s:I}, s:I, s:I, s:I, s:I, s:I,"
@@ -112,6 +129,14 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
                                                    "known", (json_int_t) r->plan.known,
                                                    "expected_sec", r->plan.expected_sec,
                                                    "largest_sec", r->plan.largest_sec, "ideal_sec", r->plan.ideal_sec));
+        k |= json_object_set_new(j, "attempt", json_integer((json_int_t) (r->attempt ? r->attempt : 1)));
+        k |= json_object_set_new(j, "shuffle", json_boolean(r->shuffle));
+        if (r->order && !(flags & NB_RESULT_JSON_RECORD))
+                k |= json_object_set_new(j, "order", nb_strv_to_json(r->order));
+        if (r->failed_ids)
+                k |= json_object_set_new(j, "failed_node_ids", nb_strv_to_json(r->failed_ids));
+        if (r->n_attempts)
+                k |= json_object_set_new(j, "attempts", attempts_to_json(r));
         if (flags & NB_RESULT_JSON_ARTIFACT)
                 k |= json_object_set_new(j, "artifact", r->artifact_digest[0] ? json_string(r->artifact_digest) : json_null());
         if (flags & NB_RESULT_JSON_CACHED)
@@ -124,16 +149,17 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
 }
 
 int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len) {
-        char seed[32], shard[32], run[32];
+        char seed[32], shard[32], run[32], attempt[32];
         snprintf(seed, sizeof(seed), "%llu", (unsigned long long) r->seed);
         snprintf(shard, sizeof(shard), "%u/%u", r->shard_index, r->shard_count);
         snprintf(run, sizeof(run), "%u", r->run);
         _cleanup_free_ char *denied = r->denied ? nb_result_denied_text(r) : NULL;
         if (r->denied && !denied)
                 return -ENOMEM;
+        snprintf(attempt, sizeof(attempt), "%u", r->attempt ? r->attempt : 1);
         const struct nb_junit_property props[] = {
-                { "target", r->target }, { "shard", shard }, { "run", run }, { "attempt", "1" },
-                { "seed", seed }, { "cached", r->cached ? "true" : "false" },
+                { "target", r->target }, { "shard", shard }, { "run", run }, { "attempt", attempt },
+                { "seed", seed }, { "shuffle", r->shuffle ? "true" : "false" }, { "cached", r->cached ? "true" : "false" },
                 { "denied", denied && *denied ? denied : "none" },
         };
         /* The suite is named after the target, so a combined report keeps them apart. */
@@ -160,7 +186,7 @@ int nb_result_store(struct nb_store *s, struct nb_result *r, struct nb_error *er
         if (k < 0 || (k = nb_cas_put(s, blob, len, digest, err)) < 0)
                 return k;
         memcpy(r->artifact_digest, digest, sizeof(digest));
-        json_auto_t *rec = nb_result_to_json(r, NB_RESULT_JSON_ARTIFACT);
+        json_auto_t *rec = nb_result_to_json(r, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_RECORD);
         _cleanup_free_ char *text = rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         if (!text) {
                 r->artifact_digest[0] = 0;
@@ -196,6 +222,29 @@ static int get_uint(json_t *o, const char *key, uint64_t *ret) {
         return 0;
 }
 
+static int attempts_from_record(json_t *a, struct nb_result *r) {
+        if (!a)
+                return 0;
+        size_t n = json_array_size(a);
+        if (!json_is_array(a) || n == 0 || n > 1000)
+                return -EINVAL;
+        _cleanup_free_ struct nb_attempt_record *v = calloc(n, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_t *e = json_array_get(a, i);
+                uint64_t attempt;
+                int k = get_uint(e, "attempt", &attempt);
+                if (k < 0 || (k = get_digest(e, "action", v[i].action)) < 0 ||
+                    (k = nb_target_status_from_name(json_string_value(json_object_get(e, "status")), &v[i].status)) < 0)
+                        return k;
+                v[i].attempt = (unsigned) attempt;
+        }
+        r->attempts = TAKE_PTR(v);
+        r->n_attempts = n;
+        return 0;
+}
+
 /* Only what a replay shows and the record claims; the counts come from junit.xml. */
 static int result_from_record(json_t *rec, struct nb_result *r) {
         json_t *d = json_object_get(rec, "durations"), *py = json_object_get(rec, "pytest");
@@ -203,7 +252,7 @@ static int result_from_record(json_t *rec, struct nb_result *r) {
         uint64_t shard_index, shard_count, run, pids, memory, rss;
         if (!json_is_object(d) || !json_is_object(py) || !json_is_object(lim) || !json_is_object(shard))
                 return -EINVAL;
-        int k = status_from_name(json_string_value(json_object_get(rec, "status")), &r->status);
+        int k = nb_target_status_from_name(json_string_value(json_object_get(rec, "status")), &r->status);
         if (k < 0 || (k = get_str(rec, "target", &r->target)) < 0 || (k = get_digest(rec, "tree", r->tree)) < 0 ||
             (k = get_digest(rec, "venv", r->venv)) < 0 || (k = get_uint(rec, "seed", &r->seed)) < 0 ||
             (k = get_uint(shard, "index", &shard_index)) < 0 || (k = get_uint(shard, "count", &shard_count)) < 0 ||
@@ -211,6 +260,13 @@ static int result_from_record(json_t *rec, struct nb_result *r) {
             (k = get_uint(lim, "memory", &memory)) < 0 || (k = get_uint(py, "peak_rss_bytes", &rss)) < 0 ||
             (k = get_str(lim, "memory_backend", &r->memory_backend)) < 0 ||
             (k = get_str(lim, "pids_backend", &r->pids_backend)) < 0)
+                return k;
+        uint64_t attempt = 1;
+        if (json_object_get(rec, "attempt") && (k = get_uint(rec, "attempt", &attempt)) < 0)
+                return k;
+        r->attempt = (unsigned) attempt;
+        r->shuffle = json_is_true(json_object_get(rec, "shuffle"));
+        if ((k = attempts_from_record(json_object_get(rec, "attempts"), r)) < 0)
                 return k;
         r->shard_index = (unsigned) shard_index;
         r->shard_count = (unsigned) shard_count;
@@ -237,12 +293,38 @@ static int result_from_record(json_t *rec, struct nb_result *r) {
         return 0;
 }
 
+/* FLAKY is a pass whose report carries the failed runs before it (Surefire's
+ * flakyFailure): the evidence of the last attempt plus its reruns. */
 static enum nb_target_status status_from_evidence(const struct nb_result *r) {
         if (r->timed_out)
                 return NB_TARGET_TIMEOUT;
         if (r->why || r->exit_code != 0 || r->signal || r->report->failures || r->report->errors)
                 return NB_TARGET_FAILED;
+        for (size_t i = 0; i < r->report->n_testcases; i++)
+                if (r->report->testcases[i].n_reruns > 0 && r->attempt > 1)
+                        return NB_TARGET_FLAKY;
         return NB_TARGET_PASSED;
+}
+
+/* An array of strings (jansson checked they are UTF-8) as a vector; anything else
+ * leaves it unknown (NULL). -ENOMEM only. */
+static int strv_from_json(json_t *a, char ***ret) {
+        *ret = NULL;
+        if (!json_is_array(a) || json_array_size(a) == 0)
+                return 0;
+        size_t n = json_array_size(a);
+        _cleanup_strv_free_ char **v = calloc(n + 1, sizeof(char *));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                const char *s = json_string_value(json_array_get(a, i));
+                if (!s)
+                        return 0;
+                if (!(v[i] = strdup(s)))
+                        return -ENOMEM;
+        }
+        *ret = TAKE_PTR(v);
+        return 0;
 }
 
 int nb_result_from_record(json_t *rec, char **blob, size_t blob_len, struct nb_result *ret, struct nb_error *err) {
@@ -256,6 +338,15 @@ int nb_result_from_record(json_t *rec, char **blob, size_t blob_len, struct nb_r
                 nb_result_done(ret);
                 nb_error_clear(err);
                 return r == -ENOMEM ? nb_error_set(err, ENOMEM, "result record") : -EINVAL;
+        }
+        /* The record leaves the order out (it can be long): result.json in the artifact
+         * has it. */
+        const struct nb_artifact_entry *res = nb_artifact_find(&ret->artifact, "result.json");
+        json_auto_t *doc = res ? json_loadb(res->data, res->len, 0, NULL) : NULL;
+        if ((ret->shuffle && (r = strv_from_json(json_object_get(doc, "order"), &ret->order)) < 0) ||
+            (r = strv_from_json(json_object_get(rec, "failed_node_ids"), &ret->failed_ids)) < 0) {
+                nb_result_done(ret);
+                return nb_error_set(err, -r, "result record");
         }
         (void) get_digest(rec, "artifact", ret->artifact_digest); /* null until stored */
         ret->cached = json_is_true(json_object_get(rec, "cached"));

@@ -20,9 +20,19 @@ enum nb_target_status {
         NB_TARGET_PASSED,
         NB_TARGET_FAILED,  /* tests failed, or pytest could not run them */
         NB_TARGET_TIMEOUT, /* the target's timeout fired */
+        NB_TARGET_FLAKY,   /* a run failed and a later attempt of it passed (attempts.c) */
 };
 
 const char *nb_target_status_name(enum nb_target_status s);
+/* The status of that name ("PASSED", ...); -EINVAL for another (or NULL). */
+int nb_target_status_from_name(const char *s, enum nb_target_status *ret);
+
+/* One attempt of a retried run: what result.json's "attempts" lists. */
+struct nb_attempt_record {
+        unsigned attempt;
+        char action[NB_DIGEST_HEX_LEN + 1];
+        enum nb_target_status status;
+};
 
 /* What the driver planned for a shard (/out/shard_plan.json, action/shard_plan.c). */
 struct nb_shard_plan_info {
@@ -40,6 +50,12 @@ struct nb_result {
         char artifact_digest[NB_DIGEST_HEX_LEN + 1]; /* "" until stored */
         uint64_t seed;
         unsigned shard_index, shard_count, run;
+        unsigned attempt; /* 1-based; of a retried result, the attempts it took */
+        bool shuffle;
+        char **order;     /* with shuffle: node ids in the order they ran; NULL when not known */
+        char **failed_ids; /* node ids that failed, as the driver recorded them; NULL when none */
+        struct nb_attempt_record *attempts; /* of a retried result (attempts.c), else NULL */
+        size_t n_attempts;
         double wall_sec, user_sec, sys_sec;
         /* How the command in the sandbox ended. */
         int exit_code; /* -1 when it did not exit normally */
@@ -72,12 +88,13 @@ int nb_result_full_artifact(const struct nb_result *r, struct nb_artifact *tmp, 
 
 void nb_result_done(struct nb_result *r);
 
-/* The exit code a result gives on its own: 0 PASSED, 1 FAILED, 4 TIMEOUT. */
+/* The exit code a result gives on its own: 0 PASSED or FLAKY, 1 FAILED, 4 TIMEOUT. */
 int nb_result_exit_code(const struct nb_result *r);
 
 enum {
         NB_RESULT_JSON_ARTIFACT = 1 << 0, /* with "artifact" (the record, the CLI's output) */
         NB_RESULT_JSON_CACHED = 1 << 1,   /* with "cached" (the CLI's output) */
+        NB_RESULT_JSON_RECORD = 1 << 2,   /* the cache's record: without "order", which can be long */
 };
 /* "mount(2) x1, ptrace(2) x3" from r->denied; "" for none, NULL when out of memory. */
 char *nb_result_denied_text(const struct nb_result *r);
@@ -89,7 +106,7 @@ const char *nb_result_memory_scope(const struct nb_result *r);
 json_t *nb_result_to_json(const struct nb_result *r, unsigned flags);
 
 /* junit.xml of a result: its report with the properties target, shard, run, attempt,
- * seed and cached, the suite named after the target. The artifact's copy and the one
+ * seed, shuffle and cached, the suite named after the target. The artifact's copy and the one
  * --output writes for a replay both come from here. */
 int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len);
 

@@ -82,6 +82,7 @@ static int build_environment(struct nb_sandbox_config *cfg, const struct nb_acti
                 { "TEST_SHARD_INDEX", a->shard_index - 1 }, /* Bazel's are 0-based */
                 { "TEST_TOTAL_SHARDS", a->shard_count },
                 { "TEST_RUN_NUMBER", a->run },
+                { "NESTBOX_ATTEMPT", a->attempt ? a->attempt : 1 },
         };
         for (size_t i = 0; r >= 0 && i < NB_ELEMENTSOF(numbers); i++)
                 r = setenv_u64(cfg, numbers[i].k, numbers[i].v);
@@ -108,8 +109,10 @@ static int build_argv(struct nb_sandbox_config *cfg, const struct nb_action *a) 
                 cap++;
         for (char **v = a->tests; *v; v++)
                 cap += 3; /* the file, and "--omit" it from coverage */
+        for (char **v = a->select; v && *v; v++)
+                cap += 2;
         _cleanup_free_ const char **argv = calloc(cap + 1, sizeof(char *));
-        _cleanup_free_ char *roots = NULL, *shard = NULL;
+        _cleanup_free_ char *roots = NULL, *shard = NULL, *shuffle = NULL;
         if (!argv)
                 return -ENOMEM;
         size_t n = 0;
@@ -134,6 +137,18 @@ static int build_argv(struct nb_sandbox_config *cfg, const struct nb_action *a) 
                 }
                 argv[n++] = "--shard";
                 argv[n++] = shard;
+        }
+        if (a->shuffle) {
+                if (asprintf(&shuffle, "%llu", (unsigned long long) a->seed) < 0) {
+                        shuffle = NULL;
+                        return -ENOMEM;
+                }
+                argv[n++] = "--shuffle";
+                argv[n++] = shuffle;
+        }
+        for (char **v = a->select; v && *v; v++) {
+                argv[n++] = "--select";
+                argv[n++] = *v;
         }
         argv[n++] = "--";
         static const char *const fixed[] = { "-p", "no:cacheprovider", "--junitxml=/out/junit.xml", "--rootdir=/work",

@@ -64,3 +64,24 @@ int nb_action_session(const struct nb_action *a, struct nb_cache_dir *cache, con
  * artifact and the status, from a finished sandbox. */
 int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const struct nb_sandbox_result *sandbox,
                    struct nb_result *ret, struct nb_error *err);
+
+/* ---- run_records.c: what the driver records in /out (untrusted) ---- */
+
+/* The driver's files in /out. */
+#define NB_RECORD_ORDER ".nestbox-order"
+#define NB_RECORD_CURRENT ".nestbox-current"
+#define NB_RECORD_FAILED ".nestbox-failed"
+#define NB_RECORD_STACK ".nestbox-stack"
+#define NB_RECORD_IDS_MAX_BYTES (16u * 1024u * 1024u)
+#define NB_RECORD_IDS_MAX 200000u
+#define NB_RECORD_STACK_MAX (1024u * 1024u)
+
+/* The lines of /out/name as a NULL-terminated vector (*ret NULL when the file is
+ * missing, empty, over max_bytes or holds more than max_ids lines); lines that are
+ * not UTF-8 or hold control characters are dropped. -ENOMEM only. */
+int nb_run_read_ids(int out_fd, const char *name, size_t max_bytes, size_t max_ids, char ***ret);
+/* /out/name as a string (cut at a NUL), NULL when missing or over max_bytes. */
+int nb_run_read_text(int out_fd, const char *name, size_t max_bytes, char **ret);
+/* A pytest node id ("tests/test_a.py::TestX::test_y[1]") as junitxml names it:
+ * classname "tests.test_a.TestX", name "test_y[1]". */
+int nb_nodeid_split(const char *nodeid, char **ret_classname, char **ret_name);

@@ -56,11 +56,27 @@ static int make_log(const struct nb_sandbox_result *s, char **ret, size_t *ret_l
         return 0;
 }
 
-static char *why_no_report(const struct nb_action *a, const struct nb_sandbox_result *s, const char *parse_error) {
+static int append_log(char **log, size_t *len, const char *text) {
+        size_t n = strlen(text);
+        char *grown = realloc(*log, *len + n + 1);
+        if (!grown)
+                return -ENOMEM;
+        memcpy(grown + *len, text, n + 1);
+        *log = grown;
+        *len += n;
+        return 0;
+}
+
+static char *why_no_report(const struct nb_action *a, const struct nb_sandbox_result *s, const char *parse_error,
+                           const char *running) {
         char *why = NULL;
         int k;
         if (s->cancelled)
-                k = asprintf(&why, "interrupted by %s (SIGABRT, then SIGKILL)", s->cancelled == SIGINT ? "SIGINT" : "SIGTERM");
+                k = asprintf(&why, "interrupted by %s%s%s (SIGABRT, then SIGKILL)", s->cancelled == SIGINT ? "SIGINT" : "SIGTERM",
+                             running ? " in " : "", running ? running : "");
+        else if (s->timed_out && running)
+                k = asprintf(&why, "timed out after %.0fs in %s (SIGABRT, then SIGKILL)", (double) a->policy.timeout_ms / 1000,
+                             running);
         else if (s->timed_out)
                 k = asprintf(&why, "timed out after %.0fs (SIGABRT, then SIGKILL)", (double) a->policy.timeout_ms / 1000);
         else if (s->oom_killed)
@@ -76,7 +92,7 @@ static char *why_no_report(const struct nb_action *a, const struct nb_sandbox_re
 }
 
 static int collect_report(const struct nb_action *a, int out_fd, const struct nb_sandbox_result *s, const char *log,
-                          size_t log_len, struct nb_result *ret) {
+                          size_t log_len, const char *stack, struct nb_result *ret) {
         _cleanup_free_ char *xml = NULL;
         size_t len = 0;
         _cleanup_error_ struct nb_error perr = NB_ERROR_INIT;
@@ -94,10 +110,28 @@ static int collect_report(const struct nb_action *a, int out_fd, const struct nb
         /* A report from a run that then timed out (or was interrupted) is incomplete:
          * say so instead. */
         nb_junit_report_free(TAKE_PTR(ret->report));
-        if (!(ret->why = why_no_report(a, s, parse_error)))
+        /* On a timeout (or ^C) the driver's record names the test that was running,
+         * and faulthandler (on the sandbox's SIGABRT) left every thread's stack. */
+        _cleanup_strv_free_ char **running = NULL;
+        if ((s->timed_out || s->cancelled) && (r = nb_run_read_ids(out_fd, NB_RECORD_CURRENT, 4096, 1, &running)) < 0)
+                return r;
+        const char *current = running ? running[0] : NULL;
+        if (!(ret->why = why_no_report(a, s, parse_error, current)))
                 return -ENOMEM;
         const char *details = log ? log + (log_len > 8192 ? log_len - 8192 : 0) : NULL;
-        return nb_junit_error_report(a->target, "nestbox", ret->why, details, &ret->report);
+        if (stack && *stack)
+                details = stack;
+        if ((r = nb_junit_error_report(a->target, "nestbox", ret->why, details, &ret->report)) < 0 || !current)
+                return r;
+        struct nb_junit_testcase *tc = &ret->report->testcases[0];
+        free(tc->classname);
+        free(tc->name);
+        tc->classname = tc->name = NULL;
+        if ((r = nb_nodeid_split(current, &tc->classname, &tc->name)) < 0) {
+                tc->classname = strdup("");
+                tc->name = strdup("");
+        }
+        return r;
 }
 
 static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, size_t *total, struct nb_error *err) {
@@ -150,6 +184,8 @@ static int fill_result(const struct nb_action *a, const struct nb_sandbox_result
         ret->shard_index = a->shard_index;
         ret->shard_count = a->shard_count;
         ret->run = a->run;
+        ret->attempt = a->attempt ? a->attempt : 1;
+        ret->shuffle = a->shuffle;
         ret->wall_sec = s->wall_sec;
         ret->user_sec = s->user_sec;
         ret->sys_sec = s->sys_sec;
@@ -210,17 +246,29 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
                 return nb_error_setx(err, EIO, "the sandbox handed back no /out");
         _cleanup_free_ char *log = NULL, *xml = NULL;
         size_t log_len = 0, xml_len = 0;
+        _cleanup_free_ char *stack = NULL;
         int r = make_log(sandbox, &log, &log_len);
+        /* faulthandler wrote the stacks to /out for the report: the log gets them too,
+         * where they would have been. */
+        bool aborted = sandbox->timed_out || sandbox->cancelled;
+        if (r >= 0 && aborted && (r = nb_run_read_text(run->out_fd, NB_RECORD_STACK, NB_RECORD_STACK_MAX, &stack)) >= 0 &&
+            stack && *stack)
+                r = append_log(&log, &log_len, stack);
         if (r < 0)
                 return nb_error_set(err, -r, "the log");
         if ((r = fill_result(a, sandbox, ret)) < 0 ||
-            (r = collect_report(a, run->out_fd, sandbox, log, log_len, ret)) < 0)
+            (r = collect_report(a, run->out_fd, sandbox, log, log_len, stack, ret)) < 0)
                 return nb_error_set(err, -r, "the report");
         if (!ret->why && (r = why_failed_without_failures(ret)) < 0)
                 return nb_error_set(err, -r, "the report");
         ret->status = classify(ret);
         if (a->shard_count > 1)
                 nb_shard_plan_collect(run->out_fd, &ret->plan);
+        if ((a->shuffle && (r = nb_run_read_ids(run->out_fd, NB_RECORD_ORDER, NB_RECORD_IDS_MAX_BYTES, NB_RECORD_IDS_MAX,
+                                                 &ret->order)) < 0) ||
+            (r = nb_run_read_ids(run->out_fd, NB_RECORD_FAILED, NB_RECORD_IDS_MAX_BYTES, NB_RECORD_IDS_MAX,
+                                 &ret->failed_ids)) < 0)
+                return nb_error_set(err, -r, "the driver's records");
         if ((r = collect_outputs(run->out_fd, ret, err)) < 0)
                 return nb_error_wrap(err, r, "artifact");
         if ((r = nb_result_junit_xml(ret, &xml, &xml_len)) < 0 ||

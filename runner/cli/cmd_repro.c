@@ -160,14 +160,19 @@ static int parse_args(int argc, char **argv, struct repro *o) {
         return 0;
 }
 
+/* The record's status when it is one nestbox writes (FLAKY included), else fallback. */
+static const char *recorded_status(const char *s, const char *fallback) {
+        enum nb_target_status st;
+        return nb_target_status_from_name(s, &st) == 0 ? nb_target_status_name(st) : fallback;
+}
+
 static void print_header(const struct nb_replay *rp, const char *ref, bool bundle) {
         const struct nb_action *a = rp->action;
         _cleanup_free_ char *target = nb_escape(a->target, 0);
         printf("repro %s: action %.16s, seed %llu, shard %u/%u, run %u", target ? target : "?", a->resolved.digest,
                (unsigned long long) a->seed, a->shard_index, a->shard_count, a->run);
         if (rp->status)
-                printf(" (recorded %s)", strcmp(rp->status, "PASSED") == 0 || strcmp(rp->status, "FAILED") == 0 ||
-                                                 strcmp(rp->status, "TIMEOUT") == 0 ? rp->status : "?");
+                printf(" (recorded %s)", recorded_status(rp->status, "?"));
         printf("\n");
         if (bundle && strcmp(a->resolved.digest, rp->digest) != 0)
                 printf("note: %s was recorded as action %.16s; here it digests to %.16s (another interpreter or "
@@ -252,8 +257,7 @@ static int runs(const struct repro *o, struct nb_cache_dir *cache, const struct 
         if (n > 1) {
                 printf("%u of %u runs failed", failed, done);
                 if (rp->status)
-                        printf(" (recorded %s)", strcmp(rp->status, "PASSED") == 0 ? "PASSED" : strcmp(rp->status,
-                                                 "TIMEOUT") == 0 ? "TIMEOUT" : "FAILED");
+                        printf(" (recorded %s)", recorded_status(rp->status, "FAILED"));
                 printf("\n");
         }
         if (cancelled)

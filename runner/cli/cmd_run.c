@@ -46,8 +46,9 @@ static const char usage[] =
         "\n"
         "A bad action names the field and exits 2:\n"
         "  nestbox: a.json: .policy.memory: \"2X\": expected a size such as \"512M\" or \"2G\"\n"
-        "Exit status as `nestbox test`: 0 passed, 1 tests failed, 2 usage or input error,\n"
-        "3 sandbox or infrastructure error, 4 timeout.\n";
+        "Exit status as `nestbox test`: 0 passed (or FLAKY: a replayed record of a run that\n"
+        "passed on a retry), 1 tests failed, 2 usage or input error, 3 sandbox or\n"
+        "infrastructure error, 4 timeout.\n";
 
 enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_RESULT, OPT_ACTION_JSON, OPT_EVENTS };
 

@@ -13,6 +13,7 @@
 #include <unistd.h>
 
 #include "action/action_workspace.h"
+#include "action/attempts.h"
 #include "action/execute.h"
 #include "action/shard_plan.h"
 #include "cache/durations.h"
@@ -22,6 +23,7 @@
 #include "cli/output.h"
 #include "coverage/lcov.h"
 #include "cli/events.h"
+#include "cli/flake_table.h"
 #include "cli/progress.h"
 #include "cli/summary.h"
 #include "junit/junit.h"
@@ -60,7 +62,7 @@ static const char usage[] =
         "                     (Buildkite, GitLab CI, CircleCI, Kubernetes Indexed Jobs)\n"
         "  --machines N       the number of machines, for a Kubernetes Indexed Job's\n"
         "                     JOB_COMPLETION_INDEX (or NESTBOX_MACHINES=N)\n"
-        "  --timeout SECONDS  this run's timeout for every target (else each target's)\n"
+        NB_TIMEOUT_USAGE
         "  --memory SIZE      this run's memory limit for every target, as 512M or 2G\n"
         "  --coverage         measure coverage for every target (else each target's setting);\n"
         "                     --output gets coverage.lcov, coverage.xml and coverage.data\n"
@@ -68,6 +70,7 @@ static const char usage[] =
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
         NB_REMOTE_USAGE
+        NB_RETRY_USAGE
         "  -j N, --jobs N     run up to N targets at once, each in its own sandbox (default: the\n"
         "                     CPUs nestbox may use: its affinity mask and the cgroup's CPU quota);\n"
         "                     longest first by the last run's time, the running targets' memory\n"
@@ -91,7 +94,15 @@ static const char usage[] =
         "combines every target, one <testsuite> each with its shards folded in, and\n"
         "DIR/coverage.lcov and DIR/coverage.xml sum the coverage of every target that\n"
         "measured it. `nestbox merge` combines the --output of several machines.\n"
-        "Exit status: 0 all passed, 1 a target failed, 2 usage or input error (bad\n"
+        "A failed or timed-out target's line ends with its seed and the command that\n"
+        "reproduces it ('seed 42  nestbox repro 1a2b3c4d5e6f'). After several runs\n"
+        "(--runs-per-test, --until-failure, retries) a flake table lists every test that\n"
+        "failed at least once: its runs, failures, flake rate and the seeds it failed with.\n"
+        "A target that failed and passed on a later attempt is FLAKY, on its own line, its\n"
+        "junit.xml with Maven Surefire's <flakyFailure>/<flakyError> (a run that never\n"
+        "passed: <rerunFailure>/<rerunError>), and is cached as flaky.\n"
+        "Exit status: 0 all passed (FLAKY counts as passed unless --flaky-fails), 1 a target\n"
+        "failed (or was FLAKY with --flaky-fails), 2 usage or input error (bad\n"
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
 
@@ -105,6 +116,7 @@ static const struct option options[] = {
         { "machines", required_argument, NULL, OPT_MACHINES },
         NB_ACTION_OPTIONS,
         NB_CACHE_MODE_OPTIONS,
+        NB_RETRY_OPTIONS,
         { "jobs", required_argument, NULL, 'j' },
         { "color", required_argument, NULL, OPT_COLOR },
         { "events", required_argument, NULL, OPT_EVENTS },
@@ -127,10 +139,15 @@ static void combined_done(struct combined *c) {
         free(c->reports);
 }
 
-static void combined_add(struct combined *c, size_t slot, struct nb_result *res) {
+static int combined_add(struct combined *c, size_t slot, struct nb_result *res) {
+        /* Runs of one target (--runs-per-test) stay apart: "app/tests run 2". */
+        char *name = NULL;
+        if (res->run > 1 && asprintf(&name, "%s run %u", res->target, res->run) < 0)
+                return -ENOMEM;
         c->reports[slot] = TAKE_PTR(res->report);
         free(c->reports[slot]->name);
-        c->reports[slot]->name = TAKE_PTR(res->target);
+        c->reports[slot]->name = name ? name : TAKE_PTR(res->target);
+        return 0;
 }
 
 /* One <testsuite> per target, its shards folded in, in the order named. */
@@ -173,12 +190,19 @@ struct test_run {
         size_t n_not_run;
         bool throttle_said;
         bool remote_off; /* an item's remote cache faulted */
+        const struct nb_action_options *options;
+        bool flakes_wanted;            /* several runs: print the flake table */
+        struct nb_flake_table flakes;
+        char failed_action[NB_DIGEST_HEX_LEN + 1];
+        unsigned failed_run;
+        uint64_t failed_seed;
         struct nb_remote_stats remote; /* the items' remote counters */
 };
 
 static void test_run_done(struct test_run *tr) {
         combined_done(&tr->combined);
         nb_coverage_sum_done(&tr->coverage);
+        nb_flake_table_done(&tr->flakes);
         for (size_t i = 0; i < tr->n; i++) {
                 nb_action_free(tr->items[i].action);
                 nb_item_outcome_done(&tr->outcomes[i]);
@@ -212,6 +236,8 @@ static void catch_cancel(void) {
 
 static int item_starting(struct nb_work_item *it, void *userdata) {
         struct test_run *tr = userdata;
+        if (tr->options->until_failure && tr->failed_run)
+                return -ECANCELED; /* --until-failure: a run failed, the rest are not wanted */
         nb_events_target_started(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run);
         nb_progress_started(tr->progress, it);
         return 0;
@@ -257,8 +283,17 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
         nb_events_result(&tr->events, res);
         nb_progress_finished(tr->progress, it, res);
         int code = nb_result_exit_code(res);
+        if (res->status == NB_TARGET_FLAKY && tr->options->flaky_fails)
+                code = NB_EXIT_FAILED;
+        if (nb_result_failed(res) && !res->interrupted && !tr->failed_run) {
+                memcpy(tr->failed_action, res->action, sizeof(tr->failed_action));
+                tr->failed_run = res->run;
+                tr->failed_seed = res->seed;
+        }
         if (res->interrupted)
                 return code;
+        if (tr->flakes_wanted && nb_flake_table_add(&tr->flakes, res) < 0)
+                nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         if (!res->cached)
                 nb_item_remember_wall(&tr->store, it, res->wall_sec);
         if (!tr->modes->no_cache && nb_durations_learn(tr->store.dir, res, &err) < 0) {
@@ -271,7 +306,8 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
                 nb_error_clear(&err);
                 if (nb_coverage_sum_add(&tr->coverage, res, &err) < 0)
                         nb_exit_worst(&code, nb_fail(&err));
-                combined_add(&tr->combined, it->order, res);
+                if (combined_add(&tr->combined, it->order, res) < 0)
+                        nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         }
         return code;
 }
@@ -349,14 +385,38 @@ static const char *env_get(const char *name) {
         return getenv(name);
 }
 
-/* The targets' work items (their shards: cli/machine.h), this machine's slice of
- * them; a shard's action carries its group's pinned durations (action/shard_plan.h). */
+/* Runs of each target: --runs-per-test, or with --until-failure at most --max-runs. */
+static unsigned runs_wanted(const struct nb_action_options *o) {
+        if (o->until_failure)
+                return o->max_runs ? o->max_runs : NB_UNTIL_FAILURE_DEFAULT_RUNS;
+        return o->runs ? o->runs : 1;
+}
+
+/* The work items of this machine's slice: each target's shards (cli/machine.h),
+ * each of them once per run (--runs-per-test), a shard's runs together; a shard's
+ * action carries its group's pinned durations (action/shard_plan.h), and each item
+ * retries its failures itself (nb_item_run). */
 static int make_items(struct test_run *tr, const struct nb_selection *sel, const struct nb_action_options *o,
                       unsigned shards_per_target, const struct nb_machine *m, size_t *ret_all, struct nb_error *err) {
         int r = nb_work_items(sel, shards_per_target, o, tr->store.dir, m, &tr->items, &tr->n, ret_all);
         if (r < 0)
                 return nb_error_set(err, -r, "test");
-        size_t n = tr->n;
+        unsigned runs = runs_wanted(o);
+        if (tr->n > SIZE_MAX / 2 / sizeof(*tr->items) / runs)
+                return nb_error_set(err, ENOMEM, "test");
+        size_t n = tr->n * runs;
+        if (runs > 1) {
+                struct nb_work_item *items = calloc(n + 1, sizeof(*items));
+                if (!items)
+                        return nb_error_set(err, ENOMEM, "test");
+                for (size_t i = 0; i < n; i++) {
+                        items[i] = tr->items[i / runs];
+                        items[i].run = (unsigned) (i % runs) + 1;
+                }
+                free(tr->items);
+                tr->items = items;
+                *ret_all *= runs;
+        }
         tr->n = 0; /* counts the items whose action is built, for test_run_done */
         tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));
         tr->not_run = calloc(n + 1, sizeof(*tr->not_run));
@@ -369,14 +429,17 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
                 struct nb_action_options io = *o;
                 io.shard_index = it->shard_index;
                 io.shard_count = it->shard_count;
+                io.run = it->run ? it->run : 1;
                 if ((r = nb_action_from_target(sel->ws, it->target, &io, &it->action, err)) < 0 ||
                     (r = nb_shard_plan_attach(it->action, tr->store.dir, err)) < 0) {
                         tr->n++; /* its action, if any, is freed with the rest */
                         return r;
                 }
                 it->run = it->action->run;
+                it->attempts = nb_target_attempts(it->target, o);
                 it->memory = it->action->policy.memory;
                 it->order = tr->n;
+                tr->flakes_wanted = tr->flakes_wanted || runs > 1 || it->attempts > 1;
         }
         return 0;
 }
@@ -471,6 +534,10 @@ int cmd_test(int argc, char **argv) {
                 return r;
         if (!jobs)
                 jobs = nb_cpus_available();
+        /* --until-failure stops at the first failing run: the runs go one after another. */
+        if (opts.until_failure)
+                jobs = 1;
+        tr.options = &opts;
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_cache_dir cache;
@@ -495,6 +562,8 @@ int cmd_test(int argc, char **argv) {
         if (jobs > 1)
                 nb_items_order(tr.items, tr.n);
         tr.summary.color = nb_color_wanted(color);
+        tr.summary.runs_per_test = runs_wanted(&opts);
+        tr.summary.count_runs = tr.summary.runs_per_test > 1;
         tr.progress = nb_progress_new(tr.items, tr.n, jobs);
         nb_events_run_started(&tr.events, "test", tr.n, jobs);
 
@@ -523,6 +592,13 @@ int cmd_test(int argc, char **argv) {
                 close(tr.out_dir);
         clock_gettime(CLOCK_MONOTONIC, &t1);
         tr.summary.wall_sec = (double) (t1.tv_sec - t0.tv_sec) + (double) (t1.tv_nsec - t0.tv_nsec) / 1e9;
+        if (opts.until_failure && tr.failed_run)
+                printf("until-failure: run %u failed (seed %llu); reproduce it: " NB_REPRO_HINT_FMT "\n", tr.failed_run,
+                       (unsigned long long) tr.failed_seed, tr.failed_action);
+        else if (opts.until_failure && !cancelled)
+                printf("until-failure: no failure in %zu runs\n", tr.summary.targets);
+        if (tr.flakes_wanted || tr.flakes.retried)
+                nb_flake_table_print(&tr.flakes);
         /* Shards are work items of one target: the line counts each target once (when
          * every item was counted; an interrupted run counts what it has). */
         if (tr.summary.targets == tr.n) {
@@ -538,7 +614,8 @@ int cmd_test(int argc, char **argv) {
         nb_summary_print(&tr.summary);
         nb_cache_dir_close(&cache);
         for (size_t i = started; i < tr.n; i++)
-                tr.not_run[tr.n_not_run++] = tr.items[i].target;
+                if (!tr.n_not_run || tr.not_run[tr.n_not_run - 1] != tr.items[i].target) /* runs of one target */
+                        tr.not_run[tr.n_not_run++] = tr.items[i].target;
         int status = !cancelled ? tr.status : cancelled == SIGINT ? NB_EXIT_SIGINT : NB_EXIT_SIGTERM;
         _cleanup_free_ const char **names = calloc(tr.n_not_run + 1, sizeof(*names));
         for (size_t i = 0; names && i < tr.n_not_run; i++)

@@ -13,6 +13,7 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
+#include "workspace/json_read.h"
 
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
         int fd = nb_mkdir_p_user(arg, 0755);
@@ -128,15 +129,29 @@ static int parse_shard(const char *arg, struct nb_action_options *o) {
         return 0;
 }
 
-/* Seconds, as nestbox.json's timeout: positive, at most a week, rounded up to 1 ms. */
-static int parse_timeout(const char *arg, struct nb_action_options *o) {
+/* Seconds, as nestbox.json's timeout: positive, at most a week, rounded up to 1 ms;
+ * or one of Bazel's categories. */
+static int parse_timeout(const char *opt, const char *arg, struct nb_action_options *o) {
         char *end = NULL;
+        if (nb_timeout_category(arg, &o->timeout_ms) == 0)
+                return 0;
         errno = 0;
         double s = strtod(arg, &end);
         if (errno || end == arg || *end || !(s > 0) || s > 7 * 24 * 3600.0)
-                return nb_die(NB_EXIT_USAGE, "--timeout %s: expected a positive number of seconds (at most a week)", arg);
+                return nb_die(NB_EXIT_USAGE, "%s %s: expected a positive number of seconds (at most a week) or "
+                              "short, moderate, long, eternal", opt, arg);
         uint64_t ms = (uint64_t) (s * 1000.0);
         o->timeout_ms = (double) ms < s * 1000.0 ? ms + 1 : ms;
+        return 0;
+}
+
+static int parse_count(const char *opt, const char *arg, unsigned max, unsigned *ret) {
+        char *end = NULL;
+        errno = 0;
+        unsigned long v = strtoul(arg, &end, 10);
+        if (errno || end == arg || *end || *arg == '-' || v < 1 || v > max)
+                return nb_die(NB_EXIT_USAGE, "%s %s: expected an integer from 1 to %u", opt, arg, max);
+        *ret = (unsigned) v;
         return 0;
 }
 
@@ -204,8 +219,14 @@ void nb_remote_close(struct nb_remote *r, struct nb_cache_dir *cache, struct nb_
 int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct nb_cache_modes *m) {
         if (m && c >= NB_OPT_REMOTE_CACHE && c <= NB_OPT_REMOTE_CA)
                 return parse_remote(c, arg, &m->remote);
-        if (o && c == NB_OPT_TIMEOUT)
-                return parse_timeout(arg, o);
+        if (o && (c == NB_OPT_TIMEOUT || c == NB_OPT_TEST_TIMEOUT))
+                return parse_timeout(c == NB_OPT_TIMEOUT ? "--timeout" : "--test-timeout", arg, o);
+        if (o && c == NB_OPT_RUNS_PER_TEST)
+                return parse_count("--runs-per-test", arg, 100000, &o->runs);
+        if (o && c == NB_OPT_MAX_RUNS)
+                return parse_count("--max-runs", arg, 100000, &o->max_runs);
+        if (o && c == NB_OPT_ATTEMPTS)
+                return parse_count("--attempts", arg, NB_MAX_ATTEMPTS, &o->attempts);
         if (o && c == NB_OPT_MEMORY)
                 return parse_memory(arg, o);
         if (o && c == NB_OPT_SEED)
@@ -213,6 +234,9 @@ int nb_shared_option(int c, const char *arg, struct nb_action_options *o, struct
         if (o && c == NB_OPT_SHARD)
                 return parse_shard(arg, o);
         bool *flag = o && c == NB_OPT_COVERAGE ? &o->coverage
+                   : o && c == NB_OPT_SHUFFLE ? &o->shuffle
+                   : o && c == NB_OPT_UNTIL_FAILURE ? &o->until_failure
+                   : o && c == NB_OPT_FLAKY_FAILS ? &o->flaky_fails
                    : m && c == NB_OPT_NO_CACHE ? &m->no_cache
                    : m && c == NB_OPT_FORCE ? &m->force
                    : m && c == NB_OPT_CACHE_FAILURES ? &m->cache_failures

@@ -33,13 +33,29 @@ enum {
         NB_OPT_REMOTE_READONLY,
         NB_OPT_REMOTE_TIMEOUT,
         NB_OPT_REMOTE_CA,
+        NB_OPT_TEST_TIMEOUT,
+        NB_OPT_SHUFFLE,
+        NB_OPT_RUNS_PER_TEST,
+        NB_OPT_ATTEMPTS,
+        NB_OPT_UNTIL_FAILURE,
+        NB_OPT_MAX_RUNS,
+        NB_OPT_FLAKY_FAILS,
 };
 #define NB_ACTION_OPTIONS                                               \
         { "seed", required_argument, NULL, NB_OPT_SEED },               \
         { "shard", required_argument, NULL, NB_OPT_SHARD },             \
         { "coverage", no_argument, NULL, NB_OPT_COVERAGE },             \
         { "timeout", required_argument, NULL, NB_OPT_TIMEOUT },         \
+        { "test-timeout", required_argument, NULL, NB_OPT_TEST_TIMEOUT }, \
+        { "shuffle", no_argument, NULL, NB_OPT_SHUFFLE },               \
         { "memory", required_argument, NULL, NB_OPT_MEMORY }
+/* nestbox test's runs and retries (action/attempts.h). */
+#define NB_RETRY_OPTIONS                                                        \
+        { "runs-per-test", required_argument, NULL, NB_OPT_RUNS_PER_TEST },     \
+        { "attempts", required_argument, NULL, NB_OPT_ATTEMPTS },               \
+        { "until-failure", no_argument, NULL, NB_OPT_UNTIL_FAILURE },           \
+        { "max-runs", required_argument, NULL, NB_OPT_MAX_RUNS },               \
+        { "flaky-fails", no_argument, NULL, NB_OPT_FLAKY_FAILS }
 #define NB_REMOTE_OPTIONS                                                       \
         { "remote-cache", required_argument, NULL, NB_OPT_REMOTE_CACHE },       \
         { "remote-cache-readonly", no_argument, NULL, NB_OPT_REMOTE_READONLY }, \
@@ -51,6 +67,23 @@ enum {
         { "cache-failures", no_argument, NULL, NB_OPT_CACHE_FAILURES }, \
         NB_REMOTE_OPTIONS
 /* Their lines in each verb's --help. */
+#define NB_TIMEOUT_USAGE                                                                                  \
+        "  --test-timeout T   this run's timeout for every target (else each target's): seconds,\n"      \
+        "                     or Bazel's short (60), moderate (300), long (900), eternal (3600)\n"       \
+        "  --timeout T        the same as --test-timeout (its older name)\n"                             \
+        "  --shuffle          the driver runs the tests in an order drawn from the seed (the same\n"     \
+        "                     seed, the same order), recorded in result.json's \"order\"\n"
+#define NB_RETRY_USAGE                                                                                    \
+        "  --runs-per-test N  run every target N times, each run in a fresh sandbox (never a cache\n"    \
+        "                     hit of another: the run number is in the action); TEST_RUN_NUMBER\n"     \
+        "                     is 1..N, and each run has its own seed unless --seed is given\n"         \
+        "  --attempts N       try a failed run up to N times in all (else each target's \"attempts\"),\n" \
+        "                     only its failed tests when pytest can select them, with the run's\n"     \
+        "                     seed (NESTBOX_ATTEMPT is 1..N); a later pass makes the target FLAKY\n"   \
+        "  --flaky-fails      a FLAKY target exits 1 (by default it exits 0, as a pass)\n"            \
+        "  --until-failure    run again and again, one run at a time, stop at the first failing\n"  \
+        "                     run and print the command that reproduces it\n"                        \
+        "  --max-runs M       with --until-failure: at most M runs (100)\n"
 #define NB_REMOTE_USAGE                                                                                   \
         "  --remote-cache URL      share results through Bazel's HTTP cache protocol (nginx with\n"      \
         "                          WebDAV, bazel-remote, ...): URL/ac/ and URL/cas/; credentials\n"      \

@@ -41,11 +41,12 @@ static void put_name(const char *s) {
 
 void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool verbose) {
         const struct nb_junit_report *rep = res->report;
-        /* Green passed, red failed, yellow timed out or interrupted (SGR 32, 31, 33). */
+        /* Green passed, red failed, yellow flaky, timed out or interrupted (SGR 32, 31, 33). */
         const char *color = !s || !s->color                   ? NULL
                             : res->interrupted                 ? "33"
                             : res->status == NB_TARGET_PASSED  ? "32"
                             : res->status == NB_TARGET_TIMEOUT ? "33"
+                            : res->status == NB_TARGET_FLAKY   ? "33"
                                                                : "31";
         put_name(res->target);
         if (res->shard_count > 1)
@@ -57,7 +58,16 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
                 printf(", %zu failed", rep->failures + rep->errors);
         if (rep->skipped)
                 printf(", %zu skipped", rep->skipped);
-        printf(")%s\n", res->cached ? " (cached)" : "");
+        printf(")%s", res->cached ? " (cached)" : "");
+        if (s && s->runs_per_test > 1)
+                printf("  run %u/%u", res->run, s->runs_per_test);
+        if (res->shuffle)
+                printf("  shuffled with seed %llu", (unsigned long long) res->seed);
+        if (res->n_attempts)
+                printf("  after %zu attempts", res->n_attempts);
+        if ((res->status == NB_TARGET_FAILED || res->status == NB_TARGET_TIMEOUT) && !res->interrupted)
+                printf("  seed %llu  " NB_REPRO_HINT_FMT, (unsigned long long) res->seed, res->action);
+        fputc('\n', stdout);
         if (verbose)
                 nb_summary_plan(res);
         if (res->why)
@@ -85,6 +95,17 @@ void nb_summary_result(struct nb_summary *s, const struct nb_result *res, bool v
                         if (text)
                                 put_escaped(text, nb_junit_text_head_len(text, FAILURE_LINES), "      ");
                 }
+        if (res->status == NB_TARGET_FLAKY)
+                for (size_t i = 0; i < rep->n_testcases; i++) {
+                        const struct nb_junit_testcase *tc = &rep->testcases[i];
+                        if (tc->n_reruns == 0)
+                                continue;
+                        fputs("  FLAKY  ", stdout);
+                        put_name(tc->classname);
+                        fputs(*tc->classname ? "::" : "", stdout);
+                        put_name(tc->name);
+                        printf(" (failed %zu of %zu attempts)\n", tc->n_reruns, tc->n_reruns + 1);
+                }
         const struct nb_artifact_entry *log = nb_artifact_find(&res->artifact, "log");
         if (verbose && log)
                 put_escaped(log->data, log->len, "");
@@ -98,6 +119,7 @@ void nb_summary_count(struct nb_summary *s, const struct nb_result *res) {
         s->tests += res->report->tests;
         s->cached += res->cached;
         s->passed += res->status == NB_TARGET_PASSED;
+        s->flaky += res->status == NB_TARGET_FLAKY;
         s->interrupted += res->interrupted != 0;
         s->failed += res->status == NB_TARGET_FAILED && !res->interrupted;
         s->timed_out += res->status == NB_TARGET_TIMEOUT;
@@ -144,10 +166,12 @@ void nb_summary_interrupted(int sig, const struct nb_target *const *not_run, siz
 }
 
 void nb_summary_print(const struct nb_summary *s) {
-        printf("%zu target%s", s->targets, s->targets == 1 ? "" : "s");
+        printf("%zu %s%s", s->targets, s->count_runs ? "run" : "target", s->targets == 1 ? "" : "s");
         if (s->items && s->items != s->targets)
                 printf(", %zu work items", s->items);
         printf(": %zu passed, %zu failed", s->passed, s->failed);
+        if (s->flaky)
+                printf(", %zu flaky", s->flaky);
         if (s->timed_out)
                 printf(", %zu timed out", s->timed_out);
         if (s->interrupted)

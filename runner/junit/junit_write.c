@@ -168,6 +168,17 @@ static const char *rerun_element(enum nb_junit_outcome final, enum nb_junit_outc
         return flaky ? "flakyError" : "rerunError";
 }
 
+/* Surefire's XSD requires type on the flaky and rerun elements; pytest's xunit2 gives
+ * none. Its message starts with the exception's name ("AssertionError: ..."): that,
+ * when it is one, else the element's kind. */
+static char *rerun_type(const struct nb_junit_result *rr) {
+        const char *m = rr->message ? rr->message : "";
+        size_t n = strspn(m, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789_.");
+        if (n > 0 && n < 256 && m[n] == ':' && !(m[0] >= '0' && m[0] <= '9'))
+                return strndup(m, n);
+        return strdup(rr->outcome == NB_JUNIT_FAILED ? "failure" : "error");
+}
+
 static void write_testcase(struct xw *x, const struct nb_junit_testcase *tc) {
         const struct nb_junit_result *res = &tc->result;
         xw_start(x, "testcase");
@@ -183,9 +194,14 @@ static void write_testcase(struct xw *x, const struct nb_junit_testcase *tc) {
         }
         for (size_t i = 0; i < tc->n_reruns; i++) {
                 const struct nb_junit_result *rr = &tc->reruns[i];
+                _cleanup_free_ char *type = NULL;
                 xw_start(x, rerun_element(res->outcome, rr->outcome));
                 xw_attr(x, "message", rr->message);
-                xw_attr(x, "type", rr->type);
+                if (!rr->type && !(type = rerun_type(rr))) {
+                        x->r = -ENOMEM;
+                        break;
+                }
+                xw_attr(x, "type", rr->type ? rr->type : type);
                 xw_text_element(x, "stackTrace", rr->text);
                 xw_text_element(x, "system-out", rr->system_out);
                 xw_text_element(x, "system-err", rr->system_err);

@@ -1,6 +1,7 @@
 """nestbox's pytest driver, mounted read-only at /nestbox/driver.py in the sandbox.
 
-    /venv/bin/python /nestbox/driver.py [--coverage ROOT,... [--omit TESTFILE]...] [--shard K/N] -- PYTEST_ARGS
+    /venv/bin/python /nestbox/driver.py [--coverage ROOT,... [--omit TESTFILE]...] [--shard K/N]
+        [--shuffle SEED] [--select NODEID]... -- PYTEST_ARGS
 
 Runs pytest in this process with two additions nestbox needs: coverage of the declared
 sources (the source roots holding them, less the test files, or what the project's own
@@ -13,8 +14,15 @@ from earlier results, handed in read-only as /nestbox/plan/durations.json: longe
 first onto the least loaded shard; a test without a duration goes to the shard a
 stable hash of its id names. Every shard computes the same split from the same input,
 so every test runs in exactly one. What this shard got is written to
-/out/shard_plan.json. Exit status: pytest's, or 86 when coverage was asked for but the
-locked venv has no coverage package.
+/out/shard_plan.json. --shuffle deals the collected tests in an
+order drawn from SEED (the same seed, the same order); --select keeps only the tests
+with those node ids (a retry of the failed ones; all of them when none matches). As
+it goes the driver records, for the host to read back (untrusted, capped): the order
+the tests run in (/out/.nestbox-order), the test that is running
+(/out/.nestbox-current), the node ids that failed (/out/.nestbox-failed), and
+faulthandler's stack of every thread when the sandbox's SIGABRT comes on a timeout
+(/out/.nestbox-stack). Exit status: pytest's, or 86 when coverage was asked for but
+the locked venv has no coverage package.
 """
 import hashlib
 import heapq
@@ -191,8 +199,62 @@ def finish_coverage(cov):
     cov.lcov_report(outfile="/out/coverage.lcov")
 
 
+class Select:
+    def __init__(self, ids):
+        self.ids = set(ids)
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        keep = [it for it in items if it.nodeid in self.ids]
+        if not keep:
+            return  # nothing matched: the whole target runs again
+        drop = [it for it in items if it.nodeid not in self.ids]
+        if drop:
+            config.hook.pytest_deselected(items=drop)
+            items[:] = keep
+
+
+class Shuffle:
+    def __init__(self, seed):
+        self.seed = seed
+
+    def pytest_collection_modifyitems(self, session, config, items):
+        import random
+        # From the collected order, not from a set: the same seed, the same order.
+        random.Random(self.seed).shuffle(items)
+
+
+class Record:
+    """Writes what the host reads back after the run, each file in /out."""
+
+    def __init__(self, out):
+        self.out = out
+        self.stack = None
+
+    def _write(self, name, text, mode="w"):
+        with open(os.path.join(self.out, name), mode, encoding="utf-8", errors="replace") as f:
+            f.write(text)
+
+    def pytest_sessionstart(self, session):
+        import faulthandler
+        # After pytest's own faulthandler plugin has pointed it at stderr: on the
+        # sandbox's SIGABRT every thread's stack goes where the host looks for it.
+        self.stack = open(os.path.join(self.out, ".nestbox-stack"), "w")
+        faulthandler.enable(file=self.stack, all_threads=True)
+
+    def pytest_collection_finish(self, session):
+        # session.items is the final order, after every plugin's reordering.
+        self._write(".nestbox-order", "".join(it.nodeid + "\n" for it in session.items))
+
+    def pytest_runtest_logstart(self, nodeid, location):
+        self._write(".nestbox-current", nodeid + "\n")
+
+    def pytest_runtest_logreport(self, report):
+        if report.failed:
+            self._write(".nestbox-failed", report.nodeid + "\n", "a")
+
+
 def main(argv):
-    roots, shard, omit = None, None, []
+    roots, shard, omit, shuffle, select = None, None, [], None, []
     while argv and argv[0] != "--":
         opt = argv.pop(0)
         if opt == "--coverage":
@@ -202,6 +264,10 @@ def main(argv):
         elif opt == "--shard":
             k, n = argv.pop(0).split("/")
             shard = (int(k), int(n))
+        elif opt == "--shuffle":
+            shuffle = int(argv.pop(0))
+        elif opt == "--select":
+            select.append(argv.pop(0))
         else:
             sys.stderr.write(f"nestbox driver: unknown option {opt}\n")
             return 2
@@ -214,6 +280,12 @@ def main(argv):
         status = os.environ.get("TEST_SHARD_STATUS_FILE")
         if status:
             open(status, "w").close()
+    if select:
+        plugins.append(Select(select))
+    if shuffle is not None:
+        plugins.append(Shuffle(shuffle))
+    if os.path.isdir("/out"):
+        plugins.append(Record("/out"))
     cov = None
     if roots is not None:
         cov = start_coverage(roots, omit)

@@ -16,6 +16,7 @@ struct nb_work_item {
         const struct nb_target *target;
         unsigned shard_index, shard_count; /* 1-based; count 1: the whole target */
         unsigned run;                      /* 1-based */
+        unsigned attempts;                 /* a failed run is tried this often in all (0: once) */
         struct nb_action *action;          /* built when it starts; owned */
         uint64_t memory;                   /* its memory limit in bytes; 0: none */
         uint64_t expected_ms;              /* from the expected_ms hook; 0: unknown */

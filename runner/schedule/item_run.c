@@ -4,6 +4,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "action/attempts.h"
 #include "nestbox/cleanup.h"
 #include "python/venv.h"
 #include "schedule/item_run.h"
@@ -67,7 +68,7 @@ int nb_item_run(struct nb_work_item *it, struct nb_store *s, const struct nb_cac
         nb_venv_on_built(send_venv_built, &c);
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         struct nb_result res;
-        int r = nb_action_execute(it->action, s, m, &res, &err);
+        int r = nb_action_execute_attempts(it->action, it->attempts, s, m, &res, &err);
         if (r == 0) {
                 r = send_result(fd, &res, &err);
                 nb_result_done(&res);

@@ -135,10 +135,29 @@ int nb_jr_strv(const struct nb_json_reader *p, const char *path, json_t *v, enum
 }
 
 
+int nb_timeout_category(const char *name, uint64_t *ret_ms) {
+        static const struct { const char *name; uint64_t sec; } categories[] = {
+                { "short", 60 }, { "moderate", 300 }, { "long", 900 }, { "eternal", 3600 },
+        };
+        for (size_t i = 0; i < NB_ELEMENTSOF(categories); i++)
+                if (strcmp(name, categories[i].name) == 0) {
+                        *ret_ms = categories[i].sec * 1000;
+                        return 0;
+                }
+        return -EINVAL;
+}
+
 int nb_jr_timeout(const struct nb_json_reader *p, const char *path, json_t *v, uint64_t *ret) {
+        if (json_is_string(v)) {
+                if (nb_timeout_category(json_string_value(v), ret) < 0)
+                        return nb_jr_bad_value(p, path, json_string_value(v),
+                                               "expected seconds or one of short, moderate, long, eternal");
+                return 0;
+        }
         double s = json_is_number(v) ? json_number_value(v) : -1.0;
         if (!(s > 0))
-                return nb_jr_fail(p, path, "expected a positive number");
+                return nb_jr_fail(p, path, "expected a positive number of seconds or one of \"short\", \"moderate\", "
+                                  "\"long\", \"eternal\"");
         if (s > MAX_TIMEOUT_S)
                 return nb_jr_fail(p, path, "expected at most %.0f seconds (one week)", MAX_TIMEOUT_S);
         /* Round up: a timeout of 0.0001 s must not become 0, which means "none". */
@@ -159,6 +178,13 @@ int nb_jr_memory(const struct nb_json_reader *p, const char *path, json_t *v, ui
         else
                 return nb_jr_fail(p, path, "expected a size such as \"2G\" (or a positive number of bytes)");
         *ret = bytes;
+        return 0;
+}
+
+int nb_jr_attempts(const struct nb_json_reader *p, const char *path, json_t *v, uint64_t *ret) {
+        if (!json_is_integer(v) || json_integer_value(v) < 1 || json_integer_value(v) > NB_MAX_ATTEMPTS)
+                return nb_jr_fail(p, path, "expected an integer from 1 to %u", NB_MAX_ATTEMPTS);
+        *ret = (uint64_t) json_integer_value(v);
         return 0;
 }
 

@@ -42,9 +42,16 @@ enum nb_strv_kind { NB_STRV_ANY, NB_STRV_GLOB, NB_STRV_ROOT, NB_STRV_ENV };
 /* An array of strings, each checked as kind says; *ret is NULL-terminated. */
 int nb_jr_strv(const struct nb_json_reader *r, const char *path, json_t *v, enum nb_strv_kind kind, char ***ret);
 
-/* Seconds (a positive number, at most a week) into milliseconds, rounded up. */
+/* Bazel's timeout categories: short 60 s, moderate 300 s, long 900 s, eternal 3600 s.
+ * -EINVAL for another name. */
+int nb_timeout_category(const char *name, uint64_t *ret_ms);
+/* Seconds (a positive number, at most a week) into milliseconds, rounded up; or a
+ * category's name. */
 int nb_jr_timeout(const struct nb_json_reader *r, const char *path, json_t *v, uint64_t *ret);
 /* "512M" or a positive number of bytes. */
 int nb_jr_memory(const struct nb_json_reader *r, const char *path, json_t *v, uint64_t *ret);
+/* How often a failed run is tried in all: 1 to NB_MAX_ATTEMPTS. */
+#define NB_MAX_ATTEMPTS 100u
+int nb_jr_attempts(const struct nb_json_reader *r, const char *path, json_t *v, uint64_t *ret);
 int nb_jr_pids(const struct nb_json_reader *r, const char *path, json_t *v, uint64_t *ret);
 int nb_jr_bool(const struct nb_json_reader *r, const char *path, json_t *v, bool *ret);

@@ -95,7 +95,7 @@ static int check_env_names(const struct nb_json_reader *p, const char *path, cha
 
 static const char *const target_keys[] = {
         "sources", "tests", "source_roots", "resolve", "timeout", "pytest_args",
-        "env", "coverage", "memory", "pids", "shards", NULL,
+        "env", "coverage", "memory", "pids", "shards", "attempts", NULL,
 };
 
 static int parse_target(const struct nb_json_reader *p, const char *path, json_t *v, const struct nb_workspace *ws,
@@ -103,6 +103,7 @@ static int parse_target(const struct nb_json_reader *p, const char *path, json_t
         t->timeout_ms = NB_DEFAULT_TIMEOUT_MS;
         t->memory = NB_DEFAULT_MEMORY;
         t->pids = NB_DEFAULT_PIDS;
+        t->attempts = 1;
         if (!json_is_object(v))
                 return nb_jr_fail(p, path, "expected an object");
         int r = nb_jr_check_keys(p, path, v, target_keys);
@@ -161,6 +162,7 @@ static int parse_target(const struct nb_json_reader *p, const char *path, json_t
                 { "timeout", nb_jr_timeout, offsetof(struct nb_target, timeout_ms) },
                 { "memory", nb_jr_memory, offsetof(struct nb_target, memory) },
                 { "pids", nb_jr_pids, offsetof(struct nb_target, pids) },
+                { "attempts", nb_jr_attempts, offsetof(struct nb_target, attempts) },
         };
         for (size_t i = 0; i < NB_ELEMENTSOF(numbers); i++) {
                 e = json_object_get(v, numbers[i].key);

@@ -43,6 +43,7 @@ struct nb_target {
         uint64_t timeout_ms;
         uint64_t memory; /* bytes */
         uint64_t pids;
+        uint64_t attempts; /* how often a failed run is tried in all; 1: no retry */
         bool coverage;
         unsigned shards; /* work items its tests are split over; 1: none */
 };

@@ -256,7 +256,9 @@ WRONG_TYPE = [(f, f, lambda a, f=f, v=v: put(a, f, v)) for f, v in [
     ("pytest_args", "-x"), ("env", ["A"]), ("policy", "strict"), ("policy.timeout", "10"),
     ("policy.memory", ["512M"]), ("policy.pids", "10"), ("policy.network", "no"), ("shard", "1/2"),
     ("shard.index", "1"), ("shard.count", 2.5), ("seed", "7"), ("coverage", "yes"), ("run", "1"),
+    ("attempt", "2"), ("shuffle", "yes"), ("select", "tests/test_x.py::test_a"),
 ]] + [
+    ("select item", "select[0]", lambda a: put(a, "select", [3])),
     ("resolve.venv", "resolve.venv", lambda a: put(a, "resolve", {"venv": 5})),
     ("env value", "env.NB_A", lambda a: put(a, "env", {"NB_OK": "x", "NB_A": 5})),
     ("pytest_args item", "pytest_args[1]", lambda a: put(a, "pytest_args", ["-q", 5])),
@@ -275,6 +277,8 @@ BAD_VALUE = [(i, f, lambda a, f=f, v=v: put(a, f, v)) for i, f, v in [
     ("shard index zero", "shard.index", 0),
     ("seed negative", "seed", -1),
     ("run zero", "run", 0),
+    ("attempt zero", "attempt", 0),
+    ("timeout category unknown", "policy.timeout", "forever"),
     ("tests empty", "tests", []),
     ("target with space", "target", "lib tests"),
     ("python relative", "python", "python3"),

@@ -157,6 +157,10 @@ TEST(every_field_that_decides_a_result_moves_the_digest) {
         static const struct { const char *from, *to; } edits[] = {
                 { "\"seed\":", "\"seed\":1," "\"x_seed\":" },
                 { "\"run\":1", "\"run\":2" },
+                { "\"run\":1", "\"run\":1,\"attempt\":2" },
+                { "\"run\":1", "\"run\":1,\"shuffle\":true" },
+                { "\"run\":1", "\"run\":1,\"select\":[\"lib/test/python/m/test_money.py::test_add\"]" },
+                { "\"timeout\":60.0", "\"timeout\":\"long\"" },
                 { "\"shard\":{\"count\":1,\"index\":1}", "\"shard\":{\"count\":2,\"index\":2}" },
                 { "\"env\":{}", "\"env\":{\"CI\":\"1\"}" },
                 { "\"pytest_args\":[]", "\"pytest_args\":[\"-x\"]" },
@@ -193,6 +197,37 @@ TEST(every_field_that_decides_a_result_moves_the_digest) {
         _cleanup_action_ struct nb_action *c = from_workspace(s.ws, &o);
         digest_of(c, &s, d);
         CHECK(strcmp(d, base) != 0);
+        scratch_close(&s);
+}
+
+/* --runs-per-test: run k is its own action (never a cache hit of another) with its
+ * own seed, unless --seed fixes one for all; a timeout category is its seconds. */
+TEST(each_run_has_its_own_digest_and_seed) {
+        struct scratch s;
+        scratch_open(&s);
+        struct nb_action_options o1 = { 0 }, o2 = { .run = 2 }, f1 = { .seed = 7, .seed_set = true },
+                                 f2 = { .run = 2, .seed = 7, .seed_set = true };
+        _cleanup_action_ struct nb_action *a1 = from_workspace(s.ws, &o1), *a2 = from_workspace(s.ws, &o2),
+                                          *b1 = from_workspace(s.ws, &f1), *b2 = from_workspace(s.ws, &f2);
+        char d1[NB_DIGEST_HEX_LEN + 1], d2[NB_DIGEST_HEX_LEN + 1], e1[NB_DIGEST_HEX_LEN + 1],
+                e2[NB_DIGEST_HEX_LEN + 1], d[NB_DIGEST_HEX_LEN + 1];
+        digest_of(a1, &s, d1);
+        digest_of(a2, &s, d2);
+        digest_of(b1, &s, e1);
+        digest_of(b2, &s, e2);
+        CHECK(strcmp(d1, d2) != 0);
+        CHECK(strcmp(e1, e2) != 0);
+        CHECK(a1 && a2 && a1->seed != a2->seed);
+        CHECK(a1 && a1->seed == nb_action_default_seed("lib/tests"));
+        CHECK(b1 && b2 && b1->seed == 7 && b2->seed == 7);
+        CHECK(a2 && a2->run == 2 && a2->attempt == 1);
+
+        /* "short" is 60 seconds: the workspace's timeout, so the same action. */
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        _cleanup_action_ struct nb_action *c = from_edited_json(a1, "\"timeout\":60.0", "\"timeout\":\"short\"", &err);
+        CHECK(c && c->policy.timeout_ms == 60000);
+        digest_of(c, &s, d);
+        CHECK_EQ_STR(d, d1);
         scratch_close(&s);
 }
 

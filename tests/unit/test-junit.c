@@ -563,12 +563,12 @@ TEST(merge_attempts_surefire) {
         _cleanup_free_ char *xml = NULL;
         size_t len = 0;
         CHECK_EQ_INT(nb_junit_report_to_xml(m, NULL, 0, &xml, &len), 0);
-        CHECK(str_has(xml, "<flakyFailure message=\"first\">"));
-        CHECK(str_has(xml, "<flakyError message=\"second\">"));
+        CHECK(str_has(xml, "<flakyFailure message=\"first\" type=\"failure\">"));
+        CHECK(str_has(xml, "<flakyError message=\"second\" type=\"error\">"));
         CHECK(str_has(xml, "<stackTrace>e2</stackTrace>"));
         CHECK(str_has(xml, "<failure message=\"b1\">tb1</failure>"));
-        CHECK(str_has(xml, "<rerunFailure message=\"b2\">"));
-        CHECK(str_has(xml, "<rerunError message=\"b3\">"));
+        CHECK(str_has(xml, "<rerunFailure message=\"b2\" type=\"failure\">"));
+        CHECK(str_has(xml, "<rerunError message=\"b3\" type=\"error\">"));
         CHECK(!str_has(xml, "<failure message=\"b2\""));
 
         /* What nestbox wrote reads back the same, and merging it again (a merged

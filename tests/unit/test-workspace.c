@@ -128,11 +128,17 @@ struct bad {
 
 static const struct bad bad_targets[] = {
         { "{'tests': ['t.py'], 'resolve': 'default', 'timeout': -1}", NULL,
-          "nestbox.json: targets.'p'.timeout: expected a positive number" },
+          "nestbox.json: targets.'p'.timeout: expected a positive number of seconds or one of 'short', 'moderate', "
+          "'long', 'eternal'" },
         { "{'tests': ['t.py'], 'resolve': 'default', 'timeout': 0}", NULL,
-          "nestbox.json: targets.'p'.timeout: expected a positive number" },
+          "nestbox.json: targets.'p'.timeout: expected a positive number of seconds or one of 'short', 'moderate', "
+          "'long', 'eternal'" },
         { "{'tests': ['t.py'], 'resolve': 'default', 'timeout': '300'}", NULL,
-          "nestbox.json: targets.'p'.timeout: expected a positive number" },
+          "nestbox.json: targets.'p'.timeout: '300': expected seconds or one of short, moderate, long, eternal" },
+        { "{'tests': ['t.py'], 'resolve': 'default', 'timeout': 'shorter'}", NULL,
+          "nestbox.json: targets.'p'.timeout: 'shorter': expected seconds or one of short, moderate, long, eternal" },
+        { "{'tests': ['t.py'], 'resolve': 'default', 'attempts': 0}", NULL,
+          "nestbox.json: targets.'p'.attempts: expected an integer from 1 to 100" },
         { "{'tests': ['t.py'], 'resolve': 'default', 'timeout': 1e9}", NULL,
           "nestbox.json: targets.'p'.timeout: expected at most 604800 seconds (one week)" },
         { "{'tests': ['t.py'], 'resolve': 'default', 'timout': 3}", NULL,
@@ -219,6 +225,29 @@ TEST(bad_inputs_name_file_path_and_problem) {
                 CHECK(ws == NULL);
                 CHECK_EQ_STR(nb_error_message(&err), want);
                 CHECK(strchr(nb_error_message(&err), '\n') == NULL);
+        }
+}
+
+/* Bazel's timeout categories and the retry count per target. */
+TEST(timeout_categories_and_attempts) {
+        static const struct { const char *timeout; uint64_t ms; } cases[] = {
+                { "'short'", 60000 }, { "'moderate'", 300000 }, { "'long'", 900000 }, { "'eternal'", 3600000 },
+                { "2.5", 2500 },
+        };
+        for (size_t i = 0; i < NB_ELEMENTSOF(cases); i++) {
+                _cleanup_free_ char *doc = NULL;
+                CHECK(asprintf(&doc, "{'version': 1, 'resolves': {'d': {'lockfile': 'l', 'wheelhouse': 'w'}}, "
+                               "'targets': {'p': {'tests': ['t.py'], 'resolve': 'd', 'timeout': %s, 'attempts': 3}}}",
+                               cases[i].timeout) > 0);
+                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+                _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
+                CHECK_EQ_INT(parse(doc, &ws, &err), 0);
+                if (!ws) {
+                        fprintf(stderr, "%s\n", nb_error_message(&err));
+                        continue;
+                }
+                CHECK_EQ_INT(ws->targets[0].timeout_ms, cases[i].ms);
+                CHECK_EQ_INT(ws->targets[0].attempts, 3);
         }
 }
 
