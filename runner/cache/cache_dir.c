@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cache/cache_dir.h"
+#include "cache/digest_memo.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
@@ -75,6 +76,7 @@ static int check_owned(int fd, const char *path, const char *what, bool parent, 
 int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *err) {
         c->fd = -1;
         c->path = NULL;
+        c->memo = NULL;
         _cleanup_free_ char *path = dir ? realpath(dir, NULL) : NULL;
         if (dir && !path) {
                 if (errno != ENOENT)
@@ -120,6 +122,7 @@ int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *
 }
 
 void nb_cache_dir_close(struct nb_cache_dir *c) {
+        nb_digest_memo_closep(&c->memo);
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;

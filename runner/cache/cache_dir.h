@@ -11,13 +11,19 @@
  * without it incomplete, and a venv lookup treats it as a miss. */
 #define NB_VENV_COMPLETE_MARKER ".nestbox-complete"
 
+struct nb_digest_memo;
+
 struct nb_cache_dir {
         char *path; /* absolute */
         int fd;     /* O_DIRECTORY of path */
+        /* The digest memo of the workspace last collected (cache/digest_memo.h), loaded
+         * on first use and written back by nb_cache_dir_close. */
+        struct nb_digest_memo *memo;
 };
 
 /* Opens (creating the layout) dir, or $XDG_CACHE_HOME/nestbox, or ~/.cache/nestbox. */
 int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *err);
+/* Writes back the digest memo, then closes. */
 void nb_cache_dir_close(struct nb_cache_dir *c);
 
 /* Creates a fresh directory tmp/<prefix>.XXXXXX; *ret_rel is its path relative to the
