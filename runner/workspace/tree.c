@@ -561,10 +561,10 @@ int nb_tree_materialize_as(struct nb_cache_dir *cache, const struct nb_tree *t, 
         r = nb_cache_dir_seal(tfd, MAX_DEPTH);
         if (r < 0)
                 return nb_error_set(err, r, "cache %s/%s", cache->path, tmp.rel);
-        /* The data must be on disk before the rename that publishes it; one syncfs
-         * costs less than an fsync per file. */
-        if (syncfs(tfd) < 0)
-                return nb_error_set(err, errno, "cache %s/%s", cache->path, tmp.rel);
+        /* The data must be on disk before the rename that publishes it. */
+        r = nb_cache_dir_sync(tfd, MAX_DEPTH);
+        if (r < 0)
+                return nb_error_set(err, r, "cache %s/%s", cache->path, tmp.rel);
         r = nb_cache_dir_publish(cache, tmp.rel, final_rel, err);
         free(TAKE_PTR(tmp.rel)); /* renamed, or removed by publish */
         if (r < 0)
