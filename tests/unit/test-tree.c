@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -516,4 +517,26 @@ TEST(materialize_across_filesystems) {
         nb_cache_dir_close(&cache);
         CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, cache_path), 0);
         ws_close(&w);
+}
+
+/* nb_cache_dir_sync: every file and directory of a finished entry made durable, by an
+ * fsync each for a tree's few files and one syncfs past 64; a loop of directories is
+ * refused as the seal refuses it. */
+TEST(sync_of_a_finished_entry) {
+        char path[] = "/tmp/nb-test-sync.XXXXXX";
+        CHECK(mkdtemp(path) != NULL);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        put(fd, "a/b/one.py", "1\n", 0644);
+        put(fd, "two.py", "2\n", 0755);
+        CHECK_EQ_INT(nb_cache_dir_sync(fd, 8), 0);
+        for (int i = 0; i < 70; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "many/m%02d.py", i);
+                put(fd, name, "x\n", 0644);
+        }
+        CHECK_EQ_INT(nb_cache_dir_sync(fd, 8), 0);
+        put(fd, "d1/d2/d3/deep.py", "3\n", 0644);
+        CHECK_EQ_INT(nb_cache_dir_sync(fd, 2), -ELOOP);
+        CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, path), 0);
 }
