@@ -113,6 +113,7 @@ static int expand(struct nb_action *a, struct nb_cache_dir *cache, struct nb_err
         int r = nb_action_collect(root_fd, a->sources, a->tests, a->source_roots, memo, &a->resolved.tree, &sources,
                                   &tests, err);
         nb_digest_memo_stats(memo, &looked_up_after, &known_after);
+        nb_digest_memo_flush(memo); /* what it learnt, before this process can end */
         nb_timing_files(known_after - known, (looked_up_after - looked_up) - (known_after - known));
         if (r < 0)
                 return r;

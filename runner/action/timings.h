@@ -1,7 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* Where a run's time goes, by phase, summed over every action of the process: the
- * library records, the CLI prints (NESTBOX_TIMINGS=1, README "Performance"). Not for
- * threads: one process runs its actions one after another. */
+/* Where a run's time goes, by phase, summed over every action of the process and of
+ * the processes it forks: the library records, the CLI prints (NESTBOX_TIMINGS=1,
+ * README "Performance"). */
 #pragma once
 
 #include <stdint.h>

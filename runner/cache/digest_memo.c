@@ -261,6 +261,13 @@ static void save(struct nb_digest_memo *m) {
         (void) nb_ac_put(&m->store, m->key, (const char *) buf, (size_t) (p - buf), &err);
 }
 
+void nb_digest_memo_flush(struct nb_digest_memo *m) {
+        if (m && m->dirty && m->key[0]) {
+                save(m);
+                m->dirty = false;
+        }
+}
+
 void nb_digest_memo_close(struct nb_digest_memo *m) {
         if (!m)
                 return;

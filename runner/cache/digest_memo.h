@@ -45,6 +45,10 @@ void nb_digest_memo_add(struct nb_digest_memo *m, const struct stat *st, int64_t
 /* Files looked up so far, and how many of them it knew. */
 void nb_digest_memo_stats(const struct nb_digest_memo *m, uint64_t *looked_up, uint64_t *known);
 
+/* Writes the memo back now when it changed since it was opened or last flushed: a
+ * process forked for one target (the -j pool) may end without closing it. */
+void nb_digest_memo_flush(struct nb_digest_memo *m);
+
 /* Writes the memo back when it changed, then frees it. Best effort: a memo that
  * cannot be written is only a slower next run. */
 void nb_digest_memo_close(struct nb_digest_memo *m);
