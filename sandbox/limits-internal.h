@@ -22,8 +22,6 @@ struct nb_limits {
         const struct nb_limits_ops *ops[NB_RES__MAX]; /* its backend; NULL = none */
         char *dir[NB_RES__MAX];                       /* the cgroup holding it (cgroup
                                                        * backends; one cgroup on v2) */
-        bool joined_at_clone;                         /* pid 1 was cloned into the v2
-                                                       * cgroup: nothing to attach */
 };
 
 /* One backend. mask holds the resources (NB_RES_BIT) limits.c chose it for. Every
@@ -34,10 +32,6 @@ struct nb_limits_ops {
         bool (*available)(enum nb_limit_res res);
         /* In the parent, before the sandbox exists: create what holds the limits. */
         int (*prepare)(struct nb_limits *l, unsigned mask, struct nb_error *err);
-        /* In the parent, before the clone: an O_DIRECTORY descriptor of the cgroup pid 1
-         * can be cloned straight into (clone3's CLONE_INTO_CGROUP, cgroup v2 only), or
-         * -errno. */
-        int (*clone_into)(const struct nb_limits *l, unsigned mask);
         /* In the parent, once pid 1 exists (host pid): put it under the limits. */
         int (*attach)(const struct nb_limits *l, unsigned mask, pid_t pid, struct nb_error *err);
         /* In the command's own process, before exec. */

@@ -81,17 +81,6 @@ int nb_limits_prepare(const struct nb_sandbox_config *cfg, struct nb_limits **re
         return 0;
 }
 
-int nb_limits_clone_fd(const struct nb_limits *l) {
-        FOREACH_USED_BACKEND(l, ops, mask)
-                if (ops->clone_into)
-                        return ops->clone_into(l, mask);
-        return -ENOENT;
-}
-
-void nb_limits_joined_at_clone(struct nb_limits *l) {
-        l->joined_at_clone = true;
-}
-
 int nb_limits_attach(struct nb_limits *l, pid_t pid, struct nb_error *err) {
         FOREACH_USED_BACKEND(l, ops, mask)
                 if (ops->attach) {

@@ -68,17 +68,7 @@ static int cgroup2_prepare(struct nb_limits *l, unsigned mask, struct nb_error *
         return 0;
 }
 
-static int cgroup2_clone_into(const struct nb_limits *l, unsigned mask) {
-        const char *dir = the_dir(l, mask);
-        if (!dir)
-                return -ENOENT;
-        int fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        return fd < 0 ? -errno : fd;
-}
-
 static int cgroup2_attach(const struct nb_limits *l, unsigned mask, pid_t pid, struct nb_error *err) {
-        if (l->joined_at_clone)
-                return 0;
         const char *dir = the_dir(l, mask);
         int r = dir ? nb_cgroup_write_u64(dir, "cgroup.procs", (uint64_t) pid) : -ENOENT;
         if (r < 0)
@@ -113,7 +103,6 @@ const struct nb_limits_ops nb_limits_cgroup2_ops = {
         .backend = NB_LIMIT_CGROUP2,
         .available = cgroup2_available,
         .prepare = cgroup2_prepare,
-        .clone_into = cgroup2_clone_into,
         .attach = cgroup2_attach,
         .read_result = cgroup2_read_result,
         .cleanup = cgroup2_cleanup,

@@ -78,12 +78,6 @@ void nb_denials_take(struct nb_denials *d, struct nb_sandbox_result *res);
  * parent, apply in the command's process, collect after the run. */
 struct nb_limits;
 int nb_limits_prepare(const struct nb_sandbox_config *cfg, struct nb_limits **ret, struct nb_error *err);
-/* The cgroup to clone pid 1 into (CLONE_INTO_CGROUP), or -errno when none; once the
- * clone succeeded with it, nb_limits_joined_at_clone(), and attach skips it. Joining
- * at clone writes nothing to cgroup.procs, so it never waits for the RCU grace period
- * such a write costs (README "Performance"). */
-int nb_limits_clone_fd(const struct nb_limits *l);
-void nb_limits_joined_at_clone(struct nb_limits *l);
 int nb_limits_attach(struct nb_limits *l, pid_t pid, struct nb_error *err);
 int nb_limits_apply_in_child(const struct nb_limits *l, struct nb_error *err);
 void nb_limits_collect(struct nb_limits *l, struct nb_sandbox_result *res);

@@ -249,18 +249,13 @@ fail:
         _exit(SETUP_FAILED);
 }
 
-/* cgroup_fd >= 0: pid 1 starts in that cgroup (v2), no cgroup.procs write needed. */
-static pid_t clone_sandbox(int *pidfd, int cgroup_fd) {
+static pid_t clone_sandbox(int *pidfd) {
         struct clone_args ca = {
                 .flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
                          CLONE_NEWIPC | CLONE_PIDFD,
                 .pidfd = (uint64_t) (uintptr_t) pidfd,
                 .exit_signal = SIGCHLD,
         };
-        if (cgroup_fd >= 0) {
-                ca.flags |= CLONE_INTO_CGROUP;
-                ca.cgroup = (uint64_t) cgroup_fd;
-        }
         return (pid_t) syscall(SYS_clone3, &ca, sizeof(ca));
 }
 
@@ -501,14 +496,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         /* Privileged (new namespaces): safe because each is new and owned by a new user
          * namespace; the child's capabilities are those of that namespace alone. */
         _cleanup_close_ int pidfd = -1;
-        _cleanup_close_ int cgroup_fd = nb_limits_clone_fd(limits);
-        _cleanup_(kill_and_reap) pid_t pid = clone_sandbox(&pidfd, cgroup_fd);
-        if (pid < 0 && cgroup_fd >= 0) { /* a kernel before 5.7: join by cgroup.procs below */
-                close(TAKE_FD(cgroup_fd));
-                pid = clone_sandbox(&pidfd, -1);
-        }
-        if (pid > 0 && cgroup_fd >= 0)
-                nb_limits_joined_at_clone(limits);
+        _cleanup_(kill_and_reap) pid_t pid = clone_sandbox(&pidfd);
         if (pid < 0) {
                 int e = errno;
                 pid = 0;
