@@ -6,6 +6,7 @@
 #include <fcntl.h>
 #include <grp.h>
 #include <pwd.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
@@ -15,6 +16,38 @@
 #include "nestbox/fs.h"
 #include "sandbox-internal.h"
 
+/* The id of name in the host's own file (/etc/passwd or /etc/group), or fallback.
+ * Read directly, not through NSS: getpwnam() loads the NSS modules nsswitch.conf names
+ * (and may ask nscd, sssd or LDAP), 105 us against 60 us here; the nobody that matters
+ * is the local one. */
+static unsigned id_in(const char *file, const char *name, const char *alt, bool group, unsigned fallback) {
+        _cleanup_fclose_ FILE *f = fopen(file, "re");
+        if (!f)
+                return fallback;
+        unsigned found = fallback;
+        bool exact = false;
+        while (!exact) {
+                const char *n;
+                unsigned id;
+                if (group) {
+                        struct group *gr = fgetgrent(f);
+                        if (!gr)
+                                break;
+                        n = gr->gr_name, id = gr->gr_gid;
+                } else {
+                        struct passwd *pw = fgetpwent(f);
+                        if (!pw)
+                                break;
+                        n = pw->pw_name, id = pw->pw_uid;
+                }
+                if (strcmp(n, name) == 0)
+                        found = id, exact = true;
+                else if (alt && strcmp(n, alt) == 0)
+                        found = id;
+        }
+        return found;
+}
+
 void nb_userns_choose_ids(struct nb_id_map *m) {
         m->caller_is_root = geteuid() == 0;
         if (!m->caller_is_root) {
@@ -22,12 +55,15 @@ void nb_userns_choose_ids(struct nb_id_map *m) {
                 m->host_gid = getegid();
                 return;
         }
-        struct passwd *pw = getpwnam("nobody");
-        struct group *gr = getgrnam("nogroup");
-        if (!gr)
-                gr = getgrnam("nobody");
-        m->host_uid = pw ? pw->pw_uid : 65534;
-        m->host_gid = gr ? gr->gr_gid : 65534;
+        /* Once per process: `nestbox test` spawns a sandbox per target. */
+        static uid_t uid = (uid_t) -1;
+        static gid_t gid;
+        if (uid == (uid_t) -1) {
+                gid = id_in("/etc/group", "nogroup", "nobody", true, 65534);
+                uid = id_in("/etc/passwd", "nobody", NULL, false, 65534);
+        }
+        m->host_uid = uid;
+        m->host_gid = gid;
 }
 
 static int write_proc_file(pid_t pid, const char *name, const char *text, struct nb_error *err) {

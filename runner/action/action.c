@@ -22,7 +22,10 @@
 #include <unistd.h>
 
 #include "action/action.h"
+#include "action/timings.h"
 #include "cache/cache_dir.h"
+#include "cache/cas.h"
+#include "cache/digest_memo.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/sandbox.h"
 #include "python/support.h"
@@ -79,11 +82,13 @@ static int tree_paths(const struct nb_tree *t, char ***ret) {
         return 0;
 }
 
-int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char **source_roots, struct nb_tree *tree,
-                      char ***ret_sources, char ***ret_tests, struct nb_error *err) {
+int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char **source_roots,
+                      struct nb_digest_memo *memo, struct nb_tree *tree, char ***ret_sources, char ***ret_tests,
+                      struct nb_error *err) {
         _cleanup_(nb_tree_clear) struct nb_tree s = NB_TREE_INIT, t = NB_TREE_INIT;
-        int r = nb_tree_collect(root_fd, (const char *const *) source_globs, (const char *const *) source_roots, &s, err);
-        if (r < 0 || (r = nb_tree_collect(root_fd, (const char *const *) test_globs, NULL, &t, err)) < 0)
+        int r = nb_tree_collect(root_fd, (const char *const *) source_globs, (const char *const *) source_roots, memo,
+                                &s, err);
+        if (r < 0 || (r = nb_tree_collect(root_fd, (const char *const *) test_globs, NULL, memo, &t, err)) < 0)
                 return r == -ENOMEM ? r : nb_error_classify(err, NB_ERROR_INPUT, r);
         _cleanup_strv_free_ char **sources = NULL, **tests = NULL;
         if (tree_paths(&s, &sources) < 0 || tree_paths(&t, &tests) < 0 || nb_tree_merge(&s, &t, tree) < 0)
@@ -93,14 +98,34 @@ int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char 
         return 0;
 }
 
-int nb_action_expand(struct nb_action *a, struct nb_error *err) {
+/* The cache's digest memo for the workspace at root_fd, (re)loaded when it is another's;
+ * NULL without a cache, or when it cannot be had (the files are then only read). */
+static struct nb_digest_memo *memo_for(struct nb_cache_dir *cache, int root_fd) {
+        if (!cache)
+                return NULL;
+        if (!nb_digest_memo_is_for(cache->memo, root_fd)) {
+                nb_digest_memo_closep(&cache->memo);
+                struct nb_store s = { .dir = cache };
+                (void) nb_digest_memo_open(&s, root_fd, &cache->memo);
+        }
+        return cache->memo;
+}
+
+static int expand(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {
         if (a->tree_given[0] || a->resolved.tree_digest[0])
                 return 0;
         _cleanup_close_ int root_fd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root_fd < 0)
                 return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "root %s", a->root));
         char **sources = NULL, **tests = NULL;
-        int r = nb_action_collect(root_fd, a->sources, a->tests, a->source_roots, &a->resolved.tree, &sources, &tests, err);
+        struct nb_digest_memo *memo = memo_for(cache, root_fd);
+        uint64_t looked_up, known, looked_up_after, known_after;
+        nb_digest_memo_stats(memo, &looked_up, &known);
+        int r = nb_action_collect(root_fd, a->sources, a->tests, a->source_roots, memo, &a->resolved.tree, &sources,
+                                  &tests, err);
+        nb_digest_memo_stats(memo, &looked_up_after, &known_after);
+        nb_digest_memo_flush(memo); /* what it learnt, before this process can end */
+        nb_timing_files(known_after - known, (looked_up_after - looked_up) - (known_after - known));
         if (r < 0)
                 return r;
         nb_strv_free(a->sources);
@@ -112,9 +137,13 @@ int nb_action_expand(struct nb_action *a, struct nb_error *err) {
         return 0;
 }
 
+int nb_action_expand(struct nb_action *a, struct nb_error *err) {
+        return expand(a, NULL, err);
+}
+
 static int collect_inputs(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {
         if (!a->tree_given[0])
-                return nb_action_expand(a, err);
+                return expand(a, cache, err);
         _cleanup_free_ char *rel = NULL;
         if (asprintf(&rel, "trees/%s", a->tree_given) < 0)
                 return nb_error_set(err, ENOMEM, "tree");
@@ -231,8 +260,14 @@ int nb_action_redigest(struct nb_action *a, struct nb_error *err) {
 int nb_action_resolve(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {
         if (a->resolved.done)
                 return 0;
+        uint64_t t0 = nb_timing_now();
         int r = collect_inputs(a, cache, err);
-        if (r < 0 || (r = resolve_venv(a, cache, err)) < 0 || (r = digest(a, err)) < 0)
+        nb_timing_add(NB_PHASE_DIGEST, t0);
+        t0 = nb_timing_now();
+        if (r >= 0)
+                r = resolve_venv(a, cache, err);
+        nb_timing_add(NB_PHASE_VENV_RESOLVE, t0);
+        if (r < 0 || (r = digest(a, err)) < 0)
                 return nb_error_wrap(err, r, "target \"%s\"", a->target);
         a->resolved.done = true;
         return 0;

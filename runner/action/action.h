@@ -114,5 +114,6 @@ int nb_action_resolve(struct nb_action *a, struct nb_cache_dir *cache, struct nb
 /* Collects the files sources and tests name (globs or literal paths) beneath root_fd:
  * the tree of both, and each list expanded to its files. Used by both builders, so
  * the same declaration gives the same action. */
-int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char **source_roots, struct nb_tree *tree,
-                      char ***ret_sources, char ***ret_tests, struct nb_error *err);
+int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char **source_roots,
+                      struct nb_digest_memo *memo, struct nb_tree *tree, char ***ret_sources, char ***ret_tests,
+                      struct nb_error *err);

@@ -50,7 +50,8 @@ static int add_tree(struct nb_artifact *art, struct nb_cache_dir *cache, const s
         _cleanup_(nb_tree_clear) struct nb_tree tree = NB_TREE_INIT;
         _cleanup_strv_free_ char **sources = NULL, **tests = NULL;
         char digest[NB_DIGEST_HEX_LEN + 1];
-        int r = nb_action_collect(fd, a->sources, a->tests, a->source_roots, &tree, &sources, &tests, err);
+        int r = nb_action_collect(fd, a->sources, a->tests, a->source_roots, NULL, &tree, &sources,
+                                  &tests, err); /* every file read: a check, not a lookup */
         if (r < 0)
                 return r;
         if ((r = nb_tree_digest(&tree, digest)) < 0)

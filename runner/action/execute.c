@@ -7,6 +7,7 @@
 #include "action/execute.h"
 #include "action/replay.h"
 #include "action/run.h"
+#include "action/timings.h"
 #include "cache/remote.h"
 #include "nestbox/cleanup.h"
 
@@ -17,6 +18,7 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
         if (r < 0)
                 return r;
         if (!m->no_cache && !m->force) {
+                uint64_t t0 = nb_timing_now();
                 r = nb_result_lookup(s, a, ret, err);
                 /* A local miss asks the remote, which keeps what it finds locally. */
                 if (r == -ENOENT && s->remote && nb_remote_fetch(s->remote, s, a->resolved.digest) == 0) {
@@ -24,6 +26,7 @@ int nb_action_execute(struct nb_action *a, struct nb_store *s, const struct nb_c
                         r = nb_result_lookup(s, a, ret, err);
                 }
                 nb_remote_report(s->remote, s->warn, s->userdata);
+                nb_timing_add(NB_PHASE_LOOKUP, t0);
                 if (r == 0 && nb_result_replayable(ret, m)) {
                         nb_replay_note_last(s->dir, a->target, a->resolved.digest);
                         return 0;
@@ -48,6 +51,7 @@ bool nb_result_replayable(const struct nb_result *r, const struct nb_cache_modes
 void nb_action_keep(struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret) {
         if (m->no_cache || ret->interrupted)
                 return;
+        uint64_t t0 = nb_timing_now();
         _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
         if (nb_result_store(s, ret, &serr) < 0 && s->warn) {
                 _cleanup_free_ char *line = NULL;
@@ -60,4 +64,5 @@ void nb_action_keep(struct nb_store *s, const struct nb_cache_modes *m, struct n
                         nb_remote_upload(s->remote, s, ret);
         }
         nb_remote_report(s->remote, s->warn, s->userdata);
+        nb_timing_add(NB_PHASE_STORE, t0);
 }

@@ -17,6 +17,7 @@
 
 #include "action/run.h"
 #include "action/terminal.h"
+#include "action/timings.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/sandbox.h"
@@ -202,6 +203,7 @@ static int cache_path(struct nb_cache_dir *cache, const char *ns, const char *di
 static int ensure_inputs(const struct nb_action *a, struct nb_cache_dir *cache, struct inputs *in,
                          struct nb_error *err) {
         int r;
+        uint64_t t0 = nb_timing_now();
         if (a->tree_given[0])
                 r = cache_path(cache, "trees", a->tree_given, &in->tree_path);
         else {
@@ -213,8 +215,12 @@ static int ensure_inputs(const struct nb_action *a, struct nb_cache_dir *cache, 
         }
         if (r >= 0 && a->shard_durations)
                 r = nb_support_materialize_plan(cache, a->shard_durations, &in->plan_path, err);
-        if (r < 0 || (r = nb_support_materialize(cache, &in->support_path, err)) < 0)
+        if (r >= 0)
+                r = nb_support_materialize(cache, &in->support_path, err);
+        nb_timing_add(NB_PHASE_TREES, t0);
+        if (r < 0)
                 return r == -ENOMEM ? nb_error_set(err, ENOMEM, "inputs") : r;
+        t0 = nb_timing_now();
         if (a->resolved.venv) {
                 struct nb_venv_info venv = { 0 };
                 if ((r = nb_venv_materialize(cache, a->resolved.venv, &venv, err)) < 0)
@@ -231,6 +237,7 @@ static int ensure_inputs(const struct nb_action *a, struct nb_cache_dir *cache, 
                 if (r < 0)
                         return nb_error_set(err, -r, "holding %s", paths[i]);
         }
+        nb_timing_add(NB_PHASE_VENV, t0);
         return 0;
 }
 
@@ -382,11 +389,17 @@ int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, vo
         const char *no_report = getenv("NESTBOX_NO_DENIAL_REPORT");
         cfg->no_denial_report = no_report && *no_report && strcmp(no_report, "0") != 0;
         __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result sandbox = {};
-        if ((r = nb_sandbox_run(cfg, &sandbox, err)) < 0)
+        uint64_t t0 = nb_timing_now();
+        r = nb_sandbox_run(cfg, &sandbox, err);
+        nb_timing_add(NB_PHASE_SANDBOX, t0);
+        if (r < 0)
                 return r;
         run.out_fd = sandbox.out_fd;
         sandbox.out_fd = -1;
-        if ((r = nb_run_collect(a, &run, &sandbox, ret, err)) < 0)
+        t0 = nb_timing_now();
+        r = nb_run_collect(a, &run, &sandbox, ret, err);
+        nb_timing_add(NB_PHASE_READ_BACK, t0);
+        if (r < 0)
                 return r;
         if (o && o->keep_dir && run.out_fd >= 0 && (r = keep_out(run.out_fd, o->keep_dir, err)) < 0) {
                 nb_result_done(ret);

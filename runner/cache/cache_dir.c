@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cache/cache_dir.h"
+#include "cache/digest_memo.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
@@ -75,6 +76,7 @@ static int check_owned(int fd, const char *path, const char *what, bool parent, 
 int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *err) {
         c->fd = -1;
         c->path = NULL;
+        c->memo = NULL;
         _cleanup_free_ char *path = dir ? realpath(dir, NULL) : NULL;
         if (dir && !path) {
                 if (errno != ENOENT)
@@ -120,6 +122,7 @@ int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *
 }
 
 void nb_cache_dir_close(struct nb_cache_dir *c) {
+        nb_digest_memo_closep(&c->memo);
         if (c->fd >= 0)
                 close(c->fd);
         c->fd = -1;
@@ -184,7 +187,34 @@ int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char
         return nb_error_set(err, e, "cache %s/%s", c->path, final_rel);
 }
 
-static int seal_below(int dfd, unsigned depth, unsigned max_depth) {
+/* What one walk of a finished entry does to each thing below it. */
+enum below_op {
+        SEAL,  /* read-only for everyone */
+        WRITE, /* start each file's writeback */
+        SYNC,  /* fsync each file and directory */
+};
+
+static int file_op(int dfd, const char *name, const struct stat *st, enum below_op op, unsigned *n_files) {
+        if (op == SEAL) {
+                mode_t want = (st->st_mode & S_IXUSR) ? 0555 : 0444;
+                if ((st->st_mode & 07777) != want && fchmodat(dfd, name, want, AT_SYMLINK_NOFOLLOW) < 0)
+                        return -errno;
+                return 0;
+        }
+        _cleanup_close_ int fd = nb_open_beneath(dfd, name, O_RDONLY | O_NONBLOCK, 0);
+        if (fd < 0)
+                return fd;
+        ++*n_files;
+        if (op == WRITE)
+                /* Only a head start for the fsync below: a filesystem without it loses nothing. */
+                return sync_file_range(fd, 0, 0, SYNC_FILE_RANGE_WRITE) < 0 && errno != ENOSYS &&
+                                       errno != EINVAL && errno != ESPIPE
+                               ? -errno
+                               : 0;
+        return fsync(fd) < 0 ? -errno : 0;
+}
+
+static int walk_below(int dfd, unsigned depth, unsigned max_depth, enum below_op op, unsigned *n_files) {
         if (depth > max_depth)
                 return -ELOOP;
         _cleanup_closedir_ DIR *d = NULL;
@@ -196,25 +226,40 @@ static int seal_below(int dfd, unsigned depth, unsigned max_depth) {
                 struct stat st;
                 if (fstatat(dfd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                         return -errno;
+                int r = 0;
                 if (S_ISDIR(st.st_mode)) {
                         _cleanup_close_ int sub = nb_open_beneath(dfd, de->d_name, O_RDONLY | O_DIRECTORY, 0);
                         if (sub < 0)
                                 return sub;
-                        int r = seal_below(sub, depth + 1, max_depth);
-                        if (r < 0)
-                                return r;
-                        if (fchmod(sub, 0555) < 0)
-                                return -errno;
-                } else if (S_ISREG(st.st_mode)) {
-                        mode_t want = (st.st_mode & S_IXUSR) ? 0555 : 0444;
-                        if ((st.st_mode & 07777) != want && fchmodat(dfd, de->d_name, want, AT_SYMLINK_NOFOLLOW) < 0)
-                                return -errno;
-                }
+                        r = walk_below(sub, depth + 1, max_depth, op, n_files);
+                        if (r >= 0 && op == SEAL && fchmod(sub, 0555) < 0)
+                                r = -errno;
+                        if (r >= 0 && op == SYNC && fsync(sub) < 0)
+                                r = -errno;
+                } else if (S_ISREG(st.st_mode))
+                        r = file_op(dfd, de->d_name, &st, op, n_files);
+                if (r < 0)
+                        return r;
                 errno = 0;
         }
         return errno ? -errno : 0;
 }
 
 int nb_cache_dir_seal(int dfd, unsigned max_depth) {
-        return seal_below(dfd, 0, max_depth);
+        unsigned n = 0;
+        return walk_below(dfd, 0, max_depth, SEAL, &n);
+}
+
+/* Above this many files one syncfs is cheaper than a flush per file (see the header). */
+#define FSYNC_EACH_MAX 64
+
+int nb_cache_dir_sync(int dfd, unsigned max_depth) {
+        unsigned n = 0;
+        int r = walk_below(dfd, 0, max_depth, WRITE, &n);
+        if (r < 0)
+                return r;
+        if (n > FSYNC_EACH_MAX)
+                return syncfs(dfd) < 0 ? -errno : 0;
+        r = walk_below(dfd, 0, max_depth, SYNC, &n);
+        return r < 0 ? r : fsync(dfd) < 0 ? -errno : 0;
 }

@@ -1,6 +1,12 @@
 /* SPDX-License-Identifier: MIT */
+/* SHA-256 through libcrypto's low-level interface, not EVP: OpenSSL 3's EVP loads its
+ * configuration file and providers on first use, 0.85 ms of every process measured
+ * here (against 10 us), and looks the algorithm up again on every init (0.27 us a
+ * digest against 0.05 us). The same assembly (SHA-NI where the CPU has it) runs
+ * either way. Deprecated in OpenSSL 3, not removed; asked for by API level. */
+#define OPENSSL_API_COMPAT 0x10101000L
 #include <errno.h>
-#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -11,16 +17,12 @@
 #include "nestbox/fs.h"
 
 struct nb_hasher {
-        EVP_MD_CTX *ctx;
+        SHA256_CTX ctx;
 };
 
 struct nb_hasher *nb_hasher_new(void) {
-        struct nb_hasher *h = calloc(1, sizeof(*h));
-        if (!h)
-                return NULL;
-        h->ctx = EVP_MD_CTX_new();
-        if (!h->ctx || EVP_DigestInit_ex(h->ctx, EVP_sha256(), NULL) != 1) {
-                EVP_MD_CTX_free(h->ctx);
+        struct nb_hasher *h = malloc(sizeof(*h));
+        if (!h || SHA256_Init(&h->ctx) != 1) {
                 free(h);
                 return NULL;
         }
@@ -28,7 +30,7 @@ struct nb_hasher *nb_hasher_new(void) {
 }
 
 void nb_hasher_update(struct nb_hasher *h, const void *data, size_t len) {
-        EVP_DigestUpdate(h->ctx, data, len);
+        SHA256_Update(&h->ctx, data, len);
 }
 
 void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v) {
@@ -62,26 +64,20 @@ static void to_hex(const unsigned char *md, unsigned n, char *out) {
 }
 
 void nb_hasher_finish(struct nb_hasher *h, char out[NB_DIGEST_HEX_LEN + 1]) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned n = 0;
-        EVP_DigestFinal_ex(h->ctx, md, &n);
-        to_hex(md, n, out);
-        EVP_MD_CTX_free(h->ctx);
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256_Final(md, &h->ctx);
+        to_hex(md, sizeof(md), out);
         free(h);
 }
 
 void nb_hasher_freep(struct nb_hasher **h) {
-        if (*h) {
-                EVP_MD_CTX_free((*h)->ctx);
-                free(*h);
-        }
+        free(*h);
 }
 
 void nb_sha256_hex(const void *data, size_t len, char out[NB_DIGEST_HEX_LEN + 1]) {
-        unsigned char md[EVP_MAX_MD_SIZE];
-        unsigned n = 0;
-        EVP_Digest(data, len, md, &n, EVP_sha256(), NULL);
-        to_hex(md, n, out);
+        unsigned char md[SHA256_DIGEST_LENGTH];
+        SHA256(data, len, md);
+        to_hex(md, sizeof(md), out);
 }
 
 #define CHUNK (128u << 10)

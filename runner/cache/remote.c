@@ -1,13 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* The remote cache client: options, faults, statistics and the lookup path. The
  * upload path is remote_queue.c; HTTP is remote_http.c; the AC encoding remote_ac.c. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "cache/curl_dl.h"
 #include "cache/remote-internal.h"
 #include "nestbox/cleanup.h"
 
@@ -15,6 +15,9 @@
 static int check_url(const char *url, struct nb_error *err) {
         static const char what[] = "--remote-cache %s: expected http[s]://HOST[:PORT][/PATH] without a user, password, "
                                    "query or fragment (credentials: NESTBOX_REMOTE_HEADER or netrc)";
+        const char *why = NULL;
+        if (nb_curl_load(&why) < 0)
+                return nb_error_setx(err, ELIBACC, "remote cache: %s", why);
         CURLU *u = curl_url();
         if (!u)
                 return nb_error_set(err, ENOMEM, "remote cache");

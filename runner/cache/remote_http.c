@@ -4,7 +4,6 @@
  * from request to request; one share handle per process holds DNS and TLS sessions.
  * Connections themselves are not shared: libcurl does not support sharing its
  * connection cache between concurrent threads. */
-#include <curl/curl.h>
 #include <errno.h>
 #include <pthread.h>
 #include <stdatomic.h>
@@ -13,6 +12,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "cache/curl_dl.h"
 #include "cache/remote-internal.h"
 #include "nestbox/cleanup.h"
 
@@ -92,6 +92,9 @@ void nb_http_free(struct nb_http *h) {
 }
 
 int nb_http_new(const struct nb_remote_options *o, struct nb_http **ret, struct nb_error *err) {
+        const char *why = NULL;
+        if (nb_curl_load(&why) < 0)
+                return nb_error_setx(err, ELIBACC, "remote cache: %s", why);
         pthread_once(&global_once, global_init);
         if (global_status != CURLE_OK)
                 return nb_error_set(err, ENOMEM, "remote cache: libcurl: %s", curl_easy_strerror(global_status));

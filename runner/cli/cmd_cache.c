@@ -304,7 +304,7 @@ int cmd_cache(int argc, char **argv) {
                 return nb_die(NB_EXIT_USAGE, "gc needs --max-size SIZE; see 'nestbox cache gc --help'");
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        __attribute__((cleanup(cache_dir_closep))) struct nb_cache_dir dir = { NULL, -1 };
+        __attribute__((cleanup(cache_dir_closep))) struct nb_cache_dir dir = { .path = NULL, .fd = -1 };
         if (nb_cache_dir_open(&dir, cache, &err) < 0)
                 return nb_die_error(NB_EXIT_INFRA, &err);
         if (manual == stats_usage)

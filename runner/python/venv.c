@@ -3,7 +3,7 @@
  *   1. ask the interpreter, parse the lock, pick and hash every wheel (cheap; this is
  *      all a cache hit costs);
  *   2. digest those answers; a complete venvs/<digest> is the result;
- *   3. otherwise build under tmp/, seal (read-only, marker, syncfs) and rename into
+ *   3. otherwise build under tmp/, seal (read-only, marker, fsync) and rename into
  *      place. Any failure removes the tmp dir: nothing half-built is ever visible. */
 #include <errno.h>
 #include <fcntl.h>
@@ -206,8 +206,9 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         r = write_new_file(root, NB_VENV_COMPLETE_MARKER, marker, 0444);
         if (r < 0)
                 return nb_error_set(err, -r, "venv %s/%s", where, NB_VENV_COMPLETE_MARKER);
-        if (syncfs(root) < 0)
-                return nb_error_set(err, errno, "venv %s: syncfs", where);
+        r = nb_cache_dir_sync(root, MAX_TREE_DEPTH);
+        if (r < 0)
+                return nb_error_set(err, r, "venv %s: syncing", where);
         /* The root's own mode (0755 since the compile) stays writable until after the
          * rename: moving a directory rewrites its "..". */
         r = nb_cache_dir_publish(cache, b.rel, final_rel, err);

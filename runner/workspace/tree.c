@@ -25,18 +25,22 @@
 /* Tree order: byte-wise with "/" below every other byte (and the end below "/"), so
  * a directory's files sort together and right where the directory's name sorts. */
 static int path_cmp(const char *a, const char *b) {
-        for (;; a++, b++) {
-                int ka = !*a ? -1 : *a == '/' ? 0 : (unsigned char) *a + 1;
-                int kb = !*b ? -1 : *b == '/' ? 0 : (unsigned char) *b + 1;
-                if (ka != kb)
-                        return ka < kb ? -1 : 1;
-                if (ka < 0)
-                        return 0;
-        }
+        /* Equal bytes are equal keys: only the first difference needs mapping. */
+        while (*a && *a == *b)
+                a++, b++;
+        int ka = !*a ? -1 : *a == '/' ? 0 : (unsigned char) *a + 1;
+        int kb = !*b ? -1 : *b == '/' ? 0 : (unsigned char) *b + 1;
+        return ka == kb ? 0 : ka < kb ? -1 : 1;
 }
 
-static int cmp_paths(const void *a, const void *b) {
-        return path_cmp(*(char *const *) a, *(char *const *) b);
+/* A match and what the walk's lstat saw of it: the digest memo's key. */
+struct found {
+        char *path;
+        struct stat st;
+};
+
+static int cmp_found(const void *a, const void *b) {
+        return path_cmp(((const struct found *) a)->path, ((const struct found *) b)->path);
 }
 
 struct collector {
@@ -45,15 +49,15 @@ struct collector {
         size_t n_comps;
         size_t matches;    /* files it matched */
         bool matched_dir;  /* its last component matched a directory */
-        char **paths;      /* every match so far, duplicates included */
+        struct found *found; /* every match so far, duplicates included */
         size_t n_paths, cap;
         struct nb_error *err;
 };
 
 static void collector_done(struct collector *c) {
         for (size_t i = 0; i < c->n_paths; i++)
-                free(c->paths[i]);
-        free(c->paths);
+                free(c->found[i].path);
+        free(c->found);
         nb_strv_freep(&c->comps);
 }
 
@@ -66,9 +70,13 @@ static bool has_magic(const char *comp) {
 }
 
 static char *join(const char *rel, const char *name) {
-        char *r = NULL;
-        if (asprintf(&r, "%s%s%s", rel, *rel ? "/" : "", name) < 0)
+        size_t a = strlen(rel), b = strlen(name), sep = a > 0;
+        char *r = malloc(a + sep + b + 1);
+        if (!r)
                 return NULL;
+        memcpy(r, rel, a);
+        r[a] = '/';
+        memcpy(r + a + sep, name, b + 1);
         return r;
 }
 
@@ -100,13 +108,13 @@ static int candidate(struct collector *c, int dfd, const char *rel, const char *
         }
         if (c->n_paths == c->cap) {
                 size_t ncap = c->cap ? c->cap * 2 : 64;
-                char **np = realloc(c->paths, ncap * sizeof(char *));
+                struct found *np = realloc(c->found, ncap * sizeof(*np));
                 if (!np)
                         return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
-                c->paths = np;
+                c->found = np;
                 c->cap = ncap;
         }
-        c->paths[c->n_paths++] = TAKE_PTR(path);
+        c->found[c->n_paths++] = (struct found) { TAKE_PTR(path), st };
         c->matches++;
         return 0;
 }
@@ -161,7 +169,10 @@ static int walk(struct collector *c, int dfd, const char *rel, size_t i, unsigne
                 /* A literal name: look it up, don't list the directory. */
                 return last ? candidate(c, dfd, rel, pat) : descend(c, dfd, rel, pat, i + 1, depth);
 
-        if (globstar && !last) {
+        /* "**" followed by a last component with a wildcard: one listing serves both,
+         * the wildcard matched here and the directories descended into. */
+        const char *then = globstar && i + 2 == c->n_comps && has_magic(c->comps[i + 1]) ? c->comps[i + 1] : NULL;
+        if (globstar && !last && !then) {
                 /* "**" as zero directories: the rest of the glob right here. */
                 int r = walk(c, dfd, rel, i + 1, depth);
                 if (r < 0)
@@ -186,6 +197,10 @@ static int walk(struct collector *c, int dfd, const char *rel, size_t i, unsigne
                 int r = 0;
                 if (globstar) {
                         /* "**" as one or more directories; trailing, also every file here. */
+                        if (then && fnmatch(then, name, 0) == 0)
+                                r = candidate(c, dfd, rel, name);
+                        if (r < 0)
+                                return r;
                         if (entry_is_dir(dfd, de))
                                 r = descend(c, dfd, rel, name, i, depth);
                         else if (last)
@@ -269,9 +284,16 @@ static int check_source_root(int root_fd, const char *path, struct nb_error *err
         return 0;
 }
 
-/* Opens path beneath the root again (so no link on the way is followed now either)
- * and hashes it. */
-static int hash_file(int root_fd, struct nb_tree_file *f, struct nb_error *err) {
+/* The file's digest: remembered under the identity the walk saw (memo), or read.
+ * Opened beneath the root again (so no link on the way is followed now either). */
+static int hash_file(int root_fd, struct nb_tree_file *f, const struct stat *seen, struct nb_digest_memo *memo,
+                     struct nb_error *err) {
+        if (nb_digest_memo_find(memo, seen, f->digest)) {
+                f->size = (uint64_t) seen->st_size;
+                f->exec = (seen->st_mode & S_IXUSR) != 0;
+                return 0;
+        }
+        int64_t read_at = nb_digest_memo_now();
         _cleanup_close_ int fd = nb_open_beneath(root_fd, f->path, O_RDONLY | O_NONBLOCK, 0);
         struct stat st;
         if (fd < 0 || fstat(fd, &st) < 0)
@@ -280,11 +302,16 @@ static int hash_file(int root_fd, struct nb_tree_file *f, struct nb_error *err) 
                 return nb_error_setx(err, EINVAL, "%s: not a regular file", f->path);
         f->exec = (st.st_mode & S_IXUSR) != 0;
         int r = nb_sha256_fd_copy(fd, -1, f->digest, &f->size);
-        return r < 0 ? nb_error_set(err, r, "%s", f->path) : 0;
+        if (r < 0)
+                return nb_error_set(err, r, "%s", f->path);
+        /* Only what the file still is: st from before the read, the size read. */
+        if (f->size == (uint64_t) st.st_size)
+                nb_digest_memo_add(memo, &st, read_at, f->digest);
+        return 0;
 }
 
-int nb_tree_collect(int root_fd, const char *const *globs, const char *const *source_roots, struct nb_tree *ret,
-                    struct nb_error *err) {
+int nb_tree_collect(int root_fd, const char *const *globs, const char *const *source_roots,
+                    struct nb_digest_memo *memo, struct nb_tree *ret, struct nb_error *err) {
         for (const char *const *s = source_roots; s && *s; s++) {
                 int r = check_source_root(root_fd, *s, err);
                 if (r < 0)
@@ -297,18 +324,18 @@ int nb_tree_collect(int root_fd, const char *const *globs, const char *const *so
                         return r;
         }
         if (c.n_paths > 0)
-                qsort(c.paths, c.n_paths, sizeof(char *), cmp_paths);
+                qsort(c.found, c.n_paths, sizeof(struct found), cmp_found);
 
         _cleanup_(nb_tree_clear) struct nb_tree t = NB_TREE_INIT;
         t.files = calloc(c.n_paths + 1, sizeof(struct nb_tree_file));
         if (!t.files)
                 return nb_error_set(err, ENOMEM, "tree");
         for (size_t i = 0; i < c.n_paths; i++) {
-                if (t.n_files > 0 && strcmp(t.files[t.n_files - 1].path, c.paths[i]) == 0)
+                if (t.n_files > 0 && strcmp(t.files[t.n_files - 1].path, c.found[i].path) == 0)
                         continue; /* matched by more than one glob */
                 struct nb_tree_file *f = &t.files[t.n_files++];
-                f->path = TAKE_PTR(c.paths[i]);
-                int r = hash_file(root_fd, f, err);
+                f->path = TAKE_PTR(c.found[i].path);
+                int r = hash_file(root_fd, f, &c.found[i].st, memo, err);
                 if (r < 0)
                         return r;
         }
@@ -534,10 +561,10 @@ int nb_tree_materialize_as(struct nb_cache_dir *cache, const struct nb_tree *t, 
         r = nb_cache_dir_seal(tfd, MAX_DEPTH);
         if (r < 0)
                 return nb_error_set(err, r, "cache %s/%s", cache->path, tmp.rel);
-        /* The data must be on disk before the rename that publishes it; one syncfs
-         * costs less than an fsync per file. */
-        if (syncfs(tfd) < 0)
-                return nb_error_set(err, errno, "cache %s/%s", cache->path, tmp.rel);
+        /* The data must be on disk before the rename that publishes it. */
+        r = nb_cache_dir_sync(tfd, MAX_DEPTH);
+        if (r < 0)
+                return nb_error_set(err, r, "cache %s/%s", cache->path, tmp.rel);
         r = nb_cache_dir_publish(cache, tmp.rel, final_rel, err);
         free(TAKE_PTR(tmp.rel)); /* renamed, or removed by publish */
         if (r < 0)

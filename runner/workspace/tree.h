@@ -24,6 +24,7 @@
 
 #include "cache/cache_dir.h"
 #include "cache/digest.h"
+#include "cache/digest_memo.h"
 #include "nestbox/error.h"
 #include "workspace/workspace.h"
 
@@ -45,9 +46,10 @@ struct nb_tree {
 
 /* Expands globs (NULL-terminated) beneath root_fd and hashes every match. A glob that
  * matches no file is an error naming it. source_roots (NULL-terminated, may be NULL)
- * must each be a directory beneath root_fd. */
-int nb_tree_collect(int root_fd, const char *const *globs, const char *const *source_roots, struct nb_tree *ret,
-                    struct nb_error *err);
+ * must each be a directory beneath root_fd. memo (may be NULL; cache/digest_memo.h,
+ * for this root_fd) answers for files whose identity it knows and learns the rest. */
+int nb_tree_collect(int root_fd, const char *const *globs, const char *const *source_roots,
+                    struct nb_digest_memo *memo, struct nb_tree *ret, struct nb_error *err);
 
 /* The union of a and b (each in tree order) into *ret, taking over their files: a
  * path in both is kept once. a and b are left empty. */

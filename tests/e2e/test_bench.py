@@ -21,11 +21,11 @@ def test_quick_run(tmp_path):
     table = [l for l in proc.stdout.splitlines() if l.startswith("|")]
     assert table[0].startswith("| # | row | variant | median | ratio | goal | met? |")
     numbers = {m.group(1) for l in table[2:] for m in [re.match(r"\| (\d+) \|", l)] if m}
-    assert numbers == {str(n) for n in range(1, 12)}, proc.stdout
+    assert numbers == {str(n) for n in range(1, 15)}, proc.stdout
 
     result = json.loads(out.read_text())
     assert result["quick"] is True
-    assert [r["row"] for r in result["rows"]] == list(range(1, 12))
+    assert [r["row"] for r in result["rows"]] == list(range(1, 15))
     for row in result["rows"]:
         assert row["reason"] is None or "harness error" not in row["reason"], row
 
@@ -41,7 +41,7 @@ def test_quick_run(tmp_path):
 
 
 def test_bad_option_is_a_usage_error(tmp_path):
-    proc = subprocess.run([str(BENCH), "--rows", "12", "--json", str(tmp_path / "x.json")],
+    proc = subprocess.run([str(BENCH), "--rows", "15", "--json", str(tmp_path / "x.json")],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 2
     assert "--rows" in proc.stderr

@@ -2,6 +2,7 @@
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -63,7 +64,7 @@ static void ws_close(struct ws *w) {
 /* Collects a NULL-terminated list of globs; returns the error code. */
 static int collect(int fd, struct nb_tree *t, struct nb_error *err, const char *const *globs) {
         nb_tree_clear(t);
-        return nb_tree_collect(fd, globs, NULL, t, err);
+        return nb_tree_collect(fd, globs, NULL, NULL, t, err);
 }
 
 /* The collected paths joined by " ", for comparisons that read like the tree. */
@@ -170,16 +171,16 @@ TEST(source_roots_must_be_directories) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         _cleanup_(nb_tree_clear) struct nb_tree t = NB_TREE_INIT;
         const char *globs[] = { "**/*.py", NULL };
-        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "lib/src/python", ".", NULL }, &t, &err), 0);
+        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "lib/src/python", ".", NULL }, NULL, &t, &err), 0);
         nb_tree_clear(&t);
-        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "README.md", NULL }, &t, &err), -ENOTDIR);
+        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "README.md", NULL }, NULL, &t, &err), -ENOTDIR);
         CHECK_EQ_STR(nb_error_message(&err), "source root \"README.md\" is not a directory");
-        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "lib/src/pyhton", NULL }, &t, &err), -ENOENT);
+        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "lib/src/pyhton", NULL }, NULL, &t, &err), -ENOENT);
         CHECK_EQ_STR(nb_error_message(&err), "source root \"lib/src/pyhton\": No such file or directory");
         CHECK(symlinkat("/usr", w.fd, "usr") == 0);
-        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "usr", NULL }, &t, &err), -ELOOP);
+        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "usr", NULL }, NULL, &t, &err), -ELOOP);
         CHECK_EQ_STR(nb_error_message(&err), "source root \"usr\" is a symlink (nestbox never follows symlinks)");
-        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "../", NULL }, &t, &err), -EINVAL);
+        CHECK_EQ_INT(nb_tree_collect(w.fd, globs, (const char *[]) { "../", NULL }, NULL, &t, &err), -EINVAL);
         ws_close(&w);
 }
 
@@ -478,12 +479,12 @@ TEST(collect_target_uses_sources_tests_and_roots) {
         if (ws) {
                 const struct nb_target *tg = &ws->targets[0];
                 _cleanup_strv_free_ char **sources = NULL, **tests = NULL;
-                CHECK_EQ_INT(nb_action_collect(ws->root_fd, tg->sources, tg->tests, tg->source_roots, &t, &sources,
+                CHECK_EQ_INT(nb_action_collect(ws->root_fd, tg->sources, tg->tests, tg->source_roots, NULL, &t, &sources,
                                                &tests, &err), -ENOENT);
                 CHECK_EQ_STR(nb_error_message(&err), "source root \"project1/tset/python\": No such file or directory");
                 free(ws->targets[0].source_roots[1]);
                 ws->targets[0].source_roots[1] = NULL;
-                CHECK_EQ_INT(nb_action_collect(ws->root_fd, tg->sources, tg->tests, tg->source_roots, &t, &sources,
+                CHECK_EQ_INT(nb_action_collect(ws->root_fd, tg->sources, tg->tests, tg->source_roots, NULL, &t, &sources,
                                                &tests, &err), 0);
                 CHECK_PATHS(&t, "project1/src/python/app/main.py project1/test/python/test_main.py");
                 CHECK(sources && sources[0] && strcmp(sources[0], "project1/src/python/app/main.py") == 0 && !sources[1]);
@@ -516,4 +517,26 @@ TEST(materialize_across_filesystems) {
         nb_cache_dir_close(&cache);
         CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, cache_path), 0);
         ws_close(&w);
+}
+
+/* nb_cache_dir_sync: every file and directory of a finished entry made durable, by an
+ * fsync each for a tree's few files and one syncfs past 64; a loop of directories is
+ * refused as the seal refuses it. */
+TEST(sync_of_a_finished_entry) {
+        char path[] = "/tmp/nb-test-sync.XXXXXX";
+        CHECK(mkdtemp(path) != NULL);
+        _cleanup_close_ int fd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        CHECK(fd >= 0);
+        put(fd, "a/b/one.py", "1\n", 0644);
+        put(fd, "two.py", "2\n", 0755);
+        CHECK_EQ_INT(nb_cache_dir_sync(fd, 8), 0);
+        for (int i = 0; i < 70; i++) {
+                char name[32];
+                snprintf(name, sizeof(name), "many/m%02d.py", i);
+                put(fd, name, "x\n", 0644);
+        }
+        CHECK_EQ_INT(nb_cache_dir_sync(fd, 8), 0);
+        put(fd, "d1/d2/d3/deep.py", "3\n", 0644);
+        CHECK_EQ_INT(nb_cache_dir_sync(fd, 2), -ELOOP);
+        CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, path), 0);
 }

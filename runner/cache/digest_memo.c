@@ -1,0 +1,287 @@
+/* SPDX-License-Identifier: MIT */
+/* The digest memo (digest_memo.h). The record, in ac/ under
+ * sha256(str("nestbox-digest-memo-1") u64(root dev) u64(root inode)):
+ *   "nestbox-digest-memo 1\n" then per file, little-endian:
+ *   u64 dev, u64 inode, u64 size, u64 mtime ns, u64 ctime ns, 32 bytes of SHA-256
+ * In memory: the entries in one array, found by (dev, inode) through an open-addressing
+ * index; a file seen again with another identity replaces its old entry. */
+#include <errno.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "cache/cas.h"
+#include "cache/digest_memo.h"
+#include "nestbox/cleanup.h"
+
+#define MEMO_MAGIC "nestbox-digest-memo 1\n"
+#define ENTRY_LEN (5 * 8 + 32)
+/* A memo larger than this is not one nestbox wrote: ignored. */
+#define MAX_ENTRIES (1u << 22)
+/* Entries of files this process did not see are kept up to this many (or while they are
+ * at most three quarters of the memo): deleted and replaced files age out. */
+#define KEEP_UNSEEN 65536
+
+struct memo_entry {
+        uint64_t dev, ino, size, mtime, ctime;
+        unsigned char sha[32];
+        bool seen; /* looked up or added by this process */
+};
+
+struct nb_digest_memo {
+        struct nb_store store; /* no warn: a damaged memo is silently a miss */
+        char key[NB_DIGEST_HEX_LEN + 1];
+        uint64_t root_dev, root_ino;
+        struct memo_entry *e;
+        size_t n, cap;
+        uint32_t *index; /* entry + 1, 0 empty; index_cap a power of two */
+        size_t index_cap;
+        bool dirty;
+        uint64_t looked_up, known;
+};
+
+static uint64_t ns_of(const struct timespec *ts) {
+        return (uint64_t) ts->tv_sec * 1000000000ull + (uint64_t) ts->tv_nsec;
+}
+
+static size_t slot_of(const struct nb_digest_memo *m, uint64_t dev, uint64_t ino) {
+        uint64_t h = (ino ^ (dev * 0x9e3779b97f4a7c15ull)) * 0xff51afd7ed558ccdull;
+        h ^= h >> 33;
+        return (size_t) h & (m->index_cap - 1);
+}
+
+/* The index slot holding (dev, ino), or the empty one where it would go. */
+static size_t probe(const struct nb_digest_memo *m, uint64_t dev, uint64_t ino) {
+        size_t i = slot_of(m, dev, ino);
+        while (m->index[i] && !(m->e[m->index[i] - 1].dev == dev && m->e[m->index[i] - 1].ino == ino))
+                i = (i + 1) & (m->index_cap - 1);
+        return i;
+}
+
+static int reindex(struct nb_digest_memo *m, size_t want) {
+        size_t cap = 64;
+        while (cap < want * 2)
+                cap *= 2;
+        uint32_t *index = calloc(cap, sizeof(uint32_t));
+        if (!index)
+                return -ENOMEM;
+        free(m->index);
+        m->index = index;
+        m->index_cap = cap;
+        for (size_t k = 0; k < m->n; k++)
+                m->index[probe(m, m->e[k].dev, m->e[k].ino)] = (uint32_t) (k + 1);
+        return 0;
+}
+
+/* The entry for (dev, ino), made (unfilled) when there is none; NULL on ENOMEM. */
+static struct memo_entry *slot_for(struct nb_digest_memo *m, uint64_t dev, uint64_t ino) {
+        if ((m->n + 1) * 2 > m->index_cap && reindex(m, m->n + 1) < 0)
+                return NULL;
+        size_t i = probe(m, dev, ino);
+        if (m->index[i])
+                return &m->e[m->index[i] - 1];
+        if (m->n == m->cap) {
+                size_t cap = m->cap ? m->cap * 2 : 256;
+                struct memo_entry *e = realloc(m->e, cap * sizeof(*e));
+                if (!e)
+                        return NULL;
+                m->e = e;
+                m->cap = cap;
+        }
+        m->index[i] = (uint32_t) (m->n + 1);
+        struct memo_entry *e = &m->e[m->n++];
+        *e = (struct memo_entry) { .dev = dev, .ino = ino };
+        return e;
+}
+
+static uint64_t get_u64(const unsigned char *p) {
+        uint64_t v = 0;
+        for (int i = 7; i >= 0; i--)
+                v = v << 8 | p[i];
+        return v;
+}
+
+static void put_u64(unsigned char *p, uint64_t v) {
+        for (int i = 0; i < 8; i++)
+                p[i] = (unsigned char) (v >> (8 * i));
+}
+
+/* Fills m from a record; a record of the wrong shape leaves m empty. */
+static int load(struct nb_digest_memo *m, const unsigned char *data, size_t len) {
+        const size_t magic = sizeof(MEMO_MAGIC) - 1;
+        if (len < magic || memcmp(data, MEMO_MAGIC, magic) != 0 || (len - magic) % ENTRY_LEN != 0 ||
+            (len - magic) / ENTRY_LEN > MAX_ENTRIES)
+                return 0;
+        size_t n = (len - magic) / ENTRY_LEN;
+        if (reindex(m, n) < 0 || !(m->e = malloc((n ? n : 1) * sizeof(*m->e))))
+                return -ENOMEM;
+        m->cap = n ? n : 1;
+        for (const unsigned char *p = data + magic; n--; p += ENTRY_LEN) {
+                struct memo_entry *e = slot_for(m, get_u64(p), get_u64(p + 8));
+                if (!e)
+                        return -ENOMEM;
+                e->size = get_u64(p + 16);
+                e->mtime = get_u64(p + 24);
+                e->ctime = get_u64(p + 32);
+                memcpy(e->sha, p + 40, 32);
+        }
+        return 0;
+}
+
+int nb_digest_memo_open(struct nb_store *s, int root_fd, struct nb_digest_memo **ret) {
+        struct stat root;
+        if (fstat(root_fd, &root) < 0)
+                return -errno;
+        _cleanup_(nb_digest_memo_closep) struct nb_digest_memo *m = calloc(1, sizeof(*m));
+        if (!m)
+                return -ENOMEM;
+        m->store = (struct nb_store) { .dir = s->dir };
+        m->root_dev = (uint64_t) root.st_dev;
+        m->root_ino = (uint64_t) root.st_ino;
+        struct nb_hasher *h = nb_hasher_new();
+        if (!h)
+                return -ENOMEM;
+        nb_hasher_update_str(h, "nestbox-digest-memo-1");
+        nb_hasher_update_u64(h, m->root_dev);
+        nb_hasher_update_u64(h, m->root_ino);
+        nb_hasher_finish(h, m->key);
+        if (reindex(m, 0) < 0)
+                return -ENOMEM;
+
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        if (nb_ac_get(&m->store, m->key, &data, &len, &err) == 0) {
+                int r = load(m, (const unsigned char *) data, len);
+                if (r < 0)
+                        return r;
+                nb_store_touch(&m->store, "ac", m->key); /* in use: not gc's first pick */
+        }
+        *ret = TAKE_PTR(m);
+        return 0;
+}
+
+bool nb_digest_memo_is_for(const struct nb_digest_memo *m, int root_fd) {
+        struct stat st;
+        return m && fstat(root_fd, &st) == 0 && (uint64_t) st.st_dev == m->root_dev &&
+               (uint64_t) st.st_ino == m->root_ino;
+}
+
+int64_t nb_digest_memo_now(void) {
+        /* The coarse clock is the one the kernel stamps ctime from: a write after this
+         * reading gets a ctime no earlier than it. */
+        struct timespec ts;
+        if (clock_gettime(CLOCK_REALTIME_COARSE, &ts) < 0)
+                return 0; /* remembers nothing */
+        return (int64_t) ns_of(&ts);
+}
+
+static const char hex[] = "0123456789abcdef";
+
+bool nb_digest_memo_find(struct nb_digest_memo *m, const struct stat *st, char out[NB_DIGEST_HEX_LEN + 1]) {
+        if (!m)
+                return false;
+        m->looked_up++;
+        size_t i = probe(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
+        if (!m->index[i])
+                return false;
+        struct memo_entry *e = &m->e[m->index[i] - 1];
+        if (e->size != (uint64_t) st->st_size || e->mtime != ns_of(&st->st_mtim) || e->ctime != ns_of(&st->st_ctim))
+                return false;
+        e->seen = true;
+        m->known++;
+        for (int k = 0; k < 32; k++) {
+                out[2 * k] = hex[e->sha[k] >> 4];
+                out[2 * k + 1] = hex[e->sha[k] & 15];
+        }
+        out[NB_DIGEST_HEX_LEN] = 0;
+        return true;
+}
+
+/* The filesystem's timestamp granularity, at most: a ctime with sub-millisecond digits
+ * comes from a fine-grained filesystem (ext4, xfs, btrfs, tmpfs stamp to the
+ * nanosecond); anything else may be as coarse as FAT's two seconds. */
+static int64_t granularity_ns(const struct stat *st) {
+        return st->st_ctim.tv_nsec % 1000000 ? 10 * 1000000ll : 2 * 1000000000ll;
+}
+
+static int unhex(char c) {
+        return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
+}
+
+void nb_digest_memo_add(struct nb_digest_memo *m, const struct stat *st, int64_t read_at,
+                        const char digest[NB_DIGEST_HEX_LEN + 1]) {
+        if (!m || !nb_is_digest(digest))
+                return;
+        /* Racily clean: a write in the same tick as our stat would leave st as it is. */
+        if ((int64_t) ns_of(&st->st_ctim) >= read_at - granularity_ns(st))
+                return;
+        struct memo_entry *e = slot_for(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
+        if (!e)
+                return; /* ENOMEM: only an optimisation lost */
+        e->size = (uint64_t) st->st_size;
+        e->mtime = ns_of(&st->st_mtim);
+        e->ctime = ns_of(&st->st_ctim);
+        for (int k = 0; k < 32; k++)
+                e->sha[k] = (unsigned char) (unhex(digest[2 * k]) << 4 | unhex(digest[2 * k + 1]));
+        e->seen = true;
+        m->dirty = true;
+}
+
+void nb_digest_memo_stats(const struct nb_digest_memo *m, uint64_t *looked_up, uint64_t *known) {
+        *looked_up = m ? m->looked_up : 0;
+        *known = m ? m->known : 0;
+}
+
+static void save(struct nb_digest_memo *m) {
+        size_t seen = 0;
+        for (size_t k = 0; k < m->n; k++)
+                seen += m->e[k].seen;
+        bool prune = m->n - seen > KEEP_UNSEEN && m->n - seen > 3 * seen;
+        size_t keep = prune ? seen : m->n;
+        const size_t magic = sizeof(MEMO_MAGIC) - 1;
+        _cleanup_free_ unsigned char *buf = malloc(magic + keep * ENTRY_LEN);
+        if (!buf)
+                return;
+        memcpy(buf, MEMO_MAGIC, magic);
+        unsigned char *p = buf + magic;
+        for (size_t k = 0; k < m->n; k++) {
+                const struct memo_entry *e = &m->e[k];
+                if (prune && !e->seen)
+                        continue;
+                put_u64(p, e->dev);
+                put_u64(p + 8, e->ino);
+                put_u64(p + 16, e->size);
+                put_u64(p + 24, e->mtime);
+                put_u64(p + 32, e->ctime);
+                memcpy(p + 40, e->sha, 32);
+                p += ENTRY_LEN;
+        }
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        (void) nb_ac_put(&m->store, m->key, (const char *) buf, (size_t) (p - buf), &err);
+}
+
+void nb_digest_memo_flush(struct nb_digest_memo *m) {
+        if (m && m->dirty && m->key[0]) {
+                save(m);
+                m->dirty = false;
+        }
+}
+
+void nb_digest_memo_close(struct nb_digest_memo *m) {
+        if (!m)
+                return;
+        if (m->dirty)
+                save(m);
+        free(m->e);
+        free(m->index);
+        free(m);
+}
+
+void nb_digest_memo_closep(struct nb_digest_memo **m) {
+        /* Only what nb_digest_memo_open handed out is saved: a half-opened one has no key. */
+        if (*m && !(*m)->key[0])
+                (*m)->dirty = false;
+        nb_digest_memo_close(*m);
+        *m = NULL;
+}
