@@ -316,6 +316,10 @@ int nb_seccomp_export(const struct nb_sandbox_config *cfg, bool notify, int fd, 
         return nb_seccomp_compile(cfg, notify, fd, err);
 }
 
+bool nb_seccomp_default_filter(const void **bpf, size_t *len) {
+        return nb_seccomp_prebuilt(true, bpf, len);
+}
+
 bool nb_seccomp_notify_available(void) {
         struct seccomp_notif_sizes sizes;
         return syscall(SYS_seccomp, SECCOMP_GET_NOTIF_SIZES, 0, &sizes) == 0;

@@ -169,6 +169,11 @@ struct nb_denied_syscall {
         const char *reason;
 };
 const struct nb_denied_syscall *nb_seccomp_deny_list(size_t *n);
+/* The default policy's filter as the kernel gets it (the BPF built with nestbox):
+ * what an action digest hashes, so a change to the filter's arguments (socket
+ * families, personality values) is a change to every action. false when none was
+ * built in (a run then compiles its own from the same tables). */
+bool nb_seccomp_default_filter(const void **bpf, size_t *len);
 /* The address families socket() refuses, each with its reason (family -1: the rest). */
 struct nb_denied_family {
         const char *name;

@@ -2,7 +2,7 @@
 /* The action's life: built (action_workspace.c, action_json.c), collected and resolved
  * here, then digested. The digest is SHA-256 of one canonical encoding of the resolved
  * action, with str(s) = u64le(len(s)) + s and strv(v) = u64le(n) + str(v[i])...:
- *   str("nestbox-action-3") str(version) str(support digest) strv(seccomp deny list)
+ *   str("nestbox-action-3") str(version) str(support digest) strv(seccomp deny list) str(default filter BPF)
  *   str(target) str(tree digest) strv(sources) strv(tests) strv(source_roots)
  *   str(venv digest) str(interpreter realpath) u64(size) u64(mtime ns)
  *   strv(pytest_args) strv(env "NAME=value", sorted)
@@ -212,6 +212,12 @@ static int digest_into(const struct nb_action *a, bool group, char out[NB_DIGEST
         nb_hasher_update_u64(h, n);
         for (size_t i = 0; i < n; i++)
                 nb_hasher_update_str(h, deny[i].name);
+        const void *bpf = NULL;
+        size_t bpf_len = 0;
+        (void) nb_seccomp_default_filter(&bpf, &bpf_len);
+        nb_hasher_update_u64(h, bpf_len);
+        if (bpf_len)
+                nb_hasher_update(h, bpf, bpf_len);
 
         nb_hasher_update_str(h, a->target);
         nb_hasher_update_str(h, a->resolved.tree_digest);
