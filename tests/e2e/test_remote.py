@@ -1,8 +1,9 @@
 """The shared remote cache against a real nginx from Debian (WebDAV PUT), over http and
-https with a throw-away CA: uploads, remote hits that start no pytest, machines sharing
-one server, faults that degrade to the local cache with one warning, read-only mode,
-credentials that never reach the disk or the output, and the REAPI encoding checked
-with protoc --decode."""
+https with a throw-away CA: uploads, remote hits that start no pytest, four --machine
+slices sharing one server whose merge equals one local run, the counters in --events,
+faults that degrade to the local cache with one warning, read-only mode, credentials
+that never reach the disk, the output, the events or repro, and the REAPI encoding
+checked with protoc --decode."""
 import hashlib
 import json
 import os
@@ -12,12 +13,13 @@ import socket
 import subprocess
 import time
 import xml.etree.ElementTree as ET
-from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import pytest
 
 from conftest import NESTBOX, ROOT, run
+from test_events import read_events
+from test_merge import cases as merged_cases, lcov_lines
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import copy_examples, make_workspace
 
@@ -184,33 +186,44 @@ def test_tls_with_a_private_ca(nginx, ws, tmp_path):
     assert venvs(tmp_path / "B") == []
 
 
-def summary(out: Path):
-    """target -> (status, test cases) from an --output directory."""
-    res = {}
-    for rj in out.glob("**/result.json"):
-        j = json.loads(rj.read_text())
-        res[j["target"]] = (j["status"], j["tests"], j["failures"], junit_cases(rj.parent / "junit.xml"))
-    return res
-
-
 def test_machines_share_one_server(nginx, tmp_path, resolve_dir):  # noqa: F811
     srv = nginx()
     ex = copy_examples(tmp_path / "ex", resolve_dir)
     targets = list(json.loads((ex / "nestbox.json").read_text())["targets"])
-    ref = nb(tmp_path / "local", ex, "--output", tmp_path / "ref")
-    # Each machine: its own local cache, its share of the targets, the one server.
-    with ThreadPoolExecutor(len(targets)) as pool:
-        runs = list(pool.map(lambda i: nb(tmp_path / f"m{i}", ex, "--remote-cache", srv.url, "--output",
-                                          tmp_path / f"out{i}", targets=targets[i::len(targets)]), range(len(targets))))
-    merged = {}
-    for i, r in enumerate(runs):
-        assert r.returncode == ref.returncode and not warnings(r), r.stdout + r.stderr
-        merged.update(summary(tmp_path / f"out{i}"))
-    assert merged == summary(tmp_path / "ref")
-    # A new machine gets every result from the server.
-    late = nb(tmp_path / "late", ex, "--remote-cache", srv.url, "--output", tmp_path / "late-out")
-    assert late.stdout.count("(cached)") == len(targets), late.stdout
-    assert summary(tmp_path / "late-out") == summary(tmp_path / "ref")
+    ref = nb(tmp_path / "local", ex, "--coverage", "--output", tmp_path / "ref")
+    assert ref.returncode == 0, ref.stdout + ref.stderr
+    # Four machines at once: CI's slicing (--machine K/4 of every target's two shards),
+    # each its own local cache and --output, all sharing the one server.
+    e = dict(os.environ)
+    e.pop("NESTBOX_REMOTE_HEADER", None)
+    procs = [subprocess.Popen([str(NESTBOX), "test", "--cache", str(tmp_path / f"m{k}"), "--remote-cache", srv.url,
+                               "--coverage", "--shards-per-target", "2", "--machine", f"{k}/4",
+                               "--output", str(tmp_path / f"out{k}"), str(ex)],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=e) for k in (1, 2, 3, 4)]
+    outs = [p.communicate(timeout=900) for p in procs]
+    for p, (out, err) in zip(procs, outs):
+        assert p.returncode == 0 and not [x for x in err.splitlines() if "remote cache" in x], out + err
+    # Every one of the 2 x 3 work items ran on exactly one machine and was uploaded.
+    ran = [line.split("  ")[0] for out, _ in outs for line in out.splitlines() if " PASSED in " in line]
+    assert sorted(ran) == sorted(f"{t} [shard {i}/2]" for t in targets for i in (1, 2)), outs
+    assert len(srv.entries("ac")) == 2 * len(targets)
+    m = run(["merge", "-o", tmp_path / "merged", *(tmp_path / f"out{k}" for k in (1, 2, 3, 4))])
+    assert m.returncode == 0 and m.stderr == "", m.stdout + m.stderr
+    tests = ref.stdout.splitlines()[-1].split(" tests in ")[0].rsplit(" ", 1)[1]
+    assert re.match(rf"^{len(targets)} targets, {2 * len(targets)} work items: {2 * len(targets)} passed, 0 failed, "
+                    rf"0 cached, {tests} tests in ", m.stdout.splitlines()[-1]), m.stdout
+    # merge equals the one local unsharded run: same testcases, outcomes, covered lines.
+    cases = merged_cases(tmp_path / "merged/junit.xml")
+    assert cases == merged_cases(tmp_path / "ref/junit.xml") and len(cases) == int(tests)
+    lines = lcov_lines(tmp_path / "merged/coverage.lcov")
+    assert lines and lines == lcov_lines(tmp_path / "ref/coverage.lcov")
+    # A new machine gets every result from the server: no venv, no pytest.
+    late = nb(tmp_path / "late", ex, "--remote-cache", srv.url, "--coverage", "--shards-per-target", "2",
+              "--output", tmp_path / "late-out")
+    assert late.returncode == 0 and late.stdout.count("(cached)") == 2 * len(targets), late.stdout + late.stderr
+    assert venvs(tmp_path / "late") == []
+    assert merged_cases(tmp_path / "late-out/junit.xml") == cases
+    assert lcov_lines(tmp_path / "late-out/coverage.lcov") == lines
 
 
 @pytest.mark.parametrize("fault", ["down", "stalled", "500", "corrupted blob"])
@@ -283,10 +296,15 @@ def test_credentials_never_written(nginx, ws, tmp_path):
     # Without the header the server refuses: one warning, a passing run.
     r = nb(tmp_path / "N", ws, "--remote-cache", srv.url)
     assert r.returncode == 0 and len(warnings(r)) == 1 and "401" in r.stderr
-    a = nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--output", tmp_path / "outA", env=env)
+    a = nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--output", tmp_path / "outA", "--events",
+           tmp_path / "eventsA", env=env)
     assert a.returncode == 0 and not warnings(a), a.stderr
-    b = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--output", tmp_path / "outB", env=env)
+    b = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--output", tmp_path / "outB", "--events",
+           tmp_path / "eventsB", env=env)
     assert b.stdout.count("(cached)") == 3, b.stdout + b.stderr
+    # The events of both runs were written (and are grepped below with every file).
+    assert read_events(tmp_path / "eventsA")[-1]["remote"]["uploads"] == 3
+    assert read_events(tmp_path / "eventsB")[-1]["remote"]["hits"] == 3
     # A URL the workspace names never gets the header (nestbox.json is untrusted).
     doc = json.loads((ws / "nestbox.json").read_text())
     doc["remote_cache"] = srv.url
@@ -299,15 +317,19 @@ def test_credentials_never_written(nginx, ws, tmp_path):
     [action] = [json.loads(x) for x in run(["actions", ws, "a/tests"]).stdout.splitlines()]
     (tmp_path / "action.json").write_text(json.dumps(action))
     rr = run(["run", "--cache", tmp_path / "R", "--remote-cache", srv.url, "--result", tmp_path / "result.json",
-              "--output", tmp_path / "outR", tmp_path / "action.json"], env=e)
+              "--output", tmp_path / "outR", "--events", tmp_path / "eventsR", tmp_path / "action.json"], env=e)
     assert rr.returncode == 0 and json.loads(rr.stdout)["cached"] and not warnings(rr), rr.stdout + rr.stderr
+    assert read_events(tmp_path / "eventsR")[-1]["remote"]["hits"] == 1
+    # `nestbox repro` in an empty cache fetches the action through the same header.
+    rp = run(["repro", "--cache", tmp_path / "P", "--remote-cache", srv.url, json.loads(rr.stdout)["action"]], env=e)
+    assert rp.returncode == 0 and not warnings(rp), rp.stdout + rp.stderr
     wk = subprocess.run([str(NESTBOX), "worker", "--cache", str(tmp_path / "K"), "--remote-cache", srv.url],
                         input=json.dumps({"arguments": [str(tmp_path / "action.json")]}) + "\n",
                         capture_output=True, text=True, env=e, timeout=300)
     assert wk.returncode == 0 and json.loads(json.loads(wk.stdout)["output"])["cached"], wk.stdout + wk.stderr
     stats = [run(["cache", "--cache", tmp_path / c, "stats"]) for c in ("A", "B", "R", "K")]
     assert all(f"remote  {srv.url}" in x.stdout for x in stats)
-    outputs = "".join(x.stdout + x.stderr for x in (r, a, b, w, rr, wk, *stats))
+    outputs = "".join(x.stdout + x.stderr for x in (r, a, b, w, rr, rp, wk, *stats))
     assert TOKEN not in outputs
     for p in tmp_path.rglob("*"):
         if p.is_file() and not p.is_relative_to(srv.dir):
@@ -351,6 +373,34 @@ def test_cache_stats_shows_the_last_runs_remote_counters(nginx, ws, tmp_path):
     _, counts, _, _ = remote_stats(tmp_path / "B")
     assert counts["hits"] == 0 and counts["errors"] == 1, counts
     srv.proc = subprocess.Popen(["true"])
+
+
+def test_events_carry_the_remote_counters(nginx, ws, tmp_path):
+    srv = nginx()
+    a = nb(tmp_path / "A", ws, "--remote-cache", srv.url, "--events", tmp_path / "upload.jsonl")
+    assert a.returncode == 0 and not warnings(a), a.stdout + a.stderr
+    up = read_events(tmp_path / "upload.jsonl")  # each line valid against events.schema.json
+    assert up[-1]["event"] == "run_finished" and not [e for e in up if e["event"] == "target_cached"]
+    rem = up[-1]["remote"]
+    assert {k: rem[k] for k in ("hits", "misses", "uploads", "errors", "bytes_down")} == \
+        {"hits": 0, "misses": 3, "uploads": 3, "errors": 0, "bytes_down": 0}, rem
+    # What was uploaded: at least every blob the server now holds and every AC entry.
+    stored = sum(f.stat().st_size for ns in ("ac", "cas") for f in srv.entries(ns))
+    assert rem["bytes_up"] >= stored > 0, (rem, stored)
+    # An empty cache B: every target a remote hit, nothing uploaded.
+    b = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--events", tmp_path / "hit.jsonl")
+    assert b.returncode == 0 and b.stdout.count("(cached)") == 3, b.stdout + b.stderr
+    hit = read_events(tmp_path / "hit.jsonl")
+    assert sorted(e["target"] for e in hit if e["event"] == "target_cached") == sorted(THREE)
+    assert not [e for e in hit if e["event"] == "venv_built"]
+    rem = hit[-1]["remote"]
+    assert hit[-1]["summary"]["cached"] == 3 and rem["bytes_down"] > 0, rem
+    assert {k: rem[k] for k in ("hits", "misses", "uploads", "errors", "bytes_up")} == \
+        {"hits": 3, "misses": 0, "uploads": 0, "errors": 0, "bytes_up": 0}, rem
+    # The same counters `cache stats` shows, and none without a remote cache.
+    assert remote_stats(tmp_path / "B")[1] == {k: rem[k] for k in ("hits", "misses", "uploads", "errors")}
+    c = nb(tmp_path / "B", ws, "--events", tmp_path / "local.jsonl")
+    assert c.returncode == 0 and read_events(tmp_path / "local.jsonl")[-1]["remote"] is None
 
 
 def test_worker_answers_after_its_upload(nginx, tmp_path, resolve_dir):  # noqa: F811
