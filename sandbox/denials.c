@@ -103,7 +103,7 @@ static int by_name(const void *x, const void *y) {
 }
 
 void nb_denials_take(struct nb_denials *d, struct nb_sandbox_result *res) {
-        qsort(d->v, d->n, sizeof(*d->v), by_name);
+        nb_qsort(d->v, d->n, sizeof(*d->v), by_name);
         res->denied = d->v;
         res->n_denied = d->n;
         d->v = NULL;

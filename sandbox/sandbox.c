@@ -142,7 +142,7 @@ static void close_all_but(const int *keep, size_t n) {
         if (n > NB_ELEMENTSOF(sorted))
                 n = NB_ELEMENTSOF(sorted);
         memcpy(sorted, keep, n * sizeof(int));
-        qsort(sorted, n, sizeof(int), cmp_int);
+        nb_qsort(sorted, n, sizeof(int), cmp_int);
         unsigned lo = 3;
         for (size_t i = 0; i < n; i++) {
                 if (sorted[i] < (int) lo)

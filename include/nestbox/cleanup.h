@@ -74,3 +74,10 @@ static inline void nb_strv_free(char **v) {
         })
 
 #define NB_ELEMENTSOF(a) (sizeof(a) / sizeof((a)[0]))
+
+/* qsort that accepts an empty (possibly NULL) array: C says qsort(NULL, 0, ...) is
+ * undefined, and an empty list is common here (no denials, no env, no tests). */
+static inline void nb_qsort(void *base, size_t n, size_t size, int (*cmp)(const void *, const void *)) {
+        if (n > 1)
+                qsort(base, n, size, cmp);
+}

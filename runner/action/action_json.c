@@ -103,7 +103,7 @@ static int read_env(const struct nb_json_reader *p, json_t *v, char ***ret) {
                 }
                 n++;
         }
-        qsort(env, n, sizeof(char *), nb_env_cmp);
+        nb_qsort(env, n, sizeof(char *), nb_env_cmp);
         *ret = TAKE_PTR(env);
         return 0;
 }

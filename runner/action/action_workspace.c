@@ -51,7 +51,7 @@ static int pass_env(char **names, char ***ret) {
                 }
                 k++;
         }
-        qsort(env, k, sizeof(char *), nb_env_cmp);
+        nb_qsort(env, k, sizeof(char *), nb_env_cmp);
         *ret = TAKE_PTR(env);
         return 0;
 }

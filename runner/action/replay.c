@@ -186,7 +186,7 @@ static int find_last(struct nb_store *s, const char *target, char out[NB_DIGEST_
 
 static int ambiguous(const char *ref, struct candidates *c, struct nb_error *err) {
         /* Sorted: the same message whatever order the directory lists them in. */
-        qsort(c->v, c->n, sizeof(*c->v), cmp_candidate);
+        nb_qsort(c->v, c->n, sizeof(*c->v), cmp_candidate);
         char *list = NULL;
         size_t size = 0;
         FILE *f = open_memstream(&list, &size);

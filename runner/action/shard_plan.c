@@ -146,7 +146,7 @@ int nb_plan_lpt(const struct nb_plan_item *items, size_t n, unsigned bins, unsig
         for (size_t i = 0; i < n; i++)
                 o[i] = (struct order) { i, items[i].cost >= 0 ? items[i].cost : guess, key_hash(items[i].key) };
         sort_items = items;
-        qsort(o, n, sizeof(*o), cmp_order);
+        nb_qsort(o, n, sizeof(*o), cmp_order);
         struct heap h = { v, load, bins };
         for (unsigned b = 0; b < bins; b++)
                 v[b] = b;

@@ -296,7 +296,7 @@ int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, s
                 return nb_error_set(err, ENOMEM, "artifact");
         for (size_t i = 0; i < a->n; i++)
                 sorted[i] = &a->entries[i];
-        qsort(sorted, a->n, sizeof(*sorted), by_name);
+        nb_qsort(sorted, a->n, sizeof(*sorted), by_name);
 
         _cleanup_(membuf_done) struct membuf m = {};
         _cleanup_(archive_writep) struct archive *ar = archive_write_new();
@@ -381,7 +381,7 @@ static int by_name_entry(const void *x, const void *y) {
 static int refuse_duplicates(struct nb_artifact_entry *e, size_t n, struct nb_error *err) {
         if (n < 2)
                 return 0; /* and qsort is never handed the NULL of an empty array */
-        qsort(e, n, sizeof(*e), by_name_entry);
+        nb_qsort(e, n, sizeof(*e), by_name_entry);
         for (size_t i = 1; i < n; i++)
                 if (strcmp(e[i - 1].name, e[i].name) == 0)
                         return nb_error_setx(err, EINVAL, "artifact: entry %s appears twice", e[i].name);

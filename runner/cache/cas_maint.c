@@ -226,7 +226,7 @@ int nb_cache_gc(struct nb_cache_dir *c, uint64_t max_bytes, uint64_t *freed, str
                         return nb_error_set(err, r, "cache %s/%s", c->path, e->rel);
                 *freed += e->bytes;
         }
-        qsort(l.v, l.n, sizeof(*l.v), by_age);
+        nb_qsort(l.v, l.n, sizeof(*l.v), by_age);
         for (size_t i = 0; i < l.n && total > max_bytes; i++) {
                 struct entry *e = &l.v[i];
                 if (e->ns == NS_TMP)

@@ -230,7 +230,7 @@ static int walk(struct merge *m, int dfd, const char *source, unsigned depth, st
         }
         closedir(d);
         if (names)
-                qsort(names, n, sizeof(char *), cmp_name);
+                nb_qsort(names, n, sizeof(char *), cmp_name);
         for (size_t i = 0; i < n; i++) {
                 _cleanup_close_ int sub = nb_open_beneath(dfd, names[i], O_RDONLY | O_DIRECTORY, 0);
                 if (sub < 0)
@@ -361,7 +361,7 @@ static size_t check_split(const struct unit *u, size_t n, const bool *keep) {
                 for (size_t x = i; x < j; x++)
                         for (size_t t = 0; keep[x] && t < u[x].res.report->n_testcases; t++)
                                 v[k++] = (struct seen) { &u[x].res.report->testcases[t], u[x].res.shard_index };
-                qsort(v, k, sizeof(*v), cmp_seen);
+                nb_qsort(v, k, sizeof(*v), cmp_seen);
                 size_t twice = 0, first = 0;
                 for (size_t t = 1; t < k; t++)
                         if (v[t].shard != v[t - 1].shard && cmp_seen(&(struct seen) { v[t].tc, 0 },
@@ -432,7 +432,7 @@ int cmd_merge(int argc, char **argv) {
         for (int i = optind; i < argc; i++)
                 if (add_input(&m, argv[i], &err) < 0)
                         return nb_fail(&err);
-        qsort(m.v, m.n, sizeof(*m.v), cmp_unit);
+        nb_qsort(m.v, m.n, sizeof(*m.v), cmp_unit);
         _cleanup_free_ bool *keep = calloc(m.n + 1, sizeof(*keep));
         if (!keep)
                 return nb_die(NB_EXIT_INFRA, "out of memory");

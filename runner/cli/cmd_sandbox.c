@@ -329,7 +329,7 @@ int cmd_sandbox(int argc, char **argv) {
         _cleanup_fclose_ FILE *result_file = NULL;
         if (result_path && (r = open_result(result_path, &result_file)) != 0)
                 return r;
-        struct nb_sandbox_result res;
+        __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result res = { .out_fd = -1 };
         r = nb_sandbox_run(&cfg, &res, &err);
         if (r < 0)
                 return nb_die_error(res.exec_failed ? NB_EXIT_USAGE : NB_EXIT_INFRA, &err);

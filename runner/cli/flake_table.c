@@ -95,7 +95,7 @@ static void put_escaped(const char *s) {
 }
 
 void nb_flake_table_print(struct nb_flake_table *ft) {
-        qsort(ft->rows, ft->n_rows, sizeof(*ft->rows), cmp_row);
+        nb_qsort(ft->rows, ft->n_rows, sizeof(*ft->rows), cmp_row);
         if (ft->n_rows == 0) {
                 printf("flake table: no test failed in any run\n");
                 fflush(stdout);

@@ -124,7 +124,7 @@ int nb_lcov_to_cobertura(struct nb_lcov *l, char **ret, size_t *ret_len) {
                         return -ENOMEM;
                 }
         }
-        qsort(e, l->n, sizeof(*e), cmp_entry);
+        nb_qsort(e, l->n, sizeof(*e), cmp_entry);
         xmlBufferPtr buf = xmlBufferCreate();
         struct xw c = { buf ? xmlNewTextWriterMemory(buf, 0) : NULL, 0 };
         if (!c.w) {

@@ -158,7 +158,7 @@ static uint64_t sat_add(uint64_t a, uint64_t b) {
 }
 
 static void fold_lines(struct nb_lcov_file *f) {
-        qsort(f->lines, f->n, sizeof(*f->lines), cmp_line);
+        nb_qsort(f->lines, f->n, sizeof(*f->lines), cmp_line);
         size_t k = 0;
         for (size_t i = 0; i < f->n; i++) {
                 if (k && f->lines[k - 1].line == f->lines[i].line)
@@ -173,7 +173,7 @@ int nb_lcov_normalize(struct nb_lcov *l) {
         if (l->normalized)
                 return 0;
         /* qsort is not stable, but files of one path are folded whatever their order. */
-        qsort(l->files, l->n, sizeof(*l->files), cmp_file);
+        nb_qsort(l->files, l->n, sizeof(*l->files), cmp_file);
         size_t k = 0;
         for (size_t i = 0; i < l->n; i++) {
                 struct nb_lcov_file *f = &l->files[i];

@@ -158,7 +158,7 @@ int nb_junit_merge(const struct nb_junit_report *const *reports, size_t n, const
         for (size_t i = 0; i < n; i++)
                 for (size_t j = 0; j < reports[i]->n_testcases; j++, seq++)
                         members[seq] = (struct member) { &reports[i]->testcases[j], seq };
-        qsort(members, total, sizeof(*members), cmp_member);
+        nb_qsort(members, total, sizeof(*members), cmp_member);
 
         _cleanup_(group_list_done) struct group_list groups = { .v = calloc(total ? total : 1, sizeof(struct grouped)) };
         if (!groups.v)
@@ -175,7 +175,7 @@ int nb_junit_merge(const struct nb_junit_report *const *reports, size_t n, const
                         return nb_error_set(err, -r, "merging JUnit reports");
                 groups.n++;
         }
-        qsort(groups.v, groups.n, sizeof(*groups.v), cmp_grouped);
+        nb_qsort(groups.v, groups.n, sizeof(*groups.v), cmp_grouped);
 
         _cleanup_(nb_junit_report_freep) struct nb_junit_report *rep = calloc(1, sizeof(*rep));
         if (!rep || !(rep->testcases = calloc(groups.n ? groups.n : 1, sizeof(*rep->testcases))))
@@ -242,7 +242,7 @@ int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n
         }
         for (size_t i = 0; i < n; i++)
                 v[i] = (struct named) { reports[i], i };
-        qsort(v, n, sizeof(*v), cmp_named);
+        nb_qsort(v, n, sizeof(*v), cmp_named);
         size_t k = 0;
         for (size_t i = 0, j; i < n; i = j) {
                 size_t m = 0;
@@ -253,12 +253,12 @@ int nb_junit_fold_by_name(const struct nb_junit_report *const *reports, size_t n
                         nb_junit_reports_free(out, k);
                         return r;
                 }
-                qsort(out[k]->testcases, out[k]->n_testcases, sizeof(*out[k]->testcases), cmp_testcase);
+                nb_qsort(out[k]->testcases, out[k]->n_testcases, sizeof(*out[k]->testcases), cmp_testcase);
                 firsts[k] = (struct named) { out[k], v[i].seq }; /* v[i]: the group's first */
                 k++;
         }
         /* The suites in the order their names first appear (the order named). */
-        qsort(firsts, k, sizeof(*firsts), cmp_seq);
+        nb_qsort(firsts, k, sizeof(*firsts), cmp_seq);
         for (size_t i = 0; i < k; i++)
                 out[i] = (struct nb_junit_report *) firsts[i].r;
         *ret = out;

@@ -335,7 +335,7 @@ int nb_lockfile_parse(const char *name, const char *text, size_t len, const stru
                         break;
         }
         if (l.n_reqs > 1)
-                qsort(l.reqs, l.n_reqs, sizeof(l.reqs[0]), cmp_req);
+                nb_qsort(l.reqs, l.n_reqs, sizeof(l.reqs[0]), cmp_req);
         for (size_t i = 1; i < l.n_reqs; i++)
                 if (strcmp(l.reqs[i - 1].name, l.reqs[i].name) == 0) {
                         unsigned a = l.reqs[i - 1].line, b = l.reqs[i].line;

@@ -23,7 +23,7 @@ void nb_items_expect(struct nb_work_item *items, size_t n, nb_expected_ms_fn fn,
 }
 
 void nb_items_order(struct nb_work_item *items, size_t n) {
-        qsort(items, n, sizeof(*items), by_expected);
+        nb_qsort(items, n, sizeof(*items), by_expected);
 }
 
 static void wall_key(const struct nb_work_item *it, char out[NB_DIGEST_HEX_LEN + 1]) {

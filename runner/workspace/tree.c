@@ -324,7 +324,7 @@ int nb_tree_collect(int root_fd, const char *const *globs, const char *const *so
                         return r;
         }
         if (c.n_paths > 0)
-                qsort(c.found, c.n_paths, sizeof(struct found), cmp_found);
+                nb_qsort(c.found, c.n_paths, sizeof(struct found), cmp_found);
 
         _cleanup_(nb_tree_clear) struct nb_tree t = NB_TREE_INIT;
         t.files = calloc(c.n_paths + 1, sizeof(struct nb_tree_file));

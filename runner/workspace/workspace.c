@@ -214,7 +214,7 @@ static int named_members(const struct nb_json_reader *p, json_t *doc, const char
         json_t *v;
         json_object_foreach(obj, name, v)
                 keys[k++] = name;
-        qsort(keys, n, sizeof(char *), cmp_str_ptr);
+        nb_qsort(keys, n, sizeof(char *), cmp_str_ptr);
         for (size_t i = 0; keys[i]; i++)
                 if (!nb_valid_name(keys[i])) {
                         _cleanup_free_ char *path = nb_jr_join(p, key, keys[i], true);
