@@ -599,14 +599,17 @@ int cmd_test(int argc, char **argv) {
                 printf("until-failure: no failure in %zu runs\n", tr.summary.targets);
         if (tr.flakes_wanted || tr.flakes.retried)
                 nb_flake_table_print(&tr.flakes);
-        /* Shards are work items of one target: the line counts each target once (when
-         * every item was counted; an interrupted run counts what it has). */
+        /* Shards are work items of one target (or of one run of it, with several runs
+         * each): the line counts each once, when every item was counted (an
+         * interrupted run counts what it has). */
         if (tr.summary.targets == tr.n) {
+                bool by_run = tr.summary.count_runs;
                 tr.summary.items = tr.n;
                 tr.summary.targets = 0;
                 for (size_t i = 0; i < tr.n; i++) {
                         size_t j = 0;
-                        while (j < i && tr.items[j].target != tr.items[i].target)
+                        while (j < i && (tr.items[j].target != tr.items[i].target ||
+                                         (by_run && tr.items[j].run != tr.items[i].run)))
                                 j++;
                         tr.summary.targets += j == i;
                 }

@@ -93,6 +93,8 @@ def test_runs_per_test_reports_flake_rate_and_failing_seeds(ws, cache):
     assert p.returncode == 1, p.stdout + p.stderr
     lines = [l for l in p.stdout.splitlines() if l.startswith("app/seeded  ")]
     assert len(lines) == 20, p.stdout
+    # The last line counts the runs (one target, twenty runs of it).
+    assert re.search(r"^20 runs: \d+ passed, \d+ failed", p.stdout, re.M), p.stdout
     failed = {}
     for l in lines:
         run_no = int(re.search(r"  run (\d+)/20", l)[1])
