@@ -90,8 +90,10 @@ def test_actions_prints_one_valid_action_per_target(examples):
         assert a.get("policy", {}).get("timeout", 300) == t["timeout"]
 
 
-def test_actions_of_one_target_is_one_document_with_the_options(examples):
-    p = run(["actions", "--seed", "7", "--shard", "2/3", "--coverage", examples, "project1/tests"])
+def test_actions_of_one_target_is_one_document_with_the_options(examples, tmp_path):
+    # Its own empty cache: a shard's action carries the durations its cache has learned.
+    p = run(["actions", "--cache", tmp_path / "c", "--seed", "7", "--shard", "2/3", "--coverage", examples,
+             "project1/tests"])
     assert p.returncode == 0, p.stdout + p.stderr
     a = json.loads(p.stdout)  # the whole output is one JSON document
     assert_valid(ACTION_SCHEMA, a)
@@ -208,9 +210,11 @@ def test_timeout_result(tmp_path, resolve_dir, cache):  # noqa: F811
                          ids=["defaults", "seed-and-shard", "coverage"])
 def test_run_and_test_share_the_action_digest(examples, tmp_path, opts):
     target = "project1/tests"
-    [action] = nb_actions(examples, [target], opts)
-    # nestbox run first, then nestbox test: a hit
+    # The same cache for all three: a shard's action carries the durations pinned there
+    # (whatever the default cache has learned, say from examples/run, is not in it).
     c1 = tmp_path / "c1"
+    [action] = nb_actions(examples, [target], ["--cache", c1, *opts])
+    # nestbox run first, then nestbox test: a hit
     p, r = nb_run(c1, action)
     assert p.returncode == 0, p.stdout + p.stderr
     out = tmp_path / "out"
