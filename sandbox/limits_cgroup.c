@@ -150,13 +150,20 @@ static void remove_stale_cgroups(const char *parent) {
 int nb_cgroup_create_child(const char *parent, char **ret) {
         static unsigned counter;
         remove_stale_cgroups(parent);
-        _cleanup_free_ char *dir = NULL;
-        if (asprintf(&dir, "%s/nestbox-%d-%u", parent, (int) getpid(), counter++) < 0)
-                return -ENOMEM;
-        if (mkdir(dir, 0755) < 0)
-                return -errno;
-        *ret = TAKE_PTR(dir);
-        return 0;
+        /* A name can be taken: a nestbox killed less than STALE_AFTER_SEC ago whose pid
+         * is ours now left its cgroup behind. Take the next free one. */
+        for (unsigned tries = 0; tries < 256; tries++) {
+                _cleanup_free_ char *dir = NULL;
+                if (asprintf(&dir, "%s/nestbox-%d-%u", parent, (int) getpid(), counter++) < 0)
+                        return -ENOMEM;
+                if (mkdir(dir, 0755) == 0) {
+                        *ret = TAKE_PTR(dir);
+                        return 0;
+                }
+                if (errno != EEXIST)
+                        return -errno;
+        }
+        return -EEXIST;
 }
 
 /* Kills whatever is still in a cgroup, then removes it. The sandbox's pid namespace

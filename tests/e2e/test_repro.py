@@ -206,7 +206,11 @@ def test_shell_in_the_recorded_sandbox(cache, ws, tmp_path):
     child.sendline("sh -c 'trap \"printf re%sd\\\\n sume\" CONT; printf st%sed\\\\n art; while :; do sleep 0.1; done'")
     child.expect("started")
     child.sendcontrol("z")
-    child.expect(r"Stopped\s+sh -c")
+    # On a loaded machine the one ^Z was seen lost now and then (3 runs in 20, never
+    # on a quiet one): a second ^Z still proves job control, a lost one is not it.
+    if child.expect([r"Stopped\s+sh -c", pexpect.TIMEOUT], timeout=15) == 1:
+        child.sendcontrol("z")
+        child.expect(r"Stopped\s+sh -c")
     child.expect(r"\$ ")
     child.sendline("fg")
     child.expect("resumed")

@@ -126,6 +126,35 @@ static int child_address_space_is_capped(void) {
 }
 #endif
 
+/* A nestbox killed within the last minute, whose pid is ours now, left its cgroup
+ * (too young to be swept): the next name is taken, not an EEXIST failure. */
+TEST(cgroup_name_left_by_a_killed_namesake_is_skipped) {
+        char parent[] = "/tmp/nestbox-test-cg.XXXXXX";
+        CHECK(mkdtemp(parent) != NULL);
+        _cleanup_free_ char *taken = NULL, *got = NULL, *next = NULL;
+        /* The names this process would use next: nestbox-<pid>-<n>, n from a counter
+         * that starts at 0; occupy the next two. */
+        CHECK(nb_cgroup_create_child(parent, &taken) == 0);
+        CHECK(rmdir(taken) == 0);
+        unsigned n;
+        const char *base = strrchr(taken, '/') + 1;
+        CHECK(sscanf(base, "nestbox-%*d-%u", &n) == 1);
+        for (unsigned k = n + 1; k <= n + 2; k++) {
+                _cleanup_free_ char *d = NULL;
+                CHECK(asprintf(&d, "%s/nestbox-%d-%u", parent, (int) getpid(), k) >= 0);
+                CHECK(mkdir(d, 0755) == 0);
+        }
+        CHECK(nb_cgroup_create_child(parent, &got) == 0);
+        CHECK(asprintf(&next, "%s/nestbox-%d-%u", parent, (int) getpid(), n + 3) >= 0);
+        CHECK_EQ_STR(got, next);
+        for (unsigned k = n + 1; k <= n + 3; k++) {
+                _cleanup_free_ char *d = NULL;
+                CHECK(asprintf(&d, "%s/nestbox-%d-%u", parent, (int) getpid(), k) >= 0);
+                CHECK(rmdir(d) == 0);
+        }
+        CHECK(rmdir(parent) == 0);
+}
+
 TEST(rlimit_backend_caps_the_address_space) {
 #if defined(__SANITIZE_ADDRESS__)
         printf("skip: RLIMIT_AS under ASan\n");
