@@ -2,6 +2,7 @@
 signal stops everything: the running sandbox gets the timeout treatment, nothing new
 starts, nothing interrupted is stored, the summary names what did not run."""
 import os
+import re
 import signal
 import subprocess
 import time
@@ -67,7 +68,7 @@ def test_first_signal_stops_everything(tmp_path, resolve_dir, cache, sig, code, 
     assert "a/hang  INTERRUPTED" in stdout and f"interrupted by {name}" in stdout, stdout
     assert f"interrupted by {name}; not run (1): b/tests" in stdout, stdout
     assert "b/tests  " not in stdout
-    assert 'File "/work/hang/test_hang.py", line 6 in test_hang' in stdout  # faulthandler's stack
+    assert re.search(r'File "/work/hang/test_hang.py", line [56] in test_hang', stdout), stdout  # faulthandler's stack
     # Nothing interrupted is stored: a rerun with --cache-failures runs it again.
     ac = cache / "ac"
     assert not [p for p in ac.rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
@@ -126,7 +127,8 @@ def test_sigterm_with_j2_stops_every_running_sandbox(tmp_path, resolve_dir, cach
     assert proc.returncode == 143, stdout + stderr
     assert "a/hang  INTERRUPTED" in stdout and "b/hang  INTERRUPTED" in stdout, stdout
     assert "interrupted by SIGTERM; not run (1): c/tests" in stdout, stdout
-    assert stdout.count('File "/work/hang/test_hang.py", line 6 in test_hang') == 2  # both stacks
+    # Both stacks (the signal may land just before the sleep: line 5 or 6).
+    assert len(re.findall(r'File "/work/hang/test_hang.py", line [56] in test_hang', stdout)) == 2, stdout
     assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
     assert not (out / "a/hang").exists() and not (out / "b/hang").exists()
     assert sleeping_sandboxes() == 0
