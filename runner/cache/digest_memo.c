@@ -1,10 +1,13 @@
 /* SPDX-License-Identifier: MIT */
 /* The digest memo (digest_memo.h). The record, in ac/ under
- * sha256(str("nestbox-digest-memo-1") u64(root dev) u64(root inode)):
- *   "nestbox-digest-memo 1\n" then per file, little-endian:
- *   u64 dev, u64 inode, u64 size, u64 mtime ns, u64 ctime ns, 32 bytes of SHA-256
+ * sha256(str("nestbox-digest-memo-2") u64(root dev) u64(root inode)), little-endian:
+ *   "nestbox-digest-memo 2\n" u64 n_files
+ *   n_files times: u64 dev, u64 inode, u64 size, u64 mtime ns, u64 ctime ns,
+ *                  32 bytes of SHA-256
+ *   then to the end, per directory: the same five u64s, u32 len, len bytes of listing
  * In memory: the entries in one array, found by (dev, inode) through an open-addressing
- * index; a file seen again with another identity replaces its old entry. */
+ * index, listings in one arena; a file or directory seen again with another identity
+ * (or as the other kind) replaces its old entry. */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,8 +17,11 @@
 #include "cache/digest_memo.h"
 #include "nestbox/cleanup.h"
 
-#define MEMO_MAGIC "nestbox-digest-memo 1\n"
-#define ENTRY_LEN (5 * 8 + 32)
+#define MEMO_MAGIC "nestbox-digest-memo 2\n"
+#define IDENTITY_LEN (5 * 8)
+#define ENTRY_LEN (IDENTITY_LEN + 32)
+/* A directory listing larger than this is listed again each time, not remembered. */
+#define MAX_LISTING (16u << 20)
 /* A memo larger than this is not one nestbox wrote: ignored. */
 #define MAX_ENTRIES (1u << 22)
 /* Entries of files this process did not see are kept up to this many (or while they are
@@ -24,7 +30,9 @@
 
 struct memo_entry {
         uint64_t dev, ino, size, mtime, ctime;
-        unsigned char sha[32];
+        unsigned char sha[32];  /* a file's */
+        size_t listing, len;    /* a directory's: its listing in the arena */
+        bool dir;
         bool seen; /* looked up or added by this process */
 };
 
@@ -36,6 +44,8 @@ struct nb_digest_memo {
         size_t n, cap;
         uint32_t *index; /* entry + 1, 0 empty; index_cap a power of two */
         size_t index_cap;
+        unsigned char *arena; /* listings, back to back */
+        size_t arena_len, arena_cap;
         bool dirty;
         uint64_t looked_up, known;
 };
@@ -106,24 +116,83 @@ static void put_u64(unsigned char *p, uint64_t v) {
                 p[i] = (unsigned char) (v >> (8 * i));
 }
 
+static void get_identity(struct memo_entry *e, const unsigned char *p) {
+        e->size = get_u64(p + 16);
+        e->mtime = get_u64(p + 24);
+        e->ctime = get_u64(p + 32);
+}
+
+static int arena_add(struct nb_digest_memo *m, const void *data, size_t len, size_t *off) {
+        if (m->arena_cap - m->arena_len < len) {
+                size_t cap = m->arena_cap ? m->arena_cap : 4096;
+                while (cap - m->arena_len < len)
+                        cap *= 2;
+                unsigned char *a = realloc(m->arena, cap);
+                if (!a)
+                        return -ENOMEM;
+                m->arena = a;
+                m->arena_cap = cap;
+        }
+        memcpy(m->arena + m->arena_len, data, len);
+        *off = m->arena_len;
+        m->arena_len += len;
+        return 0;
+}
+
+/* Checks a record's shape: *n_files and *n_dirs when it is one nestbox wrote. */
+static bool shape(const unsigned char *data, size_t len, size_t *n_files, size_t *n_dirs) {
+        const size_t magic = sizeof(MEMO_MAGIC) - 1;
+        if (len < magic + 8 || memcmp(data, MEMO_MAGIC, magic) != 0)
+                return false;
+        uint64_t files = get_u64(data + magic);
+        if (files > MAX_ENTRIES || files * ENTRY_LEN > len - magic - 8)
+                return false;
+        size_t dirs = 0;
+        for (size_t off = magic + 8 + files * ENTRY_LEN; off < len; dirs++) {
+                if (len - off < IDENTITY_LEN + 4 || dirs + files >= MAX_ENTRIES)
+                        return false;
+                const unsigned char *p = data + off + IDENTITY_LEN;
+                uint32_t l = (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24;
+                off += IDENTITY_LEN + 4;
+                if (l > MAX_LISTING || l > len - off)
+                        return false;
+                off += l;
+        }
+        *n_files = files;
+        *n_dirs = dirs;
+        return true;
+}
+
 /* Fills m from a record; a record of the wrong shape leaves m empty. */
 static int load(struct nb_digest_memo *m, const unsigned char *data, size_t len) {
-        const size_t magic = sizeof(MEMO_MAGIC) - 1;
-        if (len < magic || memcmp(data, MEMO_MAGIC, magic) != 0 || (len - magic) % ENTRY_LEN != 0 ||
-            (len - magic) / ENTRY_LEN > MAX_ENTRIES)
+        size_t n_files, n_dirs;
+        if (!shape(data, len, &n_files, &n_dirs))
                 return 0;
-        size_t n = (len - magic) / ENTRY_LEN;
+        size_t n = n_files + n_dirs;
         if (reindex(m, n) < 0 || !(m->e = malloc((n ? n : 1) * sizeof(*m->e))))
                 return -ENOMEM;
         m->cap = n ? n : 1;
-        for (const unsigned char *p = data + magic; n--; p += ENTRY_LEN) {
+        const unsigned char *p = data + sizeof(MEMO_MAGIC) - 1 + 8;
+        for (size_t k = 0; k < n_files; k++, p += ENTRY_LEN) {
                 struct memo_entry *e = slot_for(m, get_u64(p), get_u64(p + 8));
                 if (!e)
                         return -ENOMEM;
-                e->size = get_u64(p + 16);
-                e->mtime = get_u64(p + 24);
-                e->ctime = get_u64(p + 32);
-                memcpy(e->sha, p + 40, 32);
+                get_identity(e, p);
+                memcpy(e->sha, p + IDENTITY_LEN, 32);
+                e->dir = false;
+        }
+        for (size_t k = 0; k < n_dirs; k++) {
+                struct memo_entry *e = slot_for(m, get_u64(p), get_u64(p + 8));
+                if (!e)
+                        return -ENOMEM;
+                get_identity(e, p);
+                const unsigned char *q = p + IDENTITY_LEN;
+                size_t l = (size_t) q[0] | (size_t) q[1] << 8 | (size_t) q[2] << 16 | (size_t) q[3] << 24;
+                if (arena_add(m, q + 4, l, &e->listing) < 0)
+                        return -ENOMEM;
+                e->len = l;
+                e->dir = true;
+                p = q + 4 + l;
         }
         return 0;
 }
@@ -141,7 +210,7 @@ int nb_digest_memo_open(struct nb_store *s, int root_fd, struct nb_digest_memo *
         struct nb_hasher *h = nb_hasher_new();
         if (!h)
                 return -ENOMEM;
-        nb_hasher_update_str(h, "nestbox-digest-memo-1");
+        nb_hasher_update_str(h, "nestbox-digest-memo-2");
         nb_hasher_update_u64(h, m->root_dev);
         nb_hasher_update_u64(h, m->root_ino);
         nb_hasher_finish(h, m->key);
@@ -178,17 +247,26 @@ int64_t nb_digest_memo_now(void) {
 
 static const char hex[] = "0123456789abcdef";
 
+/* The entry of this kind whose identity is st's, or NULL. */
+static struct memo_entry *find(struct nb_digest_memo *m, const struct stat *st, bool dir) {
+        size_t i = probe(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
+        if (!m->index[i])
+                return NULL;
+        struct memo_entry *e = &m->e[m->index[i] - 1];
+        if (e->dir != dir || e->size != (uint64_t) st->st_size || e->mtime != ns_of(&st->st_mtim) ||
+            e->ctime != ns_of(&st->st_ctim))
+                return NULL;
+        e->seen = true;
+        return e;
+}
+
 bool nb_digest_memo_find(struct nb_digest_memo *m, const struct stat *st, char out[NB_DIGEST_HEX_LEN + 1]) {
         if (!m)
                 return false;
         m->looked_up++;
-        size_t i = probe(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
-        if (!m->index[i])
+        struct memo_entry *e = find(m, st, false);
+        if (!e)
                 return false;
-        struct memo_entry *e = &m->e[m->index[i] - 1];
-        if (e->size != (uint64_t) st->st_size || e->mtime != ns_of(&st->st_mtim) || e->ctime != ns_of(&st->st_ctim))
-                return false;
-        e->seen = true;
         m->known++;
         for (int k = 0; k < 32; k++) {
                 out[2 * k] = hex[e->sha[k] >> 4];
@@ -209,23 +287,56 @@ static int unhex(char c) {
         return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+/* The entry to fill for st, read from read_at on; NULL when st is racily clean (a write
+ * in the same tick as our stat would leave st as it is) or on ENOMEM. */
+static struct memo_entry *entry_to_fill(struct nb_digest_memo *m, const struct stat *st, int64_t read_at) {
+        if ((int64_t) ns_of(&st->st_ctim) >= read_at - granularity_ns(st))
+                return NULL;
+        struct memo_entry *e = slot_for(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
+        if (!e)
+                return NULL; /* ENOMEM: only an optimisation lost */
+        e->size = (uint64_t) st->st_size;
+        e->mtime = ns_of(&st->st_mtim);
+        e->ctime = ns_of(&st->st_ctim);
+        e->seen = true;
+        m->dirty = true;
+        return e;
+}
+
 void nb_digest_memo_add(struct nb_digest_memo *m, const struct stat *st, int64_t read_at,
                         const char digest[NB_DIGEST_HEX_LEN + 1]) {
         if (!m || !nb_is_digest(digest))
                 return;
-        /* Racily clean: a write in the same tick as our stat would leave st as it is. */
-        if ((int64_t) ns_of(&st->st_ctim) >= read_at - granularity_ns(st))
-                return;
-        struct memo_entry *e = slot_for(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
+        struct memo_entry *e = entry_to_fill(m, st, read_at);
         if (!e)
-                return; /* ENOMEM: only an optimisation lost */
-        e->size = (uint64_t) st->st_size;
-        e->mtime = ns_of(&st->st_mtim);
-        e->ctime = ns_of(&st->st_ctim);
+                return;
+        e->dir = false;
         for (int k = 0; k < 32; k++)
                 e->sha[k] = (unsigned char) (unhex(digest[2 * k]) << 4 | unhex(digest[2 * k + 1]));
-        e->seen = true;
-        m->dirty = true;
+}
+
+const void *nb_digest_memo_find_listing(struct nb_digest_memo *m, const struct stat *st, size_t *len) {
+        struct memo_entry *e = m ? find(m, st, true) : NULL;
+        if (!e)
+                return NULL;
+        *len = e->len;
+        return m->arena + e->listing;
+}
+
+void nb_digest_memo_add_listing(struct nb_digest_memo *m, const struct stat *st, int64_t read_at, const void *data,
+                                size_t len) {
+        if (!m || len > MAX_LISTING)
+                return;
+        size_t off;
+        /* The arena first: a failed append leaves the entry as it was. */
+        if (arena_add(m, data, len, &off) < 0)
+                return;
+        struct memo_entry *e = entry_to_fill(m, st, read_at);
+        if (!e)
+                return;
+        e->dir = true;
+        e->listing = off;
+        e->len = len;
 }
 
 void nb_digest_memo_stats(const struct nb_digest_memo *m, uint64_t *looked_up, uint64_t *known) {
@@ -233,30 +344,52 @@ void nb_digest_memo_stats(const struct nb_digest_memo *m, uint64_t *looked_up, u
         *known = m ? m->known : 0;
 }
 
+static void put_identity(unsigned char *p, const struct memo_entry *e) {
+        put_u64(p, e->dev);
+        put_u64(p + 8, e->ino);
+        put_u64(p + 16, e->size);
+        put_u64(p + 24, e->mtime);
+        put_u64(p + 32, e->ctime);
+}
+
 static void save(struct nb_digest_memo *m) {
-        size_t seen = 0;
+        size_t seen = 0, files = 0, bytes = sizeof(MEMO_MAGIC) - 1 + 8;
         for (size_t k = 0; k < m->n; k++)
                 seen += m->e[k].seen;
         bool prune = m->n - seen > KEEP_UNSEEN && m->n - seen > 3 * seen;
-        size_t keep = prune ? seen : m->n;
-        const size_t magic = sizeof(MEMO_MAGIC) - 1;
-        _cleanup_free_ unsigned char *buf = malloc(magic + keep * ENTRY_LEN);
-        if (!buf)
-                return;
-        memcpy(buf, MEMO_MAGIC, magic);
-        unsigned char *p = buf + magic;
         for (size_t k = 0; k < m->n; k++) {
                 const struct memo_entry *e = &m->e[k];
                 if (prune && !e->seen)
                         continue;
-                put_u64(p, e->dev);
-                put_u64(p + 8, e->ino);
-                put_u64(p + 16, e->size);
-                put_u64(p + 24, e->mtime);
-                put_u64(p + 32, e->ctime);
-                memcpy(p + 40, e->sha, 32);
-                p += ENTRY_LEN;
+                files += !e->dir;
+                bytes += e->dir ? IDENTITY_LEN + 4 + e->len : ENTRY_LEN;
         }
+        _cleanup_free_ unsigned char *buf = malloc(bytes);
+        if (!buf)
+                return;
+        unsigned char *p = buf;
+        memcpy(p, MEMO_MAGIC, sizeof(MEMO_MAGIC) - 1);
+        p += sizeof(MEMO_MAGIC) - 1;
+        put_u64(p, files);
+        p += 8;
+        /* Files first, then directories: two passes over the entries. */
+        for (int pass = 0; pass < 2; pass++)
+                for (size_t k = 0; k < m->n; k++) {
+                        const struct memo_entry *e = &m->e[k];
+                        if ((prune && !e->seen) || e->dir != (pass == 1))
+                                continue;
+                        put_identity(p, e);
+                        p += IDENTITY_LEN;
+                        if (!e->dir) {
+                                memcpy(p, e->sha, 32);
+                                p += 32;
+                                continue;
+                        }
+                        for (int b = 0; b < 4; b++)
+                                *p++ = (unsigned char) (e->len >> (8 * b));
+                        memcpy(p, m->arena + e->listing, e->len);
+                        p += e->len;
+                }
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         (void) nb_ac_put(&m->store, m->key, (const char *) buf, (size_t) (p - buf), &err);
 }
@@ -275,6 +408,7 @@ void nb_digest_memo_close(struct nb_digest_memo *m) {
                 save(m);
         free(m->e);
         free(m->index);
+        free(m->arena);
         free(m);
 }
 

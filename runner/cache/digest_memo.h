@@ -1,7 +1,10 @@
 /* SPDX-License-Identifier: MIT */
 /* The digest memo: the SHA-256 of each declared file remembered under its identity
  * (device, inode, size, mtime, ctime; as git's index and the wheel hashes do), so an
- * unchanged workspace is stat'ed, not read.
+ * unchanged workspace is stat'ed, not read; and the listing of each directory a glob
+ * walked, under the directory's identity (as git's untracked cache does), so an
+ * unchanged directory is stat'ed, not listed. Any entry made, removed or renamed in a
+ * directory moves its mtime and ctime.
  *
  * One memo per workspace root (its device and inode), kept as one record in the action
  * cache (ac/, so it is digest-checked, written atomically and aged by gc like any
@@ -41,6 +44,15 @@ bool nb_digest_memo_find(struct nb_digest_memo *m, const struct stat *st, char o
  * (nb_digest_memo_now()); a file changed too recently is not remembered. */
 void nb_digest_memo_add(struct nb_digest_memo *m, const struct stat *st, int64_t read_at,
                         const char digest[NB_DIGEST_HEX_LEN + 1]);
+
+/* The listing remembered for the directory st describes (a blob the caller made; valid
+ * until m is next changed), or NULL. */
+const void *nb_digest_memo_find_listing(struct nb_digest_memo *m, const struct stat *st, size_t *len);
+
+/* Remembers the listing of the directory st describes (st taken before listing it),
+ * listed from read_at on; one changed too recently is not remembered. */
+void nb_digest_memo_add_listing(struct nb_digest_memo *m, const struct stat *st, int64_t read_at, const void *data,
+                                size_t len);
 
 /* Files looked up so far, and how many of them it knew. */
 void nb_digest_memo_stats(const struct nb_digest_memo *m, uint64_t *looked_up, uint64_t *known);

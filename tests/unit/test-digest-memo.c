@@ -121,14 +121,14 @@ TEST(a_memo_of_another_shape_is_empty) {
         /* Overwrite the record with a valid header over a body of the wrong length. */
         struct nb_hasher *h = nb_hasher_new();
         CHECK(h != NULL);
-        nb_hasher_update_str(h, "nestbox-digest-memo-1");
+        nb_hasher_update_str(h, "nestbox-digest-memo-2");
         struct stat root;
         CHECK(fstat(f.root_fd, &root) == 0);
         nb_hasher_update_u64(h, (uint64_t) root.st_dev);
         nb_hasher_update_u64(h, (uint64_t) root.st_ino);
         char key[NB_DIGEST_HEX_LEN + 1];
         nb_hasher_finish(h, key);
-        const char bad[] = "nestbox-digest-memo 1\nshort";
+        const char bad[] = "nestbox-digest-memo 2\nshort";
         CHECK_EQ_INT(nb_ac_put(&f.store, key, bad, sizeof(bad) - 1, NULL), 0);
         CHECK_EQ_INT(nb_digest_memo_open(&f.store, f.root_fd, &m), 0);
         char out[NB_DIGEST_HEX_LEN + 1];
