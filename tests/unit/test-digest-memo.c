@@ -136,3 +136,42 @@ TEST(a_memo_of_another_shape_is_empty) {
         nb_digest_memo_close(m);
         teardown(&f);
 }
+
+TEST(directory_listings_remembered_by_identity) {
+        struct fixture f;
+        setup(&f);
+        struct nb_digest_memo *m = NULL;
+        CHECK_EQ_INT(nb_digest_memo_open(&f.store, f.root_fd, &m), 0);
+        struct stat dir = file_of_age(10, 60ll * 1000000000);
+        dir.st_mode = S_IFDIR | 0755;
+        const char listing[] = "\x08" "a.py\0" "\x04" "sub";
+        size_t len;
+        CHECK(nb_digest_memo_find_listing(m, &dir, &len) == NULL);
+        nb_digest_memo_add_listing(m, &dir, nb_digest_memo_now(), listing, sizeof(listing));
+        /* A directory changed the moment before it was listed is not remembered. */
+        struct stat fresh = file_of_age(11, 0);
+        fresh.st_mode = S_IFDIR | 0755;
+        nb_digest_memo_add_listing(m, &fresh, nb_digest_memo_now(), listing, sizeof(listing));
+        m = reopen(&f, m);
+        const char *got = nb_digest_memo_find_listing(m, &dir, &len);
+        CHECK(got != NULL && len == sizeof(listing) && memcmp(got, listing, len) == 0);
+        CHECK(nb_digest_memo_find_listing(m, &fresh, &len) == NULL);
+        /* An entry made, removed or renamed moves mtime and ctime: not the listing it was. */
+        struct stat moved = dir;
+        moved.st_ctim.tv_nsec += 1;
+        CHECK(nb_digest_memo_find_listing(m, &moved, &len) == NULL);
+        /* A directory's entry is never a file's digest, nor the other way round. */
+        char out[NB_DIGEST_HEX_LEN + 1];
+        CHECK(!nb_digest_memo_find(m, &dir, out));
+        struct stat file = file_of_age(12, 60ll * 1000000000);
+        nb_digest_memo_add(m, &file, nb_digest_memo_now(), DIGEST_A);
+        CHECK(nb_digest_memo_find_listing(m, &file, &len) == NULL);
+        /* Files and listings side by side survive the record's round trip. */
+        m = reopen(&f, m);
+        CHECK(nb_digest_memo_find(m, &file, out));
+        CHECK_EQ_STR(out, DIGEST_A);
+        got = nb_digest_memo_find_listing(m, &dir, &len);
+        CHECK(got != NULL && len == sizeof(listing) && memcmp(got, listing, len) == 0);
+        nb_digest_memo_close(m);
+        teardown(&f);
+}
