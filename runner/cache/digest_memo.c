@@ -46,6 +46,7 @@ struct nb_digest_memo {
         size_t index_cap;
         unsigned char *arena; /* listings, back to back */
         size_t arena_len, arena_cap;
+        size_t garbage; /* bytes of it no entry uses any more */
         bool dirty;
         uint64_t looked_up, known;
 };
@@ -287,11 +288,14 @@ static int unhex(char c) {
         return c >= '0' && c <= '9' ? c - '0' : c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
-/* The entry to fill for st, read from read_at on; NULL when st is racily clean (a write
- * in the same tick as our stat would leave st as it is) or on ENOMEM. */
-static struct memo_entry *entry_to_fill(struct nb_digest_memo *m, const struct stat *st, int64_t read_at) {
-        if ((int64_t) ns_of(&st->st_ctim) >= read_at - granularity_ns(st))
-                return NULL;
+/* Racily clean: a write in the same tick as our stat (taken after read_at) would leave
+ * st as it is, so st cannot vouch for what was read. */
+static bool racy(const struct stat *st, int64_t read_at) {
+        return (int64_t) ns_of(&st->st_ctim) >= read_at - granularity_ns(st);
+}
+
+/* The entry to fill for st, its identity set; NULL on ENOMEM. */
+static struct memo_entry *entry_to_fill(struct nb_digest_memo *m, const struct stat *st) {
         struct memo_entry *e = slot_for(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
         if (!e)
                 return NULL; /* ENOMEM: only an optimisation lost */
@@ -299,20 +303,51 @@ static struct memo_entry *entry_to_fill(struct nb_digest_memo *m, const struct s
         e->mtime = ns_of(&st->st_mtim);
         e->ctime = ns_of(&st->st_ctim);
         e->seen = true;
+        if (e->dir)
+                m->garbage += e->len; /* its old listing */
+        e->dir = false;
         m->dirty = true;
         return e;
 }
 
+/* Listings replaced over a long life (nestbox worker) leave garbage in the arena: it
+ * is copied afresh once most of it is that, so the memo stays the size of what it
+ * remembers. */
+static void compact(struct nb_digest_memo *m) {
+        if (m->garbage < (1u << 20) || m->garbage * 2 < m->arena_len)
+                return;
+        size_t live = 0;
+        for (size_t k = 0; k < m->n; k++)
+                live += m->e[k].dir ? m->e[k].len : 0;
+        unsigned char *a = malloc(live + 1);
+        if (!a)
+                return;
+        size_t len = 0;
+        for (size_t k = 0; k < m->n; k++) {
+                struct memo_entry *e = &m->e[k];
+                if (!e->dir)
+                        continue;
+                memcpy(a + len, m->arena + e->listing, e->len);
+                e->listing = len;
+                len += e->len;
+        }
+        free(m->arena);
+        m->arena = a;
+        m->arena_len = len;
+        m->arena_cap = live + 1;
+        m->garbage = 0;
+}
+
 void nb_digest_memo_add(struct nb_digest_memo *m, const struct stat *st, int64_t read_at,
                         const char digest[NB_DIGEST_HEX_LEN + 1]) {
-        if (!m || !nb_is_digest(digest))
+        if (!m || !nb_is_digest(digest) || racy(st, read_at))
                 return;
-        struct memo_entry *e = entry_to_fill(m, st, read_at);
+        struct memo_entry *e = entry_to_fill(m, st);
         if (!e)
                 return;
-        e->dir = false;
         for (int k = 0; k < 32; k++)
                 e->sha[k] = (unsigned char) (unhex(digest[2 * k]) << 4 | unhex(digest[2 * k + 1]));
+        compact(m);
 }
 
 const void *nb_digest_memo_find_listing(struct nb_digest_memo *m, const struct stat *st, size_t *len) {
@@ -325,18 +360,21 @@ const void *nb_digest_memo_find_listing(struct nb_digest_memo *m, const struct s
 
 void nb_digest_memo_add_listing(struct nb_digest_memo *m, const struct stat *st, int64_t read_at, const void *data,
                                 size_t len) {
-        if (!m || len > MAX_LISTING)
+        if (!m || len > MAX_LISTING || racy(st, read_at))
                 return;
         size_t off;
         /* The arena first: a failed append leaves the entry as it was. */
         if (arena_add(m, data, len, &off) < 0)
                 return;
-        struct memo_entry *e = entry_to_fill(m, st, read_at);
-        if (!e)
+        struct memo_entry *e = entry_to_fill(m, st);
+        if (!e) {
+                m->garbage += len;
                 return;
+        }
         e->dir = true;
         e->listing = off;
         e->len = len;
+        compact(m);
 }
 
 void nb_digest_memo_stats(const struct nb_digest_memo *m, uint64_t *looked_up, uint64_t *known) {

@@ -175,3 +175,36 @@ TEST(directory_listings_remembered_by_identity) {
         nb_digest_memo_close(m);
         teardown(&f);
 }
+
+TEST(listings_replaced_over_a_long_life) {
+        /* nestbox worker keeps one memo for hours: a directory listed again and again
+         * (its arena compacted along the way) still answers with its latest listing. */
+        struct fixture f;
+        setup(&f);
+        struct nb_digest_memo *m = NULL;
+        CHECK_EQ_INT(nb_digest_memo_open(&f.store, f.root_fd, &m), 0);
+        struct stat keep = file_of_age(20, 60ll * 1000000000);
+        keep.st_mode = S_IFDIR | 0755;
+        nb_digest_memo_add_listing(m, &keep, nb_digest_memo_now(), "\x08keep", 6);
+        _cleanup_free_ char *big = malloc(64 << 10);
+        CHECK(big != NULL);
+        struct stat dir = file_of_age(21, 60ll * 1000000000);
+        dir.st_mode = S_IFDIR | 0755;
+        size_t len;
+        for (int round = 0; round < 100; round++) {
+                memset(big, 'a' + round % 26, 64 << 10);
+                big[0] = 8;
+                big[(64 << 10) - 1] = 0;
+                dir.st_mtim.tv_nsec = round + 1; /* another identity each time */
+                nb_digest_memo_add_listing(m, &dir, nb_digest_memo_now(), big, 64 << 10);
+                const char *got = nb_digest_memo_find_listing(m, &dir, &len);
+                CHECK(got != NULL && len == 64u << 10 && memcmp(got, big, len) == 0);
+        }
+        const char *got = nb_digest_memo_find_listing(m, &keep, &len);
+        CHECK(got != NULL && len == 6 && memcmp(got, "\x08keep", 6) == 0);
+        m = reopen(&f, m);
+        got = nb_digest_memo_find_listing(m, &dir, &len);
+        CHECK(got != NULL && len == 64u << 10 && memcmp(got, big, len) == 0);
+        nb_digest_memo_close(m);
+        teardown(&f);
+}
