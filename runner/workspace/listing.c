@@ -31,16 +31,23 @@ static int cmp_entry(const void *a, const void *b, void *names) {
                       (const char *) names + ((const struct nb_listing_entry *) b)->name);
 }
 
+/* Room for one more entry in l->v. */
+static int grow(struct nb_listing *l) {
+        if (l->n < l->cap)
+                return 0;
+        size_t cap = l->cap ? l->cap * 2 : 64;
+        struct nb_listing_entry *v = reallocarray(l->v, cap, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        l->v = v;
+        l->cap = cap;
+        return 0;
+}
+
 static int listing_add(struct nb_listing *l, const char *name, unsigned char type) {
         size_t len = strlen(name) + 1;
-        if (l->n == l->cap) {
-                size_t cap = l->cap ? l->cap * 2 : 64;
-                struct nb_listing_entry *v = reallocarray(l->v, cap, sizeof(*v));
-                if (!v)
-                        return -ENOMEM;
-                l->v = v;
-                l->cap = cap;
-        }
+        if (grow(l) < 0)
+                return -ENOMEM;
         if (l->names_cap - l->len < len) {
                 size_t cap = l->names_cap ? l->names_cap : 1024;
                 while (cap - l->len < len)
@@ -108,14 +115,8 @@ static int listing_unpack(struct nb_listing *l, const char *blob, size_t len) {
                 if (!end || end == name || memchr(name, '/', (size_t) (end - name)) ||
                     (prev && strcmp(prev, name) >= 0))
                         return -EINVAL;
-                if (l->n == l->cap) {
-                        size_t cap = l->cap ? l->cap * 2 : 64;
-                        struct nb_listing_entry *v = reallocarray(l->v, cap, sizeof(*v));
-                        if (!v)
-                                return -ENOMEM;
-                        l->v = v;
-                        l->cap = cap;
-                }
+                if (grow(l) < 0)
+                        return -ENOMEM;
                 l->v[l->n++] = (struct nb_listing_entry) { (size_t) (name - l->names), (unsigned char) l->names[off] };
                 prev = name;
                 off = (size_t) (end - l->names) + 1;

@@ -50,6 +50,12 @@ static struct stat file_of_age(uint64_t ino, int64_t age_ns) {
         return st;
 }
 
+static struct stat dir_of_age(uint64_t ino, int64_t age_ns) {
+        struct stat st = file_of_age(ino, age_ns);
+        st.st_mode = S_IFDIR | 0755;
+        return st;
+}
+
 static struct nb_digest_memo *reopen(struct fixture *f, struct nb_digest_memo *m) {
         nb_digest_memo_close(m);
         struct nb_digest_memo *n = NULL;
@@ -142,15 +148,13 @@ TEST(directory_listings_remembered_by_identity) {
         setup(&f);
         struct nb_digest_memo *m = NULL;
         CHECK_EQ_INT(nb_digest_memo_open(&f.store, f.root_fd, &m), 0);
-        struct stat dir = file_of_age(10, 60ll * 1000000000);
-        dir.st_mode = S_IFDIR | 0755;
+        struct stat dir = dir_of_age(10, 60ll * 1000000000);
         const char listing[] = "\x08" "a.py\0" "\x04" "sub";
         size_t len;
         CHECK(nb_digest_memo_find_listing(m, &dir, &len) == NULL);
         nb_digest_memo_add_listing(m, &dir, nb_digest_memo_now(), listing, sizeof(listing));
         /* A directory changed the moment before it was listed is not remembered. */
-        struct stat fresh = file_of_age(11, 0);
-        fresh.st_mode = S_IFDIR | 0755;
+        struct stat fresh = dir_of_age(11, 0);
         nb_digest_memo_add_listing(m, &fresh, nb_digest_memo_now(), listing, sizeof(listing));
         m = reopen(&f, m);
         const char *got = nb_digest_memo_find_listing(m, &dir, &len);
@@ -183,13 +187,11 @@ TEST(listings_replaced_over_a_long_life) {
         setup(&f);
         struct nb_digest_memo *m = NULL;
         CHECK_EQ_INT(nb_digest_memo_open(&f.store, f.root_fd, &m), 0);
-        struct stat keep = file_of_age(20, 60ll * 1000000000);
-        keep.st_mode = S_IFDIR | 0755;
+        struct stat keep = dir_of_age(20, 60ll * 1000000000);
         nb_digest_memo_add_listing(m, &keep, nb_digest_memo_now(), "\x08keep", 6);
         _cleanup_free_ char *big = malloc(64 << 10);
         CHECK(big != NULL);
-        struct stat dir = file_of_age(21, 60ll * 1000000000);
-        dir.st_mode = S_IFDIR | 0755;
+        struct stat dir = dir_of_age(21, 60ll * 1000000000);
         size_t len;
         for (int round = 0; round < 100; round++) {
                 memset(big, 'a' + round % 26, 64 << 10);
