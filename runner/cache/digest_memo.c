@@ -7,7 +7,13 @@
  *   then to the end, per directory: the same five u64s, u32 len, len bytes of listing
  * In memory: the entries in one array, found by (dev, inode) through an open-addressing
  * index, listings in one arena; a file or directory seen again with another identity
- * (or as the other kind) replaces its old entry. */
+ * (or as the other kind) replaces its old entry.
+ *
+ * Lookups come in the order entries were made (the glob walk's, then the tree's, both
+ * the same from run to run), so each kind keeps a cursor: the entry after the last one
+ * found is tried first. An unchanged workspace is then looked up front to back and the
+ * index is never built: at 10,000 files its random reads were the memo's largest cost
+ * (a cache miss each, between stats that evict it). */
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -34,6 +40,7 @@ struct memo_entry {
         size_t listing, len;    /* a directory's: its listing in the arena */
         bool dir;
         bool seen; /* looked up or added by this process */
+        bool dead; /* a repeat of a later entry's (dev, inode): never found, not saved */
 };
 
 struct nb_digest_memo {
@@ -42,8 +49,9 @@ struct nb_digest_memo {
         uint64_t root_dev, root_ino;
         struct memo_entry *e;
         size_t n, cap;
-        uint32_t *index; /* entry + 1, 0 empty; index_cap a power of two */
+        uint32_t *index; /* entry + 1, 0 empty; index_cap a power of two; NULL until needed */
         size_t index_cap;
+        size_t next_file, next_dir; /* the cursors */
         unsigned char *arena; /* listings, back to back */
         size_t arena_len, arena_cap;
         size_t garbage; /* bytes of it no entry uses any more */
@@ -79,14 +87,20 @@ static int reindex(struct nb_digest_memo *m, size_t want) {
         free(m->index);
         m->index = index;
         m->index_cap = cap;
-        for (size_t k = 0; k < m->n; k++)
-                m->index[probe(m, m->e[k].dev, m->e[k].ino)] = (uint32_t) (k + 1);
+        for (size_t k = 0; k < m->n; k++) {
+                if (m->e[k].dead)
+                        continue;
+                size_t i = probe(m, m->e[k].dev, m->e[k].ino);
+                if (m->index[i])
+                        m->e[m->index[i] - 1].dead = true; /* not a record we write: the last one counts */
+                m->index[i] = (uint32_t) (k + 1);
+        }
         return 0;
 }
 
 /* The entry for (dev, ino), made (unfilled) when there is none; NULL on ENOMEM. */
 static struct memo_entry *slot_for(struct nb_digest_memo *m, uint64_t dev, uint64_t ino) {
-        if ((m->n + 1) * 2 > m->index_cap && reindex(m, m->n + 1) < 0)
+        if ((!m->index || (m->n + 1) * 2 > m->index_cap) && reindex(m, m->n + 1) < 0)
                 return NULL;
         size_t i = probe(m, dev, ino);
         if (m->index[i])
@@ -170,22 +184,21 @@ static int load(struct nb_digest_memo *m, const unsigned char *data, size_t len)
         if (!shape(data, len, &n_files, &n_dirs))
                 return 0;
         size_t n = n_files + n_dirs;
-        if (reindex(m, n) < 0 || !(m->e = malloc((n ? n : 1) * sizeof(*m->e))))
+        if (!(m->e = malloc((n ? n : 1) * sizeof(*m->e))))
                 return -ENOMEM;
         m->cap = n ? n : 1;
+        m->next_dir = n_files;
+        /* In the record's order, the cursors' (no index yet: see the top). */
         const unsigned char *p = data + sizeof(MEMO_MAGIC) - 1 + 8;
         for (size_t k = 0; k < n_files; k++, p += ENTRY_LEN) {
-                struct memo_entry *e = slot_for(m, get_u64(p), get_u64(p + 8));
-                if (!e)
-                        return -ENOMEM;
+                struct memo_entry *e = &m->e[m->n++];
+                *e = (struct memo_entry) { .dev = get_u64(p), .ino = get_u64(p + 8) };
                 get_identity(e, p);
                 memcpy(e->sha, p + IDENTITY_LEN, 32);
-                e->dir = false;
         }
         for (size_t k = 0; k < n_dirs; k++) {
-                struct memo_entry *e = slot_for(m, get_u64(p), get_u64(p + 8));
-                if (!e)
-                        return -ENOMEM;
+                struct memo_entry *e = &m->e[m->n++];
+                *e = (struct memo_entry) { .dev = get_u64(p), .ino = get_u64(p + 8) };
                 get_identity(e, p);
                 const unsigned char *q = p + IDENTITY_LEN;
                 size_t l = (size_t) q[0] | (size_t) q[1] << 8 | (size_t) q[2] << 16 | (size_t) q[3] << 24;
@@ -215,8 +228,6 @@ int nb_digest_memo_open(struct nb_store *s, int root_fd, struct nb_digest_memo *
         nb_hasher_update_u64(h, m->root_dev);
         nb_hasher_update_u64(h, m->root_ino);
         nb_hasher_finish(h, m->key);
-        if (reindex(m, 0) < 0)
-                return -ENOMEM;
 
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
@@ -250,10 +261,19 @@ static const char hex[] = "0123456789abcdef";
 
 /* The entry of this kind whose identity is st's, or NULL. */
 static struct memo_entry *find(struct nb_digest_memo *m, const struct stat *st, bool dir) {
-        size_t i = probe(m, (uint64_t) st->st_dev, (uint64_t) st->st_ino);
-        if (!m->index[i])
-                return NULL;
-        struct memo_entry *e = &m->e[m->index[i] - 1];
+        uint64_t dev = (uint64_t) st->st_dev, ino = (uint64_t) st->st_ino;
+        size_t *next = dir ? &m->next_dir : &m->next_file;
+        size_t k = *next;
+        if (!(k < m->n && m->e[k].dev == dev && m->e[k].ino == ino && !m->e[k].dead)) {
+                if (!m->index && reindex(m, m->n) < 0)
+                        return NULL; /* ENOMEM: a miss */
+                size_t i = probe(m, dev, ino);
+                if (!m->index[i])
+                        return NULL;
+                k = m->index[i] - 1;
+        }
+        *next = k + 1;
+        struct memo_entry *e = &m->e[k];
         if (e->dir != dir || e->size != (uint64_t) st->st_size || e->mtime != ns_of(&st->st_mtim) ||
             e->ctime != ns_of(&st->st_ctim))
                 return NULL;
@@ -318,14 +338,14 @@ static void compact(struct nb_digest_memo *m) {
                 return;
         size_t live = 0;
         for (size_t k = 0; k < m->n; k++)
-                live += m->e[k].dir ? m->e[k].len : 0;
+                live += m->e[k].dir && !m->e[k].dead ? m->e[k].len : 0;
         unsigned char *a = malloc(live + 1);
         if (!a)
                 return;
         size_t len = 0;
         for (size_t k = 0; k < m->n; k++) {
                 struct memo_entry *e = &m->e[k];
-                if (!e->dir)
+                if (!e->dir || e->dead)
                         continue;
                 memcpy(a + len, m->arena + e->listing, e->len);
                 e->listing = len;
@@ -397,7 +417,7 @@ static void save(struct nb_digest_memo *m) {
         bool prune = m->n - seen > KEEP_UNSEEN && m->n - seen > 3 * seen;
         for (size_t k = 0; k < m->n; k++) {
                 const struct memo_entry *e = &m->e[k];
-                if (prune && !e->seen)
+                if ((prune && !e->seen) || e->dead)
                         continue;
                 files += !e->dir;
                 bytes += e->dir ? IDENTITY_LEN + 4 + e->len : ENTRY_LEN;
@@ -414,7 +434,7 @@ static void save(struct nb_digest_memo *m) {
         for (int pass = 0; pass < 2; pass++)
                 for (size_t k = 0; k < m->n; k++) {
                         const struct memo_entry *e = &m->e[k];
-                        if ((prune && !e->seen) || e->dir != (pass == 1))
+                        if ((prune && !e->seen) || e->dead || e->dir != (pass == 1))
                                 continue;
                         put_identity(p, e);
                         p += IDENTITY_LEN;

@@ -210,3 +210,33 @@ TEST(listings_replaced_over_a_long_life) {
         nb_digest_memo_close(m);
         teardown(&f);
 }
+
+TEST(found_in_any_order) {
+        /* Looked up in the order they were made, entries come from the cursor; in any
+         * other order (another target's globs, a file moved) from the index. */
+        struct fixture f;
+        setup(&f);
+        struct nb_digest_memo *m = NULL;
+        CHECK_EQ_INT(nb_digest_memo_open(&f.store, f.root_fd, &m), 0);
+        struct stat st[5];
+        for (int k = 0; k < 5; k++) {
+                st[k] = file_of_age(30 + (uint64_t) k, 60ll * 1000000000);
+                nb_digest_memo_add(m, &st[k], nb_digest_memo_now(), DIGEST_A);
+        }
+        char out[NB_DIGEST_HEX_LEN + 1];
+        for (int round = 0; round < 2; round++) {
+                m = reopen(&f, m);
+                for (int k = 0; k < 5; k++)
+                        CHECK(nb_digest_memo_find(m, &st[round ? 4 - k : k], out));
+                struct stat other = file_of_age(40 + (uint64_t) round, 60ll * 1000000000);
+                CHECK(!nb_digest_memo_find(m, &other, out));
+                nb_digest_memo_add(m, &other, nb_digest_memo_now(), DIGEST_A);
+                CHECK(nb_digest_memo_find(m, &other, out));
+                CHECK(nb_digest_memo_find(m, &st[2], out));
+        }
+        uint64_t looked_up, known;
+        nb_digest_memo_stats(m, &looked_up, &known);
+        CHECK(looked_up == 8 && known == 7);
+        nb_digest_memo_close(m);
+        teardown(&f);
+}
