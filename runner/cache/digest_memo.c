@@ -138,7 +138,7 @@ static void get_identity(struct memo_entry *e, const unsigned char *p) {
 }
 
 static int arena_add(struct nb_digest_memo *m, const void *data, size_t len, size_t *off) {
-        if (m->arena_cap - m->arena_len < len) {
+        if (!m->arena || m->arena_cap - m->arena_len < len) {
                 size_t cap = m->arena_cap ? m->arena_cap : 4096;
                 while (cap - m->arena_len < len)
                         cap *= 2;

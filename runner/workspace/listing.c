@@ -99,7 +99,8 @@ static int listing_pack(const struct nb_listing *l, char **ret, size_t *len) {
 }
 
 /* The inverse of listing_pack into an empty l; -EINVAL for anything listing_pack would
- * not have made (names empty, with "/", unsorted or repeated, unterminated). */
+ * not have made (names empty, with "/", unsorted or repeated, unterminated, ".", ".."
+ * or skipped). */
 static int listing_unpack(struct nb_listing *l, const char *blob, size_t len) {
         l->names = malloc(len + 1);
         if (!l->names)
@@ -112,8 +113,8 @@ static int listing_unpack(struct nb_listing *l, const char *blob, size_t len) {
                         return -EINVAL;
                 const char *name = l->names + off + 1;
                 const char *end = memchr(name, 0, len - off - 1);
-                if (!end || end == name || memchr(name, '/', (size_t) (end - name)) ||
-                    (prev && strcmp(prev, name) >= 0))
+                if (!end || end == name || memchr(name, '/', (size_t) (end - name)) || strcmp(name, ".") == 0 ||
+                    strcmp(name, "..") == 0 || skipped(name) || (prev && strcmp(prev, name) >= 0))
                         return -EINVAL;
                 if (grow(l) < 0)
                         return -ENOMEM;
@@ -192,7 +193,6 @@ int nb_list_dir(struct nb_lister *c, int dfd, bool borrowed, struct nb_listing *
                 nb_digest_memo_add_listing(c->memo, &st, read_at, blob, len);
         return 0;
 }
-
 
 void nb_lister_done(struct nb_lister *c) {
         free(c->dents);
