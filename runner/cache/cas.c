@@ -245,7 +245,8 @@ static int read_entry(struct nb_store *s, const char *rel, int *ret_fd, char **d
                 *ret_fd = TAKE_FD(fd);
                 return 1;
         }
-        int r = nb_read_fd(fd, CAS_MAX_BLOB, data, len);
+        int r = nb_read_fd_sized(fd, st.st_size > 0 && (size_t) st.st_size < CAS_MAX_BLOB ? (size_t) st.st_size : 4096,
+                                 CAS_MAX_BLOB, data, len); /* one read, no regrowing */
         if (r == -EFBIG) {
                 *why = "larger than any entry nestbox writes";
                 *ret_fd = TAKE_FD(fd);
