@@ -59,14 +59,55 @@ int nb_tree_merge(struct nb_tree *a, struct nb_tree *b, struct nb_tree *ret) {
         return 0;
 }
 
+/* A directory's hash input gathered into one buffer and handed to SHA-256 in large
+ * pieces: seven small updates per file were half the digest of 10,000 files. */
+#define GATHER 16384
+
+struct gather {
+        struct nb_hasher *h;
+        unsigned char *buf;
+        size_t n;
+};
+
+static void gather_flush(struct gather *g) {
+        nb_hasher_update(g->h, g->buf, g->n);
+        g->n = 0;
+}
+
+static void gather_bytes(struct gather *g, const void *p, size_t len) {
+        if (GATHER - g->n < len)
+                gather_flush(g);
+        if (len > GATHER) {
+                nb_hasher_update(g->h, p, len);
+                return;
+        }
+        memcpy(g->buf + g->n, p, len);
+        g->n += len;
+}
+
+static void gather_u64(struct gather *g, uint64_t v) {
+        unsigned char b[8];
+        for (int k = 0; k < 8; k++)
+                b[k] = (unsigned char) (v >> (8 * k));
+        gather_bytes(g, b, sizeof(b));
+}
+
+/* The hasher's str(s): u64le(len(s)) + s. */
+static void gather_str(struct gather *g, const char *s, size_t len) {
+        gather_u64(g, len);
+        gather_bytes(g, s, len);
+}
+
 /* The digest of the directory whose files are t->files[*i..] while their paths start
  * with the plen bytes of prefix; consumes them. */
 static int dir_digest(const struct nb_tree *t, size_t *i, const char *prefix, size_t plen,
                       char out[NB_DIGEST_HEX_LEN + 1]) {
         _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
-        if (!h)
+        _cleanup_free_ unsigned char *buf = malloc(GATHER);
+        if (!h || !buf)
                 return -ENOMEM;
-        nb_hasher_update_str(h, "nestbox-tree-v1");
+        struct gather g = { h, buf, 0 };
+        gather_str(&g, "nestbox-tree-v1", strlen("nestbox-tree-v1"));
         while (*i < t->n_files && strncmp(t->files[*i].path, prefix, plen) == 0) {
                 const struct nb_tree_file *f = &t->files[*i];
                 const char *name = f->path + plen;
@@ -79,12 +120,12 @@ static int dir_digest(const struct nb_tree *t, size_t *i, const char *prefix, si
                                 return r;
                 } else
                         (*i)++;
-                nb_hasher_update_str(h, slash ? "dir" : "file");
-                nb_hasher_update_u64(h, nlen);
-                nb_hasher_update(h, name, nlen);
-                nb_hasher_update_u64(h, !slash && f->exec);
-                nb_hasher_update_str(h, slash ? child : f->digest);
+                gather_str(&g, slash ? "dir" : "file", slash ? 3 : 4);
+                gather_str(&g, name, nlen);
+                gather_u64(&g, !slash && f->exec);
+                gather_str(&g, slash ? child : f->digest, strlen(slash ? child : f->digest));
         }
+        gather_flush(&g);
         nb_hasher_finish(TAKE_PTR(h), out);
         return 0;
 }
