@@ -33,10 +33,14 @@ void nb_hasher_update(struct nb_hasher *h, const void *data, size_t len) {
         SHA256_Update(&h->ctx, data, len);
 }
 
-void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v) {
-        unsigned char b[8];
+void nb_u64le(unsigned char b[8], uint64_t v) {
         for (int i = 0; i < 8; i++)
                 b[i] = (unsigned char) (v >> (8 * i));
+}
+
+void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v) {
+        unsigned char b[8];
+        nb_u64le(b, v);
         nb_hasher_update(h, b, sizeof(b));
 }
 

@@ -13,6 +13,8 @@ struct nb_hasher *nb_hasher_new(void);
 void nb_hasher_update(struct nb_hasher *h, const void *data, size_t len);
 /* Feeds a string with its length first, so ("ab","c") and ("a","bc") differ. */
 void nb_hasher_update_str(struct nb_hasher *h, const char *s);
+/* v as 8 little-endian bytes: the u64 of every digest and record nestbox encodes. */
+void nb_u64le(unsigned char b[8], uint64_t v);
 void nb_hasher_update_u64(struct nb_hasher *h, uint64_t v);
 /* Feeds what identifies a file's content without reading it, as git's index does:
  * device, inode, size, mtime and ctime (which no one can set back after a write). */

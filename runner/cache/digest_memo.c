@@ -126,11 +126,6 @@ static uint64_t get_u64(const unsigned char *p) {
         return v;
 }
 
-static void put_u64(unsigned char *p, uint64_t v) {
-        for (int i = 0; i < 8; i++)
-                p[i] = (unsigned char) (v >> (8 * i));
-}
-
 static void get_identity(struct memo_entry *e, const unsigned char *p) {
         e->size = get_u64(p + 16);
         e->mtime = get_u64(p + 24);
@@ -403,11 +398,11 @@ void nb_digest_memo_stats(const struct nb_digest_memo *m, uint64_t *looked_up, u
 }
 
 static void put_identity(unsigned char *p, const struct memo_entry *e) {
-        put_u64(p, e->dev);
-        put_u64(p + 8, e->ino);
-        put_u64(p + 16, e->size);
-        put_u64(p + 24, e->mtime);
-        put_u64(p + 32, e->ctime);
+        nb_u64le(p, e->dev);
+        nb_u64le(p + 8, e->ino);
+        nb_u64le(p + 16, e->size);
+        nb_u64le(p + 24, e->mtime);
+        nb_u64le(p + 32, e->ctime);
 }
 
 static void save(struct nb_digest_memo *m) {
@@ -428,7 +423,7 @@ static void save(struct nb_digest_memo *m) {
         unsigned char *p = buf;
         memcpy(p, MEMO_MAGIC, sizeof(MEMO_MAGIC) - 1);
         p += sizeof(MEMO_MAGIC) - 1;
-        put_u64(p, files);
+        nb_u64le(p, files);
         p += 8;
         /* Files first, then directories: two passes over the entries. */
         for (int pass = 0; pass < 2; pass++)

@@ -87,8 +87,7 @@ static void gather_bytes(struct gather *g, const void *p, size_t len) {
 
 static void gather_u64(struct gather *g, uint64_t v) {
         unsigned char b[8];
-        for (int k = 0; k < 8; k++)
-                b[k] = (unsigned char) (v >> (8 * k));
+        nb_u64le(b, v);
         gather_bytes(g, b, sizeof(b));
 }
 
