@@ -4,11 +4,13 @@ to a file's content is seen, even one that keeps its size and puts its mtime bac
 a damaged memo costs a re-read, never a wrong digest."""
 import os
 import re
+import shutil
+import subprocess
 import time
 
 import pytest
 
-from conftest import run
+from conftest import NESTBOX, run
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -87,3 +89,23 @@ def test_truncated_memo_is_ignored(tmp_path, ws):
     second, remembered, read = nb_test(tmp_path, ws)
     assert (remembered, read) == (0, 3)
     assert second.returncode == 0 and "(cached)" in second.stdout, second.stdout + second.stderr
+
+
+def listed_dirs(tmp_path, ws):
+    """The workspace directories `nestbox test` read with getdents64 (strace -y names
+    each descriptor's path)."""
+    trace = tmp_path / "strace.txt"
+    proc = subprocess.run(["strace", "-f", "-y", "-e", "trace=getdents64", "-o", str(trace),
+                           str(NESTBOX), "test", "--cache", str(tmp_path / "cache"), str(ws)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    dirs = set(re.findall(r"getdents64\(\d+<([^>]*)>", trace.read_text()))
+    return {os.path.relpath(d, ws) for d in dirs if d == str(ws) or d.startswith(str(ws) + "/")}
+
+
+@pytest.mark.skipif(shutil.which("strace") is None, reason="strace is not installed (tests/setup installs it)")
+def test_unchanged_directories_are_not_listed_again(tmp_path, ws):
+    assert listed_dirs(tmp_path, ws) == {"src", "src/app", "tests"}
+    assert listed_dirs(tmp_path, ws) == set()  # every listing remembered
+    (ws / "src/app/new.py").write_text("NEW = 1\n")
+    assert listed_dirs(tmp_path, ws) == {"src/app"}  # only the directory that changed
