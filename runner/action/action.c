@@ -53,21 +53,20 @@ void nb_action_free(struct nb_action *a) {
         free(a);
 }
 
-uint64_t nb_action_default_seed(const char *target) {
+uint64_t nb_action_default_seed(const char *key) {
         char hex[NB_DIGEST_HEX_LEN + 1];
-        nb_sha256_hex(target, strlen(target), hex);
+        nb_sha256_hex(key, strlen(key), hex);
         uint64_t v = 0;
         for (int i = 0; i < 8; i++)
                 v = v * 16 + (uint64_t) (hex[i] <= '9' ? hex[i] - '0' : hex[i] - 'a' + 10);
         return v;
 }
 
-uint64_t nb_action_run_seed(const char *target, unsigned run) {
+uint64_t nb_action_run_seed(unsigned run) {
         if (run <= 1)
-                return nb_action_default_seed(target);
-        _cleanup_free_ char *key = NULL;
-        if (asprintf(&key, "%s#run%u", target, run) < 0)
-                return nb_action_default_seed(target) + run; /* still distinct per run */
+                return nb_action_default_seed("nestbox-seed");
+        char key[48];
+        snprintf(key, sizeof(key), "nestbox-seed#run%u", run);
         return nb_action_default_seed(key);
 }
 

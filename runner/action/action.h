@@ -67,11 +67,14 @@ static inline void nb_action_freep(struct nb_action **a) {
 }
 #define _cleanup_action_ __attribute__((cleanup(nb_action_freep)))
 
-/* The seed a target gets when none is asked for: stable across runs and machines. */
-uint64_t nb_action_default_seed(const char *target);
-/* The seed of run `run` (1-based) when none is asked for: run 1 has the default seed,
- * every other run one of its own, so --runs-per-test explores hash orders. */
-uint64_t nb_action_run_seed(const char *target, unsigned run);
+/* A 32-bit number drawn from key: stable across runs and machines. */
+uint64_t nb_action_default_seed(const char *key);
+/* The seed of run `run` (1-based) when none is asked for: the same for every target
+ * (one warm interpreter per venv serves a whole run: PYTHONHASHSEED is fixed when an
+ * interpreter starts) and the same from one invocation to the next (or nothing would
+ * be a cache hit); every run number has its own, so --runs-per-test explores hash
+ * orders. README "Warm interpreter". */
+uint64_t nb_action_run_seed(unsigned run);
 
 /* ---- action_json.c ---- */
 

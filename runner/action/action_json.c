@@ -275,7 +275,7 @@ static int read_action(const struct nb_json_reader *p, json_t *doc, struct nb_ac
                         return r;
                 a->seed = u;
         } else
-                a->seed = nb_action_default_seed(a->target);
+                a->seed = nb_action_run_seed(1);
         if ((v = json_object_get(doc, "coverage")) && (r = nb_jr_bool(p, ".coverage", v, &a->coverage)) < 0)
                 return r;
         a->run = 1;

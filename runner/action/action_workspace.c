@@ -75,7 +75,7 @@ int nb_action_from_target(const struct nb_workspace *ws, const struct nb_target 
         a->run = o->run ? o->run : 1;
         a->attempt = o->attempt ? o->attempt : 1;
         a->shuffle = o->shuffle;
-        a->seed = o->seed_set ? o->seed : nb_action_run_seed(t->name, a->run);
+        a->seed = o->seed_set ? o->seed : nb_action_run_seed(a->run);
         a->coverage = o->coverage || t->coverage;
         if (!(a->target = strdup(t->name)) || !(a->root = strdup(ws->root)) || !(a->python = strdup(ws->python)) ||
             !(a->lockfile = strdup(t->resolve->lockfile_path)) || !(a->wheelhouse = strdup(t->resolve->wheelhouse_path)) ||

@@ -218,7 +218,7 @@ TEST(each_run_has_its_own_digest_and_seed) {
         CHECK(strcmp(d1, d2) != 0);
         CHECK(strcmp(e1, e2) != 0);
         CHECK(a1 && a2 && a1->seed != a2->seed);
-        CHECK(a1 && a1->seed == nb_action_default_seed("lib/tests"));
+        CHECK(a1 && a1->seed == nb_action_run_seed(1));
         CHECK(b1 && b2 && b1->seed == 7 && b2->seed == 7);
         CHECK(a2 && a2->run == 2 && a2->attempt == 1);
 
