@@ -306,7 +306,7 @@ static int harden_proc(int proc, int dev_null, struct nb_error *err) {
         return 0;
 }
 
-static int mount_proc(int root, const struct nb_mount_plan *p, struct nb_error *err) {
+static int mount_proc(int root, const struct nb_mount_plan *p, bool unmasked, struct nb_error *err) {
         _cleanup_close_ int target = nb_mkdir_p_in_root(root, "/proc", 0755);
         if (target < 0)
                 return nb_error_set(err, -target, "creating /proc");
@@ -323,7 +323,7 @@ static int mount_proc(int root, const struct nb_mount_plan *p, struct nb_error *
         _cleanup_close_ int attached = nb_open_in_root(root, "/proc", O_PATH | O_DIRECTORY);
         if (attached < 0)
                 return nb_error_set(err, -attached, "opening /proc");
-        return harden_proc(attached, p->dev_null_tree, err);
+        return unmasked ? 0 : harden_proc(attached, p->dev_null_tree, err);
 }
 
 static int mount_dev(int root, const struct nb_mount_plan *p, struct nb_error *err) {
@@ -424,7 +424,7 @@ int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_p
                 if ((r = apply_user_mount(root, &cfg->mounts[i], plan->source_trees[i], plan->overlay[i], &empty_lower,
                                           export_sock, err)) < 0)
                         return r;
-        if ((r = mount_proc(root, plan, err)) < 0)
+        if ((r = mount_proc(root, plan, cfg->zygote, err)) < 0)
                 return r;
         if ((r = mount_dev(root, plan, err)) < 0)
                 return r;

@@ -2,6 +2,7 @@
 /* The steps of building a sandbox, one file each, called in order from sandbox.c. */
 #pragma once
 
+#include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
 #include <sys/types.h>
@@ -117,3 +118,16 @@ void nb_capture_done(struct nb_capture *c);
 int nb_capture_drain(struct nb_capture *c, int fd);
 int nb_capture_drain_to_eof(struct nb_capture *c, int fd, int quiet_ms);
 int nb_capture_take(struct nb_capture *c, struct nb_sandbox_result *res);
+
+/* sandbox.c: the supervisor's loop (signals, timeout, capture) and the wait status
+ * into a result, for zygote.c's runs too. */
+int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
+                         struct nb_denials *denials, const struct nb_sandbox_config *cfg, double start,
+                         struct nb_sandbox_result *res);
+void nb_sandbox_fill_status(int status, struct nb_sandbox_result *res);
+double nb_sandbox_now(void);
+/* Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE (old mask into *old) and returns
+ * a signalfd for the first four. */
+int nb_sandbox_block_signals(sigset_t *old, struct nb_error *err);
+/* Restores it, consuming a SIGPIPE that became pending meanwhile. */
+void nb_sandbox_restore_signals(const sigset_t *old);

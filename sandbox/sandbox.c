@@ -271,9 +271,9 @@ static int userns_error(int e, struct nb_error *err) {
  * SIGABRT first (Python's faulthandler prints every thread's stack), SIGKILL of pid 1
  * (and with it the whole pid namespace) after the grace period. A kill() may find pid
  * 1 already exiting (ESRCH); the pidfd then says so on the next poll. */
-static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
-                     struct nb_denials *denials, const struct nb_sandbox_config *cfg, double start,
-                     struct nb_sandbox_result *res) {
+int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
+                         struct nb_denials *denials, const struct nb_sandbox_config *cfg, double start,
+                         struct nb_sandbox_result *res) {
         double deadline = cfg->timeout_sec > 0 ? start + cfg->timeout_sec : 0;
         double grace = cfg->kill_grace_sec > 0 ? cfg->kill_grace_sec : 0;
         bool aborted = false; /* SIGABRT sent: the deadline is now the grace's end */
@@ -374,7 +374,7 @@ static int read_command_status(int fd, int *status, struct nb_error *err) {
         return n == (ssize_t) sizeof(*status) ? 0 : -ENODATA;
 }
 
-static void fill_status(int status, struct nb_sandbox_result *res) {
+void nb_sandbox_fill_status(int status, struct nb_sandbox_result *res) {
         if (WIFEXITED(status)) {
                 res->exit_code = WEXITSTATUS(status);
                 res->signal = 0;
@@ -406,8 +406,11 @@ struct saved_mask {
 };
 
 static void restore_mask(struct saved_mask *m) {
-        if (!m->saved)
-                return;
+        if (m->saved)
+                nb_sandbox_restore_signals(&m->old);
+}
+
+void nb_sandbox_restore_signals(const sigset_t *old) {
         int saved = errno;
         sigset_t pipe_set;
         sigemptyset(&pipe_set);
@@ -415,7 +418,7 @@ static void restore_mask(struct saved_mask *m) {
         struct timespec zero = { 0, 0 };
         while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
                 ;
-        (void) sigprocmask(SIG_SETMASK, &m->old, NULL); /* a mask we got from it */
+        (void) sigprocmask(SIG_SETMASK, old, NULL); /* a mask we got from it */
         errno = saved;
 }
 
@@ -424,6 +427,30 @@ static void usage_to_result(const struct rusage *ru, double start, struct nb_san
         res->user_sec = (double) ru->ru_utime.tv_sec + (double) ru->ru_utime.tv_usec / 1e6;
         res->sys_sec = (double) ru->ru_stime.tv_sec + (double) ru->ru_stime.tv_usec / 1e6;
         res->peak_rss_bytes = (uint64_t) ru->ru_maxrss * 1024;
+}
+
+double nb_sandbox_now(void) {
+        return now_sec();
+}
+
+int nb_sandbox_block_signals(sigset_t *old, struct nb_error *err) {
+        /* Our own SIGINT/SIGTERM are for the sandbox: forwarded, not fatal to us. */
+        sigset_t sigs;
+        sigemptyset(&sigs);
+        for (size_t i = 0; i < NB_ELEMENTSOF(supervisor_signals); i++)
+                sigaddset(&sigs, supervisor_signals[i]);
+        sigset_t blocked = sigs;
+        sigaddset(&blocked, SIGPIPE);
+        if (sigprocmask(SIG_BLOCK, &blocked, old) < 0)
+                return nb_error_set(err, errno, "blocking signals");
+        /* Without it a ^C would stay blocked and never reach the command. */
+        int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+        if (sigfd < 0) {
+                int e = errno;
+                nb_sandbox_restore_signals(old);
+                return nb_error_set(err, e, "signalfd");
+        }
+        return sigfd;
 }
 
 int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res, struct nb_error *err) {
@@ -457,7 +484,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                         return nb_error_set(err, -r, "the denial report");
         }
         res->denials_reported = notify;
-        res->landlock_abi = nb_landlock_abi();
+        res->landlock_abi = cfg->zygote ? 0 : nb_landlock_abi();
         _cleanup_(nb_capture_done) struct nb_capture capture = {};
         bool capturing = cfg->capture_head > 0 || cfg->capture_tail > 0;
         if (capturing) {
@@ -471,21 +498,11 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (filter_fd < 0)
                 return nb_error_set(err, errno, "memfd_create");
 
-        /* Our own SIGINT/SIGTERM are for the sandbox: forwarded, not fatal to us. */
-        sigset_t sigs;
-        sigemptyset(&sigs);
-        for (size_t i = 0; i < NB_ELEMENTSOF(supervisor_signals); i++)
-                sigaddset(&sigs, supervisor_signals[i]);
-        sigset_t blocked = sigs;
-        sigaddset(&blocked, SIGPIPE);
         _cleanup_(restore_mask) struct saved_mask mask = { .saved = false };
-        if (sigprocmask(SIG_BLOCK, &blocked, &mask.old) < 0)
-                return nb_error_set(err, errno, "blocking signals");
-        mask.saved = true;
-        /* Without it a ^C would stay blocked and never reach the command. */
-        _cleanup_close_ int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
+        _cleanup_close_ int sigfd = nb_sandbox_block_signals(&mask.old, err);
         if (sigfd < 0)
-                return nb_error_set(err, errno, "signalfd");
+                return sigfd;
+        mask.saved = true;
         /* A cancellation that came before the signals were blocked: start nothing. */
         if (cfg->cancel && *cfg->cancel)
                 return nb_error_setx(err, ECANCELED, "interrupted before the sandbox started");
@@ -529,7 +546,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (cfg->on_started)
                 cfg->on_started(pid, cfg->userdata);
 
-        if ((r = supervise(pid, pidfd, sigfd, p.output[0], &capture, &denials, cfg, start, res)) < 0)
+        if ((r = nb_sandbox_supervise(pid, pidfd, sigfd, p.output[0], &capture, &denials, cfg, start, res)) < 0)
                 return nb_error_set(err, -r, "supervising the sandbox");
 
         int init_status = 0;
@@ -552,7 +569,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         r = read_command_status(p.status[0], &cmd_status, err);
         if (r < 0 && r != -ENODATA)
                 return r;
-        fill_status(r == 0 ? cmd_status : init_status, res); /* else pid 1 itself was killed */
+        nb_sandbox_fill_status(r == 0 ? cmd_status : init_status, res); /* else pid 1 itself was killed */
         nb_limits_collect(limits, res);
         nb_denials_take(&denials, res);
         /* pid 1 is gone, so the kernel is killing everything else in its namespace:

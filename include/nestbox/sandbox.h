@@ -86,6 +86,12 @@ struct nb_sandbox_config {
          * seccomp user notification: denied calls are counted into
          * nb_sandbox_result.denied. Off, they answer EPERM from the filter itself. */
         bool no_denial_report;
+        /* The warm interpreter's own sandbox (zygote.c): /proc is left unmasked and no
+         * Landlock is applied, because the kernel lets a nested namespace mount a fresh
+         * procfs only where one is fully visible, and refuses mounts to a Landlock
+         * domain. Each target forked from it masks its own /proc and applies Landlock;
+         * the zygote itself runs only nestbox's code and pytest's, never a test. */
+        bool zygote;
         /* Called in the parent once the sandbox's pid 1 exists (host pid). */
         void (*on_started)(pid_t init_pid, void *userdata);
         void *userdata;
@@ -99,6 +105,7 @@ struct nb_sandbox_result {
         bool oom_killed;
         bool pids_limited;    /* the pids limit refused at least one fork */
         bool exec_failed;     /* the command could not be executed (err says why) */
+        bool warm;            /* run by nb_zygote_run, forked from a warm interpreter */
         int out_fd;           /* the NB_MOUNT_OUT_TMPFS root, O_DIRECTORY; the caller
                                * closes it; -1 when there is none */
         double wall_sec, user_sec, sys_sec;
@@ -181,3 +188,19 @@ struct nb_denied_family {
         const char *reason;
 };
 const struct nb_denied_family *nb_seccomp_denied_families(size_t *n);
+
+/* The warm interpreter (zygote.c; README "Warm interpreter"): a process started once in
+ * a sandbox of its own (zcfg: its mounts, argv and env, with zcfg->zygote set) that forks
+ * into a fresh nested sandbox per target. views name where the zygote sees host paths
+ * ("host prefix", "inside"), so a target's read-only bind sources can be translated.
+ * nb_zygote_start does not wait for the zygote: requests queue until it serves them. */
+struct nb_zygote;
+int nb_zygote_start(struct nb_sandbox_config *zcfg, const char *const *views, struct nb_zygote **ret,
+                    struct nb_error *err);
+void nb_zygote_stop(struct nb_zygote *z);
+/* Runs cfg as nb_sandbox_run would, forked from the zygote. -EXDEV or -ENOTSUP
+ * (with err set) when the zygote cannot give what cfg asks (a bind it does not see,
+ * a read-write bind, a terminal, rlimit-only limits): the caller runs it cold. Any
+ * other error: the zygote failed; nothing of the test ran past its setup. */
+int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res,
+                  struct nb_error *err);

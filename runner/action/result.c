@@ -131,6 +131,8 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
                                                    "largest_sec", r->plan.largest_sec, "ideal_sec", r->plan.ideal_sec));
         k |= json_object_set_new(j, "attempt", json_integer((json_int_t) (r->attempt ? r->attempt : 1)));
         k |= json_object_set_new(j, "shuffle", json_boolean(r->shuffle));
+        if (r->warm) /* only then: a cold run's result.json is what it always was */
+                k |= json_object_set_new(j, "warm", json_true());
         if (r->order && !(flags & NB_RESULT_JSON_RECORD))
                 k |= json_object_set_new(j, "order", nb_strv_to_json(r->order));
         if (r->failed_ids)
@@ -350,6 +352,7 @@ int nb_result_from_record(json_t *rec, char **blob, size_t blob_len, struct nb_r
         }
         (void) get_digest(rec, "artifact", ret->artifact_digest); /* null until stored */
         ret->cached = json_is_true(json_object_get(rec, "cached"));
+        ret->warm = json_is_true(json_object_get(rec, "warm"));
         ret->artifact_blob = TAKE_PTR(*blob);
         ret->artifact_blob_len = blob_len;
         return 0;

@@ -72,6 +72,7 @@ struct nb_result {
         json_t *denied;
         struct nb_shard_plan_info plan; /* set only for a shard */
         bool cached;
+        bool warm; /* run in a warm interpreter (README "Warm interpreter"): "warm" in result.json */
         int interrupted; /* the SIGINT/SIGTERM that cut the run short; never stored */
         struct nb_junit_report *report; /* never NULL in a finished result */
         struct nb_artifact artifact;    /* junit.xml, log, coverage.*, undeclared/, result.json */

@@ -18,6 +18,7 @@
 #include "action/run.h"
 #include "action/terminal.h"
 #include "action/timings.h"
+#include "action/zygote_run.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/sandbox.h"
@@ -55,10 +56,9 @@ static char *work_paths(const struct nb_action *a, const char *sep, bool only_so
         return s;
 }
 
-static int build_environment(struct nb_sandbox_config *cfg, const struct nb_action *a) {
-        _cleanup_free_ char *pythonpath = work_paths(a, ":", false);
-        if (!pythonpath)
-                return -ENOMEM;
+/* What decides how the interpreter starts, the same for every target of a venv and
+ * seed: a warm interpreter (zygote_run.c) is started with exactly this. */
+int nb_run_interpreter_env(struct nb_sandbox_config *cfg, uint32_t hash_seed) {
         const struct { const char *k, *v; } fixed[] = {
                 { "PATH", "/venv/bin:/usr/bin:/bin" },
                 { "HOME", "/tmp/home" },
@@ -67,6 +67,18 @@ static int build_environment(struct nb_sandbox_config *cfg, const struct nb_acti
                 { "TZ", "UTC" },
                 { "PYTHONDONTWRITEBYTECODE", "1" },
                 { "PYTHONFAULTHANDLER", "1" },
+        };
+        int r = 0;
+        for (size_t i = 0; r >= 0 && i < NB_ELEMENTSOF(fixed); i++)
+                r = nb_sandbox_setenv(cfg, fixed[i].k, fixed[i].v);
+        return r < 0 ? r : setenv_u64(cfg, "PYTHONHASHSEED", hash_seed);
+}
+
+static int build_environment(struct nb_sandbox_config *cfg, const struct nb_action *a) {
+        _cleanup_free_ char *pythonpath = work_paths(a, ":", false);
+        if (!pythonpath)
+                return -ENOMEM;
+        const struct { const char *k, *v; } fixed[] = {
                 { "PYTHONPATH", pythonpath },
                 { "TEST_TMPDIR", "/tmp" },
                 { "XML_OUTPUT_FILE", "/out/junit.xml" },
@@ -74,11 +86,10 @@ static int build_environment(struct nb_sandbox_config *cfg, const struct nb_acti
                 { "TEST_UNDECLARED_OUTPUTS_DIR", "/out/undeclared" },
                 { "TEST_TARGET", a->target },
         };
-        int r = 0;
+        int r = nb_run_interpreter_env(cfg, (uint32_t) (a->seed % 4294967296ull));
         for (size_t i = 0; r >= 0 && i < NB_ELEMENTSOF(fixed); i++)
                 r = nb_sandbox_setenv(cfg, fixed[i].k, fixed[i].v);
         const struct { const char *k; uint64_t v; } numbers[] = {
-                { "PYTHONHASHSEED", a->seed % 4294967296ull },
                 { "TEST_RANDOM_SEED", a->seed },
                 { "TEST_SHARD_INDEX", a->shard_index - 1 }, /* Bazel's are 0-based */
                 { "TEST_TOTAL_SHARDS", a->shard_count },
@@ -366,6 +377,28 @@ static int prepare(const struct nb_action *a, struct nb_cache_dir *cache, const 
         return 0;
 }
 
+/* The warm interpreter where one serves this action (zygote_run.c), the cold path
+ * where none does or it fails: the cold path stays the reference, and a zygote's
+ * failure (in its setup: nothing of the test ran) is never the run's. */
+static int run_sandbox(const struct nb_action *a, struct nb_cache_dir *cache, struct prepared *p,
+                       const struct nb_run_options *o, struct nb_sandbox_result *sandbox, struct nb_error *err) {
+        struct nb_zygote *z = o ? NULL : nb_zygote_for(a, cache, p->in.venv_path);
+        if (z) {
+                struct nb_error zerr = NB_ERROR_INIT;
+                int r = nb_zygote_run(z, &p->cfg, sandbox, &zerr);
+                bool cancelled = zerr.code == ECANCELED;
+                if (r >= 0 || cancelled) {
+                        if (r < 0)
+                                nb_error_wrap(err, r, "%s", nb_error_message(&zerr));
+                        nb_error_clear(&zerr);
+                        return r;
+                }
+                nb_error_clear(&zerr);
+                nb_sandbox_result_done(sandbox);
+        }
+        return nb_sandbox_run(&p->cfg, sandbox, err);
+}
+
 int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
                        const struct nb_run_options *o, struct nb_result *ret, struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
@@ -390,7 +423,7 @@ int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, vo
         cfg->no_denial_report = no_report && *no_report && strcmp(no_report, "0") != 0;
         __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result sandbox = {};
         uint64_t t0 = nb_timing_now();
-        r = nb_sandbox_run(cfg, &sandbox, err);
+        r = run_sandbox(a, cache, &p, o, &sandbox, err);
         nb_timing_add(NB_PHASE_SANDBOX, t0);
         if (r < 0)
                 return r;

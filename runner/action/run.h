@@ -50,6 +50,11 @@ struct nb_run_options {
 int nb_action_run_with(const struct nb_action *a, struct nb_cache_dir *cache, volatile sig_atomic_t *cancel,
                        const struct nb_run_options *o, struct nb_result *ret, struct nb_error *err);
 
+/* The environment that decides how an interpreter starts (PATH, HOME, TMPDIR, LANG,
+ * TZ, PYTHONDONTWRITEBYTECODE, PYTHONFAULTHANDLER, PYTHONHASHSEED): a target's and its
+ * warm interpreter's. */
+int nb_run_interpreter_env(struct nb_sandbox_config *cfg, uint32_t hash_seed);
+
 /* A fresh <cache>/kept/<digest>-<n>/ (n from 1) holding tmp/ (the sandbox user's) and
  * out/; *ret is its absolute path. */
 int nb_run_keep_dir(struct nb_cache_dir *cache, const char *digest, char **ret, struct nb_error *err);

@@ -194,6 +194,7 @@ static int fill_result(const struct nb_action *a, const struct nb_sandbox_result
         ret->timed_out = s->timed_out;
         ret->interrupted = s->cancelled;
         ret->oom_killed = s->oom_killed;
+        ret->warm = s->warm;
         ret->peak_rss_bytes = s->peak_rss_bytes;
         ret->timeout_sec = (double) a->policy.timeout_ms / 1000.0;
         ret->memory = a->policy.memory;

@@ -31,6 +31,7 @@
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
 #include "schedule/item_run.h"
+#include "action/zygote_run.h"
 #include "schedule/pool.h"
 #include "schedule/resources.h"
 #include "workspace/workspace.h"
@@ -66,6 +67,11 @@ static const char usage[] =
         "  --memory SIZE      this run's memory limit for every target, as 512M or 2G\n"
         "  --coverage         measure coverage for every target (else each target's setting);\n"
         "                     --output gets coverage.lcov, coverage.xml and coverage.data\n"
+        "  --zygote           run each target in a warm interpreter: one Python per venv that\n"
+        "                     has imported pytest, forked into each target's fresh sandbox\n"
+        "                     (README \"Warm interpreter\"; NESTBOX_ZYGOTE=1 is the same);\n"
+        "                     a target it cannot serve, and any failure of it, runs cold\n"
+        "  --no-zygote        every target starts its own interpreter (the default)\n"
         "  --no-cache         neither read nor write the result cache\n"
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
@@ -106,7 +112,8 @@ static const char usage[] =
         "nestbox.json, missing wheel, wrong hash), 3 sandbox or infrastructure error,\n"
         "4 a target timed out (and none failed otherwise).\n";
 
-enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_COLOR, OPT_EVENTS, OPT_SHARDS_PER_TARGET, OPT_MACHINE, OPT_MACHINES };
+enum { OPT_CACHE = 256, OPT_OUTPUT, OPT_COLOR, OPT_EVENTS, OPT_SHARDS_PER_TARGET, OPT_MACHINE, OPT_MACHINES, OPT_ZYGOTE,
+       OPT_NO_ZYGOTE };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
@@ -118,6 +125,8 @@ static const struct option options[] = {
         NB_CACHE_MODE_OPTIONS,
         NB_RETRY_OPTIONS,
         { "jobs", required_argument, NULL, 'j' },
+        { "zygote", no_argument, NULL, OPT_ZYGOTE },
+        { "no-zygote", no_argument, NULL, OPT_NO_ZYGOTE },
         { "color", required_argument, NULL, OPT_COLOR },
         { "events", required_argument, NULL, OPT_EVENTS },
         { "verbose", no_argument, NULL, 'v' },
@@ -444,6 +453,17 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
         return 0;
 }
 
+/* The warm interpreters, started before the items fork so that every item process
+ * inherits them (action/zygote_run.h); one warning per venv that cannot have one. */
+static void prewarm(struct test_run *tr, struct nb_cache_dir *cache) {
+        for (size_t i = 0; i < tr->n; i++) {
+                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+                if (nb_zygote_prewarm(tr->items[i].action, cache, &err) < 0)
+                        fprintf(stderr, "nestbox: warning: no warm interpreter for %s (cold path): %s\n",
+                                tr->items[i].target->name, nb_error_message(&err));
+        }
+}
+
 static int parse_jobs(const char *arg, unsigned *ret) {
         char *end = NULL;
         errno = 0;
@@ -497,6 +517,10 @@ int cmd_test(int argc, char **argv) {
                         break;
                 case OPT_EVENTS:
                         events_arg = optarg;
+                        break;
+                case OPT_ZYGOTE:
+                case OPT_NO_ZYGOTE:
+                        nb_zygote_set_mode(c == OPT_ZYGOTE, false);
                         break;
                 case OPT_CACHE:
                         cache_arg = optarg;
@@ -557,6 +581,7 @@ int cmd_test(int argc, char **argv) {
                 nb_cache_dir_close(&cache);
                 return r;
         }
+        prewarm(&tr, &cache);
         /* Serially the order does not change the total, so it stays the order named. */
         nb_items_expect(tr.items, tr.n, nb_item_last_wall_ms, &tr.store);
         if (jobs > 1)
@@ -577,6 +602,7 @@ int cmd_test(int argc, char **argv) {
         if (nb_pool_run(tr.items, tr.n, &cfg, &pool_ops, &tr, &started, &err) < 0)
                 nb_exit_worst(&tr.status, nb_fail(&err));
         nb_progress_end(tr.progress);
+        nb_zygote_stop_all();
         /* The summary waits only for the uploads still pending, at most --remote-timeout. */
         bool has_remote = tr.store.remote != NULL;
         struct nb_remote_stats remote;

@@ -1,0 +1,185 @@
+# SPDX-License-Identifier: MIT
+"""nestbox's warm interpreter (README "Warm interpreter").
+
+Started once per (venv, hash seed) as /venv/bin/python /.zygote/zygote.py in a sandbox
+of its own; fd 0 is its request socket (SOCK_SEQPACKET). It imports pytest, its
+built-in plugins and the venv's plugins (entry points of group pytest11), and nothing
+of any target: it never sees a target's tree. Then, per request (a target's sandbox
+configuration, sandbox/zygote_spec.c, with four descriptors: the target's connection,
+its stdin, stdout and stderr), it forks; the fork builds the target's sandbox through
+libnestbox-zygote.so (sandbox/zygote_enter.c) and runs /nestbox/driver.py as __main__
+in-process, exactly as `python /nestbox/driver.py ARGS` would, with the target's
+environment, sys.path and cwd. It exits when the request socket reaches EOF.
+"""
+import array
+import ctypes
+import os
+import socket
+import sys
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+# sys.path as a fresh `python /nestbox/driver.py` has it, before PYTHONPATH's entries.
+BASE_PATH = ["/nestbox"] + sys.path[1:]
+BASE_MODULES = set(sys.modules)
+
+
+def preload():
+    """What every target's pytest would import first: done once, here."""
+    import importlib
+    import importlib.metadata
+
+    import pytest  # noqa: F401
+    from _pytest.config import default_plugins
+
+    for name in default_plugins:
+        try:
+            importlib.import_module("_pytest." + name)
+        except Exception:
+            pass
+    for ep in importlib.metadata.entry_points(group="pytest11"):
+        try:
+            importlib.import_module(ep.value.split(":")[0])
+        except Exception:
+            pass
+    for name in ("hashlib", "heapq", "json", "runpy", "xml.etree.ElementTree"):
+        importlib.import_module(name)
+
+
+def records(spec):
+    """(tag, value) pairs; a mount record's extra fields are skipped."""
+    fields = spec.split(b"\0")
+    i = 0
+    while i + 1 < len(fields):
+        tag, value = fields[i].decode(), fields[i + 1]
+        i += 5 if tag == "mount" else 2
+        yield tag, value.decode("utf-8", "surrogateescape")
+
+
+def run_target(lib, spec, conn, fds):
+    """B's and C's lives; never returns."""
+    code = 125
+    try:
+        if lib.nb_zygote_setup(spec, len(spec), conn, fds[0], fds[1], fds[2]) < 0:
+            os._exit(125)
+        pid = os.fork()
+        if pid:
+            lib.nb_zygote_reap(pid, conn)
+            os._exit(125)
+        code = command(lib, spec)
+    except SystemExit as e:
+        code = exit_code(e)
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()
+        code = 1
+    finally:
+        try:
+            sys.stdout.flush()
+            sys.stderr.flush()
+        except BaseException:
+            pass
+        os._exit(code)
+
+
+def exit_code(e):
+    if e.code is None:
+        return 0
+    if isinstance(e.code, int):
+        return e.code & 0xFF
+    print(e.code, file=sys.stderr)
+    return 1
+
+
+def command(lib, spec):
+    """C: the test's process. The interpreter state a fresh start would have."""
+    import atexit
+    import faulthandler
+    import runpy
+    import signal
+    import threading
+    import time
+
+    if lib.nb_zygote_command() < 0:
+        return 125
+    argv, env, cwd = [], {}, "/"
+    for tag, value in records(spec):
+        if tag == "argv":
+            argv.append(value)
+        elif tag == "env":
+            k, _, v = value.partition("=")
+            env[k] = v
+        elif tag == "cwd":
+            cwd = value
+    os.environ.clear()
+    os.environ.update(env)
+    time.tzset()
+    extra = [p for p in env.get("PYTHONPATH", "").split(":") if p]
+    sys.path[:] = BASE_PATH[:1] + extra + BASE_PATH[1:]
+    sys.argv[:] = argv[1:]
+    os.chdir(cwd)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    if env.get("PYTHONFAULTHANDLER"):
+        faulthandler.enable()
+    try:
+        runpy.run_path(argv[1], run_name="__main__")
+        code = 0
+    except SystemExit as e:
+        code = exit_code(e)
+    # What the interpreter's own exit does: wait for non-daemon threads, run atexit.
+    threading._shutdown()
+    atexit._run_exitfuncs()
+    return code
+
+
+def serve(lib, sock):
+    while True:
+        fds = array.array("i")
+        try:
+            msg, anc, _, _ = sock.recvmsg(1 << 18, socket.CMSG_SPACE(4 * fds.itemsize))
+        except InterruptedError:
+            continue
+        for level, kind, data in anc:
+            if level == socket.SOL_SOCKET and kind == socket.SCM_RIGHTS:
+                fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
+        if not msg:
+            return
+        if len(fds) != 4:
+            for fd in fds:
+                os.close(fd)
+            continue
+        sys.stdout.flush()
+        sys.stderr.flush()
+        a = os.fork()
+        if a == 0:
+            try:
+                sock.close()
+                if lib.nb_zygote_unshare(fds[0]) >= 0 and os.fork() == 0:
+                    run_target(lib, msg, fds[0], list(fds[1:]))
+            finally:
+                os._exit(0)
+        for fd in fds:
+            os.close(fd)
+        os.waitpid(a, 0)
+
+
+def main():
+    sock = socket.socket(fileno=0)
+    try:
+        lib = ctypes.CDLL(os.path.join(HERE, "libnestbox-zygote.so"))
+        for name in ("nb_zygote_unshare", "nb_zygote_setup", "nb_zygote_command"):
+            getattr(lib, name).restype = ctypes.c_int
+        lib.nb_zygote_setup.argtypes = [ctypes.c_char_p, ctypes.c_size_t] + [ctypes.c_int] * 4
+        lib.nb_zygote_reap.argtypes = [ctypes.c_int, ctypes.c_int]
+        preload()
+    except BaseException:
+        import traceback
+
+        traceback.print_exc()  # NESTBOX_ZYGOTE_DEBUG=1 shows it
+        return 1
+    serve(lib, sock)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
