@@ -8,11 +8,10 @@ of any target: it never sees a target's tree. Then, per request (a target's sand
 configuration, sandbox/zygote_spec.c, with four descriptors: the target's connection,
 its stdin, stdout and stderr), it forks; the fork builds the target's sandbox through
 libnestbox-zygote.so (sandbox/zygote_enter.c) and runs /nestbox/driver.py as __main__
-in-process, exactly as `python /nestbox/driver.py ARGS` would, with the target's
+in-process (run_main), exactly as `python /nestbox/driver.py ARGS` would, with the target's
 environment, sys.path and cwd. It exits when the request socket reaches EOF.
 """
 import array
-import ctypes
 import os
 import socket
 import sys
@@ -20,7 +19,9 @@ import sys
 HERE = os.path.dirname(os.path.abspath(__file__))
 # sys.path as a fresh `python /nestbox/driver.py` has it, before PYTHONPATH's entries.
 BASE_PATH = ["/nestbox"] + sys.path[1:]
-BASE_MODULES = set(sys.modules)
+OWN_MODULES = []
+# Built-in plugins the driver's "-p no:cacheprovider" keeps pytest from importing.
+NOT_LOADED = {"cacheprovider", "stepwise"}
 
 
 def preload():
@@ -32,6 +33,8 @@ def preload():
     from _pytest.config import default_plugins
 
     for name in default_plugins:
+        if name in NOT_LOADED:
+            continue
         try:
             importlib.import_module("_pytest." + name)
         except Exception:
@@ -41,7 +44,7 @@ def preload():
             importlib.import_module(ep.value.split(":")[0])
         except Exception:
             pass
-    for name in ("hashlib", "heapq", "json", "runpy", "xml.etree.ElementTree"):
+    for name in ("hashlib", "heapq", "json"):  # the driver's own
         importlib.import_module(name)
 
 
@@ -95,7 +98,6 @@ def command(lib, spec):
     """C: the test's process. The interpreter state a fresh start would have."""
     import atexit
     import faulthandler
-    import runpy
     import signal
     import threading
     import time
@@ -119,10 +121,15 @@ def command(lib, spec):
     sys.argv[:] = argv[1:]
     os.chdir(cwd)
     signal.signal(signal.SIGINT, signal.default_int_handler)
+    # enable() on an enabled faulthandler does nothing: its SIGABRT handler (the
+    # timeout's stacks) was reset with the other signals.
+    faulthandler.disable()
     if env.get("PYTHONFAULTHANDLER"):
         faulthandler.enable()
+    for name in OWN_MODULES:
+        sys.modules.pop(name, None)
     try:
-        runpy.run_path(argv[1], run_name="__main__")
+        run_main(argv[1])
         code = 0
     except SystemExit as e:
         code = exit_code(e)
@@ -130,6 +137,22 @@ def command(lib, spec):
     threading._shutdown()
     atexit._run_exitfuncs()
     return code
+
+
+def run_main(path):
+    """What `python path` does with its script: a fresh __main__, the code run in it."""
+    import importlib.machinery
+    import types
+
+    with open(path, "rb") as f:
+        code = compile(f.read(), path, "exec", dont_inherit=True)
+    main = types.ModuleType("__main__")
+    main.__file__ = path
+    main.__cached__ = None
+    main.__loader__ = importlib.machinery.SourceFileLoader("__main__", path)
+    main.__builtins__ = __builtins__
+    sys.modules["__main__"] = main
+    exec(code, main.__dict__)
 
 
 def serve(lib, sock):
@@ -164,14 +187,22 @@ def serve(lib, sock):
 
 
 def main():
+    global OWN_MODULES
     sock = socket.socket(fileno=0)
     try:
+        preload()
+        # The zygote's own modules, imported after everything a target's pytest would
+        # import: dropped from sys.modules in each target (one that imports them gets
+        # them afresh, as it would cold).
+        before = set(sys.modules)
+        import ctypes
+
+        OWN_MODULES = sorted(set(sys.modules) - before)
         lib = ctypes.CDLL(os.path.join(HERE, "libnestbox-zygote.so"))
         for name in ("nb_zygote_unshare", "nb_zygote_setup", "nb_zygote_command"):
             getattr(lib, name).restype = ctypes.c_int
         lib.nb_zygote_setup.argtypes = [ctypes.c_char_p, ctypes.c_size_t] + [ctypes.c_int] * 4
         lib.nb_zygote_reap.argtypes = [ctypes.c_int, ctypes.c_int]
-        preload()
     except BaseException:
         import traceback
 
