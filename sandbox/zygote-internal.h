@@ -31,6 +31,9 @@ struct nb_zygote_view {
 struct nb_zygote_extra {
         int landlock_abi;
         unsigned umask;
+        /* Where the rlimit backend holds a limit (no cgroup): the command sets it, as
+         * init.c's does before its exec. 0: none. */
+        uint64_t rlimit_as, rlimit_nproc;
 };
 
 /* Encodes cfg as NUL-separated records (tag, then values), bind sources translated by

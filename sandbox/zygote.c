@@ -11,9 +11,8 @@
  * same limits backends (the target's pid 1 joins its cgroups before it builds its
  * root), the same supervision loop (timeout, signals, capture) and the same result;
  * zygote_enter.c builds the walls in the zygote's fork. What differs: the denial
- * report is off (a denied call answers EPERM from the filter itself), rlimit-only
- * limits are not offered (the caller runs those cold), and the rusage is the
- * command's (pid 1's own is a few pages of a fork). */
+ * report is off (a denied call answers EPERM from the filter itself), and the rusage
+ * is the command's (pid 1's own is a few pages of a fork). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -285,11 +284,11 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
         res->out_fd = -1;
         enum nb_limit_backend mb, pb;
         nb_limits_choose(cfg->memory_bytes, cfg->pids_max, &mb, &pb);
-        if (mb == NB_LIMIT_RLIMIT || pb == NB_LIMIT_RLIMIT)
-                return nb_error_setx(err, ENOTSUP, "the zygote gives no rlimits");
         mode_t mask = umask(022);
         umask(mask);
-        struct nb_zygote_extra x = { .landlock_abi = nb_landlock_abi(), .umask = mask };
+        struct nb_zygote_extra x = { .landlock_abi = nb_landlock_abi(), .umask = mask,
+                                     .rlimit_as = mb == NB_LIMIT_RLIMIT ? cfg->memory_bytes : 0,
+                                     .rlimit_nproc = pb == NB_LIMIT_RLIMIT ? cfg->pids_max : 0 };
         _cleanup_free_ char *spec = NULL;
         size_t len = 0;
         int r = nb_zygote_spec_encode(cfg, &x, z->views, z->n_views, &spec, &len);

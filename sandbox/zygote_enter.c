@@ -46,8 +46,9 @@
 
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT, SIGUSR1, SIGUSR2 };
 
-/* The target's configuration, decoded once in B and kept for C (its cwd). */
+/* The target's configuration, decoded once in B and kept for C (its cwd, rlimits). */
 static struct nb_sandbox_config target;
+static struct nb_zygote_extra extra;
 
 static int report(int conn, const struct nb_error *err) {
         _cleanup_free_ char *msg = NULL;
@@ -119,6 +120,7 @@ static int steps(const char *spec, size_t len, int conn, struct nb_error *err) {
         nb_sandbox_config_init(&target);
         if ((r = nb_zygote_spec_decode(spec, len, &target, &x, err)) < 0 || (r = wait_go(conn, err)) < 0)
                 return r;
+        extra = x;
         nb_init_set_title();
         /* Privileged in our nested namespaces only, as in sandbox.c's child. */
         if ((r = nb_mounts_prepare(&target, &plan, err)) < 0)
@@ -186,6 +188,14 @@ EXPORT int nb_zygote_command(void) {
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         (void) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        /* The rlimit backend's limits (limits_rlimit.c): on the command, not pid 1. */
+        const struct { int resource; uint64_t v; } rl[] = { { RLIMIT_AS, extra.rlimit_as },
+                                                           { RLIMIT_NPROC, extra.rlimit_nproc } };
+        for (size_t i = 0; i < NB_ELEMENTSOF(rl); i++) {
+                struct rlimit v = { rl[i].v, rl[i].v };
+                if (rl[i].v && setrlimit(rl[i].resource, &v) < 0)
+                        return -errno;
+        }
         const char *cwd = target.cwd ? target.cwd : "/";
         if (chdir(cwd) < 0)
                 return -errno;

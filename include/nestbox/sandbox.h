@@ -200,7 +200,7 @@ int nb_zygote_start(struct nb_sandbox_config *zcfg, const char *const *views, st
 void nb_zygote_stop(struct nb_zygote *z);
 /* Runs cfg as nb_sandbox_run would, forked from the zygote. -EXDEV or -ENOTSUP
  * (with err set) when the zygote cannot give what cfg asks (a bind it does not see,
- * a read-write bind, a terminal, rlimit-only limits): the caller runs it cold. Any
+ * a read-write bind, a terminal): the caller runs it cold. Any
  * other error: the zygote failed; nothing of the test ran past its setup. */
 int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res,
                   struct nb_error *err);
