@@ -131,3 +131,9 @@ double nb_sandbox_now(void);
 int nb_sandbox_block_signals(sigset_t *old, struct nb_error *err);
 /* Restores it, consuming a SIGPIPE that became pending meanwhile. */
 void nb_sandbox_restore_signals(const sigset_t *old);
+/* The mask from before a run, restored (when saved) as its variable goes out of scope. */
+struct nb_saved_mask {
+        sigset_t old;
+        bool saved;
+};
+void nb_saved_mask_restore(struct nb_saved_mask *m);

@@ -400,12 +400,7 @@ static void kill_and_reap(pid_t *pid) {
 /* The signal mask from before the run, restored when its variable goes out of scope.
  * SIGPIPE is blocked while we run a sandbox (a child that died early must not kill
  * us through the sync pipe); one that became pending is consumed before unblocking. */
-struct saved_mask {
-        sigset_t old;
-        bool saved;
-};
-
-static void restore_mask(struct saved_mask *m) {
+void nb_saved_mask_restore(struct nb_saved_mask *m) {
         if (m->saved)
                 nb_sandbox_restore_signals(&m->old);
 }
@@ -498,7 +493,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (filter_fd < 0)
                 return nb_error_set(err, errno, "memfd_create");
 
-        _cleanup_(restore_mask) struct saved_mask mask = { .saved = false };
+        _cleanup_(nb_saved_mask_restore) struct nb_saved_mask mask = { .saved = false };
         _cleanup_close_ int sigfd = nb_sandbox_block_signals(&mask.old, err);
         if (sigfd < 0)
                 return sigfd;

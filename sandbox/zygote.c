@@ -230,16 +230,6 @@ static void run_fds_close(struct run_fds *f) {
                 }
 }
 
-struct signals {
-        sigset_t old;
-        bool saved;
-};
-
-static void signals_restore(struct signals *s) {
-        if (s->saved)
-                nb_sandbox_restore_signals(&s->old);
-}
-
 /* Until pid 1 of the target exists and has joined its cgroups. */
 static int start_target(struct nb_zygote *z, const struct nb_sandbox_config *cfg, const char *spec, size_t len,
                         struct run_fds *f, struct nb_limits *limits, pid_t *ret_pid, struct nb_error *err) {
@@ -307,7 +297,7 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
         if (capturing && (pipe2(f.output, O_CLOEXEC) < 0 || fcntl(f.output[0], F_SETFL, O_NONBLOCK) < 0 ||
                           nb_capture_init(&capture, cfg->capture_head, cfg->capture_tail) < 0))
                 return nb_error_set(err, errno ? errno : ENOMEM, "the output pipe");
-        _cleanup_(signals_restore) struct signals sig = { .saved = false };
+        _cleanup_(nb_saved_mask_restore) struct nb_saved_mask sig = { .saved = false };
         if ((f.sigfd = nb_sandbox_block_signals(&sig.old, err)) < 0)
                 return f.sigfd;
         sig.saved = true;
