@@ -29,12 +29,13 @@
  * with TITLE, ending the area on a non-NUL byte: the kernel then reads the title as
  * setproctitle(3) writes it, up to its NUL, and shows nothing of the rest. /proc/1/comm
  * gets the title too. Best effort: a failure leaves the old line, not the sandbox. */
-void nb_init_set_title(void) {
-        (void) prctl(PR_SET_NAME, TITLE, 0, 0, 0);
+/* Our argument area (arg_start..arg_end, fields 48 and 49 of /proc/self/stat), or
+ * NULL. */
+static char *arg_area(size_t *ret_len) {
         _cleanup_close_ int fd = open("/proc/self/stat", O_RDONLY | O_CLOEXEC);
         _cleanup_free_ char *stat = NULL;
         if (fd < 0 || nb_read_fd(fd, 1 << 16, &stat, NULL) < 0)
-                return;
+                return NULL;
         char *p = strrchr(stat, ')'); /* comm may hold spaces and parentheses */
         unsigned long start = 0, end = 0;
         /* After ")": field 3 onwards; arg_start and arg_end are fields 48 and 49. */
@@ -46,12 +47,38 @@ void nb_init_set_title(void) {
                         end = strtoul(p + 1, NULL, 10);
         }
         if (!start || end <= start + 2)
+                return NULL;
+        *ret_len = end - start;
+        return (char *) (uintptr_t) start;
+}
+
+void nb_init_set_title(void) {
+        (void) prctl(PR_SET_NAME, TITLE, 0, 0, 0);
+        size_t len;
+        char *area = arg_area(&len);
+        if (!area)
                 return;
-        char *area = (char *) (uintptr_t) start;
-        size_t len = end - start, n = strlen(TITLE) < len - 2 ? strlen(TITLE) : len - 2;
+        size_t n = strlen(TITLE) < len - 2 ? strlen(TITLE) : len - 2;
         memset(area, 0, len);
         memcpy(area, TITLE, n);
         area[len - 1] = ' ';
+}
+
+void nb_init_set_cmdline(char *const *argv) {
+        size_t len, at = 0;
+        char *area = arg_area(&len);
+        if (!area || !argv || !argv[0])
+                return;
+        const char *base = strrchr(argv[0], '/');
+        (void) prctl(PR_SET_NAME, base ? base + 1 : argv[0], 0, 0, 0);
+        memset(area, 0, len);
+        for (char *const *a = argv; *a; a++) {
+                size_t n = strlen(*a) + 1;
+                if (at + n > len)
+                        break; /* what does not fit is cut; the area ends in NUL */
+                memcpy(area + at, *a, n);
+                at += n;
+        }
 }
 
 static const int forwarded[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT, SIGABRT, SIGUSR1, SIGUSR2 };

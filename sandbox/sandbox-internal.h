@@ -97,6 +97,9 @@ struct nb_init_args {
 __attribute__((noreturn)) void nb_init_main(const struct nb_init_args *a);
 /* Gives the calling process (pid 1 to be) a neutral /proc/PID/cmdline and comm. */
 void nb_init_set_title(void);
+/* Writes argv into our argument area (as far as it fits; the rest NUL) and comm from
+ * argv[0]: the command the warm interpreter's fork stands for (zygote_enter.c). */
+void nb_init_set_cmdline(char *const *argv);
 
 /* fdpass.c: SCM_RIGHTS over a unix socket. nb_recv_fd does not block. */
 int nb_send_fd(int sock, int fd);

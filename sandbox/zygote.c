@@ -45,7 +45,12 @@ void nb_zygote_stop(struct nb_zygote *z) {
         if (!z)
                 return;
         if (z->sock >= 0)
-                close(z->sock); /* the zygote reads EOF and exits; its sandbox goes with it */
+                close(z->sock);
+        /* Not waiting for it to read EOF: a run of cache hits would wait for its import
+         * of pytest. The keeper's death is its sandbox's (the parent-death signal of
+         * pid 1), and with pid 1 goes everything in its namespace. */
+        if (z->keeper > 0)
+                (void) kill(z->keeper, SIGKILL);
         if (z->keeper > 0)
                 while (waitpid(z->keeper, NULL, 0) < 0 && errno == EINTR)
                         ;

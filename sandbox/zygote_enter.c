@@ -188,6 +188,9 @@ EXPORT int nb_zygote_command(void) {
         sigemptyset(&none);
         sigprocmask(SIG_SETMASK, &none, NULL);
         (void) prctl(PR_SET_DUMPABLE, 1, 0, 0, 0);
+        /* /proc/self/cmdline and comm as the cold path's exec leaves them (the zygote
+         * was started with room for it), not pid 1's title. */
+        nb_init_set_cmdline(target.argv);
         /* The rlimit backend's limits (limits_rlimit.c): on the command, not pid 1. */
         const struct { int resource; uint64_t v; } rl[] = { { RLIMIT_AS, extra.rlimit_as },
                                                            { RLIMIT_NPROC, extra.rlimit_nproc } };

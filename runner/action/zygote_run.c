@@ -16,6 +16,7 @@
 #include "nestbox/cleanup.h"
 #include "python/venv.h"
 
+#define ARG_ROOM (64u << 10) /* four of them: 256 KiB of command line a target can show */
 #define MAX_ZYGOTES 4 /* each holds an interpreter with pytest imported: ~40 MB */
 
 struct entry {
@@ -84,7 +85,14 @@ static int configure(struct nb_sandbox_config *cfg, const char *venv_path, const
                      uint32_t seed) {
         static const char *const allowed[] = { "mount", "umount2", "pivot_root", "fsopen", "fsconfig", "fsmount",
                                                "move_mount", "open_tree", "mount_setattr", "unshare", "clone" };
-        char *const argv[] = { (char *) "/venv/bin/python", (char *) "/.zygote/zygote.py", NULL };
+        /* The padding is the room each target's command writes its own command line
+         * into (nb_init_set_cmdline), as /proc/PID/cmdline shows it. */
+        _cleanup_free_ char *room = malloc(ARG_ROOM + 1);
+        if (!room)
+                return -ENOMEM;
+        memset(room, ' ', ARG_ROOM);
+        room[ARG_ROOM] = 0;
+        char *const argv[] = { (char *) "/venv/bin/python", (char *) "/.zygote/zygote.py", room, room, room, room, NULL };
         int r;
         if ((r = nb_sandbox_add_system_dirs(cfg)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, venv_path, "/venv", 0)) < 0 ||

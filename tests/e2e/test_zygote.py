@@ -59,6 +59,9 @@ def snapshot():
         "hash": hash("nestbox"),
         "sigint": repr(signal.getsignal(signal.SIGINT)),
         "cmdline1": open("/proc/1/cmdline", "rb").read().decode(errors="replace"),
+        # The warm command's area is larger: what follows its arguments is NUL.
+        "cmdline": open("/proc/self/cmdline", "rb").read().rstrip(b"\0").decode(errors="replace"),
+        "comm": open("/proc/self/comm").read(),
         "nodes": sorted(p for p in os.listdir("/proc") if p.isdigit()),
     }
 
