@@ -4,7 +4,9 @@
  * tree, loaded by zygote.py through ctypes). They share the spec (zygote_spec.c) and the
  * messages on a target's connection, a SOCK_SEQPACKET pair:
  *
- *   target -> supervisor  'P' + the target's pid-1 pidfd (SCM_RIGHTS)
+ *   the request: the spec, with 5 fds: this connection, stdin, stdout, stderr, and
+ *                         the denial report's socket (a listener goes there)
+ *   target -> supervisor  'f' + the target's pid-1 pidfd (SCM_RIGHTS), first
  *   supervisor -> target  'g' (limits attached: go on)
  *   target -> supervisor  'f' + the /out root (SCM_RIGHTS, from mounts.c)
  *                         'E' errno<TAB>message: setup failed, nothing of the test ran
@@ -34,6 +36,9 @@ struct nb_zygote_extra {
         /* Where the rlimit backend holds a limit (no cgroup): the command sets it, as
          * init.c's does before its exec. 0: none. */
         uint64_t rlimit_as, rlimit_nproc;
+        /* The denial report: the filter's listener goes to the supervisor over the
+         * request's fifth descriptor. */
+        int notify;
 };
 
 /* Encodes cfg as NUL-separated records (tag, then values), bind sources translated by
@@ -46,8 +51,9 @@ int nb_zygote_spec_decode(const char *buf, size_t len, struct nb_sandbox_config 
                           struct nb_error *err);
 
 /* zygote_enter.c, exported from libnestbox-zygote.so for zygote.py (in order: A, B, C,
- * B). Each returns 0 or -errno, having sent the reason ('E') to the supervisor. */
+ * B). Each returns 0 (setup: the connection's fd) or -errno, having sent the reason
+ * ('E') to the supervisor. */
 int nb_zygote_unshare(int conn);
-int nb_zygote_setup(const char *spec, size_t len, int conn, int in_fd, int out_fd, int err_fd);
+int nb_zygote_setup(const char *spec, size_t len, int conn, int in_fd, int out_fd, int err_fd, int notify_fd);
 int nb_zygote_command(void);
 __attribute__((noreturn)) void nb_zygote_reap(int cmd, int conn);

@@ -10,9 +10,9 @@
  * nb_zygote_run is nb_sandbox_run's twin for one target: the same configuration, the
  * same limits backends (the target's pid 1 joins its cgroups before it builds its
  * root), the same supervision loop (timeout, signals, capture) and the same result;
- * zygote_enter.c builds the walls in the zygote's fork. What differs: the denial
- * report is off (a denied call answers EPERM from the filter itself), and the rusage
- * is the command's (pid 1's own is a few pages of a fork). */
+ * zygote_enter.c builds the walls in the zygote's fork, and the denial report's
+ * listener comes back as in the cold path. What differs: the rusage is the command's
+ * (pid 1's own is a few pages of a fork). */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -116,6 +116,9 @@ int nb_zygote_start(struct nb_sandbox_config *zcfg, const char *const *views, st
         if (devnull < 0)
                 return nb_error_set(err, errno, "/dev/null");
         zcfg->zygote = true;
+        /* A filter with a listener allows none below it (EBUSY): each target's own
+         * filter carries the denial report, so the zygote's answers EPERM itself. */
+        zcfg->no_denial_report = true;
         zcfg->stdin_fd = theirs;
         if (!getenv("NESTBOX_ZYGOTE_DEBUG"))
                 zcfg->stdout_fd = zcfg->stderr_fd = devnull;
@@ -153,7 +156,7 @@ static ssize_t recv_msg(int conn, char *buf, size_t size, int *fd, int flags) {
 
 static int send_request(int sock, const char *spec, size_t len, const int *fds, size_t n_fds) {
         union {
-                char b[CMSG_SPACE(4 * sizeof(int))];
+                char b[CMSG_SPACE(5 * sizeof(int))];
                 struct cmsghdr align;
         } u;
         memset(&u, 0, sizeof(u));
@@ -223,11 +226,12 @@ static int read_back(int conn, double start, struct nb_sandbox_result *res, stru
 }
 
 struct run_fds {
-        int conn[2], output[2], pidfd, sigfd;
+        int conn[2], output[2], notify[2], pidfd, sigfd;
 };
 
 static void run_fds_close(struct run_fds *f) {
-        int *all[] = { &f->conn[0], &f->conn[1], &f->output[0], &f->output[1], &f->pidfd, &f->sigfd };
+        int *all[] = { &f->conn[0], &f->conn[1], &f->output[0], &f->output[1], &f->notify[0], &f->notify[1], &f->pidfd,
+                       &f->sigfd };
         for (size_t i = 0; i < NB_ELEMENTSOF(all); i++)
                 if (*all[i] >= 0) {
                         close(*all[i]);
@@ -244,7 +248,7 @@ static int start_target(struct nb_zygote *z, const struct nb_sandbox_config *cfg
         int errfd = f->output[1] >= 0 ? f->output[1] : cfg->stderr_fd >= 0 ? cfg->stderr_fd : 2;
         if (in < 0)
                 return nb_error_set(err, errno, "/dev/null");
-        const int fds[] = { f->conn[1], in, out, errfd };
+        const int fds[] = { f->conn[1], in, out, errfd, f->notify[1] >= 0 ? f->notify[1] : in };
         int r = send_request(z->sock, spec, len, fds, NB_ELEMENTSOF(fds));
         if (r < 0)
                 return nb_error_set(err, -r, "sending the request to the zygote");
@@ -252,6 +256,8 @@ static int start_target(struct nb_zygote *z, const struct nb_sandbox_config *cfg
         f->conn[1] = -1;
         nb_closep(&f->output[1]);
         f->output[1] = -1;
+        nb_closep(&f->notify[1]);
+        f->notify[1] = -1;
         char buf[4096];
         ssize_t n = recv_msg(f->conn[0], buf, sizeof(buf) - 1, &f->pidfd, 0);
         if (n > 0 && buf[0] == 'E') {
@@ -283,7 +289,8 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
         umask(mask);
         struct nb_zygote_extra x = { .landlock_abi = nb_landlock_abi(), .umask = mask,
                                      .rlimit_as = mb == NB_LIMIT_RLIMIT ? cfg->memory_bytes : 0,
-                                     .rlimit_nproc = pb == NB_LIMIT_RLIMIT ? cfg->pids_max : 0 };
+                                     .rlimit_nproc = pb == NB_LIMIT_RLIMIT ? cfg->pids_max : 0,
+                                     .notify = !cfg->no_denial_report && nb_seccomp_notify_available() };
         _cleanup_free_ char *spec = NULL;
         size_t len = 0;
         int r = nb_zygote_spec_encode(cfg, &x, z->views, z->n_views, &spec, &len);
@@ -294,9 +301,16 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
         _cleanup_(nb_limits_freep) struct nb_limits *limits = NULL;
         if ((r = nb_limits_prepare(cfg, &limits, err)) < 0)
                 return r;
-        _cleanup_(run_fds_close) struct run_fds f = { { -1, -1 }, { -1, -1 }, -1, -1 };
+        _cleanup_(run_fds_close) struct run_fds f = { { -1, -1 }, { -1, -1 }, { -1, -1 }, -1, -1 };
         if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.conn) < 0)
                 return nb_error_set(err, errno, "the target's socket");
+        /* The denial report as in sandbox.c: the filter's listener comes back over
+         * notify, and the supervision loop answers it. */
+        _cleanup_(nb_denials_done) struct nb_denials denials = { .sock = -1, .listener = -1 };
+        if (x.notify && (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, f.notify) < 0 ||
+                         fcntl(f.notify[0], F_SETFL, O_NONBLOCK) < 0 || nb_denials_init(&denials, f.notify[0]) < 0))
+                return nb_error_set(err, errno ? errno : ENOMEM, "the denial report's socket");
+        res->denials_reported = x.notify;
         _cleanup_(nb_capture_done) struct nb_capture capture = {};
         bool capturing = cfg->capture_head > 0 || cfg->capture_tail > 0;
         if (capturing && (pipe2(f.output, O_CLOEXEC) < 0 || fcntl(f.output[0], F_SETFL, O_NONBLOCK) < 0 ||
@@ -315,8 +329,7 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
                 return r;
         if (cfg->on_started)
                 cfg->on_started(pid, cfg->userdata);
-        struct nb_denials none = { .sock = -1, .listener = -1 };
-        r = nb_sandbox_supervise(pid, f.pidfd, f.sigfd, f.output[0], &capture, &none, cfg, start, res);
+        r = nb_sandbox_supervise(pid, f.pidfd, f.sigfd, f.output[0], &capture, &denials, cfg, start, res);
         if (r < 0) {
                 (void) kill(pid, SIGKILL);
                 return nb_error_set(err, -r, "supervising the sandbox");
@@ -324,6 +337,7 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
         if ((r = read_back(f.conn[0], start, res, err)) < 0)
                 return r;
         nb_limits_collect(limits, res);
+        nb_denials_take(&denials, res);
         res->warm = true;
         if (capturing && ((r = nb_capture_drain_to_eof(&capture, f.output[0], 5000)) < 0 ||
                           (r = nb_capture_take(&capture, res)) < 0))

@@ -101,19 +101,22 @@ static int send_pidfd(int conn, struct nb_error *err) {
         return r < 0 ? nb_error_set(err, -r, "handing the pidfd to the supervisor") : 0;
 }
 
-static int stdio_and_fds(int conn, int in_fd, int out_fd, int err_fd, struct nb_error *err) {
+static int stdio_and_fds(int conn, int *notify_fd, int in_fd, int out_fd, int err_fd, struct nb_error *err) {
         const int fds[] = { in_fd, out_fd, err_fd };
         for (int i = 0; i < 3; i++)
                 if (fds[i] != i && dup2(fds[i], i) < 0)
                         return nb_error_set(err, errno, "dup2 to fd %d", i);
-        /* Nothing of the zygote's crosses in: the fds it serves on, its own files. */
-        if (conn > 3)
-                (void) close_range(3, (unsigned) conn - 1, 0);
-        (void) close_range((unsigned) conn + 1, ~0U, 0);
-        return 0;
+        /* The two we keep, as 3 and 4 (above the stdio just made): nothing else of the
+         * zygote's crosses in, neither the fds it serves on nor its own files. */
+        if ((conn = fcntl(conn, F_DUPFD_CLOEXEC, 10)) < 0 || (*notify_fd = fcntl(*notify_fd, F_DUPFD_CLOEXEC, 10)) < 0 ||
+            dup3(conn, 3, O_CLOEXEC) < 0 || dup3(*notify_fd, 4, O_CLOEXEC) < 0)
+                return nb_error_set(err, errno, "dup");
+        (void) close_range(5, ~0U, 0);
+        *notify_fd = 4;
+        return 3;
 }
 
-static int steps(const char *spec, size_t len, int conn, struct nb_error *err) {
+static int steps(const char *spec, size_t len, int conn, int notify_fd, struct nb_error *err) {
         struct nb_zygote_extra x = {};
         struct nb_mount_plan *plan = NULL;
         int r;
@@ -140,9 +143,18 @@ static int steps(const char *spec, size_t len, int conn, struct nb_error *err) {
         int listener = -1;
         if (filter < 0)
                 return nb_error_set(err, errno, "memfd_create");
-        if ((r = nb_seccomp_export(&target, false, filter, err)) < 0 ||
-            (r = nb_seccomp_load(filter, false, &listener, err)) < 0)
+        bool notify = x.notify != 0;
+        if ((r = nb_seccomp_export(&target, notify, filter, err)) < 0 ||
+            (r = nb_seccomp_load(filter, notify, &listener, err)) < 0)
                 return r;
+        /* The listener to the supervisor and nowhere else, as in sandbox.c. */
+        if (listener >= 0) {
+                r = nb_send_fd(notify_fd, listener);
+                close(listener);
+                if (r < 0)
+                        return nb_error_set(err, -r, "handing the seccomp listener to the supervisor");
+        }
+        close(notify_fd);
         umask((mode_t) x.umask);
         /* As pid 1 of the cold path: the command, same uid, cannot reach our fds
          * through /proc/1/fd (the supervisor's connection); C turns it back on. */
@@ -157,12 +169,18 @@ static void noop_handler(int sig) {
 
 /* B: everything up to the command. On failure the supervisor has the reason ('E')
  * and B exits. On success the forwarded signals and SIGCHLD are blocked, for the reap
- * loop, before the caller forks the command. */
-EXPORT int nb_zygote_setup(const char *spec, size_t len, int conn, int in_fd, int out_fd, int err_fd) {
+ * loop, before the caller forks the command, and the connection's new descriptor is
+ * returned (every other one is closed). */
+EXPORT int nb_zygote_setup(const char *spec, size_t len, int conn, int in_fd, int out_fd, int err_fd,
+                           int notify_fd) {
         struct nb_error err = NB_ERROR_INIT;
         int r;
-        if ((r = send_pidfd(conn, &err)) < 0 || (r = stdio_and_fds(conn, in_fd, out_fd, err_fd, &err)) < 0 ||
-            (r = steps(spec, len, conn, &err)) < 0)
+        if ((r = send_pidfd(conn, &err)) < 0)
+                return report(conn, &err);
+        if ((r = stdio_and_fds(conn, &notify_fd, in_fd, out_fd, err_fd, &err)) < 0)
+                return report(conn, &err);
+        conn = r;
+        if ((r = steps(spec, len, conn, notify_fd, &err)) < 0)
                 return report(conn, &err);
         sigset_t set;
         sigemptyset(&set);
@@ -174,7 +192,7 @@ EXPORT int nb_zygote_setup(const char *spec, size_t len, int conn, int in_fd, in
         sigaddset(&set, SIGCHLD);
         sigaction(SIGCHLD, &sa, NULL);
         sigprocmask(SIG_BLOCK, &set, NULL);
-        return 0;
+        return conn;
 }
 
 /* C, first thing after the fork: what init.c's exec_command does before its exec. */

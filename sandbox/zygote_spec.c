@@ -86,7 +86,7 @@ int nb_zygote_spec_encode(const struct nb_sandbox_config *cfg, const struct nb_z
         const struct { const char *tag; uint64_t v; } nums[] = {
                 { "tmp", cfg->tmp_size }, { "net", (uint64_t) cfg->network }, { "uid", cfg->uid },
                 { "gid", cfg->gid }, { "landlock", (uint64_t) x->landlock_abi }, { "umask", x->umask },
-                { "rlimit_as", x->rlimit_as }, { "rlimit_nproc", x->rlimit_nproc },
+                { "rlimit_as", x->rlimit_as }, { "rlimit_nproc", x->rlimit_nproc }, { "notify", (uint64_t) x->notify },
         };
         for (size_t i = 0; r >= 0 && i < NB_ELEMENTSOF(nums); i++)
                 r = put_u64(&b, nums[i].tag, nums[i].v);
@@ -173,6 +173,8 @@ int nb_zygote_spec_decode(const char *buf, size_t len, struct nb_sandbox_config 
                         x->umask = (unsigned) strtoul(v, NULL, 10);
                 else if (strcmp(tag, "rlimit_as") == 0)
                         x->rlimit_as = strtoull(v, NULL, 10);
+                else if (strcmp(tag, "notify") == 0)
+                        x->notify = atoi(v);
                 else if (strcmp(tag, "rlimit_nproc") == 0)
                         x->rlimit_nproc = strtoull(v, NULL, 10);
                 else

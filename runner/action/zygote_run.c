@@ -166,7 +166,22 @@ static struct entry *add(const char *key, const char *venv_path, uint32_t seed, 
         return e;
 }
 
-int nb_zygote_prewarm(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {
+static bool is_a_hit(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m) {
+        if (m->no_cache || m->force)
+                return false;
+        struct nb_error quiet = NB_ERROR_INIT;
+        struct nb_result res;
+        bool hit = nb_result_lookup(s, a, &res, &quiet) == 0;
+        if (hit) {
+                hit = nb_result_replayable(&res, m);
+                nb_result_done(&res);
+        }
+        nb_error_clear(&quiet);
+        return hit;
+}
+
+int nb_zygote_prewarm(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_error *err) {
+        struct nb_cache_dir *cache = s->dir;
         if (!nb_zygote_enabled() || a->venv_given[0])
                 return 0;
         _cleanup_free_ char *key = NULL;
@@ -177,8 +192,10 @@ int nb_zygote_prewarm(struct nb_action *a, struct nb_cache_dir *cache, struct nb
         struct nb_error quiet = NB_ERROR_INIT;
         struct nb_venv_info venv = {};
         int r = nb_action_resolve(a, cache, &quiet);
-        if (r >= 0)
-                r = nb_venv_materialize(cache, a->resolved.venv, &venv, &quiet);
+        nb_error_clear(&quiet);
+        if (r < 0 || is_a_hit(a, s, m))
+                return 0;
+        r = nb_venv_materialize(cache, a->resolved.venv, &venv, &quiet);
         nb_error_clear(&quiet);
         if (r < 0)
                 return 0;

@@ -456,10 +456,10 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
 
 /* The warm interpreters, started before the items fork so that every item process
  * inherits them (action/zygote_run.h); one warning per venv that cannot have one. */
-static void prewarm(struct test_run *tr, struct nb_cache_dir *cache) {
+static void prewarm(struct test_run *tr, const struct nb_cache_modes *m) {
         for (size_t i = 0; i < tr->n && !cancelled; i++) {
                 _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-                if (nb_zygote_prewarm(tr->items[i].action, cache, &err) < 0)
+                if (nb_zygote_prewarm(tr->items[i].action, &tr->store, m, &err) < 0)
                         fprintf(stderr, "nestbox: warning: no warm interpreter for %s (cold path): %s\n",
                                 tr->items[i].target->name, nb_error_message(&err));
         }
@@ -596,7 +596,7 @@ int cmd_test(int argc, char **argv) {
         clock_gettime(CLOCK_MONOTONIC, &t0);
         catch_cancel();
         modes.cancel = &cancelled;
-        prewarm(&tr, &cache); /* after catch_cancel: a ^C while it builds a venv is a cancel */
+        prewarm(&tr, &modes); /* after catch_cancel: a ^C while it builds a venv is a cancel */
         const struct nb_pool_config cfg = { .jobs = jobs, .memory_budget = nb_mem_available(),
                                             .tick_ms = nb_progress_live(tr.progress) ? 250 : 0, .cancel = &cancelled };
         size_t started = 0;

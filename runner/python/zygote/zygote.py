@@ -5,8 +5,8 @@ Started once per (venv, hash seed) as /venv/bin/python /.zygote/zygote.py in a s
 of its own; fd 0 is its request socket (SOCK_SEQPACKET). It imports pytest, its
 built-in plugins and the venv's plugins (entry points of group pytest11), and nothing
 of any target: it never sees a target's tree. Then, per request (a target's sandbox
-configuration, sandbox/zygote_spec.c, with four descriptors: the target's connection,
-its stdin, stdout and stderr), it forks; the fork builds the target's sandbox through
+configuration, sandbox/zygote_spec.c, with five descriptors: the target's connection,
+its stdin, stdout, stderr and the denial report's socket), it forks; the fork builds the target's sandbox through
 libnestbox-zygote.so (sandbox/zygote_enter.c) and runs /nestbox/driver.py as __main__
 in-process (run_main), exactly as `python /nestbox/driver.py ARGS` would, with the target's
 environment, sys.path and cwd. It exits when the request socket reaches EOF.
@@ -62,7 +62,8 @@ def run_target(lib, spec, conn, fds):
     """B's and C's lives; never returns."""
     code = 125
     try:
-        if lib.nb_zygote_setup(spec, len(spec), conn, fds[0], fds[1], fds[2]) < 0:
+        conn = lib.nb_zygote_setup(spec, len(spec), conn, *fds)
+        if conn < 0:
             os._exit(125)
         pid = os.fork()
         if pid:
@@ -159,7 +160,7 @@ def serve(lib, sock):
     while True:
         fds = array.array("i")
         try:
-            msg, anc, _, _ = sock.recvmsg(1 << 18, socket.CMSG_SPACE(4 * fds.itemsize))
+            msg, anc, _, _ = sock.recvmsg(1 << 18, socket.CMSG_SPACE(5 * fds.itemsize))
         except InterruptedError:
             continue
         for level, kind, data in anc:
@@ -167,7 +168,7 @@ def serve(lib, sock):
                 fds.frombytes(data[: len(data) - (len(data) % fds.itemsize)])
         if not msg:
             return
-        if len(fds) != 4:
+        if len(fds) != 5:
             for fd in fds:
                 os.close(fd)
             continue
@@ -201,7 +202,7 @@ def main():
         lib = ctypes.CDLL(os.path.join(HERE, "libnestbox-zygote.so"))
         for name in ("nb_zygote_unshare", "nb_zygote_setup", "nb_zygote_command"):
             getattr(lib, name).restype = ctypes.c_int
-        lib.nb_zygote_setup.argtypes = [ctypes.c_char_p, ctypes.c_size_t] + [ctypes.c_int] * 4
+        lib.nb_zygote_setup.argtypes = [ctypes.c_char_p, ctypes.c_size_t] + [ctypes.c_int] * 5
         lib.nb_zygote_reap.argtypes = [ctypes.c_int, ctypes.c_int]
     except BaseException:
         import traceback
