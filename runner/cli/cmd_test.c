@@ -32,6 +32,7 @@
 #include "nestbox/text.h"
 #include "schedule/item_run.h"
 #include "action/zygote_run.h"
+#include "python/venv.h"
 #include "schedule/pool.h"
 #include "schedule/resources.h"
 #include "workspace/workspace.h"
@@ -456,13 +457,28 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
 
 /* The warm interpreters, started before the items fork so that every item process
  * inherits them (action/zygote_run.h); one warning per venv that cannot have one. */
+struct prewarming {
+        struct test_run *tr;
+        const char *target;
+};
+
+/* A venv built for a zygote is announced as an item's build is (item_frame). */
+static void prewarm_venv_built(const char *digest, double seconds, void *userdata) {
+        struct prewarming *p = userdata;
+        nb_events_venv_built(&p->tr->events, p->target, digest, seconds);
+}
+
 static void prewarm(struct test_run *tr, const struct nb_cache_modes *m) {
+        struct prewarming p = { tr, NULL };
+        nb_venv_on_built(prewarm_venv_built, &p);
         for (size_t i = 0; i < tr->n && !cancelled; i++) {
                 _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+                p.target = tr->items[i].target->name;
                 if (nb_zygote_prewarm(tr->items[i].action, &tr->store, m, &err) < 0)
                         fprintf(stderr, "nestbox: warning: no warm interpreter for %s (cold path): %s\n",
                                 tr->items[i].target->name, nb_error_message(&err));
         }
+        nb_venv_on_built(NULL, NULL);
 }
 
 static int parse_jobs(const char *arg, unsigned *ret) {
