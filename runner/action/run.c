@@ -16,6 +16,7 @@
 #include <unistd.h>
 
 #include "action/run.h"
+#include "action/shard_plan.h"
 #include "action/terminal.h"
 #include "action/timings.h"
 #include "action/zygote_run.h"
@@ -189,7 +190,7 @@ static bool venv_has_coverage(const char *venv_path) {
 
 struct inputs {
         char *tree_path, *support_path, *venv_path;
-        char *plan_path; /* the shard's durations, mounted at /nestbox/plan; NULL: none */
+        char *plan_path; /* the shard plan, mounted at /nestbox/plan; NULL: none */
         int held[3];
 };
 
@@ -224,8 +225,8 @@ static int ensure_inputs(const struct nb_action *a, struct nb_cache_dir *cache, 
                 r = nb_tree_materialize_as(cache, &a->resolved.tree, a->resolved.tree_digest, root_fd, &in->tree_path,
                                            err);
         }
-        if (r >= 0 && a->shard_durations)
-                r = nb_support_materialize_plan(cache, a->shard_durations, &in->plan_path, err);
+        if (r >= 0)
+                r = nb_shard_plan_materialize(cache, a, &in->plan_path, err);
         if (r >= 0)
                 r = nb_support_materialize(cache, &in->support_path, err);
         nb_timing_add(NB_PHASE_TREES, t0);

@@ -11,6 +11,7 @@
 #include "cache/durations.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "python/support.h"
 
 #define PLAN_FILE_MAX (64u * 1024u)
 
@@ -69,6 +70,66 @@ void nb_shard_plan_collect(int out_fd, struct nb_shard_plan_info *ret) {
         json_auto_t *doc = json_loadb(text, len, JSON_REJECT_DUPLICATES, NULL);
         if (doc && nb_shard_plan_from_json(doc, ret) < 0)
                 *ret = (struct nb_shard_plan_info) {};
+}
+
+int nb_shard_plan_text(const char *durations, unsigned count, char **ret) {
+        *ret = NULL;
+        if (count == 0)
+                return -EINVAL;
+        json_auto_t *tests = NULL;
+        int r = nb_durations_parse(durations, strlen(durations), &tests);
+        if (r < 0)
+                return r;
+        size_t n = json_object_size(tests), i = 0;
+        _cleanup_free_ struct nb_plan_item *items = calloc(n + 1, sizeof(*items));
+        _cleanup_free_ unsigned *bin = calloc(n + 1, sizeof(*bin));
+        _cleanup_free_ json_int_t *ms = calloc(n + 1, sizeof(*ms)), *load_ms = calloc(count, sizeof(*load_ms));
+        if (!items || !bin || !ms || !load_ms)
+                return -ENOMEM;
+        json_int_t total_ms = 0, longest_ms = 0; /* at most 10^6 tests of < 2^53 ms: no overflow */
+        const char *k;
+        json_t *v;
+        json_object_foreach(tests, k, v) {
+                ms[i] = json_integer_value(v);
+                items[i] = (struct nb_plan_item) { k, (double) ms[i] / 1000.0 };
+                i++;
+        }
+        if ((r = nb_plan_lpt(items, n, count, bin, NULL)) < 0)
+                return r;
+        json_auto_t *where = json_object(), *loads = json_array();
+        if (!where || !loads)
+                return -ENOMEM;
+        for (i = 0; i < n; i++) {
+                load_ms[bin[i]] += ms[i];
+                total_ms += ms[i];
+                longest_ms = ms[i] > longest_ms ? ms[i] : longest_ms;
+                if (json_object_set_new(where, items[i].key, json_integer(bin[i])) < 0)
+                        return -ENOMEM;
+        }
+        /* Whole milliseconds summed, so the loads print as the durations do. */
+        for (unsigned b = 0; b < count; b++)
+                if (json_array_append_new(loads, json_real((double) load_ms[b] / 1000.0)) < 0)
+                        return -ENOMEM;
+        /* The ideal no split can beat: an even share, or the longest test alone. */
+        double ideal = (double) total_ms / 1000.0 / count;
+        if ((double) longest_ms / 1000.0 > ideal)
+                ideal = (double) longest_ms / 1000.0;
+        json_auto_t *doc = json_pack("{s:s, s:I, s:O, s:f, s:O}", "schema", NB_SHARD_PLAN_SCHEMA, "shards",
+                                     (json_int_t) count, "loads_sec", loads, "ideal_sec", ideal, "tests", where);
+        *ret = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+        return *ret ? 0 : -ENOMEM;
+}
+
+int nb_shard_plan_materialize(struct nb_cache_dir *c, const struct nb_action *a, char **ret_path,
+                              struct nb_error *err) {
+        *ret_path = NULL;
+        if (!a->shard_durations || a->shard_count <= 1)
+                return 0;
+        _cleanup_free_ char *text = NULL;
+        int r = nb_shard_plan_text(a->shard_durations, a->shard_count, &text);
+        if (r < 0)
+                return nb_error_set(err, -r, "target \"%s\": shard plan", a->target);
+        return nb_support_materialize_plan(c, text, ret_path, err);
 }
 
 /* ---- longest processing time first ---- */

@@ -1,15 +1,19 @@
 /* SPDX-License-Identifier: MIT */
 /* Shards inside a target (README, "Shards"), and the one planner nestbox uses.
  *
- * A sharded target's tests are split inside the sandbox by nestbox's driver (driver.py,
- * shard_plan()), because only pytest knows the test ids. What the driver is handed is
- * the plan's input: the durations pinned for the action group (cache/durations.h),
- * mounted at /nestbox/plan/durations.json and part of the action digest. The split is
- * longest processing time first: known tests sorted by duration (longest first, ties
- * by id) each onto the least loaded shard (ties by index); a test never seen goes to
- * shard hash(id) mod N. The same input gives the same split in every shard, so every
- * test runs in exactly one. Each shard writes what it got to /out/shard_plan.json,
- * which becomes its result's "shard_plan" (informational: the test could rewrite it).
+ * The input of a sharded target's split is the durations pinned for its action group
+ * (cache/durations.h), part of the action digest. From them the host plans, by
+ * longest processing time first (nb_plan_lpt: known tests longest first, each onto
+ * the least loaded shard), and hands every shard the same plan, read-only at
+ * /nestbox/plan/plan.json (nestbox.shard-plan/v1: {"tests": {key: shard (0-based)},
+ * "loads_sec": [...], "ideal_sec": s}); the plan is a function of the digest's
+ * contents, so it needs no place of its own in the digest. Inside the sandbox only
+ * pytest knows the test ids: nestbox's driver (driver.py, Shard) keeps a planned test
+ * where the plan put it and a test the plan does not name (new since the pin) on
+ * shard hash(id) mod N, the same in every shard, so every test runs in exactly one;
+ * it trims other shards' parametrized calls before pytest makes items of them. Each
+ * shard writes what it got to /out/shard_plan.json, which becomes its result's
+ * "shard_plan" (informational: the test could rewrite it).
  *
  * nb_plan_lpt() is the same rule for work items across CI machines (cli/machine.c). */
 #pragma once
@@ -25,6 +29,17 @@
 /* For an action with shard_count > 1: resolves it, pins its group's durations and sets
  * a->shard_durations (and the digest) from the pin. Nothing for an unsharded one. */
 int nb_shard_plan_attach(struct nb_action *a, struct nb_cache_dir *c, struct nb_error *err);
+
+#define NB_SHARD_PLAN_SCHEMA "nestbox.shard-plan/v1"
+
+/* The plan of count shards from durations (nestbox.durations/v1 text), as canonical
+ * text (keys sorted, compact). -EINVAL when durations is malformed. */
+int nb_shard_plan_text(const char *durations, unsigned count, char **ret);
+
+/* For a sharded action with durations: its plan as trees/<digest>/plan.json, *ret_path
+ * the directory to mount at /nestbox/plan. *ret_path NULL: none (every test by hash). */
+int nb_shard_plan_materialize(struct nb_cache_dir *c, const struct nb_action *a, char **ret_path,
+                              struct nb_error *err);
 
 /* Reads /out/shard_plan.json (untrusted: capped, each field checked) into *ret; leaves
  * it unset when the file is missing or malformed. */

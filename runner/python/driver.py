@@ -9,12 +9,11 @@ declared coverage settings say) with every path relative to /work (identical on 
 machine), written as /out/coverage.data, /out/coverage.xml (Cobertura) and /out/coverage.lcov;
 and sharding by Bazel's protocol: shard K of N (0-based) from --shard, else from
 TEST_SHARD_INDEX / TEST_TOTAL_SHARDS; TEST_SHARD_STATUS_FILE is touched to say the
-runner understood. The split (shard_plan below) is by the durations nestbox learned
-from earlier results, handed in read-only as /nestbox/plan/durations.json: longest
-first onto the least loaded shard; a test without a duration goes to the shard a
-stable hash of its id names. Every shard computes the same split from the same input,
-so every test runs in exactly one. What this shard got is written to
-/out/shard_plan.json. --shuffle deals the collected tests in an
+runner understood. The split (Shard below) is the host's plan from the durations
+nestbox learned from earlier results, handed in read-only as /nestbox/plan/plan.json:
+a planned test runs on the shard the plan names, one it does not name on the shard a
+stable hash of its id names. Every shard reads the same plan, so every test runs in
+exactly one. What this shard got is written to /out/shard_plan.json. --shuffle deals the collected tests in an
 order drawn from SEED (the same seed, the same order); --select keeps only the tests
 with those node ids (a retry of the failed ones; all of them when none matches). As
 it goes the driver records, for the host to read back (untrusted, capped): the order
@@ -25,15 +24,18 @@ faulthandler's stack of every thread when the sandbox's SIGABRT comes on a timeo
 the locked venv has no coverage package.
 """
 import hashlib
-import heapq
 import json
 import os
 import sys
 
+from pluggy import HookimplMarker  # pytest's own marker; pluggy imports nothing of pytest
+
 NO_COVERAGE = 86
+hookimpl = HookimplMarker("pytest")
 
 
-DURATIONS = "/nestbox/plan/durations.json"
+# ---- sharding: the host plans, the driver keeps its shard's tests ----------------------
+PLAN = "/nestbox/plan/plan.json"
 PLAN_OUT = "/out/shard_plan.json"
 
 
@@ -56,48 +58,67 @@ def stable_hash(key):
     return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
 
 
-def shard_plan(keys, durations, total):
-    """{key: shard}: known keys longest first (ties by key) onto the least loaded
-    shard (ties by index); unseen keys by stable_hash. Also the planned loads (s)."""
-    known = sorted((k for k in set(keys) if k in durations), key=lambda k: (-durations[k], k))
-    heap = [(0, s) for s in range(total)]
-    loads = [0] * total
-    where = {}
-    for k in known:
-        load, s = heapq.heappop(heap)
-        where[k] = s
-        loads[s] = load + durations[k]
-        heapq.heappush(heap, (loads[s], s))
-    for k in set(keys) - where.keys():
-        where[k] = stable_hash(k) % total
-    return where, [ms / 1000.0 for ms in loads]
-
-
-def load_durations():
+def load_plan():
+    """The host's split of the group's pinned durations (action/shard_plan.c, the one
+    planner): {key: shard (0-based)}, each shard's planned seconds, the ideal."""
     try:
-        with open(DURATIONS, encoding="utf-8") as f:
+        with open(PLAN, encoding="utf-8") as f:
             doc = json.load(f)
     except FileNotFoundError:
-        return {}
-    return {k: int(v) for k, v in doc.get("tests", {}).items() if isinstance(v, int) and v >= 0}
+        return {}, [], 0.0
+    tests = {k: v for k, v in doc.get("tests", {}).items() if isinstance(v, int)}
+    return tests, [float(s) for s in doc.get("loads_sec", [])], float(doc.get("ideal_sec", 0))
 
 
 class Shard:
+    """Keeps the tests of shard `index`: a planned test where the plan put it, any other
+    (new since the durations were pinned) where stable_hash of its key says. Every shard
+    decides the same from the same plan, so every test runs in exactly one. Another
+    shard's tests are not even made where pytest lets us trim them first: the
+    parametrized calls, where a big suite spends its collection."""
+
     def __init__(self, index, total):
         self.index, self.total = index, total
+        self.plan, self.loads, self.ideal = load_plan()
+        self.trimmed = 0  # parametrized calls of other shards never made into items
+        self.kept = set()  # node ids the trimming kept: mine, no need to ask again
+
+    def mine(self, key):
+        s = self.plan.get(key)
+        if s is None or not 0 <= s < self.total:
+            s = stable_hash(key) % self.total
+        return s == self.index
+
+    @hookimpl(hookwrapper=True)
+    def pytest_generate_tests(self, metafunc):
+        outcome = yield
+        calls = getattr(metafunc, "_calls", None)  # every parametrization applied by now
+        if outcome.excinfo is not None or not calls:
+            return
+        # An item's node id is its definition's and [callspec id] (_pytest/python.py).
+        base = metafunc.definition.nodeid
+        keep = []
+        for c in calls:
+            nodeid = f"{base}[{c.id}]"
+            if self.mine(junit_key(nodeid)):
+                keep.append(c)
+                self.kept.add(nodeid)
+        # With none left pytest would make the unparametrized item: one stays, for
+        # pytest_collection_modifyitems to drop.
+        metafunc._calls = keep or calls[:1]
+        self.trimmed += len(calls) - len(metafunc._calls)
 
     def pytest_collection_modifyitems(self, session, config, items):
-        durations = load_durations()
         keys = [junit_key(it.nodeid) for it in items]
-        where, loads = shard_plan(keys, durations, self.total)
-        keep = [it for it, k in zip(items, keys) if where[k] == self.index]
-        drop = [it for it, k in zip(items, keys) if where[k] != self.index]
-        mine = [k for k in keys if where[k] == self.index]
-        ideal = max(sum(loads) / self.total, max((durations.get(k, 0) for k in keys), default=0) / 1000.0)
+        mine = [it.nodeid in self.kept or self.mine(k) for it, k in zip(items, keys)]
+        keep = [it for it, m in zip(items, mine) if m]
+        drop = [it for it, m in zip(items, mine) if not m]
         plan = {
-            "shard": self.index + 1, "shards": self.total, "tests": len(keep), "collected": len(items),
-            "known": sum(1 for k in mine if k in durations), "expected_sec": loads[self.index],
-            "largest_sec": max(loads), "ideal_sec": ideal, "loads_sec": loads,
+            "shard": self.index + 1, "shards": self.total, "tests": len(keep),
+            "collected": len(items) + self.trimmed,
+            "known": sum(1 for k, m in zip(keys, mine) if m and k in self.plan),
+            "expected_sec": self.loads[self.index] if self.index < len(self.loads) else 0.0,
+            "largest_sec": max(self.loads, default=0.0), "ideal_sec": self.ideal, "loads_sec": self.loads,
         }
         with open(PLAN_OUT, "w", encoding="utf-8") as f:
             json.dump(plan, f, sort_keys=True)

@@ -85,20 +85,20 @@ int nb_support_materialize(struct nb_cache_dir *cache, char **ret_path, struct n
         return materialize_one(cache, digest, "driver.py", data, len, true, ret_path, err);
 }
 
-void nb_support_plan_digest(const char *durations, char out[NB_DIGEST_HEX_LEN + 1]) {
+void nb_support_plan_digest(const char *plan, char out[NB_DIGEST_HEX_LEN + 1]) {
         struct nb_hasher *h = nb_hasher_new();
         if (!h) {
-                nb_sha256_hex(durations, strlen(durations), out);
+                nb_sha256_hex(plan, strlen(plan), out);
                 return;
         }
-        nb_hasher_update_str(h, "nestbox-plan-1");
-        nb_hasher_update_str(h, durations);
+        nb_hasher_update_str(h, "nestbox-plan-2"); /* 2: plan.json, the split itself */
+        nb_hasher_update_str(h, plan);
         nb_hasher_finish(h, out);
 }
 
-int nb_support_materialize_plan(struct nb_cache_dir *cache, const char *durations, char **ret_path,
+int nb_support_materialize_plan(struct nb_cache_dir *cache, const char *plan, char **ret_path,
                                 struct nb_error *err) {
         char digest[NB_DIGEST_HEX_LEN + 1];
-        nb_support_plan_digest(durations, digest);
-        return materialize_one(cache, digest, "durations.json", durations, strlen(durations), false, ret_path, err);
+        nb_support_plan_digest(plan, digest);
+        return materialize_one(cache, digest, "plan.json", plan, strlen(plan), false, ret_path, err);
 }

@@ -15,8 +15,8 @@ void nb_support_digest(char out[NB_DIGEST_HEX_LEN + 1]);
 /* The directory to mount at /nestbox; *ret_path is absolute. */
 int nb_support_materialize(struct nb_cache_dir *cache, char **ret_path, struct nb_error *err);
 
-/* A shard's planning input (action.shard_durations, JSON text) as trees/<digest>/
- * durations.json, mounted read-only at /nestbox/plan. */
-void nb_support_plan_digest(const char *durations, char out[NB_DIGEST_HEX_LEN + 1]);
-int nb_support_materialize_plan(struct nb_cache_dir *cache, const char *durations, char **ret_path,
+/* A shard plan (action/shard_plan.h, JSON text) as trees/<digest>/plan.json, mounted
+ * read-only at /nestbox/plan. */
+void nb_support_plan_digest(const char *plan, char out[NB_DIGEST_HEX_LEN + 1]);
+int nb_support_materialize_plan(struct nb_cache_dir *cache, const char *plan, char **ret_path,
                                 struct nb_error *err);

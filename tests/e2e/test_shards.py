@@ -140,3 +140,83 @@ def test_actions_of_a_shard_carry_the_pinned_durations(tmp_path, ws, cache):
     (tmp_path / "b.json").write_text(json.dumps(bad))
     r = run(["run", "--cache", cache, tmp_path / "b.json"])
     assert r.returncode == 2 and ".shard.durations: expected an object" in r.stderr, r.stderr
+
+
+GONE = "def test_gone_a():\n    pass\n\ndef test_gone_b():\n    pass\n"
+NEW = '''import pytest
+
+
+@pytest.fixture(params=["a", "b", "c"])
+def letter(request):
+    return request.param
+
+
+def test_fixture_params(letter):
+    assert letter in "abc"
+
+
+@pytest.mark.parametrize("x", [1])
+def test_single(x):
+    pass
+
+
+@pytest.mark.parametrize("x", [1, 1, 2], ids=["same", "same", "other"])
+def test_duplicate_ids(x):
+    pass
+
+
+@pytest.mark.parametrize("y", range(5))
+class TestGrid:
+    def test_m(self, y):
+        pass
+
+    @pytest.mark.parametrize("z", range(3))
+    def test_n(self, y, z):
+        pass
+
+
+def test_plain():
+    pass
+'''
+# Each item pytest makes, as it makes it: what a shard's collection cost.
+MADE = ("import os\n\ndef pytest_itemcollected(item):\n"
+        "    with open(os.path.join(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'], 'made'), 'a') as f:\n"
+        "        f.write(item.nodeid + '\\n')\n")
+
+
+def test_every_test_runs_once_after_tests_were_added_and_removed(tmp_path, resolve_dir, cache):  # noqa: F811
+    """The plan is made from the durations learned before the change: it names the
+    tests of a removed file and not the new ones (placed by the hash of their id). With
+    3 shards every test of the changed suite runs exactly once, parametrized, fixture-
+    parametrized, class-parametrized, duplicate ids and all, and a shard makes items
+    only of its own tests of the big parametrized function."""
+    files = {**PASSING, "tests/test_many.py": MANY, "tests/test_gone.py": GONE, "tests/conftest.py": MADE}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    shard_run(cache, ws, tmp_path / "learn")
+    (ws / "tests/test_gone.py").unlink()
+    (ws / "tests/test_new.py").write_text(NEW)
+    (ws / "tests/test_many.py").write_text(MANY + "\n\n@pytest.mark.parametrize('j', range(7))\n"
+                                           "def test_added(j):\n    pass\n")
+    p = shard_run(cache, ws, tmp_path / "sharded", "--shards-per-target", "3")
+    [plan_file] = cache.glob("trees/*/plan.json")
+    plan = json.loads(plan_file.read_text())
+    assert plan["schema"] == "nestbox.shard-plan/v1" and plan["shards"] == 3
+    assert "tests.test_gone::test_gone_a" in plan["tests"]  # the removed file's tests are planned
+    assert not any("test_added" in k or "test_new" in k for k in plan["tests"])  # the new ones are not
+    whole = shard_run(cache, ws, tmp_path / "whole", "--no-cache")  # --no-cache: learns nothing
+    expected = sorted(cases(tmp_path / "whole/app/tests/junit.xml"))
+    assert len(expected) == 2 + 40 + 7 + 3 + 1 + 3 + 5 + 15 + 1, expected
+    got, known = [], 0
+    for k in (1, 2, 3):
+        d = tmp_path / f"sharded/app/tests/shard-{k}-of-3"
+        mine = cases(d / "junit.xml")
+        got += mine
+        res = json.loads((d / "result.json").read_text())["shard_plan"]
+        assert res["collected"] == len(expected) and res["tests"] == len(mine), res
+        known += res["known"]
+        made = (d / "undeclared/made").read_text().splitlines()
+        many = [n for n in made if "test_many.py::test_i[" in n]
+        assert len(many) == sum(1 for c in mine if c[1].startswith("test_i[")), (k, many)
+    assert sorted(got) == expected, p.stdout  # each test once, none lost
+    assert known == 42  # the tests that were there before the change: the plan placed them
+    assert all(o == "passed" for _, _, o in got)

@@ -63,3 +63,35 @@ TEST(lpt_spreads_unknown_items) {
         CHECK(nb_plan_lpt(items, 8, 0, bin, NULL) < 0);
         CHECK_EQ_INT(nb_plan_lpt(items, 0, 3, bin, NULL), 0);
 }
+
+/* The plan a shard is handed: every pinned test on one shard of range, the same text
+ * for the same durations, loads summing to the whole, the ideal max(total / N, longest). */
+TEST(shard_plan_text_places_every_test) {
+        const char *durations = "{\"schema\":\"nestbox.durations/v1\",\"tests\":{\"t::a\":4600,\"t::b\":5,"
+                                "\"t::c\":5,\"t::d\":5,\"t::e\":1}}";
+        char *text = NULL, *again = NULL;
+        CHECK_EQ_INT(nb_shard_plan_text(durations, 2, &text), 0);
+        CHECK_EQ_INT(nb_shard_plan_text(durations, 2, &again), 0);
+        CHECK_EQ_STR(text, again);
+        json_t *doc = json_loads(text, 0, NULL);
+        CHECK(doc != NULL);
+        CHECK_EQ_STR(json_string_value(json_object_get(doc, "schema")), NB_SHARD_PLAN_SCHEMA);
+        json_t *tests = json_object_get(doc, "tests"), *loads = json_object_get(doc, "loads_sec");
+        CHECK_EQ_INT(json_object_size(tests), 5);
+        CHECK_EQ_INT(json_array_size(loads), 2);
+        const char *k;
+        json_t *v;
+        json_object_foreach(tests, k, v)
+                CHECK(json_integer_value(v) == 0 || json_integer_value(v) == 1);
+        /* The long one alone, the four short ones on the other shard. */
+        json_int_t long_bin = json_integer_value(json_object_get(tests, "t::a"));
+        CHECK(json_integer_value(json_object_get(tests, "t::b")) != long_bin);
+        CHECK(json_real_value(json_array_get(loads, (size_t) long_bin)) == 4.6);
+        CHECK(json_real_value(json_array_get(loads, (size_t) !long_bin)) == 0.016);
+        CHECK(json_real_value(json_object_get(doc, "ideal_sec")) == 4.6);
+        json_decref(doc);
+        free(text);
+        free(again);
+        CHECK(nb_shard_plan_text("{\"schema\":\"x\"}", 2, &text) < 0 && !text);
+        CHECK(nb_shard_plan_text(durations, 0, &text) < 0);
+}
