@@ -72,7 +72,7 @@ void nb_shard_plan_collect(int out_fd, struct nb_shard_plan_info *ret) {
                 *ret = (struct nb_shard_plan_info) {};
 }
 
-int nb_shard_plan_text(const char *durations, unsigned count, char **ret) {
+int nb_shard_plan_make(const char *durations, unsigned count, json_t **ret) {
         *ret = NULL;
         if (count == 0)
                 return -EINVAL;
@@ -114,9 +114,18 @@ int nb_shard_plan_text(const char *durations, unsigned count, char **ret) {
         double ideal = (double) total_ms / 1000.0 / count;
         if ((double) longest_ms / 1000.0 > ideal)
                 ideal = (double) longest_ms / 1000.0;
-        json_auto_t *doc = json_pack("{s:s, s:I, s:O, s:f, s:O}", "schema", NB_SHARD_PLAN_SCHEMA, "shards",
-                                     (json_int_t) count, "loads_sec", loads, "ideal_sec", ideal, "tests", where);
-        *ret = doc ? json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT) : NULL;
+        *ret = json_pack("{s:s, s:I, s:O, s:f, s:O}", "schema", NB_SHARD_PLAN_SCHEMA, "shards", (json_int_t) count,
+                         "loads_sec", loads, "ideal_sec", ideal, "tests", where);
+        return *ret ? 0 : -ENOMEM;
+}
+
+int nb_shard_plan_text(const char *durations, unsigned count, char **ret) {
+        *ret = NULL;
+        json_auto_t *doc = NULL;
+        int r = nb_shard_plan_make(durations, count, &doc);
+        if (r < 0)
+                return r;
+        *ret = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT);
         return *ret ? 0 : -ENOMEM;
 }
 

@@ -32,8 +32,10 @@ int nb_shard_plan_attach(struct nb_action *a, struct nb_cache_dir *c, struct nb_
 
 #define NB_SHARD_PLAN_SCHEMA "nestbox.shard-plan/v1"
 
-/* The plan of count shards from durations (nestbox.durations/v1 text), as canonical
- * text (keys sorted, compact). -EINVAL when durations is malformed. */
+/* The plan of count shards from durations (nestbox.durations/v1 text): the object
+ * above, or its canonical text (keys sorted, compact). -EINVAL when durations is
+ * malformed. */
+int nb_shard_plan_make(const char *durations, unsigned count, json_t **ret);
 int nb_shard_plan_text(const char *durations, unsigned count, char **ret);
 
 /* For a sharded action with durations: its plan as trees/<digest>/plan.json, *ret_path

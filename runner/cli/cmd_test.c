@@ -30,6 +30,7 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
+#include "schedule/item_result.h"
 #include "schedule/item_run.h"
 #include "action/zygote_run.h"
 #include "python/venv.h"
@@ -81,8 +82,9 @@ static const char usage[] =
         NB_RETRY_USAGE
         "  -j N, --jobs N     run up to N targets at once, each in its own sandbox (default: the\n"
         "                     CPUs nestbox may use: its affinity mask and the cgroup's CPU quota);\n"
-        "                     longest first by the last run's time, the running targets' memory\n"
-        "                     limits kept under the memory available (one line says when it waits)\n"
+        "                     longest first by the test durations learned in the cache, the\n"
+        "                     running targets' memory limits kept under the memory available (one\n"
+        "                     line says when it waits)\n"
         "  --color WHEN       auto (default: on a terminal, unless NO_COLOR is set), always, never\n"
         "  --events FILE      write JSON lines (nestbox.events/v1) to FILE as things happen; with\n"
         "                     - they go to stdout and the lines for people to stderr\n"
@@ -136,50 +138,6 @@ static const struct option options[] = {
         {},
 };
 
-/* What the combined junit.xml needs of each target: its report, renamed after the
- * target (not the artifact, which may be large), in the place the target was named:
- * with -j the targets finish in any order, the report's order stays the same. */
-struct combined {
-        struct nb_junit_report **reports; /* one slot per item, NULL until it is done */
-        size_t n;
-};
-
-static void combined_done(struct combined *c) {
-        for (size_t i = 0; i < c->n; i++)
-                nb_junit_report_free(c->reports[i]);
-        free(c->reports);
-}
-
-static int combined_add(struct combined *c, size_t slot, struct nb_result *res) {
-        /* Runs of one target (--runs-per-test) stay apart: "app/tests run 2". */
-        char *name = NULL;
-        if (res->run > 1 && asprintf(&name, "%s run %u", res->target, res->run) < 0)
-                return -ENOMEM;
-        c->reports[slot] = TAKE_PTR(res->report);
-        free(c->reports[slot]->name);
-        c->reports[slot]->name = name ? name : TAKE_PTR(res->target);
-        return 0;
-}
-
-/* One <testsuite> per target, its shards folded in, in the order named. */
-static int combined_write(int out_dir, const struct combined *c, struct nb_error *err) {
-        _cleanup_free_ const struct nb_junit_report **done = calloc(c->n + 1, sizeof(*done));
-        size_t n = 0;
-        if (!done)
-                return nb_error_set(err, ENOMEM, "--output: junit.xml");
-        for (size_t i = 0; i < c->n; i++)
-                if (c->reports[i])
-                        done[n++] = c->reports[i];
-        _cleanup_free_ char *xml = NULL;
-        size_t len = 0;
-        int r = nb_junit_folded_xml(done, n, &xml, &len, err);
-        if (r < 0)
-                return nb_error_wrap(err, r, "--output: junit.xml");
-        if ((r = nb_write_file_atomic(out_dir, "junit.xml", xml, len, 0644)) < 0)
-                return nb_error_set(err, -r, "--output: junit.xml");
-        return 0;
-}
-
 /* One invocation: what the pool's callbacks share. Only this process prints, writes
  * --output and keeps the summary; the items' processes send it frames. */
 struct test_run {
@@ -188,7 +146,7 @@ struct test_run {
         int out_dir;
         const char *out_arg;
         bool verbose;
-        struct combined combined;
+        struct nb_item_reports combined; /* for --output DIR/junit.xml */
         struct nb_summary summary;
         struct nb_coverage_sum coverage;
         struct nb_events events;
@@ -211,7 +169,7 @@ struct test_run {
 };
 
 static void test_run_done(struct test_run *tr) {
-        combined_done(&tr->combined);
+        nb_item_reports_done(&tr->combined);
         nb_coverage_sum_done(&tr->coverage);
         nb_flake_table_done(&tr->flakes);
         for (size_t i = 0; i < tr->n; i++) {
@@ -305,8 +263,6 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
                 return code;
         if (tr->flakes_wanted && nb_flake_table_add(&tr->flakes, res) < 0)
                 nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
-        if (!res->cached)
-                nb_item_remember_wall(&tr->store, it, res->wall_sec);
         if (!tr->modes->no_cache && nb_durations_learn(tr->store.dir, res, &err) < 0) {
                 nb_warn_line(nb_error_message(&err), NULL);
                 nb_error_clear(&err);
@@ -317,7 +273,7 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
                 nb_error_clear(&err);
                 if (nb_coverage_sum_add(&tr->coverage, res, &err) < 0)
                         nb_exit_worst(&code, nb_fail(&err));
-                if (combined_add(&tr->combined, it->order, res) < 0)
+                if (nb_item_reports_add(&tr->combined, it->order, res) < 0)
                         nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         }
         return code;
@@ -331,14 +287,7 @@ static void item_ended(struct nb_work_item *it, int wstatus, void *userdata) {
         nb_progress_hide(tr->progress);
         /* Summed apart, and into the run's remote only at the end: an item's process
          * starts from a copy of the run's remote, whose counters must stay zero. */
-        if (o->has_remote) {
-                struct nb_remote_stats *sum = &tr->remote, *add = &o->remote;
-                if (o->repeated_fault && add->errors)
-                        add->errors--;
-                *sum = (struct nb_remote_stats) { sum->hits + add->hits, sum->misses + add->misses,
-                                                  sum->uploads + add->uploads, sum->bytes_down + add->bytes_down,
-                                                  sum->bytes_up + add->bytes_up, sum->errors + add->errors };
-        }
+        nb_item_outcome_add_remote(o, &tr->remote);
         int r = nb_item_outcome_result(o, &tr->store, &res, &err);
         if (r == 0) {
                 nb_exit_worst(&tr->status, item_result(tr, it, &res));
@@ -431,9 +380,7 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
         tr->n = 0; /* counts the items whose action is built, for test_run_done */
         tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));
         tr->not_run = calloc(n + 1, sizeof(*tr->not_run));
-        tr->combined.reports = calloc(n + 1, sizeof(*tr->combined.reports));
-        tr->combined.n = n;
-        if (!tr->outcomes || !tr->not_run || !tr->combined.reports)
+        if (!tr->outcomes || !tr->not_run || nb_item_reports_init(&tr->combined, n) < 0)
                 return nb_error_set(err, ENOMEM, "test");
         for (; tr->n < n; tr->n++) {
                 struct nb_work_item *it = &tr->items[tr->n];
@@ -599,7 +546,9 @@ int cmd_test(int argc, char **argv) {
                 return r;
         }
         /* Serially the order does not change the total, so it stays the order named. */
-        nb_items_expect(tr.items, tr.n, nb_item_last_wall_ms, &tr.store);
+        struct nb_item_expect expect = { .cache = &cache };
+        nb_items_expect(tr.items, tr.n, nb_item_expected_ms, &expect);
+        nb_item_expect_done(&expect);
         if (jobs > 1)
                 nb_items_order(tr.items, tr.n);
         tr.summary.color = nb_color_wanted(color);
@@ -626,7 +575,7 @@ int cmd_test(int argc, char **argv) {
         nb_remote_add_stats(tr.store.remote, &tr.remote);
         nb_remote_close(TAKE_PTR(tr.store.remote), &cache, &remote);
         nb_error_clear(&err);
-        if (tr.out_dir >= 0 && combined_write(tr.out_dir, &tr.combined, &err) < 0)
+        if (tr.out_dir >= 0 && nb_item_reports_write(&tr.combined, tr.out_dir, &err) < 0)
                 nb_exit_worst(&tr.status, nb_fail(&err));
         nb_error_clear(&err);
         if (tr.out_dir >= 0 && nb_coverage_sum_write(&tr.coverage, tr.out_dir, &err) < 0)
@@ -646,16 +595,8 @@ int cmd_test(int argc, char **argv) {
          * each): the line counts each once, when every item was counted (an
          * interrupted run counts what it has). */
         if (tr.summary.targets == tr.n) {
-                bool by_run = tr.summary.count_runs;
                 tr.summary.items = tr.n;
-                tr.summary.targets = 0;
-                for (size_t i = 0; i < tr.n; i++) {
-                        size_t j = 0;
-                        while (j < i && (tr.items[j].target != tr.items[i].target ||
-                                         (by_run && tr.items[j].run != tr.items[i].run)))
-                                j++;
-                        tr.summary.targets += j == i;
-                }
+                tr.summary.targets = nb_items_count_targets(tr.items, tr.n, tr.summary.count_runs);
         }
         nb_summary_print(&tr.summary);
         nb_cache_dir_close(&cache);

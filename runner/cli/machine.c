@@ -6,7 +6,6 @@
 #include <string.h>
 
 #include "action/shard_plan.h"
-#include "cache/durations.h"
 #include "cli/cli.h"
 #include "cli/machine.h"
 #include "nestbox/cleanup.h"
@@ -136,19 +135,19 @@ int nb_machine_detect(struct nb_machine *m, const char *(*get)(const char *)) {
         return 0;
 }
 
-/* The item's expected seconds: its target's learned tests over its shard count, plus
- * the start-up; -1 when nothing of the target was learned. */
-static double item_cost(struct nb_cache_dir *cache, const struct nb_work_item *it) {
-        json_auto_t *tests = NULL;
-        if (!cache || nb_durations_load(cache, it->target->name, &tests) < 0 || json_object_size(tests) == 0)
-                return -1;
-        return nb_durations_total(tests) / it->shard_count + START_UP_SEC;
+/* The item's expected seconds: what -j orders by (its target's learned tests over its
+ * shard count: no action is built yet), plus the start-up; -1 when nothing of the
+ * target was learned. */
+static double item_cost(struct nb_item_expect *e, const struct nb_work_item *it) {
+        uint64_t ms = e->cache ? nb_item_expected_ms(it, e) : 0;
+        return ms ? (double) ms / 1000.0 + START_UP_SEC : -1;
 }
 
 static int slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n) {
         _cleanup_free_ struct nb_plan_item *plan = calloc(*n ? *n : 1, sizeof(*plan));
         _cleanup_free_ unsigned *bin = calloc(*n ? *n : 1, sizeof(*bin));
         _cleanup_strv_free_ char **keys = calloc(*n + 1, sizeof(char *));
+        _cleanup_(nb_item_expect_done) struct nb_item_expect expect = { .cache = cache };
         if (!plan || !bin || !keys)
                 return -ENOMEM;
         for (size_t i = 0; i < *n; i++) {
@@ -156,7 +155,7 @@ static int slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct 
                         keys[i] = NULL;
                         return -ENOMEM;
                 }
-                plan[i] = (struct nb_plan_item) { keys[i], item_cost(cache, &items[i]) };
+                plan[i] = (struct nb_plan_item) { keys[i], item_cost(&expect, &items[i]) };
         }
         int r = nb_plan_lpt(plan, *n, m->count, bin, NULL);
         if (r < 0)

@@ -4,11 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "cache/digest.h"
+#include "action/shard_plan.h"
+#include "cache/durations.h"
 #include "nestbox/cleanup.h"
 #include "schedule/item.h"
-
-#define WALL_RECORD_MAX 64
 
 static int by_expected(const void *pa, const void *pb) {
         const struct nb_work_item *a = pa, *b = pb;
@@ -26,41 +25,36 @@ void nb_items_order(struct nb_work_item *items, size_t n) {
         nb_qsort(items, n, sizeof(*items), by_expected);
 }
 
-static void wall_key(const struct nb_work_item *it, char out[NB_DIGEST_HEX_LEN + 1]) {
-        _cleanup_(nb_hasher_freep) struct nb_hasher *h = nb_hasher_new();
-        if (!h) {
-                out[0] = 0;
-                return;
+static uint64_t planned_ms(struct nb_item_expect *e, const struct nb_action *a, unsigned index) {
+        if (!e->durations || e->count != a->shard_count || strcmp(e->durations, a->shard_durations) != 0) {
+                json_decref(TAKE_PTR(e->loads));
+                free(e->durations);
+                json_auto_t *plan = NULL;
+                if (!(e->durations = strdup(a->shard_durations)) ||
+                    nb_shard_plan_make(a->shard_durations, a->shard_count, &plan) < 0)
+                        return 0; /* a hint: out of memory, or a malformed pin, is unknown */
+                e->count = a->shard_count;
+                e->loads = json_incref(json_object_get(plan, "loads_sec"));
         }
-        nb_hasher_update_str(h, "nestbox.wall/v1");
-        nb_hasher_update_str(h, it->target->name);
-        nb_hasher_update_u64(h, it->shard_index);
-        nb_hasher_update_u64(h, it->shard_count);
-        nb_hasher_update_u64(h, it->run);
-        nb_hasher_finish(TAKE_PTR(h), out);
+        return (uint64_t) (json_number_value(json_array_get(e->loads, index - 1)) * 1000.0 + 0.5);
 }
 
-uint64_t nb_item_last_wall_ms(const struct nb_work_item *it, void *userdata) {
-        struct nb_store *s = userdata;
-        char key[NB_DIGEST_HEX_LEN + 1];
-        wall_key(it, key);
-        _cleanup_free_ char *text = NULL;
-        size_t len = 0;
-        unsigned long long ms;
-        char tail;
-        /* A hint: whatever is wrong with it (absent, damaged, foreign) means unknown. */
-        if (!key[0] || nb_ac_get(s, key, &text, &len, NULL) < 0 || len > WALL_RECORD_MAX)
-                return 0;
-        _cleanup_free_ char *z = strndup(text, len);
-        if (!z || sscanf(z, "wall_ms %llu%c", &ms, &tail) != 2 || tail != '\n')
-                return 0;
-        return ms;
+uint64_t nb_item_expected_ms(const struct nb_work_item *it, void *userdata) {
+        struct nb_item_expect *e = userdata;
+        const struct nb_action *a = it->action;
+        if (a && a->shard_durations && a->shard_count > 1 && it->shard_index >= 1)
+                return planned_ms(e, a, it->shard_index);
+        if (e->target != it->target) {
+                json_auto_t *tests = NULL;
+                e->target = it->target;
+                e->learned_sec = nb_durations_load(e->cache, it->target->name, &tests) < 0 ? 0 : nb_durations_total(tests);
+        }
+        unsigned shards = it->shard_count ? it->shard_count : 1;
+        return (uint64_t) (e->learned_sec * 1000.0 / shards + 0.5);
 }
 
-void nb_item_remember_wall(struct nb_store *s, const struct nb_work_item *it, double wall_sec) {
-        char key[NB_DIGEST_HEX_LEN + 1], text[WALL_RECORD_MAX];
-        wall_key(it, key);
-        int len = snprintf(text, sizeof(text), "wall_ms %llu\n", (unsigned long long) (wall_sec * 1000.0));
-        if (key[0] && len > 0)
-                (void) nb_ac_put(s, key, text, (size_t) len, NULL);
+void nb_item_expect_done(struct nb_item_expect *e) {
+        json_decref(e->loads);
+        free(e->durations);
+        *e = (struct nb_item_expect) { .cache = e->cache };
 }

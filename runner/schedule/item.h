@@ -1,15 +1,15 @@
 /* SPDX-License-Identifier: MIT */
-/* Work items: what `nestbox test` schedules. Today one per target; shards and runs
- * (--shards-per-target, --runs-per-test) add more of the same target, told apart by
- * shard and run. Each carries the memory limit it will run under (the budget the pool
+/* Work items: what `nestbox test` schedules, one per target, shard
+ * (--shards-per-target) and run (--runs-per-test), told apart by shard and run. Each carries the memory limit it will run under (the budget the pool
  * keeps to) and its expected duration (the order it starts in). */
 #pragma once
 
+#include <jansson.h>
 #include <stddef.h>
 #include <stdint.h>
 
 #include "action/action.h"
-#include "cache/cas.h"
+#include "cache/cache_dir.h"
 #include "workspace/workspace.h"
 
 struct nb_work_item {
@@ -33,13 +33,20 @@ void nb_items_expect(struct nb_work_item *items, size_t n, nb_expected_ms_fn fn,
  * the order named. */
 void nb_items_order(struct nb_work_item *items, size_t n);
 
-/* The expected_ms hook nestbox uses today: the wall time of the item's target the
- * last time it ran (not replayed) with this cache, remembered by nb_item_remember_wall.
- * userdata is the struct nb_store. Per-test durations (cache/durations.c) can replace
- * it without touching the pool. */
-uint64_t nb_item_last_wall_ms(const struct nb_work_item *it, void *userdata);
-
-/* Remembers a run's wall time for nb_item_last_wall_ms: a small record in ac/ under
- * the digest of "nestbox.wall/v1", the target name, shard and run (gc ages it like
- * any record; losing it only loses the hint). */
-void nb_item_remember_wall(struct nb_store *s, const struct nb_work_item *it, double wall_sec);
+/* The expected_ms hook nestbox uses: what the durations store (cache/durations.h)
+ * knows of the item's tests. A shard with a pinned plan: its planned load (the sum
+ * of its tests' durations, action/shard_plan.h); any other item: the sum of its
+ * target's learned durations (a shard without a plan: that over the shard count,
+ * its tests being spread by hash). Nothing learned: 0. userdata is a struct
+ * nb_item_expect, whose memo serves the shards and runs of one target, which come
+ * together. */
+struct nb_item_expect {
+        struct nb_cache_dir *cache;
+        const struct nb_target *target; /* the memo: the last item's target, */
+        double learned_sec;             /* its learned durations summed, */
+        char *durations;                /* the pinned durations it was planned from, */
+        unsigned count;                 /* for this many shards, */
+        json_t *loads;                  /* and the plan's loads_sec */
+};
+uint64_t nb_item_expected_ms(const struct nb_work_item *it, void *userdata);
+void nb_item_expect_done(struct nb_item_expect *e);

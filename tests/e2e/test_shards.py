@@ -220,3 +220,23 @@ def test_every_test_runs_once_after_tests_were_added_and_removed(tmp_path, resol
     assert sorted(got) == expected, p.stdout  # each test once, none lost
     assert known == 42  # the tests that were there before the change: the plan placed them
     assert all(o == "passed" for _, _, o in got)
+
+
+def test_the_shard_planned_longest_starts_first(tmp_path, resolve_dir, cache):  # noqa: F811
+    """-j orders work items by the durations store: a shard by its plan's load. The
+    first sharded run of a/fast and b/slow (learned unsharded before) starts the
+    shard of b/slow that holds the slow test, although a/fast is named first."""
+    files = {**PASSING, "tests/test_many.py": MANY,
+             "tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(1.5)\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files,
+                        {"a/fast": {"tests": ["tests/test_calc.py"]}, "b/slow": {}})
+    shard_run(cache, ws, tmp_path / "learn")
+    ev = tmp_path / "ev.jsonl"
+    shard_run(cache, ws, tmp_path / "out", "--shards-per-target", "2", "-j", "2", "--events", ev)
+    plans = {k: json.loads((tmp_path / f"out/b/slow/shard-{k}-of-2/result.json").read_text())["shard_plan"]
+             for k in (1, 2)}
+    slow = max(plans, key=lambda k: plans[k]["expected_sec"])
+    assert plans[slow]["expected_sec"] >= 1.5, plans
+    started = [(e["target"], e["shard"]["index"]) for e in map(json.loads, ev.read_text().splitlines())
+               if e["event"] == "target_started"]
+    assert len(started) == 4 and started[0] == ("b/slow", slow), started
