@@ -81,7 +81,7 @@ class Shard:
         self.index, self.total = index, total
         self.plan, self.loads, self.ideal = load_plan()
         self.trimmed = 0  # parametrized calls of other shards never made into items
-        self.kept = set()  # node ids the trimming kept: mine, no need to ask again
+        self.kept = {}  # node id -> key of the calls the trimming kept: mine, no need to ask again
 
     def mine(self, key):
         s = self.plan.get(key)
@@ -95,21 +95,25 @@ class Shard:
         calls = getattr(metafunc, "_calls", None)  # every parametrization applied by now
         if outcome.excinfo is not None or not calls:
             return
-        # An item's node id is its definition's and [callspec id] (_pytest/python.py).
+        # An item's node id is its definition's and [callspec id] (_pytest/python.py);
+        # its key is the definition's and the same [callspec id] (junit_key), unless the
+        # definition's id has a [ of its own.
         base = metafunc.definition.nodeid
+        prefix = junit_key(base) if "[" not in base else None
         keep = []
         for c in calls:
             nodeid = f"{base}[{c.id}]"
-            if self.mine(junit_key(nodeid)):
+            key = f"{prefix}[{c.id}]" if prefix is not None else junit_key(nodeid)
+            if self.mine(key):
                 keep.append(c)
-                self.kept.add(nodeid)
+                self.kept[nodeid] = key
         # With none left pytest would make the unparametrized item: one stays, for
         # pytest_collection_modifyitems to drop.
         metafunc._calls = keep or calls[:1]
         self.trimmed += len(calls) - len(metafunc._calls)
 
     def pytest_collection_modifyitems(self, session, config, items):
-        keys = [junit_key(it.nodeid) for it in items]
+        keys = [self.kept.get(it.nodeid) or junit_key(it.nodeid) for it in items]
         mine = [it.nodeid in self.kept or self.mine(k) for it, k in zip(items, keys)]
         keep = [it for it, m in zip(items, mine) if m]
         drop = [it for it, m in zip(items, mine) if not m]
