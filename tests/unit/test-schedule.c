@@ -1,11 +1,17 @@
 /* SPDX-License-Identifier: MIT */
 /* schedule/: the order items start in, the pool's -j and memory budget, the frames an
  * item's process sends, and what the machine offers. */
+#include <fcntl.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
+#include "cache/digest.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/fs.h"
 #include "schedule/item.h"
+#include "schedule/item_result.h"
 #include "schedule/pool.h"
 #include "schedule/resources.h"
 #include "test.h"
@@ -99,6 +105,49 @@ static void run_pool(unsigned jobs, uint64_t budget, const uint64_t *memory, str
         CHECK_EQ_INT(nb_pool_run(items, 4, &cfg, &ops, s, &started, &err), 0);
         CHECK_EQ_INT(started, 4);
         nb_error_clear(&err);
+}
+
+/* Shards of one target count once, however -j's order mixes them; runs apart with by_run. */
+TEST(count_targets_whatever_the_order) {
+        struct nb_target t[3] = { { .name = "a" }, { .name = "b" }, { .name = "c" } };
+        struct nb_work_item items[] = {
+                { .target = &t[1], .run = 1 }, { .target = &t[0], .run = 1 }, { .target = &t[1], .run = 2 },
+                { .target = &t[2], .run = 1 }, { .target = &t[0], .run = 1 }, { .target = &t[1], .run = 1 },
+        };
+        CHECK_EQ_INT(nb_items_count_targets(items, 6, false), 3);
+        CHECK_EQ_INT(nb_items_count_targets(items, 6, true), 4);
+        CHECK_EQ_INT(nb_items_count_targets(items, 0, false), 0);
+}
+
+/* -j's expectation is the durations store's: a target's learned tests summed (over its
+ * shard count for a shard without a plan); nothing learned is 0. */
+TEST(expected_ms_from_learned_durations) {
+        char root[] = "/tmp/nb-test-expect.XXXXXX";
+        CHECK(mkdtemp(root) != NULL);
+        struct nb_cache_dir c;
+        CHECK_EQ_INT(nb_cache_dir_open(&c, root, NULL), 0);
+        char hex[NB_DIGEST_HEX_LEN + 1], *rel = NULL;
+        nb_sha256_hex("a/tests", strlen("a/tests"), hex);
+        CHECK(asprintf(&rel, "durations/%s.json", hex) > 0);
+        const char *doc = "{\"schema\":\"nestbox.durations/v1\",\"tests\":{\"x::a\":1500,\"x::b\":500}}";
+        CHECK(mkdirat(c.fd, "durations", 0755) == 0);
+        CHECK_EQ_INT(nb_write_file_atomic(c.fd, rel, doc, strlen(doc), 0644), 0);
+        struct nb_target t[2] = { { .name = "a/tests" }, { .name = "b/tests" } };
+        struct nb_work_item items[] = {
+                { .target = &t[0], .shard_index = 1, .shard_count = 1 },
+                { .target = &t[0], .shard_index = 2, .shard_count = 4 },
+                { .target = &t[1], .shard_index = 1, .shard_count = 1 },
+        };
+        struct nb_item_expect e = { .cache = &c };
+        nb_items_expect(items, 3, nb_item_expected_ms, &e);
+        nb_item_expect_done(&e);
+        CHECK_EQ_INT(items[0].expected_ms, 2000);
+        CHECK_EQ_INT(items[1].expected_ms, 500);
+        CHECK_EQ_INT(items[2].expected_ms, 0);
+        free(rel);
+        nb_cache_dir_close(&c);
+        _cleanup_close_ int tmp = open("/tmp", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
+        CHECK_EQ_INT(nb_rm_rf_at(tmp, root + 5), 0);
 }
 
 TEST(pool_runs_up_to_jobs_at_once_and_delivers_every_frame) {
