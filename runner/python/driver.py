@@ -28,13 +28,13 @@ import json
 import os
 import sys
 
-from pluggy import HookimplMarker  # pytest's own marker; pluggy imports nothing of pytest
-
 NO_COVERAGE = 86
-hookimpl = HookimplMarker("pytest")
 
 
 # ---- sharding: the host plans, the driver keeps its shard's tests ----------------------
+from pluggy import HookimplMarker  # noqa: E402  pytest's own marker, without importing pytest
+
+hookimpl = HookimplMarker("pytest")
 PLAN = "/nestbox/plan/plan.json"
 PLAN_OUT = "/out/shard_plan.json"
 
