@@ -8,8 +8,8 @@
  *   strv(pytest_args) strv(env "NAME=value", sorted)
  *   u64(timeout ms) u64(memory) u64(pids) u64(network)
  *   u64(shard index) u64(shard count) u64(seed) u64(coverage) u64(run)
- *   str(shard durations, "" when none)
  *   u64(attempt) u64(shuffle) strv(select)
+ *   str(shard durations, "" when none) str(shard plan schema, "" when no durations)
  * root is not in it (the files' contents are), so a workspace moved or cloned
  * elsewhere keeps its cache entries. */
 #include <errno.h>
@@ -22,6 +22,7 @@
 #include <unistd.h>
 
 #include "action/action.h"
+#include "action/shard_plan.h"
 #include "action/timings.h"
 #include "cache/cache_dir.h"
 #include "cache/cas.h"
@@ -242,6 +243,9 @@ static int digest_into(const struct nb_action *a, bool group, char out[NB_DIGEST
         nb_hasher_update_u64(h, a->shuffle);
         hash_strv(h, a->select);
         nb_hasher_update_str(h, group || !a->shard_durations ? "" : a->shard_durations);
+        /* The split is made on the host from the durations (action/shard_plan.h); the
+         * plan's schema stands for the planner's rule, so a new rule is a new digest. */
+        nb_hasher_update_str(h, group || !a->shard_durations ? "" : NB_SHARD_PLAN_SCHEMA);
         nb_hasher_finish(TAKE_PTR(h), out);
         return 0;
 }

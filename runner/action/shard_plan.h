@@ -30,6 +30,8 @@
  * a->shard_durations (and the digest) from the pin. Nothing for an unsharded one. */
 int nb_shard_plan_attach(struct nb_action *a, struct nb_cache_dir *c, struct nb_error *err);
 
+/* Hashed into a sharded action's digest: a change to how nb_plan_lpt places tests
+ * must come with a new one. */
 #define NB_SHARD_PLAN_SCHEMA "nestbox.shard-plan/v1"
 
 /* The plan of count shards from durations (nestbox.durations/v1 text): the object
