@@ -11,6 +11,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "action/shard_plan.h"
 #include "cache/digest.h"
 #include "cache/durations.h"
 #include "nestbox/cleanup.h"
@@ -92,23 +93,52 @@ static int write_doc(struct nb_cache_dir *c, const char *dir, const char *name, 
         return r;
 }
 
-int nb_durations_learn(struct nb_cache_dir *c, const struct nb_result *r, struct nb_error *err) {
+/* A shard that passed whole ran every test its plan gave it that still exists: the
+ * ones it did not run are gone (or renamed), and their durations would go on
+ * weighing on every later plan. Forgotten; a wrong guess (a -k among the pytest
+ * arguments) costs balance until the test runs again, never correctness. */
+static int forget_gone(json_t *learned, json_t *ran, const struct nb_result *r, const struct nb_action *a) {
+        if (!a || a->shard_count <= 1 || !a->shard_durations || r->status != NB_TARGET_PASSED ||
+            (a->select && a->select[0]))
+                return 0;
+        json_auto_t *plan = NULL;
+        int k = nb_shard_plan_make(a->shard_durations, a->shard_count, &plan);
+        if (k < 0)
+                return k == -EINVAL ? 0 : k;
+        const char *key;
+        json_t *bin;
+        json_object_foreach(json_object_get(plan, "tests"), key, bin)
+                if (json_integer_value(bin) == (json_int_t) a->shard_index - 1 && !json_object_get(ran, key))
+                        (void) json_object_del(learned, key);
+        return 0;
+}
+
+int nb_durations_learn(struct nb_cache_dir *c, const struct nb_result *r, const struct nb_action *a,
+                       struct nb_error *err) {
         if (r->cached || r->interrupted || !r->report)
                 return 0;
-        json_auto_t *tests = NULL;
+        json_auto_t *tests = NULL, *ran = json_object();
         int k = nb_durations_load(c, r->target, &tests);
-        if (k < 0)
-                return nb_error_set(err, -k, "durations of \"%s\"", r->target);
+        if (k < 0 || !ran)
+                return nb_error_set(err, k < 0 ? -k : ENOMEM, "durations of \"%s\"", r->target);
         for (size_t i = 0; i < r->report->n_testcases; i++) {
                 const struct nb_junit_testcase *tc = &r->report->testcases[i];
                 _cleanup_free_ char *key = NULL;
                 if (asprintf(&key, "%s::%s", tc->classname, tc->name) < 0)
                         return nb_error_set(err, ENOMEM, "durations of \"%s\"", r->target);
-                if (!json_object_get(tests, key) && json_object_size(tests) >= NB_DURATIONS_MAX_TESTS)
-                        continue;
                 /* time is finite and >= 0 (the parser's promise); whole ms, at least 1. */
                 json_int_t ms = (json_int_t) (tc->time * 1000.0 + 0.5);
-                if (json_object_set_new(tests, key, json_integer(ms > 0 ? ms : 1)) < 0)
+                if (json_object_set_new(ran, key, json_integer(ms > 0 ? ms : 1)) < 0)
+                        return nb_error_set(err, ENOMEM, "durations of \"%s\"", r->target);
+        }
+        if ((k = forget_gone(tests, ran, r, a)) < 0)
+                return nb_error_set(err, -k, "durations of \"%s\"", r->target);
+        const char *key;
+        json_t *ms;
+        json_object_foreach(ran, key, ms) {
+                if (!json_object_get(tests, key) && json_object_size(tests) >= NB_DURATIONS_MAX_TESTS)
+                        continue;
+                if (json_object_set(tests, key, ms) < 0)
                         return nb_error_set(err, ENOMEM, "durations of \"%s\"", r->target);
         }
         _cleanup_free_ char *rel = NULL;

@@ -19,6 +19,7 @@
 
 #include <jansson.h>
 
+#include "action/action.h"
 #include "action/result.h"
 #include "cache/cache_dir.h"
 #include "nestbox/error.h"
@@ -32,8 +33,11 @@
 int nb_durations_load(struct nb_cache_dir *c, const char *target, json_t **ret);
 
 /* Adds what a run measured (its junit.xml's testcases) to the learned durations of its
- * target. A cached result teaches nothing. */
-int nb_durations_learn(struct nb_cache_dir *c, const struct nb_result *r, struct nb_error *err);
+ * target. A cached result teaches nothing. a (may be NULL) is the action that ran:
+ * of a shard that passed whole, the tests its plan gave it that it did not run are
+ * forgotten (they are gone, or renamed). */
+int nb_durations_learn(struct nb_cache_dir *c, const struct nb_result *r, const struct nb_action *a,
+                       struct nb_error *err);
 
 /* Parses nestbox.durations/v1 text: *ret its "tests" object. -EINVAL when malformed. */
 int nb_durations_parse(const char *text, size_t len, json_t **ret);

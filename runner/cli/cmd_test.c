@@ -263,7 +263,7 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
                 return code;
         if (tr->flakes_wanted && nb_flake_table_add(&tr->flakes, res) < 0)
                 nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
-        if (!tr->modes->no_cache && nb_durations_learn(tr->store.dir, res, &err) < 0) {
+        if (!tr->modes->no_cache && nb_durations_learn(tr->store.dir, res, it->action, &err) < 0) {
                 nb_warn_line(nb_error_message(&err), NULL);
                 nb_error_clear(&err);
         }

@@ -1,5 +1,6 @@
 """Shards inside a target (issue 10): `shards` / --shards-per-target, the split by
 learned durations, the plan in each shard's result, and a second run a cache hit."""
+import hashlib
 import json
 import xml.etree.ElementTree as ET
 
@@ -220,6 +221,10 @@ def test_every_test_runs_once_after_tests_were_added_and_removed(tmp_path, resol
     assert sorted(got) == expected, p.stdout  # each test once, none lost
     assert known == 42  # the tests that were there before the change: the plan placed them
     assert all(o == "passed" for _, _, o in got)
+    # The shards that passed whole forgot the removed file's tests and learned the new.
+    learned = json.loads((cache / "durations" / (hashlib.sha256(b"app/tests").hexdigest() + ".json")).read_text())
+    assert len(learned["tests"]) == len(expected) and "tests.test_gone::test_gone_a" not in learned["tests"]
+    assert sorted(learned["tests"]) == sorted(f"{c}::{n}" for c, n, _ in expected)
 
 
 def test_the_shard_planned_longest_starts_first(tmp_path, resolve_dir, cache):  # noqa: F811
