@@ -47,7 +47,9 @@ uint64_t nb_item_expected_ms(const struct nb_work_item *it, void *userdata) {
         if (e->target != it->target) {
                 json_auto_t *tests = NULL;
                 e->target = it->target;
-                e->learned_sec = nb_durations_load(e->cache, it->target->name, &tests) < 0 ? 0 : nb_durations_total(tests);
+                e->learned_sec = 0;
+                if (nb_durations_load(e->cache, it->target->name, &tests) == 0)
+                        e->learned_sec = nb_durations_total(tests);
         }
         unsigned shards = it->shard_count ? it->shard_count : 1;
         return (uint64_t) (e->learned_sec * 1000.0 / shards + 0.5);

@@ -1,7 +1,8 @@
 /* SPDX-License-Identifier: MIT */
-/* Work items: what `nestbox test` schedules, one per target, shard
- * (--shards-per-target) and run (--runs-per-test), told apart by shard and run. Each carries the memory limit it will run under (the budget the pool
- * keeps to) and its expected duration (the order it starts in). */
+/* Work items: what `nestbox test` schedules, one per target, shard (--shards-per-target)
+ * and run (--runs-per-test), told apart by shard and run. Each carries the memory limit
+ * it will run under (the budget the pool keeps to) and its expected duration (the
+ * order it starts in). */
 #pragma once
 
 #include <jansson.h>
