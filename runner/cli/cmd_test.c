@@ -362,21 +362,10 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
         if (r < 0)
                 return nb_error_set(err, -r, "test");
         unsigned runs = runs_wanted(o);
-        if (tr->n > SIZE_MAX / 2 / sizeof(*tr->items) / runs)
-                return nb_error_set(err, ENOMEM, "test");
-        size_t n = tr->n * runs;
-        if (runs > 1) {
-                struct nb_work_item *items = calloc(n + 1, sizeof(*items));
-                if (!items)
-                        return nb_error_set(err, ENOMEM, "test");
-                for (size_t i = 0; i < n; i++) {
-                        items[i] = tr->items[i / runs];
-                        items[i].run = (unsigned) (i % runs) + 1;
-                }
-                free(tr->items);
-                tr->items = items;
-                *ret_all *= runs;
-        }
+        if ((r = nb_items_repeat(&tr->items, &tr->n, runs)) < 0)
+                return nb_error_set(err, -r, "test");
+        *ret_all *= runs;
+        size_t n = tr->n;
         tr->n = 0; /* counts the items whose action is built, for test_run_done */
         tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));
         tr->not_run = calloc(n + 1, sizeof(*tr->not_run));

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <stdio.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -19,6 +20,25 @@ static int by_expected(const void *pa, const void *pb) {
 void nb_items_expect(struct nb_work_item *items, size_t n, nb_expected_ms_fn fn, void *userdata) {
         for (size_t i = 0; i < n; i++)
                 items[i].expected_ms = fn ? fn(&items[i], userdata) : 0;
+}
+
+int nb_items_repeat(struct nb_work_item **items, size_t *n, unsigned runs) {
+        if (runs <= 1)
+                return 0;
+        if (*n > SIZE_MAX / 2 / sizeof(**items) / runs)
+                return -ENOMEM;
+        size_t total = *n * runs;
+        struct nb_work_item *v = calloc(total + 1, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < total; i++) {
+                v[i] = (*items)[i / runs];
+                v[i].run = (unsigned) (i % runs) + 1;
+        }
+        free(*items);
+        *items = v;
+        *n = total;
+        return 0;
 }
 
 void nb_items_order(struct nb_work_item *items, size_t n) {

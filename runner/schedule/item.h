@@ -24,6 +24,10 @@ struct nb_work_item {
         size_t order;                      /* its place as named */
 };
 
+/* Each of the n items runs times (--runs-per-test), a target's runs together, numbered
+ * from 1; *items is replaced and *n multiplied. -ENOMEM, leaving both as they were. */
+int nb_items_repeat(struct nb_work_item **items, size_t *n, unsigned runs);
+
 /* How long an item is expected to take; 0 when nothing is known. */
 typedef uint64_t (*nb_expected_ms_fn)(const struct nb_work_item *it, void *userdata);
 

@@ -119,6 +119,25 @@ TEST(count_targets_whatever_the_order) {
         CHECK_EQ_INT(nb_items_count_targets(items, 0, false), 0);
 }
 
+/* --runs-per-test: each item that often, a target's runs together, numbered from 1. */
+TEST(repeat_items_for_runs) {
+        struct nb_target t[2] = { { .name = "a" }, { .name = "b" } };
+        struct nb_work_item *items = calloc(2, sizeof(*items));
+        CHECK(items != NULL);
+        items[0] = (struct nb_work_item) { .target = &t[0], .run = 1 };
+        items[1] = (struct nb_work_item) { .target = &t[1], .run = 1 };
+        size_t n = 2;
+        CHECK_EQ_INT(nb_items_repeat(&items, &n, 1), 0);
+        CHECK_EQ_INT(n, 2);
+        CHECK_EQ_INT(nb_items_repeat(&items, &n, 3), 0);
+        CHECK_EQ_INT(n, 6);
+        for (size_t i = 0; i < 6; i++) {
+                CHECK(items[i].target == &t[i / 3]);
+                CHECK_EQ_INT(items[i].run, i % 3 + 1);
+        }
+        free(items);
+}
+
 /* -j's expectation is the durations store's: a target's learned tests summed (over its
  * shard count for a shard without a plan); nothing learned is 0. */
 TEST(expected_ms_from_learned_durations) {
