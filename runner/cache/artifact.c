@@ -12,6 +12,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include <zstd.h>
+
 #include "cache/artifact.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
@@ -214,33 +216,68 @@ int nb_artifact_add_tree(struct nb_artifact *a, int dir_fd, const char *prefix, 
         return walk_dir(&w, fd, p, 0);
 }
 
-/* The packed bytes grow in one buffer; no size is known in advance. */
+/* The packed bytes grow in one buffer. */
 struct membuf {
         char *data;
         size_t len, cap;
 };
 
-static la_ssize_t membuf_write(struct archive *a, void *userdata, const void *buf, size_t n) {
-        struct membuf *m = userdata;
-        if (n > m->cap - m->len) {
-                size_t ncap = m->cap ? m->cap : 65536;
-                while (ncap - m->len < n) {
-                        if (ncap > SIZE_MAX / 2) {
-                                archive_set_error(a, ENOMEM, "artifact too large");
-                                return -1;
-                        }
-                        ncap *= 2;
-                }
-                char *nd = realloc(m->data, ncap);
-                if (!nd) {
-                        archive_set_error(a, ENOMEM, "out of memory");
+/* Room for n more bytes; -ENOMEM. */
+static int membuf_reserve(struct membuf *m, size_t n) {
+        if (n <= m->cap - m->len)
+                return 0;
+        size_t ncap = m->cap ? m->cap : 65536;
+        while (ncap - m->len < n) {
+                if (ncap > SIZE_MAX / 2)
+                        return -ENOMEM;
+                ncap *= 2;
+        }
+        char *nd = realloc(m->data, ncap);
+        if (!nd)
+                return -ENOMEM;
+        m->data = nd;
+        m->cap = ncap;
+        return 0;
+}
+
+/* The tar is written twice: first only counted, then through a zstd stream told that
+ * count. libarchive's zstd filter cannot pledge a size, so its frames ask every reader
+ * for a 2 MiB window whatever the artifact holds; a frame that names its content size
+ * asks for no more than that, so a small artifact unpacks in a few KiB. */
+struct pack_sink {
+        ZSTD_CCtx *z; /* NULL while counting */
+        uint64_t tar_len;
+        struct membuf out;
+};
+
+/* Feeds in to the stream (ZSTD_e_continue) or ends the frame (ZSTD_e_end, until
+ * zstd says it is flushed); 0 or -errno. */
+static int sink_compress(struct pack_sink *s, const void *buf, size_t n, ZSTD_EndDirective how) {
+        ZSTD_inBuffer in = { buf, n, 0 };
+        for (;;) {
+                if (membuf_reserve(&s->out, ZSTD_CStreamOutSize()) < 0)
+                        return -ENOMEM;
+                ZSTD_outBuffer o = { s->out.data + s->out.len, s->out.cap - s->out.len, 0 };
+                size_t left = ZSTD_compressStream2(s->z, &o, &in, how);
+                if (ZSTD_isError(left))
+                        return -EIO;
+                s->out.len += o.pos;
+                if (how == ZSTD_e_continue ? in.pos == in.size : left == 0)
+                        return 0;
+        }
+}
+
+static la_ssize_t sink_write(struct archive *a, void *userdata, const void *buf, size_t n) {
+        struct pack_sink *s = userdata;
+        if (!s->z)
+                s->tar_len += n;
+        else {
+                int r = sink_compress(s, buf, n, ZSTD_e_continue);
+                if (r < 0) {
+                        archive_set_error(a, -r, "compressing: %s", strerror(-r));
                         return -1;
                 }
-                m->data = nd;
-                m->cap = ncap;
         }
-        memcpy(m->data + m->len, buf, n);
-        m->len += n;
         return (la_ssize_t) n;
 }
 
@@ -286,8 +323,36 @@ static bool any_non_ascii(const struct nb_artifact *a) {
         return false;
 }
 
-static void membuf_done(struct membuf *m) {
-        free(m->data);
+/* The sorted entries as tar bytes into sink. */
+static int write_tar(const struct nb_artifact_entry **sorted, size_t n, bool binary_names, struct pack_sink *sink,
+                     struct nb_error *err) {
+        _cleanup_(archive_writep) struct archive *ar = archive_write_new();
+        if (!ar)
+                return nb_error_set(err, ENOMEM, "artifact");
+        /* pax_restricted: plain ustar headers, and a pax header (path only, no times)
+         * just for names ustar cannot hold. No padding to 10 KiB blocks.
+         * hdrcharset=BINARY where a name is not ASCII: names are bytes (a test may
+         * write any but "/" and NUL), stored and read back untranslated whatever the
+         * locale; it costs a pax header per entry, so plain names go without. */
+        if (archive_write_set_format_pax_restricted(ar) != ARCHIVE_OK ||
+            (binary_names && archive_write_set_format_option(ar, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK) ||
+            archive_write_set_bytes_in_last_block(ar, 1) != ARCHIVE_OK)
+                return archive_failed(err, ar, "setting up tar");
+        if (archive_write_open(ar, sink, NULL, sink_write, NULL) != ARCHIVE_OK)
+                return archive_failed(err, ar, "packing");
+        for (size_t i = 0; i < n; i++) {
+                int r = write_entry(ar, sorted[i], err);
+                if (r < 0)
+                        return r;
+        }
+        if (archive_write_close(ar) != ARCHIVE_OK)
+                return archive_failed(err, ar, "packing");
+        return 0;
+}
+
+static void pack_sink_done(struct pack_sink *s) {
+        ZSTD_freeCCtx(s->z);
+        free(s->out.data);
 }
 
 int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, struct nb_error *err) {
@@ -298,31 +363,22 @@ int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, s
                 sorted[i] = &a->entries[i];
         nb_qsort(sorted, a->n, sizeof(*sorted), by_name);
 
-        _cleanup_(membuf_done) struct membuf m = {};
-        _cleanup_(archive_writep) struct archive *ar = archive_write_new();
-        if (!ar)
+        bool binary = any_non_ascii(a);
+        _cleanup_(pack_sink_done) struct pack_sink sink = {};
+        int r = write_tar(sorted, a->n, binary, &sink, err);
+        if (r < 0)
+                return r;
+        if (!(sink.z = ZSTD_createCCtx()))
                 return nb_error_set(err, ENOMEM, "artifact");
-        /* pax_restricted: plain ustar headers, and a pax header (path only, no times)
-         * just for names ustar cannot hold. No padding to 10 KiB blocks. The zstd
-         * filter must be libzstd itself (ARCHIVE_WARN means an external program).
-         * hdrcharset=BINARY where a name is not ASCII: names are bytes (a test may
-         * write any but "/" and NUL), stored and read back untranslated whatever the
-         * locale; it costs a pax header per entry, so plain names go without. */
-        if (archive_write_set_format_pax_restricted(ar) != ARCHIVE_OK ||
-            (any_non_ascii(a) && archive_write_set_format_option(ar, "pax", "hdrcharset", "BINARY") != ARCHIVE_OK) ||
-            archive_write_add_filter_zstd(ar) != ARCHIVE_OK || archive_write_set_bytes_in_last_block(ar, 1) != ARCHIVE_OK)
-                return archive_failed(err, ar, "setting up tar.zst");
-        if (archive_write_open(ar, &m, NULL, membuf_write, NULL) != ARCHIVE_OK)
-                return archive_failed(err, ar, "packing");
-        for (size_t i = 0; i < a->n; i++) {
-                int r = write_entry(ar, sorted[i], err);
-                if (r < 0)
-                        return r;
-        }
-        if (archive_write_close(ar) != ARCHIVE_OK)
-                return archive_failed(err, ar, "packing");
-        *ret = TAKE_PTR(m.data);
-        *ret_len = m.len;
+        if (ZSTD_isError(ZSTD_CCtx_setParameter(sink.z, ZSTD_c_compressionLevel, ZSTD_CLEVEL_DEFAULT)) ||
+            ZSTD_isError(ZSTD_CCtx_setPledgedSrcSize(sink.z, sink.tar_len)))
+                return nb_error_setx(err, EIO, "artifact: setting up zstd");
+        if ((r = write_tar(sorted, a->n, binary, &sink, err)) < 0)
+                return r;
+        if ((r = sink_compress(&sink, NULL, 0, ZSTD_e_end)) < 0)
+                return nb_error_set(err, -r, "artifact: compressing");
+        *ret = TAKE_PTR(sink.out.data);
+        *ret_len = sink.out.len;
         return 0;
 }
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* One artifact per run: a tar.zst (libarchive, zstd filter) holding junit.xml, log,
- * coverage.lcov, coverage.xml, coverage.data, undeclared/..., result.json.
+/* One artifact per run: a tar.zst (libarchive's tar in one zstd frame that names its
+ * size) holding junit.xml, log, coverage.lcov, coverage.xml, coverage.data,
+ * undeclared/..., result.json.
  * Deterministic: entries sorted by name, owner 0:0, mode 0644, mtime 0, no pax
  * extended headers that carry times; the same files give the same bytes. */
 #pragma once

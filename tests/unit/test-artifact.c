@@ -8,6 +8,9 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#define ZSTD_STATIC_LINKING_ONLY /* ZSTD_getFrameHeader */
+#include <zstd.h>
+
 #include "cache/artifact.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
@@ -73,6 +76,34 @@ TEST(pack_is_deterministic_and_round_trips) {
         CHECK(nb_artifact_find(&back, "nope") == NULL);
         CHECK_EQ_STR(back.entries[0].name, "coverage.lcov"); /* sorted */
         CHECK_EQ_STR(nb_artifact_find(&back, "log")->data, "log");
+}
+
+/* The frame names its size, so a reader's window is the artifact's size, not the
+ * 2 MiB a frame of unknown size asks for; and a big artifact still round-trips. */
+TEST(pack_names_its_size_so_unpacking_needs_a_small_window) {
+        _cleanup_artifact_ struct nb_artifact a = {}, back = {};
+        CHECK_EQ_INT(nb_artifact_add(&a, "junit.xml", "<testsuite/>", 12), 0);
+        _cleanup_free_ char *p = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(nb_artifact_pack(&a, &p, &len, NULL), 0);
+        ZSTD_frameHeader h;
+        CHECK(ZSTD_getFrameHeader(&h, p, len) == 0);
+        CHECK(h.frameContentSize != ZSTD_CONTENTSIZE_UNKNOWN && h.frameContentSize < 4096);
+        CHECK(h.windowSize <= 4096);
+        CHECK(ZSTD_findFrameCompressedSize(p, len) == len); /* one frame, nothing after it */
+
+        size_t big_len = 3u << 20;
+        _cleanup_free_ char *big = malloc(big_len);
+        CHECK(big != NULL);
+        for (size_t i = 0; i < big_len; i++)
+                big[i] = (char) ((i * 2654435761u) >> 13);
+        CHECK_EQ_INT(nb_artifact_add(&a, "log", big, big_len), 0);
+        _cleanup_free_ char *q = NULL;
+        CHECK_EQ_INT(nb_artifact_pack(&a, &q, &len, NULL), 0);
+        CHECK(ZSTD_getFrameHeader(&h, q, len) == 0 && h.frameContentSize > big_len);
+        CHECK_EQ_INT(nb_artifact_unpack(q, len, NULL, &back, NULL), 0);
+        const struct nb_artifact_entry *e = nb_artifact_find(&back, "log");
+        CHECK(e && e->len == big_len && memcmp(e->data, big, big_len) == 0);
 }
 
 TEST(add_refuses_bad_names) {
