@@ -358,18 +358,17 @@ int nb_result_from_record(json_t *rec, char **blob, size_t blob_len, struct nb_r
         return 0;
 }
 
-int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_result *ret, struct nb_error *err) {
+int nb_result_from_entry(const char *text, size_t len, const struct nb_action *a, nb_result_blob_fn fetch,
+                         void *userdata, struct nb_result *ret, char artifact[NB_DIGEST_HEX_LEN + 1],
+                         struct nb_error *err) {
         memset(ret, 0, sizeof(*ret));
-        _cleanup_free_ char *text = NULL, *blob = NULL;
-        size_t len = 0, blob_len = 0;
-        int r = nb_ac_get(s, a->resolved.digest, &text, &len, err);
-        if (r < 0)
-                return r;
+        _cleanup_free_ char *blob = NULL;
+        size_t blob_len = 0;
         json_auto_t *rec = len <= RECORD_MAX ? json_loadb(text, len, 0, NULL) : NULL;
-        char artifact[NB_DIGEST_HEX_LEN + 1];
         if (!rec || get_digest(rec, "artifact", artifact) < 0)
                 return -ENOENT; /* an older nestbox's record, or an interpreter probe's */
-        if ((r = nb_cas_get(s, artifact, &blob, &blob_len, err)) < 0)
+        int r = fetch(userdata, artifact, &blob, &blob_len, err);
+        if (r < 0)
                 return r;
         /* The record names its action; a record filed under another digest is damage. */
         if (json_object_set_new(rec, "action", json_string(a->resolved.digest)) < 0)
@@ -386,6 +385,23 @@ int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_re
                 return -ENOENT;
         }
         ret->cached = true;
+        return 0;
+}
+
+static int cas_fetch(void *userdata, const char *digest, char **ret, size_t *ret_len, struct nb_error *err) {
+        return nb_cas_get(userdata, digest, ret, ret_len, err);
+}
+
+int nb_result_lookup(struct nb_store *s, const struct nb_action *a, struct nb_result *ret, struct nb_error *err) {
+        memset(ret, 0, sizeof(*ret));
+        _cleanup_free_ char *text = NULL;
+        size_t len = 0;
+        int r = nb_ac_get(s, a->resolved.digest, &text, &len, err);
+        if (r < 0)
+                return r;
+        char artifact[NB_DIGEST_HEX_LEN + 1];
+        if ((r = nb_result_from_entry(text, len, a, cas_fetch, s, ret, artifact, err)) < 0)
+                return r;
         nb_store_touch(s, "ac", a->resolved.digest);
         nb_store_touch(s, "cas", artifact);
         return 0;

@@ -125,6 +125,16 @@ int nb_result_store(struct nb_store *s, struct nb_result *r, struct nb_error *er
  * -EINVAL when they do not make a result; -ENOMEM with err. */
 int nb_result_from_record(json_t *rec, char **blob, size_t blob_len, struct nb_result *ret, struct nb_error *err);
 
+/* Where a record's artifact comes from: the store's cas/ for a lookup, memory for the
+ * fuzzer. 0 with *ret (malloc'd) filled, or -errno (-ENOENT: a miss). */
+typedef int (*nb_result_blob_fn)(void *userdata, const char *digest, char **ret, size_t *ret_len,
+                                 struct nb_error *err);
+/* A cache hit read back from the record's bytes (text, len, untrusted) and the artifact
+ * they name, fetched by fetch: everything nb_result_lookup does once it has read the
+ * record, without the store. Fills artifact with the digest the record names. */
+int nb_result_from_entry(const char *text, size_t len, const struct nb_action *a, nb_result_blob_fn fetch,
+                         void *userdata, struct nb_result *ret, char artifact[NB_DIGEST_HEX_LEN + 1],
+                         struct nb_error *err);
 /* Looks the action up: 0 with *ret filled (cached = true) on a hit, -ENOENT on a miss.
  * Damaged entries are removed, reported through the store's warn callback, and are
  * misses; so is a record that does not agree with its own junit.xml. */
