@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 #include <sys/stat.h>
 #include <unistd.h>
 
@@ -18,6 +19,7 @@
 #include "nestbox/fs.h"
 #include "python/wheel.h"
 #include "python/wheel_files.h"
+#include "python/wheel_files-internal.h"
 
 /* Scripts, WHEEL and entry_points.txt are read whole (to rewrite or parse them); none
  * is anywhere near this big in a real wheel. */
@@ -30,30 +32,6 @@
 #define UNPACK_RATIO 64u
 #define UNPACK_MIN (256ull << 20)
 #define UNPACK_MAX (16ull << 30)
-
-/* What the wheel holds is wrong: the wheelhouse's to fix, not the machine's. */
-#define BAD(st, ...) nb_error_input((st)->err, EINVAL, __VA_ARGS__)
-
-/* One wheel being unpacked. */
-struct wheel_files {
-        const struct nb_python *py;
-        const struct nb_requirement *req;
-        const char *wheel; /* the wheel's filename, for messages */
-        int venv_fd;
-        const char *site;   /* "lib/python3.11/site-packages" */
-        const char *python; /* scripts' interpreter: "/venv/bin/python" */
-        struct nb_error *err;
-
-        char *distinfo;     /* "pytest-7.2.1.dist-info", once seen */
-        bool have_metadata, have_wheel, have_record;
-        char *wheel_meta;   /* the dist-info's WHEEL file */
-        char *entry_points; /* the dist-info's entry_points.txt, if any */
-        uint64_t budget;    /* bytes it may still unpack */
-        uint64_t cap;       /* the budget at the start, for messages */
-        FILE *record;       /* RECORD lines so far */
-        char *record_buf;
-        size_t record_len;
-};
 
 static int files_init(struct wheel_files *st) {
         st->record = open_memstream(&st->record_buf, &st->record_len);
@@ -177,7 +155,7 @@ static int spend(struct wheel_files *st, uint64_t n) {
         return 0;
 }
 
-static int write_target(struct wheel_files *st, const char *what, const char *target, mode_t mode,
+int nb_wheel_files_write(struct wheel_files *st, const char *what, const char *target, mode_t mode,
                         const void *data, size_t len) {
         _cleanup_close_ int fd = open_target(st, what, target, mode);
         if (fd < 0)
@@ -279,7 +257,7 @@ static int install_script(struct wheel_files *st, struct archive *a, const char 
                 free(data);
                 data = TAKE_PTR(out);
         }
-        return write_target(st, name, target, 0755, data, len);
+        return nb_wheel_files_write(st, name, target, 0755, data, len);
 }
 
 /* <name>-<ver>.data/<scheme>/<path>: the schemes of a venv (pip's "venv" install
@@ -347,7 +325,7 @@ static int distinfo_entry(struct wheel_files *st, struct archive *a, const char 
         int r = slurp(st, a, name, keep, &len);
         if (r < 0)
                 return r;
-        r = write_target(st, name, target, 0644, *keep, len);
+        r = nb_wheel_files_write(st, name, target, 0644, *keep, len);
         return r < 0 ? r : 1;
 }
 
@@ -396,131 +374,21 @@ static int files_entry(struct wheel_files *st, struct archive *a, struct archive
         return stream_target(st, a, name, target, (perm & 0111) ? 0755 : 0644);
 }
 
-static char *trim(char *s) {
-        s += strspn(s, " \t\r");
-        size_t n = strlen(s);
-        while (n > 0 && strchr(" \t\r", s[n - 1]))
-                s[--n] = 0;
-        return s;
-}
-
-static int check_wheel_meta(struct wheel_files *st) {
-        _cleanup_free_ char *copy = strdup(st->wheel_meta);
-        if (!copy)
-                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
-        char *save = NULL;
-        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                if (strncasecmp(line, "Wheel-Version:", 14) != 0)
-                        continue;
-                char *v = trim(line + 14);
-                /* The spec: refuse a major version we do not know, accept any minor. */
-                if (strncmp(v, "1.", 2) != 0 && strcmp(v, "1") != 0)
-                        return BAD(st, "%s: unsupported Wheel-Version %s", st->wheel, v);
-                return 0;
-        }
-        return BAD(st, "%s: %s/WHEEL has no Wheel-Version", st->wheel, st->distinfo);
-}
-
-/* "pkg.sub", "main", "Cls.method": dotted Python identifiers, so nothing but an
- * import and a call can end up in the generated script. */
-static bool is_dotted_ident(const char *s) {
-        if (!*s)
-                return false;
-        for (const char *p = s; *p; p++) {
-                if (*p == '.') {
-                        if (p == s || p[1] == 0 || p[1] == '.')
-                                return false;
-                } else if (!(isalnum((unsigned char) *p) || *p == '_') ||
-                           ((p == s || p[-1] == '.') && isdigit((unsigned char) *p)))
-                        return false;
-        }
-        return true;
-}
-
-static bool is_script_name(const char *s) {
-        if (!*s || s[0] == '.' || s[0] == '-')
-                return false;
-        for (const char *p = s; *p; p++)
-                if (!(isalnum((unsigned char) *p) || strchr("._+-", *p)))
-                        return false;
-        return true;
-}
-
-/* "name = module:attr [extras]" -> bin/name, the launcher pip would write. */
-static int console_script(struct wheel_files *st, char *name, char *value) {
-        char *bracket = strchr(value, '[');
-        if (bracket)
-                *bracket = 0;
-        value = trim(value);
-        char *colon = strchr(value, ':');
-        if (colon)
-                *colon = 0;
-        char *module = trim(value), *attr = colon ? trim(colon + 1) : NULL;
-        if (!is_script_name(name))
-                return BAD(st, "%s: entry_points.txt: bad script name '%s'", st->wheel, name);
-        if (!is_dotted_ident(module) || !attr || !is_dotted_ident(attr))
-                return BAD(st, "%s: entry_points.txt: script %s: expected module:function", st->wheel, name);
-        size_t first = strcspn(attr, ".");
-        _cleanup_free_ char *text = NULL, *target = NULL, *what = NULL;
-        if (asprintf(&text,
-                     "#!%s\n"
-                     "# -*- coding: utf-8 -*-\n"
-                     "import re\n"
-                     "import sys\n"
-                     "from %s import %.*s\n"
-                     "if __name__ == \"__main__\":\n"
-                     "    sys.argv[0] = re.sub(r\"(-script\\.pyw|\\.exe)?$\", \"\", sys.argv[0])\n"
-                     "    sys.exit(%s())\n",
-                     st->python, module, (int) first, attr, attr) < 0 ||
-            asprintf(&target, "bin/%s", name) < 0 || asprintf(&what, "console script %s", name) < 0)
-                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
-        return write_target(st, what, target, 0755, text, strlen(text));
-}
-
-static int write_console_scripts(struct wheel_files *st) {
-        if (!st->entry_points)
-                return 0;
-        _cleanup_free_ char *copy = strdup(st->entry_points);
-        if (!copy)
-                return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
-        bool active = false;
-        char *save = NULL;
-        for (char *line = strtok_r(copy, "\n", &save); line; line = strtok_r(NULL, "\n", &save)) {
-                line = trim(line);
-                if (!*line || *line == '#' || *line == ';')
-                        continue;
-                if (*line == '[') {
-                        active = strcmp(line, "[console_scripts]") == 0 || strcmp(line, "[gui_scripts]") == 0;
-                        continue;
-                }
-                if (!active)
-                        continue;
-                char *eq = strchr(line, '=');
-                if (!eq)
-                        return BAD(st, "%s: entry_points.txt: expected name = module:function, got '%s'", st->wheel, line);
-                *eq = 0;
-                int r = console_script(st, trim(line), eq + 1);
-                if (r < 0)
-                        return r;
-        }
-        return 0;
-}
-
 static int files_finish(struct wheel_files *st) {
         if (!st->distinfo || !st->have_metadata || !st->have_wheel || !st->have_record)
                 return BAD(st, "%s: not a wheel: %s-%s.dist-info/ needs METADATA, WHEEL and RECORD", st->wheel,
                            st->req->name, st->req->version);
-        int r = check_wheel_meta(st);
+        int r = nb_wheel_files_check_meta(st);
         if (r < 0)
                 return r;
-        r = write_console_scripts(st);
+        r = nb_wheel_files_console_scripts(st);
         if (r < 0)
                 return r;
         _cleanup_free_ char *installer = NULL, *record = NULL;
         if (asprintf(&installer, "%s/%s/INSTALLER", st->site, st->distinfo) < 0 ||
             asprintf(&record, "%s/%s/RECORD", st->site, st->distinfo) < 0)
                 return nb_error_set(st->err, ENOMEM, "%s", st->wheel);
-        r = write_target(st, "INSTALLER", installer, 0644, "nestbox\n", 8);
+        r = nb_wheel_files_write(st, "INSTALLER", installer, 0644, "nestbox\n", 8);
         if (r < 0)
                 return r;
         /* RECORD lists itself without a hash (PEP 376). */
@@ -566,6 +434,18 @@ static void archive_freep(struct archive **a) {
                 archive_read_free(*a);
 }
 
+/* The private copy, mapped: what was hashed is what is unpacked, and no one else
+ * holds the (unlinked) file to change it under the mapping. */
+struct mapping {
+        void *p;
+        size_t len;
+};
+
+static void mappingp(struct mapping *m) {
+        if (m->p)
+                munmap(m->p, m->len);
+}
+
 int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct nb_requirement *req,
                      const struct nb_wheel *w, const struct nb_wheel_dest *dest, struct nb_error *err) {
         char hex[NB_DIGEST_HEX_LEN + 1];
@@ -577,23 +457,34 @@ int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct
          * the lock pinned. */
         if (strcmp(hex, w->sha256) != 0)
                 return nb_wheel_hash_mismatch(req, w->filename, hex, err);
-
-        _cleanup_(archive_freep) struct archive *a = archive_read_new();
-        if (!a)
-                return nb_error_set(err, ENOMEM, "%s", w->filename);
-        /* The seekable reader trusts the central directory, as Python's zipfile and pip
-         * do, so nestbox unpacks the same files every other installer would. */
-        if (archive_read_support_format_zip_seekable(a) != ARCHIVE_OK ||
-            archive_read_open_fd(a, fd, 1 << 16) != ARCHIVE_OK)
-                return nb_error_input(err, EBADMSG, "%s: not a zip archive: %s", w->filename, archive_error_string(a));
-
         struct stat zst;
         if (fstat(fd, &zst) < 0)
                 return nb_error_set(err, errno, "%s", w->filename);
-        uint64_t cap = (uint64_t) zst.st_size * UNPACK_RATIO;
+        _cleanup_(mappingp) struct mapping m = { NULL, (size_t) zst.st_size };
+        if (m.len > 0) {
+                void *p = mmap(NULL, m.len, PROT_READ, MAP_PRIVATE, fd, 0);
+                if (p == MAP_FAILED)
+                        return nb_error_set(err, errno, "%s", w->filename);
+                m.p = p;
+        }
+        return nb_wheel_unpack(py, req, w->filename, m.p, m.len, dest, err);
+}
+
+int nb_wheel_unpack(const struct nb_python *py, const struct nb_requirement *req, const char *filename,
+                    const void *zip, size_t len, const struct nb_wheel_dest *dest, struct nb_error *err) {
+        _cleanup_(archive_freep) struct archive *a = archive_read_new();
+        if (!a)
+                return nb_error_set(err, ENOMEM, "%s", filename);
+        /* The seekable reader trusts the central directory, as Python's zipfile and pip
+         * do, so nestbox unpacks the same files every other installer would. */
+        if (archive_read_support_format_zip_seekable(a) != ARCHIVE_OK ||
+            archive_read_open_memory(a, zip, len) != ARCHIVE_OK)
+                return nb_error_input(err, EBADMSG, "%s: not a zip archive: %s", filename, archive_error_string(a));
+
+        uint64_t cap = (uint64_t) len * UNPACK_RATIO;
         cap = cap < UNPACK_MIN ? UNPACK_MIN : cap > UNPACK_MAX ? UNPACK_MAX : cap;
         _cleanup_(files_donep) struct wheel_files st = {
-                .py = py, .req = req, .wheel = w->filename, .venv_fd = dest->fd, .site = dest->site,
+                .py = py, .req = req, .wheel = filename, .venv_fd = dest->fd, .site = dest->site,
                 .python = dest->python, .err = err, .budget = cap, .cap = cap,
         };
         int r = files_init(&st);
@@ -605,7 +496,7 @@ int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct
                 if (ar == ARCHIVE_EOF)
                         break;
                 if (ar != ARCHIVE_OK)
-                        return nb_error_input(err, EBADMSG, "%s: %s", w->filename, archive_error_string(a));
+                        return nb_error_input(err, EBADMSG, "%s: %s", filename, archive_error_string(a));
                 r = files_entry(&st, a, e);
                 if (r < 0)
                         return r;

@@ -25,3 +25,10 @@ struct nb_wheel_dest {
  * wheel), anything else is an infrastructure error. */
 int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct nb_requirement *req,
                      const struct nb_wheel *w, const struct nb_wheel_dest *dest, struct nb_error *err);
+
+/* The same for a wheel already in memory (zip, len: its bytes, checked against the
+ * lock by the caller): every entry checked and written beneath dest, then the console
+ * scripts, INSTALLER and RECORD. nb_wheel_install maps its private copy and comes
+ * here; so does the fuzzer, straight from its input. Errors as nb_wheel_install's. */
+int nb_wheel_unpack(const struct nb_python *py, const struct nb_requirement *req, const char *filename,
+                    const void *zip, size_t len, const struct nb_wheel_dest *dest, struct nb_error *err);
