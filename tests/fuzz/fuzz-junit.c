@@ -2,7 +2,9 @@
 /* libFuzzer target for the JUnit parser and writer. Besides "no crash, no leak" it
  * checks what nestbox relies on: whatever parses, the report written from it parses
  * again and writes the same bytes (a fixed point), merging keeps it writable, and an
- * error report carrying arbitrary bytes is well-formed. */
+ * error report carrying arbitrary bytes is well-formed. The error report is fed the
+ * inputs that do not start with "<" (which the parser refuses at once), so a document
+ * is not also written three times over as a message: that doubled the cost of each. */
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,7 +30,7 @@ static void fuzz_error_report(const uint8_t *data, size_t size) {
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
-        if (size < 64 * 1024)
+        if (size < 64 * 1024 && (size == 0 || data[0] != '<'))
                 fuzz_error_report(data, size);
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
