@@ -1,11 +1,9 @@
 """Wheels pinned by a lockfile are the workspace's, and the workspace is not trusted:
 what a hostile wheel does is the wheel's error (exit 2) with a message that names the
 wheel and no temporary path, and it never leaves anything in the cache."""
-import zipfile
-
 import pytest
 
-from test_venv import Env, lock_line, make_wheel
+from wheels import Env, lock_line, make_wheel, wheel_of_zeros
 
 
 @pytest.fixture
@@ -37,17 +35,6 @@ def test_data_entry_planting_the_venvs_own_files(env, planted):
 def test_entry_name_over_255_bytes(env):
     p = install(env, {"bad/" + "a" * 300 + ".py": b""})
     assert_input_error(env, p, "bad-1.0-py3-none-any.whl: entry bad/aaaa", "a name of 303 bytes, more than the 255")
-
-
-def wheel_of_zeros(env, name, mib):
-    """A wheel holding mib MiB of zeros, deflated to about a thousandth of that."""
-    w = make_wheel(env.wheelhouse, name, "1.0", {f"{name}/__init__.py": b""})
-    with zipfile.ZipFile(w, "a", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as z:
-        with z.open(f"{name}/zeros.bin", "w", force_zip64=True) as f:
-            chunk = bytes(1 << 20)
-            for _ in range(mib):
-                f.write(chunk)
-    return w
 
 
 def test_zip_bomb_is_refused_before_it_is_written(env, tmp_path):

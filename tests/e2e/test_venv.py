@@ -1,8 +1,6 @@
 """`nestbox venv`: locked virtualenvs installed by nestbox itself, checked from the host
 side: what lands in the cache, what is refused, and that nothing is left behind."""
-import base64
 import csv
-import hashlib
 import os
 import stat
 import subprocess
@@ -13,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import NESTBOX, run
+from wheels import Env, evil, lock_line, make_wheel, record_hash, sha256
 
 PYTHON = "/usr/bin/python3"
 
@@ -21,62 +20,6 @@ def host_pyver():
     out = subprocess.run([PYTHON, "-c", "import sys; print('%d.%d' % sys.version_info[:2])"],
                          capture_output=True, text=True, check=True)
     return out.stdout.strip()
-
-
-def record_hash(data):
-    return "sha256=" + base64.urlsafe_b64encode(hashlib.sha256(data).digest()).rstrip(b"=").decode()
-
-
-def make_wheel(wheelhouse, name, version, files, tag="py3-none-any", entry_points=None, extra_entries=()):
-    """Writes a minimal valid wheel; files maps archive paths to bytes. extra_entries
-    are (ZipInfo, data) pairs added as they are, for entries zipfile cannot express."""
-    dist = f"{name}-{version}.dist-info"
-    files = dict(files)
-    files[f"{dist}/METADATA"] = f"Metadata-Version: 2.1\nName: {name}\nVersion: {version}\n".encode()
-    files[f"{dist}/WHEEL"] = f"Wheel-Version: 1.0\nGenerator: test\nRoot-Is-Purelib: true\nTag: {tag}\n".encode()
-    if entry_points:
-        files[f"{dist}/entry_points.txt"] = entry_points.encode()
-    record = "".join(f"{p},{record_hash(d)},{len(d)}\n" for p, d in files.items()) + f"{dist}/RECORD,,\n"
-    files[f"{dist}/RECORD"] = record.encode()
-    path = Path(wheelhouse) / f"{name}-{version}-{tag}.whl"
-    with zipfile.ZipFile(path, "w") as z:
-        for p, d in files.items():
-            z.writestr(p, d)
-        for info, d in extra_entries:
-            z.writestr(info, d)
-    return path
-
-
-def sha256(path):
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def lock_line(name, version, wheel=None, digest=None, marker=None):
-    digest = digest or sha256(wheel)
-    m = f" ; {marker}" if marker else ""
-    return f"{name}=={version}{m} \\\n    --hash=sha256:{digest}\n"
-
-
-class Env:
-    def __init__(self, tmp_path):
-        self.tmp = tmp_path
-        self.wheelhouse = tmp_path / "wheelhouse"
-        self.wheelhouse.mkdir()
-        self.cache = tmp_path / "cache"
-        self.lock = tmp_path / "default.lock"
-
-    def write_lock(self, text):
-        self.lock.write_text(text)
-
-    def venv(self, *extra, **kw):
-        return run(["venv", "--lock", self.lock, "--wheelhouse", self.wheelhouse, "--python", PYTHON,
-                    "--cache", self.cache, *extra], **kw)
-
-    def cache_entries(self):
-        return {d: sorted(os.listdir(self.cache / d)) if (self.cache / d).exists() else [] for d in ("venvs", "tmp")}
-
-    def assert_nothing_left(self):
-        assert self.cache_entries() == {"venvs": [], "tmp": []}
 
 
 @pytest.fixture
@@ -236,12 +179,6 @@ def test_false_marker_skips_requirement(env):
     venv = Path(p.stdout.strip())
     assert not list(venv.glob("lib/*/site-packages/winonly*"))
     assert list(venv.glob("lib/*/site-packages/mypkg"))
-
-
-def evil(env, name, entries):
-    w = make_wheel(env.wheelhouse, name, "1.0", {f"{name}/__init__.py": b""}, extra_entries=entries)
-    env.write_lock(lock_line(name, "1.0", w))
-    return w
 
 
 def test_dotdot_entry_is_refused(env):

@@ -1,7 +1,8 @@
 """tests/security: attacks on the sandbox, each checked from the host. Every test is one
 attack with an expected outcome inside and a host-side check (a canary file that must
 not be read or changed, a host port that must get no connection, a host process that
-must survive, nothing left running). tests/run runs the suite as root and as nobody;
+must survive, nothing left running; for a hostile wheel, nothing written outside the
+venv being built and a one-line input error). tests/run runs the suite as root and as nobody;
 it ends with `N attacks, N contained`."""
 import importlib.util
 import os
