@@ -59,3 +59,20 @@ int nb_cgroup_write_u64(const char *dir, const char *file, uint64_t value);
 uint64_t nb_cgroup_read_key(const char *dir, const char *file, const char *key); /* 0 if absent */
 int nb_cgroup_create_child(const char *parent, char **ret);           /* nestbox-<pid>-<n> */
 void nb_cgroup_destroy(const char *dir);                              /* kill, rmdir */
+
+/* limits_delegate.c: the cgroup v2 subtree the cgroup2 backend uses. */
+struct nb_cgroup2_subtree {
+        char *dir;    /* the delegated cgroup; the sandboxes' cgroups are made in it */
+        bool in_leaf; /* this process lives in dir/nestbox-supervisor already */
+        bool enabled; /* dir's cgroup.subtree_control hands out memory and pids */
+};
+/* The subtree this process may use, changing nothing: 0, or -errno with why set to
+ * the reason there is none (for doctor). */
+int nb_cgroup2_find(struct nb_cgroup2_subtree *ret, struct nb_error *why);
+/* Makes it ready: moves this process into the leaf and enables memory and pids. */
+int nb_cgroup2_enter(struct nb_cgroup2_subtree *s, struct nb_error *err);
+void nb_cgroup2_subtree_done(struct nb_cgroup2_subtree *s);
+/* NESTBOX_TEST_CGROUP2_ROOT (test only), or NULL. */
+const char *nb_cgroup2_test_root(void);
+/* NULL when `systemd-run --user --scope` can work here, else why not (malloc'd). */
+char *nb_systemd_scope_unavailable(void);

@@ -15,8 +15,11 @@
  * backend used for each. */
 #include <errno.h>
 #include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
 
 #include "nestbox/cleanup.h"
+#include "nestbox/probe.h"
 #include "limits-internal.h"
 
 static const struct nb_limits_ops *const backends[] = {
@@ -122,4 +125,25 @@ void nb_limits_free(struct nb_limits *l) {
 
 void nb_limits_freep(struct nb_limits **l) {
         nb_limits_free(*l);
+}
+
+void nb_limits_report(struct nb_limits_report *r) {
+        *r = (struct nb_limits_report) { 0 };
+        nb_limits_choose(1, 1, &r->memory_backend, &r->pids_backend);
+        struct nb_cgroup2_subtree s;
+        _cleanup_error_ struct nb_error why = NB_ERROR_INIT;
+        if (nb_cgroup2_find(&s, &why) == 0) {
+                r->cgroup2_moves = !s.enabled;
+                r->cgroup2_dir = TAKE_PTR(s.dir);
+        } else
+                r->cgroup2_why = strdup(nb_error_message(&why));
+        if (geteuid() != 0)
+                r->scope_why = nb_systemd_scope_unavailable();
+}
+
+void nb_limits_report_done(struct nb_limits_report *r) {
+        free(r->cgroup2_dir);
+        free(r->cgroup2_why);
+        free(r->scope_why);
+        *r = (struct nb_limits_report) { 0 };
 }

@@ -9,7 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <linux/magic.h>
 #include <sys/stat.h>
+#include <sys/vfs.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -61,7 +63,7 @@ static char *match_own(char *line, const char *controller) {
         char *c2 = c1 ? strchr(c1 + 1, ':') : NULL;
         if (!c2)
                 return NULL;
-        *c2 = 0;
+        *c1 = *c2 = 0; /* line is the hierarchy's number, ctrls its controllers */
         const char *ctrls = c1 + 1;
         if (!*controller)
                 return strcmp(line, "0") == 0 && !*ctrls ? strdup(c2 + 1) : NULL;
@@ -75,11 +77,30 @@ static char *match_own(char *line, const char *controller) {
         return found ? strdup(c2 + 1) : NULL;
 }
 
+/* The cgroup v2 mount: /sys/fs/cgroup on a unified host, /sys/fs/cgroup/unified on a
+ * hybrid one (systemd's two places), else wherever mountinfo has one. */
+static char *cgroup2_mount(void) {
+        static const char *const usual[] = { "/sys/fs/cgroup", "/sys/fs/cgroup/unified" };
+        for (size_t i = 0; i < NB_ELEMENTSOF(usual); i++) {
+                struct statfs sfs;
+                if (statfs(usual[i], &sfs) == 0 && sfs.f_type == CGROUP2_SUPER_MAGIC)
+                        return strdup(usual[i]);
+        }
+        return scan_lines("/proc/self/mountinfo", match_mount, "");
+}
+
 char *nb_cgroup_dir(const char *controller) {
-        _cleanup_free_ char *mnt = scan_lines("/proc/self/mountinfo", match_mount, controller);
+        const char *fake = nb_cgroup2_test_root();
+        if (fake && !*controller)
+                return strdup(fake); /* test only: that tree is the hierarchy and our cgroup its top */
+        _cleanup_free_ char *mnt = *controller ? scan_lines("/proc/self/mountinfo", match_mount, controller)
+                                               : cgroup2_mount();
         _cleanup_free_ char *own = scan_lines("/proc/self/cgroup", match_own, controller);
+        /* Outside our cgroup namespace's root the path reads "/../x": not ours to name. */
+        if (!mnt || !own || *own != '/' || strstr(own, "/.."))
+                return NULL;
         char *dir = NULL;
-        if (!mnt || !own || asprintf(&dir, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own) < 0)
+        if (asprintf(&dir, "%s%s", mnt, strcmp(own, "/") == 0 ? "" : own) < 0)
                 return NULL;
         return dir;
 }
@@ -88,7 +109,9 @@ int nb_cgroup_write(const char *dir, const char *file, const char *value) {
         _cleanup_free_ char *path = NULL;
         if (asprintf(&path, "%s/%s", dir, file) < 0)
                 return -ENOMEM;
-        _cleanup_close_ int fd = open(path, O_WRONLY | O_CLOEXEC);
+        /* The test-only tree is a plain directory: its files appear as they are written. */
+        int flags = O_WRONLY | O_CLOEXEC | (nb_cgroup2_test_root() ? O_CREAT | O_TRUNC : 0);
+        _cleanup_close_ int fd = open(path, flags, 0644);
         if (fd < 0)
                 return -errno;
         return nb_write_all(fd, value, strlen(value));
@@ -171,6 +194,17 @@ int nb_cgroup_create_child(const char *parent, char **ret) {
 void nb_cgroup_destroy(const char *dir) {
         if (!dir)
                 return;
+        if (nb_cgroup2_test_root()) {
+                /* Test only: the pids written there are no cgroup's; remove the files
+                 * nestbox wrote as a kernel removes a cgroup's with its directory. */
+                _cleanup_closedir_ DIR *d = opendir(dir);
+                struct dirent *de;
+                while (d && (de = readdir(d)))
+                        if (de->d_type == DT_REG)
+                                (void) unlinkat(dirfd(d), de->d_name, 0);
+                (void) rmdir(dir);
+                return;
+        }
         if (nb_cgroup_write(dir, "cgroup.kill", "1") < 0) {
                 _cleanup_free_ char *path = NULL;
                 if (asprintf(&path, "%s/cgroup.procs", dir) >= 0) {

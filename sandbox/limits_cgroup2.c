@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
-/* The cgroup v2 backend: one child cgroup of ours holds both memory.max and pids.max.
- * Usable only where both controllers are already delegated to our subtree. */
+/* The cgroup v2 backend: one cgroup per sandbox holds both memory.max and pids.max, made
+ * in the subtree limits_delegate.c finds (a delegated cgroup, readied on first use, or
+ * root's own cgroup when it already hands out both controllers). */
 #include <errno.h>
 #include <fcntl.h>
 #include <stdio.h>
@@ -12,24 +13,12 @@
 #include "nestbox/fs.h"
 #include "limits-internal.h"
 
-static bool file_has_both(const char *dir, const char *file) {
-        _cleanup_free_ char *path = NULL, *data = NULL;
-        if (asprintf(&path, "%s/%s", dir, file) < 0)
-                return false;
-        _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
-        if (fd < 0 || nb_read_fd(fd, 4096, &data, NULL) < 0)
-                return false;
-        return strstr(data, "memory") && strstr(data, "pids");
-}
-
 static bool cgroup2_available(enum nb_limit_res res) {
         (void) res; /* both controllers or none: the two limits share one cgroup */
-        _cleanup_free_ char *dir = nb_cgroup_dir("");
-        if (!dir || !file_has_both(dir, "cgroup.controllers") || access(dir, W_OK) < 0)
-                return false;
-        /* We live in this cgroup, so we cannot enable controllers for its children
-         * ("no internal processes"): they must be delegated to its subtree already. */
-        return file_has_both(dir, "cgroup.subtree_control");
+        struct nb_cgroup2_subtree s;
+        int r = nb_cgroup2_find(&s, NULL);
+        nb_cgroup2_subtree_done(&s);
+        return r == 0;
 }
 
 /* The one cgroup: the first resource's directory (all in mask hold the same). */
@@ -41,11 +30,16 @@ static const char *the_dir(const struct nb_limits *l, unsigned mask) {
 }
 
 static int cgroup2_prepare(struct nb_limits *l, unsigned mask, struct nb_error *err) {
-        _cleanup_free_ char *parent = nb_cgroup_dir("");
-        if (!parent)
-                return nb_error_setx(err, ENOENT, "cgroup2: no cgroup of ours");
+        struct nb_cgroup2_subtree s;
+        int r = nb_cgroup2_find(&s, err);
+        if (r < 0)
+                return r;
+        r = nb_cgroup2_enter(&s, err);
+        _cleanup_free_ char *parent = TAKE_PTR(s.dir);
+        if (r < 0)
+                return r;
         _cleanup_free_ char *dir = NULL;
-        int r = nb_cgroup_create_child(parent, &dir);
+        r = nb_cgroup_create_child(parent, &dir);
         if (r < 0)
                 return nb_error_set(err, -r, "cgroup2: creating a cgroup under %s", parent);
         /* Every resource in mask names the same cgroup; cleanup removes it once. */

@@ -23,3 +23,14 @@ struct nb_features {
 };
 
 void nb_probe_features(struct nb_features *f);
+
+/* Why memory and pids limits get the backends they get (nestbox doctor). */
+struct nb_limits_report {
+        enum nb_limit_backend memory_backend, pids_backend;
+        char *cgroup2_dir;  /* the cgroup v2 subtree a run makes its cgroups in; NULL: none */
+        bool cgroup2_moves; /* a run first moves nestbox into the subtree's nestbox-supervisor leaf */
+        char *cgroup2_why;  /* without a subtree: why this process's cgroup v2 is none */
+        char *scope_why;    /* why `systemd-run --user --scope` cannot be used here; NULL: it can */
+};
+void nb_limits_report(struct nb_limits_report *r);
+void nb_limits_report_done(struct nb_limits_report *r);

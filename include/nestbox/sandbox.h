@@ -158,6 +158,14 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
 
 const char *nb_limit_backend_name(enum nb_limit_backend b);
 
+/* When this process, not root, is the only one in a delegated cgroup v2 subtree
+ * (`systemd-run --user --scope -p Delegate=yes nestbox ...`), moves it into the
+ * subtree's leaf and hands memory and pids to the subtree's children, so that its
+ * sandboxes and those of the processes it forks from now on get a cgroup each there.
+ * A program that forks workers calls it first; a lone sandbox run does it anyway.
+ * 0 also when there is no such subtree. */
+int nb_limits_enter_delegated(struct nb_error *err);
+
 /* The host uid/gid the sandbox's user will be: the caller's, or nobody/nogroup when
  * the caller is root. A directory the sandbox must write (a --bind) belongs to them. */
 void nb_sandbox_host_ids(uid_t *uid, gid_t *gid);

@@ -50,6 +50,33 @@ static bool cgroup_favors_dynmods(void) {
         return yes;
 }
 
+/* Which backend memory and pids get and why: the cgroup v2 subtree a run uses, or why
+ * this process's cgroup is none; with rlimits only, the command that gets a real one. */
+static void print_limits(void) {
+        struct nb_limits_report lr;
+        nb_limits_report(&lr);
+        bool v2 = lr.memory_backend == NB_LIMIT_CGROUP2;
+        printf("  memory limit           %s%s%s%s\n", nb_limit_backend_name(lr.memory_backend),
+               v2 ? " (delegated subtree " : "", v2 ? lr.cgroup2_dir : "",
+               v2 ? ")" : lr.memory_backend == NB_LIMIT_RLIMIT ? " (memory limited per process only: no delegated "
+                                                                "cgroup; /tmp and /out pages not counted)" : "");
+        printf("  pids limit             %s\n", nb_limit_backend_name(lr.pids_backend));
+        if (lr.cgroup2_dir)
+                printf("  cgroup v2 subtree      %s%s\n", lr.cgroup2_dir,
+                       lr.cgroup2_moves ? ": a run moves nestbox into its nestbox-supervisor leaf, then makes a "
+                                          "cgroup per sandbox beside it" : "");
+        else
+                printf("  cgroup v2 subtree      none: %s\n", lr.cgroup2_why);
+        if (lr.memory_backend == NB_LIMIT_RLIMIT && geteuid() != 0) {
+                /* The args are the user's: doctor cannot know them, "..." says so. */
+                printf("  for a sandbox limit    run nestbox alone in a delegated scope of your systemd user manager:\n"
+                       "                         systemd-run --user --scope -p Delegate=yes nestbox ...\n");
+                if (lr.scope_why)
+                        printf("                         (not here: %s)\n", lr.scope_why);
+        }
+        nb_limits_report_done(&lr);
+}
+
 int cmd_doctor(int argc, char **argv) {
         bool syscalls = false;
         for (int i = 1; i < argc; i++) {
@@ -100,10 +127,7 @@ int cmd_doctor(int argc, char **argv) {
         else
                 printf("  landlock rules         none: namespaces and seccomp only\n");
         printf("  network                loopback only\n");
-        printf("  memory limit           %s%s\n", nb_limit_backend_name(f.memory_backend),
-               f.memory_backend == NB_LIMIT_RLIMIT ? " (memory limited per process only: no delegated cgroup; "
-                                                     "/tmp and /out pages not counted)" : "");
-        printf("  pids limit             %s\n", nb_limit_backend_name(f.pids_backend));
+        print_limits();
         printf("  timeout                SIGABRT, then SIGKILL of the pid namespace\n");
         bool cgroup = f.memory_backend == NB_LIMIT_CGROUP1 || f.memory_backend == NB_LIMIT_CGROUP2 ||
                       f.pids_backend == NB_LIMIT_CGROUP1 || f.pids_backend == NB_LIMIT_CGROUP2;

@@ -7,6 +7,7 @@
 
 #include "action/timings.h"
 #include "cli/cli.h"
+#include "nestbox/sandbox.h"
 
 static const struct nb_command commands[] = {
         { "sandbox", cmd_sandbox },
@@ -52,6 +53,14 @@ int main(int argc, char **argv) {
         if (argc < 2)
                 return nb_die(NB_EXIT_USAGE, "nestbox-runner is run by nestbox; see 'nestbox --help'");
         uint64_t start = nb_timing_now();
+        /* Before any item process is forked: they share this process's delegated
+         * cgroup v2 subtree only once it has moved into the subtree's leaf. doctor
+         * reports and changes nothing. A failure comes back from the first sandbox. */
+        if (strcmp(argv[1], "doctor") != 0) {
+                struct nb_error err = NB_ERROR_INIT;
+                (void) nb_limits_enter_delegated(&err);
+                nb_error_clear(&err);
+        }
         int r = nb_dispatch(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
         print_timings(start);
         if (r >= 0)
