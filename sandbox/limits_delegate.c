@@ -220,3 +220,68 @@ char *nb_systemd_scope_unavailable(void) {
                 why = NULL;
         return why;
 }
+
+/* The path of this process's binary (readlink grows its buffer until the name fits). */
+static char *self_exe(void) {
+        for (size_t cap = 256; cap <= (1 << 16); cap *= 2) {
+                _cleanup_free_ char *buf = malloc(cap);
+                if (!buf)
+                        return NULL;
+                ssize_t n = readlink("/proc/self/exe", buf, cap);
+                if (n < 0)
+                        return NULL;
+                if ((size_t) n < cap) {
+                        buf[n] = 0;
+                        return TAKE_PTR(buf);
+                }
+        }
+        return NULL;
+}
+
+/* NESTBOX_CGROUP=systemd-scope: run nestbox again as the only process of a new scope of
+ * the invoker's systemd user manager, with Delegate=yes, so that it finds a delegated
+ * subtree there. systemd-run --scope execs the command in the same process once the
+ * scope exists: stdio, the terminal, signals, the environment and the exit status stay
+ * the caller's. NESTBOX_CGROUP_SCOPED marks the second start, which never asks again. */
+int nb_limits_scope_command(char *const *argv, char ***ret, char **why) {
+        *ret = NULL;
+        *why = NULL;
+        const char *want = getenv("NESTBOX_CGROUP");
+        if (!want || !*want || strcmp(want, "auto") == 0)
+                return 0;
+        if (strcmp(want, "systemd-scope") != 0) {
+                if (asprintf(why, "NESTBOX_CGROUP=%s: expected systemd-scope or auto", want) < 0)
+                        *why = NULL;
+                return -EINVAL;
+        }
+        struct nb_cgroup2_subtree s;
+        int found = nb_cgroup2_find(&s, NULL);
+        nb_cgroup2_subtree_done(&s);
+        /* Root keeps its own backends; a usable subtree needs no scope; and once is enough. */
+        if (geteuid() == 0 || found == 0 || getenv("NESTBOX_CGROUP_SCOPED"))
+                return 0;
+        if ((*why = nb_systemd_scope_unavailable()))
+                return -ENOENT;
+        static const char *const head[] = { "systemd-run", "--user", "--scope", "--quiet", "--collect",
+                                            "-p", "Delegate=yes", "--" };
+        size_t n = 0;
+        while (argv[n])
+                n++;
+        _cleanup_strv_free_ char **cmd = calloc(NB_ELEMENTSOF(head) + n + 1, sizeof(char *));
+        if (!cmd)
+                return -ENOMEM;
+        size_t k = 0;
+        for (; k < NB_ELEMENTSOF(head); k++)
+                if (!(cmd[k] = strdup(head[k])))
+                        return -ENOMEM;
+        /* This very binary, not whatever "nestbox" PATH finds. */
+        if (!(cmd[k++] = self_exe()))
+                return -errno;
+        for (size_t i = 1; i < n; i++)
+                if (!(cmd[k++] = strdup(argv[i])))
+                        return -ENOMEM;
+        if (setenv("NESTBOX_CGROUP_SCOPED", "1", 1) < 0)
+                return -errno;
+        *ret = TAKE_PTR(cmd);
+        return 0;
+}

@@ -166,6 +166,13 @@ const char *nb_limit_backend_name(enum nb_limit_backend b);
  * 0 also when there is no such subtree. */
 int nb_limits_enter_delegated(struct nb_error *err);
 
+/* NESTBOX_CGROUP=systemd-scope (the invoker's opt-in; unset or "auto": nothing): when
+ * this process, not root, is in no delegated cgroup v2 subtree, *ret is the command
+ * that runs argv again in a new delegated scope of the invoker's systemd user manager
+ * (systemd-run --user --scope -p Delegate=yes), to be exec'd; else *ret is NULL. -EINVAL
+ * for another value, -ENOENT when no user manager can be asked, each with *why. */
+int nb_limits_scope_command(char *const *argv, char ***ret, char **why);
+
 /* The host uid/gid the sandbox's user will be: the caller's, or nobody/nogroup when
  * the caller is root. A directory the sandbox must write (a --bind) belongs to them. */
 void nb_sandbox_host_ids(uid_t *uid, gid_t *gid);

@@ -16,7 +16,12 @@ static const char usage[] =
         "cgroup v2 and its delegated controllers, the cgroup v1 hierarchies, overlayfs,\n"
         "pidfd, openat2, the new mount API) and which isolation and limits a run will get;\n"
         "with cgroup limits, whether joining a cgroup is slow here and the setting that\n"
-        "fixes it.\n"
+        "fixes it. The limits lines say which backend memory and pids get and why: the\n"
+        "delegated cgroup v2 subtree a run uses, or why this process's cgroup is none;\n"
+        "with rlimits only (memory per process), the command that gets a sandbox-wide limit.\n"
+        "NESTBOX_CGROUP=systemd-scope in the environment of any nestbox command runs it\n"
+        "in such a scope (systemd-run --user --scope -p Delegate=yes) when it is in no\n"
+        "delegated cgroup v2 subtree; unset or auto, nestbox never asks for one.\n"
         "Exits 3 when a feature nestbox cannot work without is missing, else 0.\n"
         "\n"
         "  --syscalls   also list the seccomp deny list and the refused socket address\n"
@@ -70,8 +75,11 @@ static void print_limits(void) {
         if (lr.memory_backend == NB_LIMIT_RLIMIT && geteuid() != 0) {
                 /* The args are the user's: doctor cannot know them, "..." says so. */
                 printf("  for a sandbox limit    run nestbox alone in a delegated scope of your systemd user manager:\n"
-                       "                         systemd-run --user --scope -p Delegate=yes nestbox ...\n");
-                if (lr.scope_why)
+                       "                         systemd-run --user --scope -p Delegate=yes nestbox ...\n"
+                       "                         or set NESTBOX_CGROUP=systemd-scope, which does that for you\n");
+                if (getenv("NESTBOX_CGROUP_SCOPED"))
+                        printf("                         (this is such a scope, and it is not delegated: see above)\n");
+                else if (lr.scope_why)
                         printf("                         (not here: %s)\n", lr.scope_why);
         }
         nb_limits_report_done(&lr);

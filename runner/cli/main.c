@@ -11,6 +11,8 @@
 #include <unistd.h>
 
 #include "cli/cli.h"
+#include "nestbox/cleanup.h"
+#include "nestbox/sandbox.h"
 
 static const char main_usage[] =
         "usage: nestbox [--version] [--help] <command> [<args>]\n"
@@ -59,6 +61,27 @@ static int exec_runner(char **argv) {
         return nb_die(NB_EXIT_INFRA, "%s: %s", self, strerror(errno));
 }
 
+/* NESTBOX_CGROUP=systemd-scope: this command again, inside a delegated scope of the
+ * user's systemd manager, when it is in no delegated cgroup (README "Limits"). */
+static int exec_in_scope(char **argv) {
+        _cleanup_strv_free_ char **cmd = NULL;
+        _cleanup_free_ char *why = NULL;
+        int r = nb_limits_scope_command(argv, &cmd, &why);
+        if (r == -EINVAL)
+                return nb_die(NB_EXIT_USAGE, "%s", why ? why : "NESTBOX_CGROUP: bad value");
+        if (r < 0) {
+                fprintf(stderr, "nestbox: warning: NESTBOX_CGROUP=systemd-scope: %s; memory is limited per process only\n",
+                        why ? why : strerror(-r));
+                return 0;
+        }
+        if (!cmd)
+                return 0;
+        execvp(cmd[0], cmd);
+        fprintf(stderr, "nestbox: warning: NESTBOX_CGROUP=systemd-scope: %s: %s; memory is limited per process only\n",
+                cmd[0], strerror(errno));
+        return 0;
+}
+
 int main(int argc, char **argv) {
         if (argc < 2)
                 return nb_usage(stderr, main_usage, NB_EXIT_USAGE);
@@ -77,7 +100,10 @@ int main(int argc, char **argv) {
                 printf("nestbox %s\n", NESTBOX_VERSION);
                 return 0;
         }
-        int r = nb_dispatch(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
+        int r = exec_in_scope(argv);
+        if (r > 0)
+                return r;
+        r = nb_dispatch(commands, sizeof(commands) / sizeof(commands[0]), argc, argv);
         if (r >= 0)
                 return r;
         for (size_t i = 0; i < sizeof(runner_commands) / sizeof(runner_commands[0]); i++)

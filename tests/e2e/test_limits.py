@@ -28,6 +28,9 @@ from workspace import build_wheelhouse, make_workspace
 
 NOBODY = 65534
 
+# Run again as nobody by tests/run: then the invoker is nobody itself.
+pytestmark = pytest.mark.sandbox
+
 
 def invoker_uid():
     return NOBODY if is_root() else os.geteuid()
@@ -179,11 +182,10 @@ def resolve_dir(tmp_path_factory):
     return build_wheelhouse(tmp_path_factory.mktemp("resolve"))
 
 
+@pytest.mark.skipif(not is_root(), reason="root's rule: a tree that hands out both already")
 def test_test_verb_reports_a_sandbox_wide_limit_in_a_subtree(tmp_path, resolve_dir):
     """`nestbox test` with a ready subtree: result.json says cgroup2 and the summary says
     nothing of a per-process limit (as root: the fake tree hands out both already)."""
-    if not is_root():
-        pytest.skip("the workspace and cache are root's")
     root = tmp_path / "cg"
     root.mkdir()
     (root / "cgroup.controllers").write_text("memory pids\n")
@@ -315,3 +317,82 @@ def test_real_memory_bomb_is_killed_by_the_subtrees_limit(real_subtree, tmp_path
     assert j["oom_killed"] is True, j
     assert not [p for p in cg.iterdir() if p.is_dir() and p.name.startswith("nestbox-") and
                 p.name != "nestbox-supervisor"]
+
+
+# ---- NESTBOX_CGROUP=systemd-scope ----------------------------------------------------
+
+FAKE_SYSTEMD_RUN = """#!/bin/sh
+# records its arguments, then does what systemd-run --scope does once the scope exists:
+# execs the command after --, in this same process
+printf '%s\\n' "$@" >> "$FAKE_RECORD"
+while [ "$1" != "--" ]; do shift; done
+shift
+exec "$@"
+"""
+
+
+@pytest.fixture
+def scope_env(tmp_path):
+    """PATH with a fake systemd-run and an XDG_RUNTIME_DIR with a user manager's socket,
+    for the invoker; a fake cgroup tree that is not delegated (no memory controller)."""
+    import socket
+    os.chmod(tmp_path, 0o777)
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    (bindir / "systemd-run").write_text(FAKE_SYSTEMD_RUN)
+    (bindir / "systemd-run").chmod(0o755)
+    runtime = tmp_path / "run"
+    (runtime / "systemd").mkdir(parents=True)
+    sock = socket.socket(socket.AF_UNIX)
+    sock.bind(str(runtime / "systemd" / "private"))
+    root = fake_tree(tmp_path / "cg", controllers="cpu")
+    record = tmp_path / "record"
+    env = dict(os.environ, PATH=f"{bindir}:{os.environ['PATH']}", XDG_RUNTIME_DIR=str(runtime),
+               NESTBOX_CGROUP="systemd-scope", NESTBOX_TEST_CGROUP2_ROOT=str(root), FAKE_RECORD=str(record))
+    env.pop("DBUS_SESSION_BUS_ADDRESS", None)
+    env.pop("NESTBOX_CGROUP_SCOPED", None)
+    yield env, record, root
+    sock.close()
+
+
+def test_systemd_scope_runs_nestbox_again_in_a_delegated_scope(scope_env):
+    env, record, _ = scope_env
+    r = subprocess.run(as_invoker([NESTBOX, "sandbox", *SYSTEM_BINDS, "--memory", "64M", "--",
+                                   "/bin/sh", "-c", "echo inside; exit 7"]),
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 7, r.stderr
+    assert r.stdout == "inside\n"
+    args = record.read_text().splitlines()
+    # once: the second start does not ask again
+    assert args == ["--user", "--scope", "--quiet", "--collect", "-p", "Delegate=yes", "--", str(NESTBOX),
+                    "sandbox", *SYSTEM_BINDS, "--memory", "64M", "--", "/bin/sh", "-c", "echo inside; exit 7"]
+
+
+def test_systemd_scope_is_not_asked_for_from_a_delegated_subtree(scope_env, tmp_path):
+    env, record, _ = scope_env
+    env["NESTBOX_TEST_CGROUP2_ROOT"] = str(fake_tree(tmp_path / "delegated"))
+    r = subprocess.run(as_invoker([NESTBOX, "doctor"]), env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert line(r.stdout, "memory limit").startswith("cgroup2 (delegated subtree")
+    assert not record.exists()
+
+
+def test_systemd_scope_without_a_user_manager_warns_and_runs(scope_env):
+    env, record, _ = scope_env
+    del env["XDG_RUNTIME_DIR"]
+    r = subprocess.run(as_invoker([NESTBOX, "sandbox", *SYSTEM_BINDS, "--", "/bin/true"]),
+                       env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert r.stderr == ("nestbox: warning: NESTBOX_CGROUP=systemd-scope: no systemd user manager to ask: neither "
+                        "XDG_RUNTIME_DIR nor DBUS_SESSION_BUS_ADDRESS is set; memory is limited per process only\n")
+    assert not record.exists()
+    out = doctor(env)
+    assert "(not here: no systemd user manager to ask" in out
+
+
+def test_systemd_scope_bad_value_is_a_usage_error(scope_env):
+    env, _, _ = scope_env
+    env["NESTBOX_CGROUP"] = "systemd"
+    r = subprocess.run([str(NESTBOX), "doctor"], env=env, capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2
+    assert r.stderr == "nestbox: NESTBOX_CGROUP=systemd: expected systemd-scope or auto\n"
