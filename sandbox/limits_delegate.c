@@ -6,9 +6,11 @@
  * A cgroup is delegated to a user when its directory, its cgroup.procs and its
  * cgroup.subtree_control are the user's: the kernel's model of delegation
  * (Documentation/admin-guide/cgroup-v2.rst), and what systemd's Delegate=yes does for
- * a unit of a user's manager (`systemd-run --user --scope -p Delegate=yes`). Root owns
- * every cgroup, so for root ownership says nothing: root takes its own cgroup only when
- * it already hands memory and pids to its children, as before, and never moves.
+ * a unit of a user's manager (`systemd-run --user --scope -p Delegate=yes`). The host's
+ * root owns every cgroup, so for it ownership says nothing: it takes its own cgroup
+ * only when that already hands memory and pids to its children, as before, and never
+ * moves. Root of a user namespace (a rootless container) is an ordinary delegatee: a
+ * cgroup shows as its own only when it was handed to the uid mapped to it.
  *
  * The kernel's "no internal processes" rule: a cgroup can hand memory and pids to its
  * children only while it holds no process itself. nestbox lives in the delegated
@@ -101,6 +103,17 @@ void nb_cgroup2_subtree_done(struct nb_cgroup2_subtree *s) {
         s->dir = NULL;
 }
 
+/* Whether this process is the host's root: uid 0 in the initial user namespace, whose
+ * uid_map is the identity over the whole range. */
+static bool host_root(void) {
+        if (geteuid() != 0)
+                return false;
+        _cleanup_free_ char *map = read_cgroup_file("/proc/self", "uid_map");
+        unsigned long inside, outside, count;
+        return !map || (sscanf(map, "%lu %lu %lu", &inside, &outside, &count) == 3 && inside == 0 && outside == 0 &&
+                        count == 4294967295ul);
+}
+
 /* Whether dir is the invoker's to write: the kernel's model of delegation. */
 static int check_delegated(const char *dir, struct nb_error *why) {
         struct stat st;
@@ -125,7 +138,7 @@ int nb_cgroup2_find(struct nb_cgroup2_subtree *ret, struct nb_error *why) {
         _cleanup_free_ char *dir = nb_cgroup_dir("");
         if (!dir)
                 return nb_error_setx(why, ENOENT, "no cgroup v2 hierarchy holds this process");
-        bool root = geteuid() == 0;
+        bool root = host_root();
         /* Our own leaf (we moved, or were forked after the move): the subtree is above. */
         char *slash = strrchr(dir, '/');
         bool in_leaf = !root && slash && slash != dir && strcmp(slash + 1, LEAF) == 0 && !nb_cgroup2_test_root();
@@ -258,7 +271,7 @@ int nb_limits_scope_command(char *const *argv, char ***ret, char **why) {
         int found = nb_cgroup2_find(&s, NULL);
         nb_cgroup2_subtree_done(&s);
         /* Root keeps its own backends; a usable subtree needs no scope; and once is enough. */
-        if (geteuid() == 0 || found == 0 || getenv("NESTBOX_CGROUP_SCOPED"))
+        if (host_root() || found == 0 || getenv("NESTBOX_CGROUP_SCOPED"))
                 return 0;
         if ((*why = nb_systemd_scope_unavailable()))
                 return -ENOENT;
@@ -276,7 +289,7 @@ int nb_limits_scope_command(char *const *argv, char ***ret, char **why) {
                         return -ENOMEM;
         /* This very binary, not whatever "nestbox" PATH finds. */
         if (!(cmd[k++] = self_exe()))
-                return -errno;
+                return errno ? -errno : -ENAMETOOLONG;
         for (size_t i = 1; i < n; i++)
                 if (!(cmd[k++] = strdup(argv[i])))
                         return -ENOMEM;

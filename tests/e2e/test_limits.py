@@ -152,6 +152,23 @@ def test_fake_subtree_that_is_not_delegated_is_refused(tmp_path, setup, why):
     assert {p.name: p.read_text() for p in root.iterdir()} == before
 
 
+@pytest.mark.skipif(not shutil.which("unshare"), reason="needs unshare(1)")
+def test_root_of_a_user_namespace_is_a_delegatee(tmp_path):
+    """uid 0 of a rootless container is no host root: a cgroup handed to the uid mapped
+    to it is delegated, one that is not (the v2 top, shown as the overflow uid) is not."""
+    root = fake_tree(tmp_path / "cg")
+    r = subprocess.run(as_invoker(["unshare", "-r", NESTBOX, "doctor"]), env=fake_env(root),
+                       capture_output=True, text=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert line(r.stdout, "memory limit") == f"cgroup2 (delegated subtree {root})"
+    if is_root():  # handed to host root, which no user namespace of nobody's maps
+        os.chown(root, 0, -1)
+        r = subprocess.run(as_invoker(["unshare", "-r", NESTBOX, "doctor"]), env=fake_env(root),
+                           capture_output=True, text=True, timeout=60)
+        assert line(r.stdout, "cgroup v2 subtree") == (
+            f"none: {root} belongs to uid {NOBODY}, not to uid 0: not delegated to this user")
+
+
 def test_root_uses_a_subtree_only_when_it_hands_out_both(tmp_path):
     if not is_root():
         pytest.skip("root's rule")
