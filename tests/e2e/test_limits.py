@@ -52,13 +52,15 @@ def fake_tree(path, controllers="cpu memory pids", procs="", subtree="", owner=N
     uid = invoker_uid() if owner is None else owner
     for p in [path, *path.iterdir()]:
         os.chown(p, uid, -1)
-    # nobody must reach it through pytest's 0700 tmp directories
-    if is_root():
-        p = path.parent
-        while p != Path("/"):
-            os.chmod(p, os.stat(p).st_mode | 0o111)
-            p = p.parent
+    reachable(path.parent)
     return path
+
+
+def reachable(path):
+    """nobody must reach path through pytest's 0700 tmp directories."""
+    if is_root():
+        for p in [path, *path.parents][:-1]:
+            os.chmod(p, os.stat(p).st_mode | 0o111)
 
 
 def doctor(env):
@@ -324,10 +326,10 @@ def test_real_memory_bomb_is_killed_by_the_subtrees_limit(real_subtree, tmp_path
     res = tmp_path / "result.json"
     res.touch()
     os.chown(res, NOBODY, -1)
-    os.chmod(tmp_path, 0o755)
+    reachable(tmp_path)
     bomb = "import os\nchunks = []\nfor _ in range(64):\n    chunks.append(b'x' * (16 << 20))\nprint('survived')\n"
     r = in_cgroup(cg, [NESTBOX, "sandbox", *SYSTEM_BINDS, "--memory", "64M", "--result", res, "--",
-                       shutil.which("python3") or "/usr/bin/python3", "-c", bomb])
+                       "/usr/bin/python3", "-c", bomb])
     j = json.loads(res.read_text())
     assert j["limits"]["memory"] == "cgroup2", j
     assert "survived" not in r.stdout
