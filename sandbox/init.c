@@ -12,6 +12,8 @@
 #include <fcntl.h>
 #include <sys/ioctl.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/time.h>
 #include <sys/ptrace.h>
 #include <sys/wait.h>
 #include <unistd.h>
@@ -142,6 +144,37 @@ fail:
         _exit(127);
 }
 
+static void add_usage(struct rusage *to, const struct rusage *ru) {
+        timeradd(&to->ru_utime, &ru->ru_utime, &to->ru_utime);
+        timeradd(&to->ru_stime, &ru->ru_stime, &to->ru_stime);
+        if (ru->ru_maxrss > to->ru_maxrss)
+                to->ru_maxrss = ru->ru_maxrss;
+}
+
+/* The command is done. What is left of the namespace is reaped now; when nothing is
+ * (ECHILD: every process in a pid namespace is pid 1's descendant, and orphans are
+ * ours), nothing the test started is alive and the supervisor need not wait for our
+ * own exit, in which the kernel tears down the mount namespace (sandbox.c). Our stdio
+ * (the capture pipe) and the error pipe close first, so that their readers see EOF
+ * without waiting for that teardown either. */
+__attribute__((noreturn)) static void report_and_exit(const struct nb_init_args *a, int status) {
+        pid_t p;
+        while ((p = waitpid(-1, NULL, WNOHANG)) > 0)
+                ;
+        struct nb_init_report rep = { .status = status, .empty = p < 0 && errno == ECHILD };
+        struct rusage ru;
+        if (getrusage(RUSAGE_SELF, &ru) == 0)
+                add_usage(&rep.usage, &ru);
+        if (getrusage(RUSAGE_CHILDREN, &ru) == 0)
+                add_usage(&rep.usage, &ru);
+        (void) close_range(0, 2, 0);
+        (void) close(a->err_fd);
+        (void) nb_write_all(a->status_fd, &rep, sizeof(rep));
+        if (WIFEXITED(status))
+                _exit(WEXITSTATUS(status));
+        _exit(128 + WTERMSIG(status));
+}
+
 void nb_init_main(const struct nb_init_args *a) {
         sigset_t set;
         sigemptyset(&set);
@@ -187,10 +220,7 @@ void nb_init_main(const struct nb_init_args *a) {
                         }
                         if (p != cmd)
                                 continue;
-                        (void) nb_write_all(a->status_fd, &status, sizeof(status));
-                        if (WIFEXITED(status))
-                                _exit(WEXITSTATUS(status));
-                        _exit(128 + WTERMSIG(status));
+                        report_and_exit(a, status);
                 }
         }
 }

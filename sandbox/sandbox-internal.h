@@ -2,9 +2,11 @@
 /* The steps of building a sandbox, one file each, called in order from sandbox.c. */
 #pragma once
 
+#include <pthread.h>
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <sys/resource.h>
 #include <sys/types.h>
 
 #include "nestbox/sandbox.h"
@@ -34,7 +36,17 @@ bool nb_overlay_wanted(const struct nb_mount *m, const char *mountinfo);
 char *nb_overlay_read_mountinfo(void);
 int nb_overlay_of(int tree, int empty_lower);
 
-/* net.c */
+/* net.c: the net namespace, made by a thread of pid 1 while the main thread does the
+ * mounts; finish joins it and moves pid 1 into the namespace. */
+struct nb_net_job {
+        pthread_t thread;
+        bool started, loopback;
+        int ns_fd;
+        struct nb_error err; /* the thread's */
+};
+int nb_net_start(const struct nb_sandbox_config *cfg, struct nb_net_job *j, struct nb_error *err);
+int nb_net_finish(struct nb_net_job *j, struct nb_error *err);
+/* lo up in the current net namespace (unless cfg asks for no network). */
 int nb_net_setup(const struct nb_sandbox_config *cfg, struct nb_error *err);
 
 /* caps.c: drops every capability and sets no_new_privs. */
@@ -94,12 +106,33 @@ struct nb_init_args {
         int err_fd;    /* setup and exec errors go here */
         int status_fd; /* the command's wait status goes here */
 };
+/* What pid 1 writes to status_fd once the command has exited: its wait status,
+ * whether the namespace is empty (nothing else was left to reap), and the usage of pid
+ * 1 and of everything it reaped. */
+struct nb_init_report {
+        int status;
+        bool empty;
+        struct rusage usage;
+};
 __attribute__((noreturn)) void nb_init_main(const struct nb_init_args *a);
 /* Gives the calling process (pid 1 to be) a neutral /proc/PID/cmdline and comm. */
 void nb_init_set_title(void);
 /* Writes argv into our argument area (as far as it fits; the rest NUL) and comm from
  * argv[0]: the command the warm interpreter's fork stands for (zygote_enter.c). */
 void nb_init_set_cmdline(char *const *argv);
+
+/* teardown.c: what the supervisor waits for when the command is done. */
+struct nb_sandbox_end {
+        int status_fd;
+        bool may_leave;   /* no cgroup: leaving pid 1 to tear down alone is allowed */
+        bool have_report; /* report holds what pid 1 wrote */
+        struct nb_init_report report;
+};
+/* 0 when read (or pid 1 closed the pipe without a report), -errno on error. */
+int nb_end_read_report(struct nb_sandbox_end *end);
+/* pid 1 is left to finish its exit alone; reaped by nb_end_reap_left, at the next run. */
+void nb_end_leave(pid_t pid);
+void nb_end_reap_left(void);
 
 /* fdpass.c: SCM_RIGHTS over a unix socket. nb_recv_fd does not block. */
 int nb_send_fd(int sock, int fd);

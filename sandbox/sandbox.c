@@ -5,14 +5,16 @@
  *   choose host ids, prepare limits (cgroups)
  *   pipes, seccomp memfd; block SIGINT, SIGTERM,
  *   SIGHUP, SIGQUIT (and SIGPIPE): a signalfd
- *   clone3(NEWUSER|NEWNS|NEWPID|NEWNET|...) ->  stdio, close all other fds, own process
- *                                               group; waits for "go"
+ *   clone3(NEWUSER|NEWNS|NEWPID|NEWUTS|...) ->  stdio, close all other fds, own process
+ *                                               group; a thread makes the net namespace
+ *                                               (net.c); waits for "go"
  *   write uid_map/gid_map, join cgroups
  *   "go" ------------------------------------>  private mounts, pin the bind sources,
  *   write the seccomp filter (prebuilt)         become uid/gid 1000, parent-death
  *                                               signal, not dumpable, hostname, cgroup
  *                                               namespace, mounts + pivot_root,
- *                                               loopback, drop all capabilities (and
+ *                                               join the net thread and its namespace
+ *                                               (lo up), drop all capabilities (and
  *                                               no_new_privs), Landlock (landlock.c);
  *   "filter ready" -------------------------->  waits for the filter; seccomp (its
  *   receive the seccomp listener <------------  listener, with the denial report, to
@@ -168,6 +170,10 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         close_all_but(keep, NB_ELEMENTSOF(keep));
         /* Our own process group: a terminal's ^C reaches the command once, through us. */
         (void) setpgid(0, 0);
+        /* The net namespace is made beside the mounts, by a thread (net.c). */
+        struct nb_net_job net;
+        if ((r = nb_net_start(cfg, &net, &err)) < 0)
+                goto fail;
 
         /* /proc/1/cmdline would show the supervisor's host command line. */
         nb_init_set_title();
@@ -210,9 +216,10 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
          * detached, so no path leads back to the host's tree. */
         if ((r = nb_mounts_setup(cfg, plan, a->p->export[1], &err)) < 0)
                 goto fail;
-        /* Privileged (bringing lo up): safe because the net namespace is new: lo is its
-         * only device and nothing in it reaches the host's network. */
-        if ((r = nb_net_setup(cfg, &err)) < 0)
+        /* Privileged (a net namespace, bringing lo up, joining it): safe because the
+         * namespace is new and owned by ours: lo is its only device and nothing in it
+         * reaches the host's network. From here on pid 1 has one thread again. */
+        if ((r = nb_net_finish(&net, &err)) < 0)
                 goto fail;
         /* From here on we hold no capability: the bounding set is cleared and
          * no_new_privs is set, which seccomp needs to be loaded unprivileged. */
@@ -251,8 +258,10 @@ fail:
 
 static pid_t clone_sandbox(int *pidfd) {
         struct clone_args ca = {
-                .flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWNET | CLONE_NEWUTS |
-                         CLONE_NEWIPC | CLONE_PIDFD,
+                /* No CLONE_NEWNET: pid 1 makes its net namespace itself, in parallel
+                 * with its mounts (net.c). */
+                .flags = CLONE_NEWUSER | CLONE_NEWNS | CLONE_NEWPID | CLONE_NEWUTS | CLONE_NEWIPC |
+                         CLONE_PIDFD,
                 .pidfd = (uint64_t) (uintptr_t) pidfd,
                 .exit_signal = SIGCHLD,
         };
@@ -271,9 +280,9 @@ static int userns_error(int e, struct nb_error *err) {
  * SIGABRT first (Python's faulthandler prints every thread's stack), SIGKILL of pid 1
  * (and with it the whole pid namespace) after the grace period. A kill() may find pid
  * 1 already exiting (ESRCH); the pidfd then says so on the next poll. */
-int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
-                         struct nb_denials *denials, const struct nb_sandbox_config *cfg, double start,
-                         struct nb_sandbox_result *res) {
+static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
+                     struct nb_denials *denials, const struct nb_sandbox_config *cfg, double start,
+                     struct nb_sandbox_end *end, struct nb_sandbox_result *res) {
         double deadline = cfg->timeout_sec > 0 ? start + cfg->timeout_sec : 0;
         double grace = cfg->kill_grace_sec > 0 ? cfg->kill_grace_sec : 0;
         bool aborted = false; /* SIGABRT sent: the deadline is now the grace's end */
@@ -284,12 +293,14 @@ int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct 
                         /* Clamped: the loop re-checks the deadline after each wake-up. */
                         wait_ms = left <= 0 ? 0 : left > 86400 ? 86400 * 1000 : (int) (left * 1000) + 1;
                 }
-                /* A negative fd is skipped by poll: no capture, no denial report. */
-                struct pollfd pfds[4] = { { .fd = pidfd, .events = POLLIN },
+                /* A negative fd is skipped by poll: no capture, no denial report, the
+                 * report already read. */
+                struct pollfd pfds[5] = { { .fd = pidfd, .events = POLLIN },
                                           { .fd = sigfd, .events = POLLIN },
                                           { .fd = output_fd, .events = POLLIN },
-                                          { .fd = nb_denials_poll_fd(denials), .events = POLLIN } };
-                int n = poll(pfds, 4, wait_ms);
+                                          { .fd = nb_denials_poll_fd(denials), .events = POLLIN },
+                                          { .fd = !end || end->have_report ? -1 : end->status_fd, .events = POLLIN } };
+                int n = poll(pfds, 5, wait_ms);
                 if (n < 0 && errno != EINTR)
                         return -errno;
                 /* Before anything else: a denied call waits for this answer. */
@@ -307,6 +318,13 @@ int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct 
                 }
                 if (n > 0 && (pfds[0].revents & (POLLIN | POLLHUP)))
                         return 0;
+                if (n > 0 && pfds[4].fd >= 0 && pfds[4].revents) {
+                        int d = nb_end_read_report(end);
+                        if (d < 0)
+                                return d;
+                        if (end->have_report && end->report.empty && end->may_leave)
+                                return 0; /* pid 1 is only tearing down (teardown.c) */
+                }
                 if (n > 0 && (pfds[1].revents & POLLIN)) {
                         struct signalfd_siginfo si;
                         ssize_t got = read(sigfd, &si, sizeof(si));
@@ -343,6 +361,13 @@ int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct 
         }
 }
 
+/* The loop alone, for zygote.c's warm runs: they end when the target's process does. */
+int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_capture *capture,
+                         struct nb_denials *denials, const struct nb_sandbox_config *cfg, double start,
+                         struct nb_sandbox_result *res) {
+        return supervise(pid, pidfd, sigfd, output_fd, capture, denials, cfg, start, NULL, res);
+}
+
 /* Reads the child's error report: "[X]errno<TAB>message". Returns 0 when empty; a
  * pipe that cannot be read is an error too, never taken for "no error". */
 static int read_child_error(int fd, bool *exec_failed, struct nb_error *err) {
@@ -360,18 +385,6 @@ static int read_child_error(int fd, bool *exec_failed, struct nb_error *err) {
         char *tab = strchr(p, '\t');
         int code = tab ? atoi(p) : EIO;
         return nb_error_setx(err, code > 0 ? code : EIO, "%s", tab ? tab + 1 : p);
-}
-
-/* The command's wait status as init wrote it. 0 when there is one, -ENODATA when pid
- * 1 died without writing it (killed at the timeout). */
-static int read_command_status(int fd, int *status, struct nb_error *err) {
-        ssize_t n;
-        do
-                n = read(fd, status, sizeof(*status));
-        while (n < 0 && errno == EINTR);
-        if (n < 0)
-                return nb_error_set(err, errno, "reading the command's status");
-        return n == (ssize_t) sizeof(*status) ? 0 : -ENODATA;
 }
 
 void nb_sandbox_fill_status(int status, struct nb_sandbox_result *res) {
@@ -454,6 +467,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         res->out_fd = -1;
         if (!cfg->argv || !cfg->argv[0])
                 return nb_error_setx(err, EINVAL, "no command to run");
+        nb_end_reap_left();
 
         struct nb_id_map ids;
         nb_userns_choose_ids(&ids);
@@ -541,18 +555,33 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         if (cfg->on_started)
                 cfg->on_started(pid, cfg->userdata);
 
-        if ((r = nb_sandbox_supervise(pid, pidfd, sigfd, p.output[0], &capture, &denials, cfg, start, res)) < 0)
+        enum nb_limit_backend mem_b, pids_b;
+        nb_limits_choose(cfg->memory_bytes, cfg->pids_max, &mem_b, &pids_b);
+        struct nb_sandbox_end end = { .status_fd = p.status[0],
+                                   .may_leave = mem_b != NB_LIMIT_CGROUP1 && mem_b != NB_LIMIT_CGROUP2 &&
+                                                pids_b != NB_LIMIT_CGROUP1 && pids_b != NB_LIMIT_CGROUP2 };
+        if (fcntl(p.status[0], F_SETFL, O_NONBLOCK) < 0)
+                return nb_error_set(err, errno, "the status pipe");
+        if ((r = supervise(pid, pidfd, sigfd, p.output[0], &capture, &denials, cfg, start, &end, res)) < 0)
                 return nb_error_set(err, -r, "supervising the sandbox");
 
         int init_status = 0;
-        struct rusage ru = { 0 };
-        pid_t reaped;
-        while ((reaped = wait4(pid, &init_status, 0, &ru)) < 0 && errno == EINTR)
-                ;
-        if (reaped < 0)
-                return nb_error_set(err, errno, "waiting for the sandbox");
-        pid = 0; /* reaped: nothing left for kill_and_reap */
-        usage_to_result(&ru, start, res);
+        if (end.have_report && end.report.empty && end.may_leave) {
+                nb_end_leave(pid);
+                pid = 0; /* not ours to kill: it is exiting */
+                usage_to_result(&end.report.usage, start, res);
+        } else {
+                struct rusage ru = { 0 };
+                pid_t reaped;
+                while ((reaped = wait4(pid, &init_status, 0, &ru)) < 0 && errno == EINTR)
+                        ;
+                if (reaped < 0)
+                        return nb_error_set(err, errno, "waiting for the sandbox");
+                pid = 0; /* reaped: nothing left for kill_and_reap */
+                usage_to_result(&ru, start, res);
+                if (end.status_fd >= 0 && !end.have_report && (r = nb_end_read_report(&end)) < 0)
+                        return nb_error_set(err, -r, "reading the command's status");
+        }
 
         bool exec_failed = false;
         r = read_child_error(p.err[0], &exec_failed, err);
@@ -560,11 +589,8 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                 res->exec_failed = exec_failed;
                 return r;
         }
-        int cmd_status;
-        r = read_command_status(p.status[0], &cmd_status, err);
-        if (r < 0 && r != -ENODATA)
-                return r;
-        nb_sandbox_fill_status(r == 0 ? cmd_status : init_status, res); /* else pid 1 itself was killed */
+        /* Without a report pid 1 itself was killed (at the timeout): its status counts. */
+        nb_sandbox_fill_status(end.have_report ? end.report.status : init_status, res);
         nb_limits_collect(limits, res);
         nb_denials_take(&denials, res);
         /* pid 1 is gone, so the kernel is killing everything else in its namespace:

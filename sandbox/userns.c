@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "nestbox/cleanup.h"
@@ -97,14 +98,17 @@ int nb_userns_write_maps(pid_t pid, const struct nb_sandbox_config *cfg, const s
 
 int nb_userns_become(const struct nb_sandbox_config *cfg, const struct nb_id_map *m, struct nb_error *err) {
         /* Safe: we hold CAP_SETUID/CAP_SETGID only inside our own user namespace, where
-         * the single mapped id is the target; the kernel refuses any other. */
-        if (m->caller_is_root && setgroups(0, NULL) < 0)
+         * the single mapped id is the target; the kernel refuses any other.
+         * Raw syscalls, for this thread alone: libc's wrappers would also switch the
+         * net thread (net.c), which needs its capabilities until it is done, and
+         * which is joined before anything runs that is not ours. */
+        if (m->caller_is_root && syscall(SYS_setgroups, 0, NULL) < 0)
                 return nb_error_set(err, errno, "setgroups");
         if (prctl(PR_SET_KEEPCAPS, 1, 0, 0, 0) < 0)
                 return nb_error_set(err, errno, "PR_SET_KEEPCAPS");
-        if (setresgid(cfg->gid, cfg->gid, cfg->gid) < 0)
+        if (syscall(SYS_setresgid, cfg->gid, cfg->gid, cfg->gid) < 0)
                 return nb_error_set(err, errno, "setresgid %u", (unsigned) cfg->gid);
-        if (setresuid(cfg->uid, cfg->uid, cfg->uid) < 0)
+        if (syscall(SYS_setresuid, cfg->uid, cfg->uid, cfg->uid) < 0)
                 return nb_error_set(err, errno, "setresuid %u", (unsigned) cfg->uid);
         return 0;
 }
