@@ -127,10 +127,7 @@ static int prepare_plan(const struct nb_sandbox_config *cfg, struct nb_mount_pla
         p->overlay = calloc(cfg->n_mounts + 1, sizeof(bool));
         if (!p->source_trees || !p->overlay)
                 return nb_error_set(err, ENOMEM, "mounts");
-        _cleanup_free_ char *mountinfo = NULL;
-        for (size_t i = 0; i < cfg->n_mounts && !mountinfo; i++)
-                if (cfg->mounts[i].kind == NB_MOUNT_RO_BIND)
-                        mountinfo = nb_overlay_read_mountinfo();
+        _cleanup_(nb_mountinfo_done) struct nb_mountinfo mountinfo = { 0 };
         p->n = cfg->n_mounts;
         for (size_t i = 0; i < p->n; i++)
                 p->source_trees[i] = -1;
@@ -142,7 +139,7 @@ static int prepare_plan(const struct nb_sandbox_config *cfg, struct nb_mount_pla
                 if (t < 0)
                         return nb_error_set(err, -t, "%s %s", m->kind == NB_MOUNT_RO_BIND ? "--ro-bind" : "--bind", m->src);
                 p->source_trees[i] = t;
-                p->overlay[i] = nb_overlay_wanted(m, mountinfo);
+                p->overlay[i] = nb_overlay_wanted(m, &mountinfo);
         }
         for (size_t i = 0; i < NB_ELEMENTSOF(dev_nodes); i++) {
                 char path[32];

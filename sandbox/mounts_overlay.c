@@ -51,22 +51,28 @@ static bool has_submounts(const char *mountinfo, const char *dir) {
         return false;
 }
 
-bool nb_overlay_wanted(const struct nb_mount *m, const char *mountinfo) {
-        if (m->kind != NB_MOUNT_RO_BIND || !mountinfo)
-                return false;
-        _cleanup_free_ char *real = realpath(m->src, NULL);
-        struct stat st;
-        if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode) || strcmp(real, m->dst) == 0)
-                return false;
-        return !has_submounts(mountinfo, real);
-}
-
-char *nb_overlay_read_mountinfo(void) {
+static char *read_mountinfo(void) {
         _cleanup_close_ int fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC);
         char *text = NULL;
         if (fd < 0 || nb_read_fd(fd, 16 << 20, &text, NULL) < 0)
                 return NULL; /* then no overlay: every bind stays a bind */
         return text;
+}
+
+/* mountinfo is read on the first mount that could be an overlay: a spawn binding only
+ * system directories at their own paths (/usr at /usr) skips its 0.1 ms. */
+bool nb_overlay_wanted(const struct nb_mount *m, struct nb_mountinfo *mi) {
+        if (m->kind != NB_MOUNT_RO_BIND)
+                return false;
+        _cleanup_free_ char *real = realpath(m->src, NULL);
+        struct stat st;
+        if (!real || stat(real, &st) < 0 || !S_ISDIR(st.st_mode) || strcmp(real, m->dst) == 0)
+                return false;
+        if (!mi->read) {
+                mi->text = read_mountinfo();
+                mi->read = true;
+        }
+        return mi->text && !has_submounts(mi->text, real);
 }
 
 int nb_overlay_of(int tree, int empty_lower) {

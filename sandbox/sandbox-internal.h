@@ -6,6 +6,7 @@
 #include <signal.h>
 #include <stdbool.h>
 #include <stdint.h>
+#include <stdlib.h>
 #include <sys/resource.h>
 #include <sys/types.h>
 
@@ -30,10 +31,17 @@ int nb_mounts_setup(const struct nb_sandbox_config *cfg, const struct nb_mount_p
 void nb_mount_plan_free(struct nb_mount_plan *p);
 
 /* mounts_overlay.c: read-only binds as overlays of their detached clone, so that
- * mountinfo does not name the host path. wanted: this mount should be one (mountinfo
- * is the host's, read once by read_mountinfo); of: the overlay of tree, detached. */
-bool nb_overlay_wanted(const struct nb_mount *m, const char *mountinfo);
-char *nb_overlay_read_mountinfo(void);
+ * mountinfo does not name the host path. wanted: this mount should be one (mi holds
+ * the host's mountinfo, read on first need; nb_mountinfo_done frees it); of: the overlay of
+ * tree, detached. */
+struct nb_mountinfo {
+        bool read;
+        char *text; /* NULL when unreadable: then no overlay */
+};
+bool nb_overlay_wanted(const struct nb_mount *m, struct nb_mountinfo *mi);
+static inline void nb_mountinfo_done(struct nb_mountinfo *mi) {
+        free(mi->text);
+}
 int nb_overlay_of(int tree, int empty_lower);
 
 /* net.c: the net namespace, made by a thread of pid 1 while the main thread does the
