@@ -132,7 +132,7 @@ void nb_init_set_cmdline(char *const *argv);
 /* teardown.c: what the supervisor waits for when the command is done. */
 struct nb_sandbox_end {
         int status_fd;
-        bool may_leave;   /* no cgroup: leaving pid 1 to tear down alone is allowed */
+        bool may_leave;   /* no limits, so no cgroup: pid 1 may tear down alone */
         bool have_report; /* report holds what pid 1 wrote */
         struct nb_init_report report;
 };

@@ -7,9 +7,10 @@
  * tmpfs, overlay and bind of the sandbox: 0.15-0.3 ms for a bare /bin/true).
  *
  * So pid 1 reports the command's status once it has exited, with whether anything else
- * was left in the pid namespace (init.c). When nothing was, and no cgroup waits to be
- * removed (rmdir needs pid 1 gone), the supervisor returns at once; pid 1 is reaped at
- * the next run (nb_end_reap_left), so a long-lived caller keeps no zombie for long.
+ * was left in the pid namespace (init.c). When nothing was, and the run has no memory
+ * or pids limit (a cgroup's rmdir needs pid 1 gone), the supervisor returns at once;
+ * pid 1 is reaped at the next run (nb_end_reap_left), so a long-lived caller keeps no
+ * zombie for long.
  * Otherwise, and whenever the report is missing (pid 1 killed at the timeout), it waits
  * for pid 1 to be reaped: the kernel has then killed everything in the namespace.
  * bwrap leaves as soon as its init reports the command's exit, whatever it left
