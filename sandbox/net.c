@@ -19,6 +19,7 @@
 #include <string.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include "nestbox/cleanup.h"
@@ -49,6 +50,7 @@ int nb_net_setup(const struct nb_sandbox_config *cfg, struct nb_error *err) {
  * (SIOCGSKNS) so that no /proc is needed. */
 static void *net_thread(void *arg) {
         struct nb_net_job *j = arg;
+        __atomic_store_n(&j->tid, gettid(), __ATOMIC_RELEASE);
         if (unshare(CLONE_NEWNET) < 0) {
                 nb_error_set(&j->err, errno, "net namespace");
                 return NULL;
@@ -68,6 +70,12 @@ static void *net_thread(void *arg) {
 
 int nb_net_start(const struct nb_sandbox_config *cfg, struct nb_net_job *j, struct nb_error *err) {
         *j = (struct nb_net_job) { .ns_fd = -1, .loopback = cfg->network != NB_NET_NONE, .err = NB_ERROR_INIT };
+        /* The thread takes pid 2 of the new pid namespace; the command must still get
+         * it, as it did without the thread (and does in the warm interpreter's
+         * sandboxes): ns_last_pid is set back once the thread is gone (nb_net_finish).
+         * Opened now, through the host's procfs: the sandbox's /proc/sys will be read
+         * only. The write acts on the writer's own pid namespace whatever the procfs. */
+        j->last_pid_fd = open("/proc/sys/kernel/ns_last_pid", O_WRONLY | O_CLOEXEC);
         pthread_attr_t attr;
         int r = pthread_attr_init(&attr);
         if (r != 0)
@@ -87,8 +95,20 @@ int nb_net_finish(struct nb_net_job *j, struct nb_error *err) {
                 return nb_error_setx(err, EINVAL, "net namespace: never started");
         int r = pthread_join(j->thread, NULL);
         j->started = false;
+        _cleanup_close_ int last_pid = j->last_pid_fd;
+        j->last_pid_fd = -1;
         if (r != 0)
                 return nb_error_set(err, r, "net namespace: joining its thread");
+        /* join returns when the thread has cleared its tid, a moment before the
+         * kernel frees the pid itself; then the next pid is 2 again. Privileged:
+         * safe because it names our own pid namespace only. Best effort: without it
+         * the command is pid 3. */
+        pid_t tid = __atomic_load_n(&j->tid, __ATOMIC_ACQUIRE);
+        if (last_pid >= 0 && tid == 2) {
+                while (syscall(SYS_tgkill, getpid(), tid, 0) == 0)
+                        sched_yield();
+                (void) write(last_pid, "1", 1);
+        }
         _cleanup_close_ int fd = j->ns_fd;
         j->ns_fd = -1;
         if (j->err.code) {

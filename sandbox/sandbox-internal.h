@@ -50,6 +50,8 @@ struct nb_net_job {
         pthread_t thread;
         bool started, loopback;
         int ns_fd;
+        int last_pid_fd; /* /proc/sys/kernel/ns_last_pid, opened before /proc/sys is read-only */
+        pid_t tid;       /* the thread's, in our pid namespace */
         struct nb_error err; /* the thread's */
 };
 int nb_net_start(const struct nb_sandbox_config *cfg, struct nb_net_job *j, struct nb_error *err);

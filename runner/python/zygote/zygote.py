@@ -44,7 +44,7 @@ def preload():
             importlib.import_module(ep.value.split(":")[0])
         except Exception:
             pass
-    for name in ("hashlib", "heapq", "json"):  # the driver's own
+    for name in ("heapq", "json"):  # the driver's own (hashlib only when it shards)
         importlib.import_module(name)
 
 
