@@ -79,8 +79,12 @@ void nb_hasher_freep(struct nb_hasher **h) {
 }
 
 void nb_sha256_hex(const void *data, size_t len, char out[NB_DIGEST_HEX_LEN + 1]) {
+        /* Not SHA256(): in OpenSSL 3 the one-shot goes through EVP (see the top). */
+        SHA256_CTX ctx;
         unsigned char md[SHA256_DIGEST_LENGTH];
-        SHA256(data, len, md);
+        SHA256_Init(&ctx);
+        SHA256_Update(&ctx, data, len);
+        SHA256_Final(md, &ctx);
         to_hex(md, sizeof(md), out);
 }
 
