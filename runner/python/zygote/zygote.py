@@ -22,6 +22,8 @@ BASE_PATH = ["/nestbox"] + sys.path[1:]
 OWN_MODULES = []
 # Built-in plugins the driver's "-p no:cacheprovider" keeps pytest from importing.
 NOT_LOADED = {"cacheprovider", "stepwise"}
+# The venv's pytest11 plugin modules the zygote imported.
+PLUGIN_MODULES = set()
 
 
 def preload():
@@ -42,10 +44,149 @@ def preload():
     for ep in importlib.metadata.entry_points(group="pytest11"):
         try:
             importlib.import_module(ep.value.split(":")[0])
+            PLUGIN_MODULES.add(ep.value.split(":")[0])
         except Exception:
             pass
-    for name in ("heapq", "json"):  # the driver's own (hashlib only when it shards)
-        importlib.import_module(name)
+    # What pytest's main imports lazily on every run before the collection (measured
+    # with a module diff in a warm target): argcomplete's probe, and the driver's own.
+    for name in EARLY_IMPORTS:
+        try:
+            importlib.import_module(name)
+        except Exception:
+            pass
+    # What it imports later (pdb, in _pytest.debugging's pytest_configure): imported
+    # here, kept out of sys.modules, handed over when the target imports it.
+    for name in LATE_IMPORTS:
+        before = set(sys.modules)
+        try:
+            importlib.import_module(name)
+        except Exception:
+            continue
+        group = {m: sys.modules[m] for m in sorted(set(sys.modules) - before)}
+        if name in group:
+            STASH[name] = group
+    memoize_varnames()
+
+
+# Imported by every run of pytest (7.x) or the driver, whatever the target: before its
+# conftests are loaded (in sys.modules from the start), and after (STASH).
+EARLY_IMPORTS = ("_pytest._argcomplete", "_pytest.config.compat", "heapq", "json")  # hashlib only when it shards
+LATE_IMPORTS = ("pdb",)
+# {head: {module name: module}}: what importing head brought in, in the zygote.
+STASH = {}
+
+
+class Stash:
+    """A meta-path finder a target holds until it has imported every stashed head: an
+    import of a head gets the module object the zygote imported (never run, so as fresh
+    as a first import) and the modules that import brought in, so sys.modules grows
+    exactly as a cold import would grow it. An import of a group's member before its
+    head drops that group: from then on the target imports it from disk, as cold."""
+
+    def __init__(self, stash):
+        self.stash = stash
+        for group in stash.values():
+            for name in group:
+                sys.modules.pop(name, None)
+        sys.meta_path.insert(0, self)
+
+    def find_spec(self, name, path=None, target=None):
+        import importlib.util
+
+        for head, group in list(self.stash.items()):
+            if name == head:
+                del self.stash[head]
+                self.done()
+                for member, module in group.items():
+                    if member != head:
+                        sys.modules.setdefault(member, module)
+                module = group[head]
+                spec = importlib.util.spec_from_loader(name, Handover(module))
+                return spec
+            if name in group:
+                del self.stash[head]
+                self.done()
+        return None
+
+    def done(self):
+        if not self.stash and self in sys.meta_path:
+            sys.meta_path.remove(self)
+
+
+class Handover:
+    """The loader of a stashed module: it is already executed; the import machinery's
+    own attributes (__spec__) are put back as the zygote's import set them."""
+
+    def __init__(self, module):
+        self.module = module
+        self.spec = module.__spec__
+
+    def create_module(self, spec):
+        return self.module
+
+    def exec_module(self, module):
+        module.__spec__ = self.spec
+
+
+def memoize_varnames():
+    """pluggy computes every hook implementation's argument names with
+    inspect.getfullargspec at registration: 40-odd plugins, ~10% of a warm target's
+    pytest main, the same answers every time. Compute them once here for the hook
+    functions of the modules already imported (pytest's and the venv's plugins), and
+    answer from that table in a target while a function's code, signature and
+    __wrapped__ are still the ones measured (a target that changes one gets pluggy's
+    own answer). Functions a target defines are never in it."""
+    import types
+
+    try:
+        import pluggy._hooks as hooks
+
+        original = hooks.varnames
+    except Exception:
+        return
+    table = {}
+
+    def key(func):
+        if type(func) is types.MethodType and type(func.__func__) is types.FunctionType:
+            return ("method", func.__func__), func.__func__
+        if type(func) is types.FunctionType:
+            return func, func
+        return None, None
+
+    def state(f):
+        return (f.__code__, f.__dict__.get("__signature__"), f.__dict__.get("__wrapped__"))
+
+    def cached(func):
+        k, f = key(func)
+        if k is not None:
+            hit = table.get(k)
+            if hit is not None and hit[0] == state(f):
+                return hit[1]
+        return original(func)
+
+    for name, module in list(sys.modules.items()):
+        if module is None or not (name == "pytest" or name.startswith(("_pytest", "pluggy")) or name in PLUGIN_MODULES):
+            continue
+        for value in list(vars(module).values()):
+            scopes = [vars(value)] if isinstance(value, type) and value.__module__ == name else []
+            candidates = [(value, False)] if type(value) is types.FunctionType else []
+            for scope in scopes:
+                candidates += [(v, True) for n, v in scope.items() if n.startswith("pytest_") and type(v) is types.FunctionType]
+            for f, in_class in candidates:
+                if not f.__name__.startswith("pytest_"):
+                    continue
+                try:
+                    if in_class:
+                        # pluggy registers the bound method of an instance: the same
+                        # answer as for any instance's.
+                        k = ("method", f)
+                        answer = original(types.MethodType(f, object()))
+                    else:
+                        k, answer = f, original(f)
+                except Exception:
+                    continue
+                table[k] = (state(f), answer)
+    hooks.varnames = cached
 
 
 def records(spec):
@@ -129,6 +270,8 @@ def command(lib, spec):
         faulthandler.enable()
     for name in OWN_MODULES:
         sys.modules.pop(name, None)
+    if STASH:
+        Stash(STASH)
     try:
         run_main(argv[1])
         code = 0
