@@ -12,6 +12,7 @@ in-process (run_main), exactly as `python /nestbox/driver.py ARGS` would, with t
 environment, sys.path and cwd. It exits when the request socket reaches EOF.
 """
 import array
+import gc
 import os
 import socket
 import sys
@@ -66,6 +67,26 @@ def preload():
         if name in group:
             STASH[name] = group
     memoize_varnames()
+    warm_regex_cache()
+
+
+def warm_regex_cache():
+    """Regular expressions every run compiles (re's and fnmatch's caches, per process):
+    junitxml's illegal-XML-character class alone costs milliseconds to compile."""
+    import fnmatch
+
+    try:
+        from _pytest.junitxml import bin_xml_escape
+
+        bin_xml_escape("")
+    except Exception:
+        pass
+    import argparse
+
+    argparse.ArgumentParser(add_help=False)
+    # pytest's default python_files, python_classes and python_functions.
+    for pattern in ("test_*.py", "*_test.py", "Test*", "test*"):
+        fnmatch.fnmatch("x", pattern)
 
 
 # Imported by every run of pytest (7.x) or the driver, whatever the target: before its
@@ -352,6 +373,10 @@ def main():
 
         traceback.print_exc()  # NESTBOX_ZYGOTE_DEBUG=1 shows it
         return 1
+    # What the zygote holds is alive for its whole life: out of the collector's sight,
+    # a target's collections do not walk it (nor copy its pages by writing to them).
+    gc.collect()
+    gc.freeze()
     serve(lib, sock)
     return 0
 
