@@ -63,7 +63,19 @@ def snapshot():
         "cmdline": open("/proc/self/cmdline", "rb").read().rstrip(b"\0").decode(errors="replace"),
         "comm": open("/proc/self/comm").read(),
         "nodes": sorted(p for p in os.listdir("/proc") if p.isdigit()),
+        # The zygote hands over modules it imported (pdb) through a finder of its own
+        # that is gone once they are imported: as cold, to the import machinery.
+        "meta_path": [type(f).__name__ for f in sys.meta_path],
+        "pdb": spec_of(sys.modules.get("pdb")),
+        "cmd": spec_of(sys.modules.get("cmd")),
     }
+
+def spec_of(module):
+    if module is None:
+        return None
+    spec = module.__spec__
+    return [spec.name, spec.origin, type(spec.loader).__name__, type(module.__loader__).__name__,
+            getattr(module, "__file__", None), getattr(module, "__cached__", None)]
 
 def dump(name, extra=None):
     data = snapshot()
