@@ -195,6 +195,11 @@ int nb_zygote_prewarm(struct nb_action *a, struct nb_store *s, const struct nb_c
         nb_error_clear(&quiet);
         if (r < 0 || is_a_hit(a, s, m))
                 return 0;
+        /* A local miss may be a remote hit, which must not build a venv; asking the
+         * remote here would count its answers twice (here and in the item): with a
+         * remote cache the targets run cold. */
+        if (s->remote)
+                return 0;
         r = nb_venv_materialize(cache, a->resolved.venv, &venv, &quiet);
         nb_error_clear(&quiet);
         if (r < 0)
