@@ -297,3 +297,18 @@ def test_the_walls_stand_with_the_zygote_on(ws, tmp_path):
         except OSError:
             pass
     assert survivors == []
+
+
+from test_remote import nb as remote_nb, nginx, venvs, ws as remote_ws  # noqa: E402,F401
+from test_target import resolve_dir  # noqa: E402,F401  (session fixture)
+
+
+def test_a_remote_hit_starts_no_zygote(nginx, remote_ws, tmp_path):  # noqa: F811
+    srv = nginx()
+    a = remote_nb(tmp_path / "A", remote_ws, "--remote-cache", srv.url)
+    assert a.returncode == 0, a.stdout + a.stderr
+    # B misses locally and hits remotely: no venv is built for a zygote.
+    b = remote_nb(tmp_path / "B", remote_ws, "--remote-cache", srv.url, "--zygote")
+    assert b.returncode == 0, b.stdout + b.stderr
+    assert b.stdout.count("(cached)") == 3, b.stdout
+    assert venvs(tmp_path / "B") == []
