@@ -23,12 +23,15 @@
 #include <sys/prctl.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/statfs.h>
 #include <sys/wait.h>
+#include <linux/magic.h>
 #include <linux/close_range.h>
 #include <unistd.h>
 
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
+#include "nestbox/text.h"
 #include "sandbox-internal.h"
 #include "zygote-internal.h"
 
@@ -191,6 +194,27 @@ static void status_to_result(const struct nb_zygote_status *s, double start, str
         res->wall_sec = nb_sandbox_now() - start;
 }
 
+/* An 'E' message ("E<errno>\t<text>"): from the zygote's side, so not trusted: its
+ * text escaped (it is printed where it surfaces) and never a cancellation, which only
+ * our own signal handling may declare (a cancelled warm run is not re-run cold). */
+static int zygote_error(struct nb_error *err, const char *msg, const char *prefix) {
+        int code = atoi(msg + 1);
+        if (code <= 0 || code == ECANCELED)
+                code = EIO;
+        const char *tab = strchr(msg, '\t');
+        _cleanup_free_ char *text = nb_escape(tab ? tab + 1 : msg + 1, 0);
+        return nb_error_setx(err, code, "%s%s", prefix, text ? text : "(out of memory)");
+}
+
+/* /out as the cold path has it: a tmpfs directory, nothing else the zygote could hold
+ * (a read-only view of trees/, its own /tmp) stands in for it. */
+static bool is_out_dir(int fd) {
+        struct stat st;
+        struct statfs sf;
+        return fstat(fd, &st) == 0 && S_ISDIR(st.st_mode) && fstatfs(fd, &sf) == 0 &&
+               sf.f_type == TMPFS_MAGIC;
+}
+
 /* After pid 1 is gone: /out, then a setup error or the command's status. */
 static int read_back(int conn, double start, struct nb_sandbox_result *res, struct nb_error *err) {
         bool have_status = false;
@@ -201,15 +225,12 @@ static int read_back(int conn, double start, struct nb_sandbox_result *res, stru
                 if (n <= 0)
                         break;
                 buf[n] = 0;
-                if (buf[0] == 'f' && fd >= 0 && res->out_fd < 0)
+                if (buf[0] == 'f' && fd >= 0 && res->out_fd < 0 && is_out_dir(fd))
                         res->out_fd = fd;
                 else if (fd >= 0)
                         close(fd);
-                if (buf[0] == 'E') {
-                        char *tab = strchr(buf, '\t');
-                        int code = atoi(buf + 1);
-                        return nb_error_setx(err, code > 0 ? code : EIO, "%s", tab ? tab + 1 : buf + 1);
-                }
+                if (buf[0] == 'E')
+                        return zygote_error(err, buf, "");
                 if (buf[0] == 'S' && (size_t) n == 1 + sizeof(struct nb_zygote_status)) {
                         struct nb_zygote_status s;
                         memcpy(&s, buf + 1, sizeof(s));
@@ -262,8 +283,7 @@ static int start_target(struct nb_zygote *z, const struct nb_sandbox_config *cfg
         ssize_t n = recv_msg(f->conn[0], buf, sizeof(buf) - 1, &f->pidfd, 0);
         if (n > 0 && buf[0] == 'E') {
                 buf[n] = 0;
-                return nb_error_setx(err, atoi(buf + 1) > 0 ? atoi(buf + 1) : EIO, "zygote: %s",
-                                     strchr(buf, '\t') ? strchr(buf, '\t') + 1 : buf);
+                return zygote_error(err, buf, "zygote: ");
         }
         pid_t pid = f->pidfd >= 0 ? pidfd_pid(f->pidfd) : -1;
         if (n <= 0 || pid <= 0)

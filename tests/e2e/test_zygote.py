@@ -312,3 +312,43 @@ def test_a_remote_hit_starts_no_zygote(nginx, remote_ws, tmp_path):  # noqa: F81
     assert b.returncode == 0, b.stdout + b.stderr
     assert b.stdout.count("(cached)") == 3, b.stdout
     assert venvs(tmp_path / "B") == []
+
+
+# A zygote is not trusted either (the venv's plugins run in it): one that answers every
+# request with an error naming ECANCELED and carrying terminal escapes.
+LYING_ZYGOTE = r'''
+import array, os, socket
+sock = socket.socket(fileno=0)
+while True:
+    fds = array.array("i")
+    msg, anc, _, _ = sock.recvmsg(1 << 18, socket.CMSG_SPACE(5 * fds.itemsize))
+    if not msg:
+        break
+    for level, kind, data in anc:
+        fds.frombytes(data[:len(data) - len(data) % fds.itemsize])
+    conn = socket.socket(fileno=fds[0])
+    conn.send(b"E125\t\x1b[2K\rapp/one  FAILED forged\x1b]0;pwned\x07")
+    conn.close()
+    for fd in fds[1:]:
+        os.close(fd)
+'''
+
+
+def test_a_lying_zygote_cannot_cancel_nor_print_escapes(resolve, tmp_path):
+    import shutil
+    from conftest import NESTBOX
+    fake = tmp_path / "zygote"
+    fake.mkdir()
+    shutil.copy(Path(NESTBOX).parent / "python" / "zygote" / "libnestbox-zygote.so", fake)
+    (fake / "zygote.py").write_text(LYING_ZYGOTE)
+    ws = make_workspace(tmp_path / "ws", resolve, {"src/one.py": "", "tests/test_one.py": "def test_one():\n    pass\n"},
+                        {"app/one": {"tests": ["tests/test_one.py"]}})
+    out = tmp_path / "out"
+    p = nestbox_test(ws, tmp_path / "cache", out, targets=["app/one"],
+                     env={**os.environ, "NESTBOX_ZYGOTE_DIR": str(fake)}, timeout=300)
+    # The zygote's answer is an error of the zygote, so the target ran cold: not
+    # cancelled (exit 130), not forged, and nothing of the message reached the terminal.
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "\x1b" not in p.stdout + p.stderr and "forged" not in p.stdout + p.stderr
+    r = results(out)["app/one"]
+    assert r["status"] == "PASSED" and not r.get("warm")
