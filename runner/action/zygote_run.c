@@ -5,6 +5,7 @@
  * cache's trees/ read-only at /.nbcache/trees (a directory bind, so trees materialised
  * later appear in it). Its environment is a target's, less what differs per target,
  * so an interpreter started there matches a fresh one (sys.flags, the hash seed). */
+#include <dlfcn.h>
 #include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -77,6 +78,31 @@ static char *zygote_dir(void) {
         return dir;
 }
 
+#if defined(__has_feature)
+#if __has_feature(address_sanitizer)
+#define NB_ASAN 1
+#endif
+#endif
+#if defined(__SANITIZE_ADDRESS__) || defined(NB_ASAN)
+/* An ASan build (tests/run --sanitize) makes an ASan libnestbox-zygote.so, which the
+ * runtime accepts only when it comes first in the interpreter's library list: the
+ * same runtime as ours, preloaded; the interpreter's own leaks are not ours to
+ * report. Each target's environment is its own, so neither reaches a test. */
+static int sanitizer_env(struct nb_sandbox_config *cfg) {
+        void *sym = dlsym(RTLD_DEFAULT, "__asan_init");
+        Dl_info info;
+        if (!sym || !dladdr(sym, &info) || !info.dli_fname)
+                return 0;
+        int r = nb_sandbox_setenv(cfg, "LD_PRELOAD", info.dli_fname);
+        return r < 0 ? r : nb_sandbox_setenv(cfg, "ASAN_OPTIONS", "detect_leaks=0:abort_on_error=1");
+}
+#else
+static int sanitizer_env(struct nb_sandbox_config *cfg) {
+        (void) cfg;
+        return 0;
+}
+#endif
+
 static uint32_t hash_seed_of(const struct nb_action *a) {
         return (uint32_t) (a->seed % 4294967296ull);
 }
@@ -99,7 +125,8 @@ static int configure(struct nb_sandbox_config *cfg, const char *venv_path, const
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, dir, "/.zygote", 0)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_RO_BIND, trees, "/.nbcache/trees", 0)) < 0 ||
             (r = nb_sandbox_add_mount(cfg, NB_MOUNT_DIR, NULL, "/tmp/home", 0)) < 0 ||
-            (r = nb_run_interpreter_env(cfg, seed)) < 0 || (r = nb_sandbox_set_argv(cfg, argv)) < 0)
+            (r = nb_run_interpreter_env(cfg, seed)) < 0 || (r = sanitizer_env(cfg)) < 0 ||
+            (r = nb_sandbox_set_argv(cfg, argv)) < 0)
                 return r;
         struct nb_error err = NB_ERROR_INIT;
         for (size_t i = 0; r >= 0 && i < NB_ELEMENTSOF(allowed); i++)

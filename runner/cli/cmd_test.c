@@ -517,6 +517,9 @@ int cmd_test(int argc, char **argv) {
         tr.options = &opts;
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        /* From here a ^C is a cancel, not a kill: resolving the targets already writes
+         * the digest memo through the cache's tmp/. */
+        catch_cancel();
         struct nb_cache_dir cache;
         if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
                 return nb_fail(&err);
@@ -548,9 +551,8 @@ int cmd_test(int argc, char **argv) {
 
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
-        catch_cancel();
         modes.cancel = &cancelled;
-        prewarm(&tr, &modes); /* after catch_cancel: a ^C while it builds a venv is a cancel */
+        prewarm(&tr, &modes); /* a ^C while it builds a venv is a cancel */
         const struct nb_pool_config cfg = { .jobs = jobs, .memory_budget = nb_mem_available(),
                                             .tick_ms = nb_progress_live(tr.progress) ? 250 : 0, .cancel = &cancelled };
         size_t started = 0;
