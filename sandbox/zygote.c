@@ -311,6 +311,12 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
                                      .rlimit_as = mb == NB_LIMIT_RLIMIT ? cfg->memory_bytes : 0,
                                      .rlimit_nproc = pb == NB_LIMIT_RLIMIT ? cfg->pids_max : 0,
                                      .notify = !cfg->no_denial_report && nb_seccomp_notify_available() };
+#if defined(__SANITIZE_ADDRESS__)
+        /* ASan's runtime reserves terabytes of address space, which no RLIMIT_AS holds:
+         * an ASan build (tests/run --sanitize) serves such a target cold. */
+        if (x.rlimit_as)
+                return nb_error_setx(err, ENOTSUP, "not a target for the zygote (an ASan build under RLIMIT_AS)");
+#endif
         _cleanup_free_ char *spec = NULL;
         size_t len = 0;
         int r = nb_zygote_spec_encode(cfg, &x, z->views, z->n_views, &spec, &len);
