@@ -49,7 +49,9 @@ bool nb_result_replayable(const struct nb_result *r, const struct nb_cache_modes
 }
 
 void nb_action_keep(struct nb_store *s, const struct nb_cache_modes *m, struct nb_result *ret) {
-        if (m->no_cache || ret->interrupted)
+        /* Nor a result that finished while the cancel was on its way: a ^C during the
+         * set-up can reach an item's process only after its sandbox has ended. */
+        if (m->no_cache || ret->interrupted || (m->cancel && *m->cancel))
                 return;
         uint64_t t0 = nb_timing_now();
         _cleanup_error_ struct nb_error serr = NB_ERROR_INIT;
