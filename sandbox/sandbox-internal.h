@@ -181,5 +181,6 @@ void nb_sandbox_restore_signals(const sigset_t *old);
 struct nb_saved_mask {
         sigset_t old;
         bool saved;
+        int reraise; /* a signal taken meanwhile that is the caller's as well */
 };
 void nb_saved_mask_restore(struct nb_saved_mask *m);

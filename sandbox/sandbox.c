@@ -344,8 +344,11 @@ static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_c
                                         (void) kill(pid, SIGABRT);
                                         deadline = now_sec() + grace;
                                 }
-                        } else if (sig)
+                        } else if (sig) {
                                 (void) kill(pid, sig);
+                                if (sig == SIGINT || sig == SIGTERM)
+                                        res->passed_on = sig;
+                        }
                 }
                 if (deadline > 0 && now_sec() >= deadline) {
                         if (!aborted) {
@@ -414,8 +417,16 @@ static void kill_and_reap(pid_t *pid) {
  * SIGPIPE is blocked while we run a sandbox (a child that died early must not kill
  * us through the sync pipe); one that became pending is consumed before unblocking. */
 void nb_saved_mask_restore(struct nb_saved_mask *m) {
-        if (m->saved)
-                nb_sandbox_restore_signals(&m->old);
+        if (!m->saved)
+                return;
+        nb_sandbox_restore_signals(&m->old);
+        /* A caller that handles it (its cancel flag) would otherwise never hear of it:
+         * the signalfd took it, and it reached only the sandbox. One that would die of
+         * it keeps the command's own status instead. */
+        struct sigaction sa;
+        if (m->reraise && sigaction(m->reraise, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
+            sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)
+                (void) raise(m->reraise);
 }
 
 void nb_sandbox_restore_signals(const sigset_t *old) {
@@ -561,7 +572,9 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
                                       .may_leave = cfg->memory_bytes == 0 && cfg->pids_max == 0 };
         if (fcntl(p.status[0], F_SETFL, O_NONBLOCK) < 0)
                 return nb_error_set(err, errno, "the status pipe");
-        if ((r = supervise(pid, pidfd, sigfd, p.output[0], &capture, &denials, cfg, start, &end, res)) < 0)
+        r = supervise(pid, pidfd, sigfd, p.output[0], &capture, &denials, cfg, start, &end, res);
+        mask.reraise = res->passed_on;
+        if (r < 0)
                 return nb_error_set(err, -r, "supervising the sandbox");
 
         int init_status = 0;

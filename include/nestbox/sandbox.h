@@ -102,6 +102,8 @@ struct nb_sandbox_result {
         int signal;           /* the signal that ended the command, else 0 */
         bool timed_out;
         int cancelled;        /* the SIGINT/SIGTERM that cancelled the run (cfg->cancel), else 0 */
+        int passed_on;        /* without cfg->cancel: the SIGINT/SIGTERM forwarded to the
+                               * command, raised again in the caller once the run is over */
         bool oom_killed;
         bool pids_limited;    /* the pids limit refused at least one fork */
         bool exec_failed;     /* the command could not be executed (err says why) */

@@ -29,17 +29,44 @@ def wait_for(pred, what, timeout=120):
     pytest.fail(f"never happened: {what}")
 
 
-def started(cache):
-    """The hanging test is in its sleep: it left /tmp/sleeping-now in its sandbox, which
-    the host (root) sees through /proc/PID/root of the sandboxed pytest. The log is a
-    pipe the supervisor drains, so it cannot be watched from outside."""
+def descendants(ancestor):
+    """The processes below ancestor (tests run in parallel: another test's sandboxes
+    are not this one's)."""
+    parents = {}
     for proc in Path("/proc").iterdir():
         try:
+            if proc.name.isdigit():
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in parents:
+        p, seen = pid, 0
+        while p in parents and p != ancestor and seen < 64:
+            p, seen = parents[p], seen + 1
+        if p == ancestor and pid != ancestor:
+            yield Path(f"/proc/{pid}")
+
+
+def sleeping(procs):
+    """The hanging tests in their sleep: each left /tmp/sleeping-now in its sandbox,
+    which the host (root) sees through /proc/PID/root of the sandboxed pytest. The log
+    is a pipe the supervisor drains, so it cannot be watched from outside."""
+    found = []
+    for proc in procs:
+        try:
             if b"test_hang.py" in (proc / "cmdline").read_bytes() and (proc / "root/tmp/sleeping-now").exists():
-                return True
+                found.append(proc)
         except OSError:
             continue
-    return False
+    return found
+
+
+def sleeping_sandboxes(nestbox):
+    return sleeping(descendants(nestbox.pid))
+
+
+def started(nestbox):
+    return len(sleeping_sandboxes(nestbox)) > 0
 
 
 HANG = {**PASSING, "hang/test_hang.py": "import time\n\ndef test_hang():\n    print('sleeping now', flush=True)\n"
@@ -61,7 +88,7 @@ def test_first_signal_stops_everything(tmp_path, resolve_dir, cache, sig, code, 
     out = tmp_path / "out"
     proc = subprocess.Popen([str(NESTBOX), "test", "-j", "1", "--cache", str(cache), "--output", str(out), str(ws)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: started(cache), "the hanging test started")
+    wait_for(lambda: started(proc), "the hanging test started")
     proc.send_signal(sig)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == code, stdout + stderr
@@ -79,7 +106,7 @@ def test_second_signal_kills_at_once(tmp_path, resolve_dir, cache):  # noqa: F81
     ws = hang_ws(tmp_path, resolve_dir)
     proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), str(ws)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: started(cache), "the hanging test started")
+    wait_for(lambda: started(proc), "the hanging test started")
     proc.send_signal(signal.SIGINT)
     proc.send_signal(signal.SIGINT)
     stdout, stderr = proc.communicate(timeout=120)
@@ -101,17 +128,6 @@ def test_sigint_during_setup_leaves_nothing_in_tmp(tmp_path, resolve_dir, cache)
     assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
 
 
-def sleeping_sandboxes():
-    n = 0
-    for proc in Path("/proc").iterdir():
-        try:
-            if b"test_hang.py" in (proc / "cmdline").read_bytes() and (proc / "root/tmp/sleeping-now").exists():
-                n += 1
-        except OSError:
-            continue
-    return n
-
-
 def test_sigterm_with_j2_stops_every_running_sandbox(tmp_path, resolve_dir, cache):  # noqa: F811
     """-j 2: both running sandboxes get the timeout treatment, the third target never
     starts, nothing interrupted is stored or written to --output."""
@@ -121,7 +137,8 @@ def test_sigterm_with_j2_stops_every_running_sandbox(tmp_path, resolve_dir, cach
     out = tmp_path / "out"
     proc = subprocess.Popen([str(NESTBOX), "test", "-j", "2", "--cache", str(cache), "--output", str(out), str(ws)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    wait_for(lambda: sleeping_sandboxes() >= 2, "both hanging tests started")
+    wait_for(lambda: len(sleeping_sandboxes(proc)) >= 2, "both hanging tests started")
+    sandboxes = sleeping_sandboxes(proc)
     proc.send_signal(signal.SIGTERM)
     stdout, stderr = proc.communicate(timeout=120)
     assert proc.returncode == 143, stdout + stderr
@@ -131,4 +148,32 @@ def test_sigterm_with_j2_stops_every_running_sandbox(tmp_path, resolve_dir, cach
     assert len(re.findall(r'File "/work/hang/test_hang.py", line [56] in test_hang', stdout)) == 2, stdout
     assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
     assert not (out / "a/hang").exists() and not (out / "b/hang").exists()
-    assert sleeping_sandboxes() == 0
+    assert sleeping(sandboxes) == []
+
+
+def compiling_bytecode(nestbox):
+    for proc in descendants(nestbox.pid):
+        try:
+            if b"compileall" in (proc / "cmdline").read_bytes():
+                return True
+        except OSError:
+            continue
+    return False
+
+
+def test_sigint_while_a_venv_compiles_is_a_cancel(tmp_path, resolve_dir, cache):  # noqa: F811
+    """The venv's bytecode is compiled in a sandbox of its own, whose supervisor takes
+    the signal to hand it on: the run must still hear of it, and store nothing."""
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    end = time.monotonic() + 120
+    while not compiling_bytecode(proc) and proc.poll() is None and time.monotonic() < end:
+        time.sleep(0.005)
+    assert proc.poll() is None, "the run ended before its venv's bytecode was compiled"
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=300)
+    assert proc.returncode == 130, stdout + stderr
+    assert "interrupted by SIGINT" in stdout and "PASSED" not in stdout, stdout
+    assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
+    assert list((cache / "tmp").iterdir()) == []
