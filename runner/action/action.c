@@ -27,6 +27,7 @@
 #include "cache/cache_dir.h"
 #include "cache/cas.h"
 #include "cache/digest_memo.h"
+#include "cache/digest_watch.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/sandbox.h"
 #include "python/support.h"
@@ -111,29 +112,61 @@ static struct nb_digest_memo *memo_for(struct nb_cache_dir *cache, int root_fd) 
         return cache->memo;
 }
 
+/* In `nestbox worker`: the tree collected for an earlier request, when nothing it read
+ * has changed since (cache/digest_watch.h); 1 then. The source roots are checked again. */
+static int reuse_watched(struct nb_action *a, int root_fd, struct nb_error *err) {
+        _cleanup_strv_free_ char **sources = NULL, **tests = NULL;
+        _cleanup_(nb_tree_clear) struct nb_tree tree = NB_TREE_INIT, none = NB_TREE_INIT;
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        int r = nb_digest_watch_reuse(root_fd, a->sources, a->tests, &tree, &sources, &tests, digest);
+        if (r <= 0)
+                return r < 0 ? nb_error_set(err, -r, "declared files") : 0;
+        r = nb_tree_collect(root_fd, (const char *const[]) { NULL }, (const char *const *) a->source_roots, NULL,
+                            &none, err);
+        if (r < 0)
+                return r == -ENOMEM ? r : nb_error_classify(err, NB_ERROR_INPUT, r);
+        nb_strv_free(a->sources);
+        nb_strv_free(a->tests);
+        a->sources = TAKE_PTR(sources);
+        a->tests = TAKE_PTR(tests);
+        a->resolved.tree = tree;
+        tree = (struct nb_tree) NB_TREE_INIT;
+        memcpy(a->resolved.tree_digest, digest, sizeof(digest));
+        return 1;
+}
+
 static int expand(struct nb_action *a, struct nb_cache_dir *cache, struct nb_error *err) {
         if (a->tree_given[0] || a->resolved.tree_digest[0])
                 return 0;
         _cleanup_close_ int root_fd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (root_fd < 0)
                 return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "root %s", a->root));
+        int r = reuse_watched(a, root_fd, err);
+        if (r != 0)
+                return r < 0 ? r : 0;
+        nb_digest_watch_begin(root_fd, a->sources, a->tests);
         char **sources = NULL, **tests = NULL;
         struct nb_digest_memo *memo = memo_for(cache, root_fd);
         uint64_t looked_up, known, looked_up_after, known_after;
         nb_digest_memo_stats(memo, &looked_up, &known);
-        int r = nb_action_collect(root_fd, a->sources, a->tests, a->source_roots, memo, &a->resolved.tree, &sources,
-                                  &tests, err);
+        r = nb_action_collect(root_fd, a->sources, a->tests, a->source_roots, memo, &a->resolved.tree, &sources, &tests,
+                              err);
         nb_digest_memo_stats(memo, &looked_up_after, &known_after);
         nb_digest_memo_flush(memo); /* what it learnt, before this process can end */
         nb_timing_files(known_after - known, (looked_up_after - looked_up) - (known_after - known));
-        if (r < 0)
+        if (r < 0) {
+                nb_digest_watch_end(NULL, NULL, NULL, NULL);
                 return r;
+        }
         nb_strv_free(a->sources);
         nb_strv_free(a->tests);
         a->sources = sources;
         a->tests = tests;
-        if ((r = nb_tree_digest(&a->resolved.tree, a->resolved.tree_digest)) < 0)
+        if ((r = nb_tree_digest(&a->resolved.tree, a->resolved.tree_digest)) < 0) {
+                nb_digest_watch_end(NULL, NULL, NULL, NULL);
                 return nb_error_set(err, -r, "digest of the declared files");
+        }
+        nb_digest_watch_end(&a->resolved.tree, a->sources, a->tests, a->resolved.tree_digest);
         return 0;
 }
 

@@ -20,6 +20,8 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "action/timings.h"
+#include "cache/digest_watch.h"
 #include "cli/cli.h"
 #include "cli/output.h"
 #include "cli/run_request.h"
@@ -66,6 +68,8 @@ struct child {
         pid_t pid;
         int fd;
         json_int_t request_id;
+        int report;         /* its digests' report (cache/digest_watch.h), or -1 */
+        uint64_t digest_ns; /* the digest phase's total when it started */
         char *buf;
         size_t len;
 };
@@ -76,6 +80,7 @@ struct worker {
         struct child *running; /* jobs of them */
         struct pollfd *fds;    /* the same */
         size_t n_running;
+        struct nb_digest_watch *watch; /* inputs watched across requests, or NULL */
         int status; /* 0, or NB_EXIT_INFRA once stdout cannot be written */
 };
 
@@ -111,10 +116,14 @@ static int spawn(struct worker *w, char **argv, size_t argc, json_int_t request_
         if (pipe2(p, O_CLOEXEC) < 0)
                 return respond(w, NB_EXIT_INFRA, "nestbox: worker: pipe failed", request_id);
         fflush(stdout);
+        uint64_t digest_ns = nb_phase_total_ns(NB_PHASE_DIGEST, NULL);
+        int report = nb_digest_watch_fork(w->watch);
         pid_t pid = fork();
         if (pid < 0) {
                 close(p[0]);
                 close(p[1]);
+                if (report >= 0)
+                        close(report);
                 return respond(w, NB_EXIT_INFRA, "nestbox: worker: fork failed", request_id);
         }
         if (pid == 0) {
@@ -122,8 +131,23 @@ static int spawn(struct worker *w, char **argv, size_t argc, json_int_t request_
                 serve_in_child(w, p[1], argv, argc, request_id);
         }
         close(p[1]);
-        w->running[w->n_running++] = (struct child) { .pid = pid, .fd = p[0], .request_id = request_id };
+        w->running[w->n_running++] = (struct child) { .pid = pid, .fd = p[0], .request_id = request_id,
+                                                      .report = report, .digest_ns = digest_ns };
         return 0;
+}
+
+/* What a finished request's digests taught the watch; with NESTBOX_TIMINGS=1 a line
+ * per request (its digest phase is exact when requests run one at a time). */
+static void learn_digests(struct worker *w, struct child *c) {
+        struct nb_digest_watch_report rep;
+        nb_digest_watch_done(w->watch, c->report, &rep);
+        if (rep.note)
+                fprintf(stderr, "nestbox: worker: %s\n", rep.note);
+        const char *v = getenv("NESTBOX_TIMINGS");
+        if (v && *v && strcmp(v, "0") != 0)
+                fprintf(stderr, "nestbox: timings: request %lld: digest %.3f ms; input trees: %u watched, %u stat'ed\n",
+                        (long long) c->request_id, (double) (nb_phase_total_ns(NB_PHASE_DIGEST, NULL) - c->digest_ns) / 1e6,
+                        rep.reused, rep.kept + rep.stated);
 }
 
 /* Reads what child i wrote; at its end, reaps it and answers for it. */
@@ -151,6 +175,7 @@ static int drain_child(struct worker *w, size_t i) {
         while (waitpid(c->pid, &wstatus, 0) < 0 && errno == EINTR)
                 ;
         close(c->fd);
+        learn_digests(w, c);
         int r = 0;
         if (n == 0 && c->len > 0 && WIFEXITED(wstatus) && WEXITSTATUS(wstatus) == 0) {
                 if (printf("%s\n", c->buf) < 0 || fflush(stdout) != 0)
@@ -350,11 +375,15 @@ int cmd_worker(int argc, char **argv) {
         /* A build tool that goes away must not kill us mid-write with SIGPIPE: a
          * failed write ends the worker with a status instead. */
         signal(SIGPIPE, SIG_IGN);
+        const char *note;
+        if (nb_digest_watch_start(&w.watch, &note) < 0 && note)
+                fprintf(stderr, "nestbox: worker: %s\n", note);
         w.running = calloc(w.jobs + 1, sizeof(*w.running));
         w.fds = calloc(w.jobs + 2, sizeof(*w.fds));
         int r = w.running && w.fds ? serve(&w) : -ENOMEM;
         free(w.running);
         free(w.fds);
+        nb_digest_watch_stop(w.watch);
         if (r < 0 && w.status == 0)
                 return nb_die(NB_EXIT_INFRA, "worker: %s", strerror(-r));
         return w.status;

@@ -11,6 +11,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "cache/digest_watch.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
@@ -77,6 +78,8 @@ static int candidate(struct collector *c, int dfd, const char *rel, const char *
                 _cleanup_free_ char *q = nb_quote(path);
                 return nb_error_setx(c->err, EINVAL, "glob %s: %s is not a regular file", c->glob, q ? q : path);
         }
+        if (st.st_nlink > 1)
+                nb_digest_watch_file(dfd, name); /* a write through another link is told only to the file */
         if (c->n_paths == c->cap) {
                 size_t ncap = c->cap ? c->cap * 2 : 64;
                 struct found *np = realloc(c->found, ncap * sizeof(*np));
@@ -135,6 +138,7 @@ static int walk(struct collector *c, int dfd, const char *rel, size_t i, unsigne
         const char *pat = c->comps[i];
         bool last = i + 1 == c->n_comps;
         bool globstar = strcmp(pat, "**") == 0;
+        nb_digest_watch_dir(dfd, rel); /* before it is read: nestbox worker's watch (cache/digest_watch.h) */
 
         if (!globstar && !has_magic(pat))
                 /* A literal name: look it up, don't list the directory. */
