@@ -28,6 +28,12 @@ static int cmp_found(const void *a, const void *b) {
         return nb_tree_path_cmp(((const struct found *) a)->path, ((const struct found *) b)->path);
 }
 
+/* A directory the walk entered, kept open for the next glob that passes through it. */
+struct opened {
+        char *rel;
+        int fd;
+};
+
 struct collector {
         const char *glob;  /* the glob being expanded, quoted for messages */
         char **comps;      /* its components, consecutive "**" folded into one */
@@ -37,13 +43,27 @@ struct collector {
         struct found *found; /* every match so far, duplicates included */
         size_t n_paths, cap;
         struct nb_lister lister;
+        /* By depth, the directories last entered: literal paths (what `nestbox actions`
+         * prints, one per file) share their parents, so each is opened once per
+         * collection rather than once per file below it. */
+        struct opened opened[NB_TREE_MAX_DEPTH];
         struct nb_error *err;
 };
+
+/* Closes opened[depth] and everything deeper (entered from it). */
+static void opened_drop(struct collector *c, size_t depth) {
+        for (size_t k = depth; k < NB_TREE_MAX_DEPTH && c->opened[k].rel; k++) {
+                free(c->opened[k].rel);
+                close(c->opened[k].fd);
+                c->opened[k] = (struct opened) {};
+        }
+}
 
 static void collector_done(struct collector *c) {
         for (size_t i = 0; i < c->n_paths; i++)
                 free(c->found[i].path);
         free(c->found);
+        opened_drop(c, 0);
         nb_lister_done(&c->lister);
         nb_strv_freep(&c->comps);
 }
@@ -116,14 +136,21 @@ static int descend(struct collector *c, int dfd, const char *rel, const char *na
         _cleanup_free_ char *sub = nb_tree_join(rel, name);
         if (!sub)
                 return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
-        _cleanup_close_ int fd = open_dir(dfd, name, O_RDONLY);
-        if (fd == -ENOENT || fd == -ENOTDIR)
-                return 0; /* gone, or not a directory: no match below it */
-        if (fd == -ELOOP)
-                return symlink_error(c, sub);
-        if (fd < 0)
-                return nb_error_set(c->err, -fd, "glob %s: %s", c->glob, sub);
-        return walk(c, fd, sub, i, depth + 1);
+        /* The same path from the same root, entered before by this collection: the
+         * same directory (deeper entries are only ever replaced from here down). */
+        struct opened *o = &c->opened[depth];
+        if (!o->rel || strcmp(o->rel, sub) != 0) {
+                int fd = open_dir(dfd, name, O_RDONLY);
+                if (fd == -ENOENT || fd == -ENOTDIR)
+                        return 0; /* gone, or not a directory: no match below it */
+                if (fd == -ELOOP)
+                        return symlink_error(c, sub);
+                if (fd < 0)
+                        return nb_error_set(c->err, -fd, "glob %s: %s", c->glob, sub);
+                opened_drop(c, depth);
+                *o = (struct opened) { TAKE_PTR(sub), fd };
+        }
+        return walk(c, o->fd, o->rel, i, depth + 1);
 }
 
 static bool entry_is_dir(int dfd, const char *name, unsigned char type) {
