@@ -10,7 +10,7 @@
  *   kind HIT, STAT (collected, not watchable here), LIMIT (the watch limit), ERROR
  *   (another watch error): no body
  * with str(s) = u32 len + bytes and strv = u32 n + n x str. A kept tree is that tree
- * part as it came; a reuse parses it into fresh memory. */
+ * part as it came and parsed (struct kept). */
 #include <errno.h>
 #include <fcntl.h>
 #include <linux/magic.h>
@@ -49,6 +49,13 @@ struct kept {
         size_t n_wds;
         unsigned char *tree; /* the record's tree part */
         size_t len;
+        /* The same, parsed when kept: the first reuse in a request's process takes
+         * these over as they are (its own copy of the worker's heap, so it may free
+         * them); a later one in the same process parses tree. */
+        struct nb_tree parsed;
+        char **sources, **tests;
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        bool taken;
 };
 
 struct wd_seq {
@@ -271,6 +278,9 @@ static bool unchanged(const struct nb_digest_watch *w, const int *wds, size_t n,
 static void kept_free(struct kept *k) {
         free(k->wds);
         free(k->tree);
+        nb_tree_clear(&k->parsed);
+        nb_strv_free(k->sources);
+        nb_strv_free(k->tests);
 }
 
 /* Forgets every tree and every watch: a new instance, a new epoch (so what requests
@@ -355,7 +365,7 @@ int nb_digest_watch_fork(struct nb_digest_watch *w) {
 }
 
 static void drop(struct nb_digest_watch *w, size_t i) {
-        w->kept_bytes -= w->kept[i].len;
+        w->kept_bytes -= 2 * w->kept[i].len; /* the record and its parsed copy, about */
         kept_free(&w->kept[i]);
         memmove(w->kept + i, w->kept + i + 1, (--w->n_kept - i) * sizeof(*w->kept));
 }
@@ -364,14 +374,14 @@ static void drop(struct nb_digest_watch *w, size_t i) {
  * trees kept would pass MAX_KEPT_BYTES. Out of memory, it is only not kept. */
 static void keep(struct nb_digest_watch *w, const char *key, uint64_t seq, const int *wds, size_t n_wds,
                  const unsigned char *tree, size_t len) {
-        if (len > MAX_KEPT_BYTES)
+        if (2 * len > MAX_KEPT_BYTES)
                 return;
         for (size_t i = 0; i < w->n_kept; i++)
                 if (strcmp(w->kept[i].key, key) == 0) {
                         drop(w, i);
                         break;
                 }
-        while (w->n_kept > 0 && w->kept_bytes + len > MAX_KEPT_BYTES)
+        while (w->n_kept > 0 && w->kept_bytes + 2 * len > MAX_KEPT_BYTES)
                 drop(w, 0);
         struct kept *grown = realloc(w->kept, (w->n_kept + 1) * sizeof(*grown));
         if (!grown)
@@ -379,13 +389,13 @@ static void keep(struct nb_digest_watch *w, const char *key, uint64_t seq, const
         w->kept = grown;
         struct kept k = { .seq = seq, .n_wds = n_wds, .len = len, .wds = malloc(n_wds * sizeof(int) + 1),
                           .tree = malloc(len + 1) };
-        if (!k.wds || !k.tree)
+        if (!k.wds || !k.tree || parse_tree(tree, len, &k.parsed, &k.sources, &k.tests, k.digest) < 0)
                 return kept_free(&k);
         memcpy(k.key, key, sizeof(k.key));
         memcpy(k.wds, wds, n_wds * sizeof(int));
         memcpy(k.tree, tree, len);
         w->kept[w->n_kept++] = k;
-        w->kept_bytes += len;
+        w->kept_bytes += 2 * len;
 }
 
 /* A TREE record: kept when it is of this epoch and nothing it watched changed since
@@ -552,14 +562,24 @@ int nb_digest_watch_reuse(int root_fd, char **source_globs, char **test_globs, s
         if (!w || key_of(root_fd, source_globs, test_globs, key) < 0)
                 return 0;
         for (size_t i = 0; i < w->n_kept; i++) {
-                const struct kept *k = &w->kept[i];
+                struct kept *k = &w->kept[i];
                 if (strcmp(k->key, key) != 0 || !unchanged(w, k->wds, k->n_wds, k->seq))
                         continue;
-                int r = parse_tree(k->tree, k->len, tree, sources, tests, digest);
-                if (r == -ENOMEM)
-                        return r;
-                if (r < 0)
-                        return 0;
+                if (!k->taken) {
+                        k->taken = true;
+                        *tree = k->parsed;
+                        *sources = k->sources;
+                        *tests = k->tests;
+                        memcpy(digest, k->digest, sizeof(k->digest));
+                        k->parsed = (struct nb_tree) NB_TREE_INIT;
+                        k->sources = k->tests = NULL;
+                } else {
+                        int r = parse_tree(k->tree, k->len, tree, sources, tests, digest);
+                        if (r == -ENOMEM)
+                                return r;
+                        if (r < 0)
+                                return 0;
+                }
                 report(w, KIND_HIT, NULL);
                 return 1;
         }
