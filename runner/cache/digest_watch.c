@@ -23,7 +23,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
-#include "cache/digest_watch.h"
+#include "cache/digest_watch-internal.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "workspace/tree.h"
@@ -78,159 +78,6 @@ struct nb_digest_watch {
 
 /* The process's watcher: the worker's, inherited by its requests' processes. */
 static struct nb_digest_watch *current;
-
-/* --- a growable record ------------------------------------------------------------ */
-
-struct buf {
-        unsigned char *p;
-        size_t len, cap;
-        bool oom;
-};
-
-static void put(struct buf *b, const void *data, size_t len) {
-        if (b->oom)
-                return;
-        if (b->cap - b->len < len) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap - b->len < len)
-                        cap *= 2;
-                unsigned char *p = realloc(b->p, cap);
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->p = p;
-                b->cap = cap;
-        }
-        memcpy(b->p + b->len, data, len);
-        b->len += len;
-}
-
-static void put_u32(struct buf *b, uint32_t v) {
-        unsigned char x[4] = { (unsigned char) v, (unsigned char) (v >> 8), (unsigned char) (v >> 16),
-                               (unsigned char) (v >> 24) };
-        put(b, x, 4);
-}
-
-static void put_u64(struct buf *b, uint64_t v) {
-        unsigned char x[8];
-        nb_u64le(x, v);
-        put(b, x, 8);
-}
-
-static void put_str(struct buf *b, const char *s, size_t len) {
-        put_u32(b, (uint32_t) len);
-        put(b, s, len);
-}
-
-static void put_strv(struct buf *b, char **v) {
-        size_t n = 0;
-        while (v && v[n])
-                n++;
-        put_u32(b, (uint32_t) n);
-        for (size_t i = 0; i < n; i++)
-                put_str(b, v[i], strlen(v[i]));
-}
-
-/* --- reading one back, every length checked ---------------------------------------- */
-
-struct reader {
-        const unsigned char *p;
-        size_t left;
-        bool bad;
-};
-
-static const unsigned char *take(struct reader *r, size_t len) {
-        if (r->bad || r->left < len) {
-                r->bad = true;
-                return NULL;
-        }
-        const unsigned char *p = r->p;
-        r->p += len;
-        r->left -= len;
-        return p;
-}
-
-static uint32_t get_u32(struct reader *r) {
-        const unsigned char *p = take(r, 4);
-        return p ? (uint32_t) p[0] | (uint32_t) p[1] << 8 | (uint32_t) p[2] << 16 | (uint32_t) p[3] << 24 : 0;
-}
-
-static uint64_t get_u64(struct reader *r) {
-        uint64_t lo = get_u32(r);
-        return lo | (uint64_t) get_u32(r) << 32;
-}
-
-/* A string of the record as a new C string; NULL when bad or out of memory. */
-static char *get_str(struct reader *r) {
-        uint32_t len = get_u32(r);
-        const unsigned char *p = take(r, len);
-        if (!p || memchr(p, 0, len))
-                return r->bad = true, NULL;
-        char *s = malloc((size_t) len + 1);
-        if (s) {
-                memcpy(s, p, len);
-                s[len] = 0;
-        }
-        return s;
-}
-
-static int get_strv(struct reader *r, char ***ret) {
-        uint32_t n = get_u32(r);
-        if (r->bad || n > r->left / 4)
-                return -EINVAL;
-        _cleanup_strv_free_ char **v = calloc((size_t) n + 1, sizeof(char *));
-        if (!v)
-                return -ENOMEM;
-        for (uint32_t i = 0; i < n; i++)
-                if (!(v[i] = get_str(r)))
-                        return r->bad ? -EINVAL : -ENOMEM;
-        *ret = TAKE_PTR(v);
-        return 0;
-}
-
-/* 64 hex digits: digests this worker's own request processes computed. */
-static int get_hex(struct reader *r, char out[NB_DIGEST_HEX_LEN + 1]) {
-        const unsigned char *p = take(r, NB_DIGEST_HEX_LEN);
-        if (!p)
-                return -EINVAL;
-        memcpy(out, p, NB_DIGEST_HEX_LEN);
-        out[NB_DIGEST_HEX_LEN] = 0;
-        return 0;
-}
-
-/* A kept tree part into the collection's results. */
-static int parse_tree(const unsigned char *data, size_t len, struct nb_tree *tree, char ***ret_sources,
-                      char ***ret_tests, char digest[NB_DIGEST_HEX_LEN + 1]) {
-        struct reader r = { data, len, false };
-        _cleanup_strv_free_ char **sources = NULL, **tests = NULL;
-        int k;
-        if ((k = get_strv(&r, &sources)) < 0 || (k = get_strv(&r, &tests)) < 0)
-                return k;
-        uint32_t n = get_u32(&r);
-        if (r.bad || n > r.left / (4 + 8 + 1 + NB_DIGEST_HEX_LEN))
-                return -EINVAL;
-        _cleanup_(nb_tree_clear) struct nb_tree t = { calloc((size_t) n + 1, sizeof(struct nb_tree_file)), 0 };
-        if (!t.files)
-                return -ENOMEM;
-        for (; t.n_files < n; t.n_files++) {
-                struct nb_tree_file *f = &t.files[t.n_files];
-                if (!(f->path = get_str(&r)))
-                        return r.bad ? -EINVAL : -ENOMEM;
-                f->size = get_u64(&r);
-                const unsigned char *exec = take(&r, 1);
-                f->exec = exec && *exec;
-                if (get_hex(&r, f->digest) < 0)
-                        return -EINVAL;
-        }
-        if (get_hex(&r, digest) < 0 || !nb_is_digest(digest) || r.left)
-                return -EINVAL;
-        *tree = t;
-        t = (struct nb_tree) NB_TREE_INIT;
-        *ret_sources = TAKE_PTR(sources);
-        *ret_tests = TAKE_PTR(tests);
-        return 0;
-}
 
 /* --- watch descriptor -> the count at its last event ------------------------------- */
 
@@ -389,7 +236,7 @@ static void keep(struct nb_digest_watch *w, const char *key, uint64_t seq, const
         w->kept = grown;
         struct kept k = { .seq = seq, .n_wds = n_wds, .len = len, .wds = malloc(n_wds * sizeof(int) + 1),
                           .tree = malloc(len + 1) };
-        if (!k.wds || !k.tree || parse_tree(tree, len, &k.parsed, &k.sources, &k.tests, k.digest) < 0)
+        if (!k.wds || !k.tree || nb_wr_parse_tree(tree, len, &k.parsed, &k.sources, &k.tests, k.digest) < 0)
                 return kept_free(&k);
         memcpy(k.key, key, sizeof(k.key));
         memcpy(k.wds, wds, n_wds * sizeof(int));
@@ -401,16 +248,16 @@ static void keep(struct nb_digest_watch *w, const char *key, uint64_t seq, const
 /* A TREE record: kept when it is of this epoch and nothing it watched changed since
  * its process was forked. */
 static bool take_tree(struct nb_digest_watch *w, struct reader *r) {
-        _cleanup_free_ char *key = get_str(r);
-        uint64_t epoch = get_u64(r), seq = get_u64(r);
-        uint32_t n = get_u32(r);
+        _cleanup_free_ char *key = nb_wr_get_str(r);
+        uint64_t epoch = nb_wr_get_u64(r), seq = nb_wr_get_u64(r);
+        uint32_t n = nb_wr_get_u32(r);
         if (!key || !nb_is_digest(key) || r->bad || n > r->left / 4)
                 return false;
         _cleanup_free_ int *wds = malloc((size_t) n * sizeof(int) + 1);
         if (!wds)
                 return false;
         for (uint32_t i = 0; i < n; i++)
-                wds[i] = (int) get_u32(r);
+                wds[i] = (int) nb_wr_get_u32(r);
         if (r->bad || epoch != w->epoch || !unchanged(w, wds, n, seq))
                 return false;
         keep(w, key, seq, wds, n, r->p, r->left);
@@ -432,9 +279,9 @@ void nb_digest_watch_done(struct nb_digest_watch *w, int report_fd, struct nb_di
         bool lost = false;
         struct reader all = { (const unsigned char *) data, r < 0 ? 0 : len, false };
         while (all.left > 0 && !all.bad) {
-                uint32_t magic = get_u32(&all), kind = get_u32(&all);
-                uint64_t body = get_u64(&all);
-                const unsigned char *p = magic == MAGIC && body <= all.left ? take(&all, (size_t) body) : NULL;
+                uint32_t magic = nb_wr_get_u32(&all), kind = nb_wr_get_u32(&all);
+                uint64_t body = nb_wr_get_u64(&all);
+                const unsigned char *p = magic == MAGIC && body <= all.left ? nb_wr_take(&all, (size_t) body) : NULL;
                 if (!p)
                         break; /* a process that died mid-write: the rest is nothing */
                 struct reader one = { p, (size_t) body, false };
@@ -544,11 +391,11 @@ static int key_of(int root_fd, char **source_globs, char **test_globs, char out[
 
 static void report(struct nb_digest_watch *w, enum kind kind, const struct buf *body) {
         struct buf b = {};
-        put_u32(&b, MAGIC);
-        put_u32(&b, kind);
-        put_u64(&b, body ? body->len : 0);
+        nb_wr_put_u32(&b, MAGIC);
+        nb_wr_put_u32(&b, kind);
+        nb_wr_put_u64(&b, body ? body->len : 0);
         if (body)
-                put(&b, body->p, body->len);
+                nb_wr_put(&b, body->p, body->len);
         /* One write per record: a process killed between two leaves whole records. */
         if (!b.oom)
                 (void) nb_write_all(w->report, b.p, b.len);
@@ -574,7 +421,7 @@ int nb_digest_watch_reuse(int root_fd, char **source_globs, char **test_globs, s
                         k->parsed = (struct nb_tree) NB_TREE_INIT;
                         k->sources = k->tests = NULL;
                 } else {
-                        int r = parse_tree(k->tree, k->len, tree, sources, tests, digest);
+                        int r = nb_wr_parse_tree(k->tree, k->len, tree, sources, tests, digest);
                         if (r == -ENOMEM)
                                 return r;
                         if (r < 0)
@@ -688,23 +535,13 @@ void nb_digest_watch_end(const struct nb_tree *tree, char **sources, char **test
                 if (n == 0 || rec.wds[n - 1] != rec.wds[i])
                         rec.wds[n++] = rec.wds[i];
         struct buf b = {};
-        put_str(&b, rec.key, NB_DIGEST_HEX_LEN);
-        put_u64(&b, w->epoch);
-        put_u64(&b, w->seq);
-        put_u32(&b, (uint32_t) n);
+        nb_wr_put_str(&b, rec.key, NB_DIGEST_HEX_LEN);
+        nb_wr_put_u64(&b, w->epoch);
+        nb_wr_put_u64(&b, w->seq);
+        nb_wr_put_u32(&b, (uint32_t) n);
         for (size_t i = 0; i < n; i++)
-                put_u32(&b, (uint32_t) rec.wds[i]);
-        put_strv(&b, sources);
-        put_strv(&b, tests);
-        put_u32(&b, (uint32_t) tree->n_files);
-        for (size_t i = 0; i < tree->n_files; i++) {
-                const struct nb_tree_file *f = &tree->files[i];
-                put_str(&b, f->path, strlen(f->path));
-                put_u64(&b, f->size);
-                put(&b, &(unsigned char) { f->exec }, 1);
-                put(&b, f->digest, NB_DIGEST_HEX_LEN);
-        }
-        put(&b, digest, NB_DIGEST_HEX_LEN);
+                nb_wr_put_u32(&b, (uint32_t) rec.wds[i]);
+        nb_wr_put_tree(&b, tree, sources, tests, digest);
         report(w, b.oom ? KIND_STAT : KIND_TREE, b.oom ? NULL : &b);
         free(b.p);
 }
