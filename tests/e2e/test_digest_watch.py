@@ -267,3 +267,25 @@ def test_the_watch_limit_falls_back_to_stat_said_once(ws, cache, tmp_path):
         assert notes[0].startswith("nestbox: worker: the inotify watch limit is reached"), notes
     finally:
         w.kill()
+
+
+def test_concurrent_requests_then_a_change(ws, cache, tmp_path):
+    """Multiplexed requests collecting at once each report their tree; the change made
+    after them is still seen by the next one."""
+    action = glob_action(ws, tmp_path / "action.json")
+    w = Timed(cache, "-j", "3")
+    try:
+        before = reference_tree(ws)
+        for rid in (1, 2, 3):
+            w.send({"arguments": [str(action)], "requestId": rid})
+        trees = {json.loads(w.response()["output"])["tree"] for _ in range(3)}
+        assert trees == {before}
+        deadline = time.monotonic() + 30
+        while sum("timings: request" in x for x in w.stderr) < 3 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        w.seen = 3  # their lines
+        assert w.digest(action) == (before, "watched")
+        add_file(ws)
+        assert w.digest(action) == (reference_tree(ws), "stat'ed")
+    finally:
+        w.kill()
