@@ -91,6 +91,20 @@ def test_shards_in_the_target_and_bazel_variables(tmp_path, resolve_dir, cache):
     assert p.returncode == 2 and "--shards-per-target 0" in p.stderr
 
 
+FROZEN = ("import gc, pytest\n\n@pytest.mark.parametrize('i', range(4))\ndef test_frozen(i):\n"
+          "    assert gc.get_freeze_count() > 1000\n")
+
+
+def test_every_shard_starts_with_pytest_frozen_out_of_the_collector(tmp_path, resolve_dir, cache):  # noqa: F811
+    """A shard's fixed cost: the full collections that collection and the tests set
+    off do not walk the interpreter's and pytest's objects again (gc.freeze before
+    pytest.main, as the warm interpreter does), in a shard and unsharded alike."""
+    ws = make_workspace(tmp_path / "ws", resolve_dir, {"src/app/__init__.py": "", "tests/test_frozen.py": FROZEN})
+    for extra in ([], ["--shards-per-target", "2"]):
+        p = shard_run(cache, ws, tmp_path / ("out%d" % len(extra)), "--no-cache", *extra)
+        assert "4 tests" in p.stdout.splitlines()[-1] and "0 failed" in p.stdout, p.stdout
+
+
 def test_plan_balances_one_long_test_among_many_fast(tmp_path, resolve_dir, cache):  # noqa: F811
     """One 4.6 s test among 700 fast ones: once their durations are learned, the
     largest shard's planned load is within 10% of the ideal. Asserted on the plan."""
