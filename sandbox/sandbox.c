@@ -56,8 +56,6 @@
 
 #define SETUP_FAILED 125
 
-static const int supervisor_signals[] = { SIGINT, SIGTERM, SIGHUP, SIGQUIT };
-
 struct pipes {
         int sync[2];   /* parent -> child: "go", then "filter ready"; held open by the
                         * parent as a lifeline */
@@ -413,34 +411,6 @@ static void kill_and_reap(pid_t *pid) {
         errno = saved;
 }
 
-/* The signal mask from before the run, restored when its variable goes out of scope.
- * SIGPIPE is blocked while we run a sandbox (a child that died early must not kill
- * us through the sync pipe); one that became pending is consumed before unblocking. */
-void nb_saved_mask_restore(struct nb_saved_mask *m) {
-        if (!m->saved)
-                return;
-        nb_sandbox_restore_signals(&m->old);
-        /* A caller that handles it (its cancel flag) would otherwise never hear of it:
-         * the signalfd took it, and it reached only the sandbox. One that would die of
-         * it keeps the command's own status instead. */
-        struct sigaction sa;
-        if (m->reraise && sigaction(m->reraise, NULL, &sa) == 0 && !(sa.sa_flags & SA_SIGINFO) &&
-            sa.sa_handler != SIG_DFL && sa.sa_handler != SIG_IGN)
-                (void) raise(m->reraise);
-}
-
-void nb_sandbox_restore_signals(const sigset_t *old) {
-        int saved = errno;
-        sigset_t pipe_set;
-        sigemptyset(&pipe_set);
-        sigaddset(&pipe_set, SIGPIPE);
-        struct timespec zero = { 0, 0 };
-        while (sigtimedwait(&pipe_set, NULL, &zero) == SIGPIPE)
-                ;
-        (void) sigprocmask(SIG_SETMASK, old, NULL); /* a mask we got from it */
-        errno = saved;
-}
-
 static void usage_to_result(const struct rusage *ru, double start, struct nb_sandbox_result *res) {
         res->wall_sec = now_sec() - start;
         res->user_sec = (double) ru->ru_utime.tv_sec + (double) ru->ru_utime.tv_usec / 1e6;
@@ -450,26 +420,6 @@ static void usage_to_result(const struct rusage *ru, double start, struct nb_san
 
 double nb_sandbox_now(void) {
         return now_sec();
-}
-
-int nb_sandbox_block_signals(sigset_t *old, struct nb_error *err) {
-        /* Our own SIGINT/SIGTERM are for the sandbox: forwarded, not fatal to us. */
-        sigset_t sigs;
-        sigemptyset(&sigs);
-        for (size_t i = 0; i < NB_ELEMENTSOF(supervisor_signals); i++)
-                sigaddset(&sigs, supervisor_signals[i]);
-        sigset_t blocked = sigs;
-        sigaddset(&blocked, SIGPIPE);
-        if (sigprocmask(SIG_BLOCK, &blocked, old) < 0)
-                return nb_error_set(err, errno, "blocking signals");
-        /* Without it a ^C would stay blocked and never reach the command. */
-        int sigfd = signalfd(-1, &sigs, SFD_CLOEXEC | SFD_NONBLOCK);
-        if (sigfd < 0) {
-                int e = errno;
-                nb_sandbox_restore_signals(old);
-                return nb_error_set(err, e, "signalfd");
-        }
-        return sigfd;
 }
 
 int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result *res, struct nb_error *err) {
