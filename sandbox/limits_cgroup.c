@@ -89,12 +89,37 @@ static char *cgroup2_mount(void) {
         return scan_lines("/proc/self/mountinfo", match_mount, "");
 }
 
+/* A v1 hierarchy's mount point, read once a process: the backend choice and the
+ * preparation ask for each resource's (four parses of mountinfo a spawn otherwise,
+ * 0.1-0.2 ms each), and a hierarchy does not move under a running nestbox. Only an
+ * answer is kept: one not mounted yet is looked for again. */
+static char *v1_mount(const char *controller) {
+        static struct {
+                char *controller, *mnt;
+        } memo[4];
+        size_t i = 0;
+        for (; i < NB_ELEMENTSOF(memo) && memo[i].controller; i++)
+                if (strcmp(memo[i].controller, controller) == 0)
+                        return strdup(memo[i].mnt);
+        char *mnt = scan_lines("/proc/self/mountinfo", match_mount, controller);
+        if (mnt && i < NB_ELEMENTSOF(memo)) {
+                char *c = strdup(controller), *m = strdup(mnt);
+                if (c && m) {
+                        memo[i].controller = c;
+                        memo[i].mnt = m;
+                } else {
+                        free(c);
+                        free(m);
+                }
+        }
+        return mnt;
+}
+
 char *nb_cgroup_dir(const char *controller) {
         const char *fake = nb_cgroup2_test_root();
         if (fake && !*controller)
                 return strdup(fake); /* test only: that tree is the hierarchy and our cgroup its top */
-        _cleanup_free_ char *mnt = *controller ? scan_lines("/proc/self/mountinfo", match_mount, controller)
-                                               : cgroup2_mount();
+        _cleanup_free_ char *mnt = *controller ? v1_mount(controller) : cgroup2_mount();
         _cleanup_free_ char *own = scan_lines("/proc/self/cgroup", match_own, controller);
         /* Outside our cgroup namespace's root the path reads "/../x": not ours to name. */
         if (!mnt || !own || *own != '/' || strstr(own, "/.."))
