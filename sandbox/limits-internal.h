@@ -22,6 +22,9 @@ struct nb_limits {
         const struct nb_limits_ops *ops[NB_RES__MAX]; /* its backend; NULL = none */
         char *dir[NB_RES__MAX];                       /* the cgroup holding it (cgroup
                                                        * backends; one cgroup on v2) */
+        int self_fd[NB_RES__MAX];                     /* cgroup v1: that cgroup's tasks
+                                                       * file, opened by the parent for
+                                                       * pid 1 to join itself; -1 */
 };
 
 /* One backend. mask holds the resources (NB_RES_BIT) limits.c chose it for. Every
@@ -34,6 +37,11 @@ struct nb_limits_ops {
         int (*prepare)(struct nb_limits *l, unsigned mask, struct nb_error *err);
         /* In the parent, once pid 1 exists (host pid): put it under the limits. */
         int (*attach)(const struct nb_limits *l, unsigned mask, pid_t pid, struct nb_error *err);
+        /* In the sandbox's pid 1 while it has one thread, before anything else: join
+         * what holds the limits itself. A backend that has this step is not attached
+         * by the parent on the cold path (nb_limits_attach_rest); zygote.c's runs,
+         * whose processes are not ours to start, attach it the parent's way. */
+        int (*join_self)(const struct nb_limits *l, unsigned mask, struct nb_error *err);
         /* In the command's own process, before exec. */
         int (*apply)(const struct nb_limits *l, unsigned mask, struct nb_error *err);
         /* After the run: whether a limit was hit, peak memory. */

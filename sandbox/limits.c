@@ -71,6 +71,8 @@ int nb_limits_prepare(const struct nb_sandbox_config *cfg, struct nb_limits **re
         _cleanup_(nb_limits_freep) struct nb_limits *l = calloc(1, sizeof(*l));
         if (!l)
                 return nb_error_set(err, ENOMEM, "limits");
+        for (int res = 0; res < NB_RES__MAX; res++)
+                l->self_fd[res] = -1;
         l->value[NB_RES_MEMORY] = cfg->memory_bytes;
         l->value[NB_RES_PIDS] = cfg->pids_max;
         nb_limits_choose_from(backends, NB_ELEMENTSOF(backends), l->value, l->ops);
@@ -84,10 +86,28 @@ int nb_limits_prepare(const struct nb_sandbox_config *cfg, struct nb_limits **re
         return 0;
 }
 
-int nb_limits_attach(struct nb_limits *l, pid_t pid, struct nb_error *err) {
+static int attach(struct nb_limits *l, pid_t pid, bool joined_self, struct nb_error *err) {
         FOREACH_USED_BACKEND(l, ops, mask)
-                if (ops->attach) {
+                if (ops->attach && !(joined_self && ops->join_self)) {
                         int r = ops->attach(l, mask, pid, err);
+                        if (r < 0)
+                                return r;
+                }
+        return 0;
+}
+
+int nb_limits_attach(struct nb_limits *l, pid_t pid, struct nb_error *err) {
+        return attach(l, pid, false, err);
+}
+
+int nb_limits_attach_rest(struct nb_limits *l, pid_t pid, struct nb_error *err) {
+        return attach(l, pid, true, err);
+}
+
+int nb_limits_join_self(const struct nb_limits *l, struct nb_error *err) {
+        FOREACH_USED_BACKEND(l, ops, mask)
+                if (ops->join_self) {
+                        int r = ops->join_self(l, mask, err);
                         if (r < 0)
                                 return r;
                 }
@@ -118,8 +138,11 @@ void nb_limits_free(struct nb_limits *l) {
         FOREACH_USED_BACKEND(l, ops, mask)
                 if (ops->cleanup)
                         ops->cleanup(l, mask);
-        for (int res = 0; res < NB_RES__MAX; res++)
+        for (int res = 0; res < NB_RES__MAX; res++) {
                 free(l->dir[res]);
+                if (l->self_fd[res] >= 0)
+                        close(l->self_fd[res]);
+        }
         free(l);
 }
 

@@ -102,6 +102,12 @@ void nb_denials_take(struct nb_denials *d, struct nb_sandbox_result *res);
 struct nb_limits;
 int nb_limits_prepare(const struct nb_sandbox_config *cfg, struct nb_limits **ret, struct nb_error *err);
 int nb_limits_attach(struct nb_limits *l, pid_t pid, struct nb_error *err);
+/* The cold path's two halves: pid 1 joins what it can itself, first thing (cgroup v1:
+ * "0" into the tasks file, a single-thread self-migration, which the kernel does
+ * without the global lock whose write side waits an RCU grace period), and the parent
+ * attaches the rest. */
+int nb_limits_join_self(const struct nb_limits *l, struct nb_error *err);
+int nb_limits_attach_rest(struct nb_limits *l, pid_t pid, struct nb_error *err);
 int nb_limits_apply_in_child(const struct nb_limits *l, struct nb_error *err);
 void nb_limits_collect(struct nb_limits *l, struct nb_sandbox_result *res);
 void nb_limits_free(struct nb_limits *l);
@@ -172,7 +178,7 @@ int nb_sandbox_supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct 
                          struct nb_sandbox_result *res);
 void nb_sandbox_fill_status(int status, struct nb_sandbox_result *res);
 double nb_sandbox_now(void);
-/* Blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE (old mask into *old) and returns
+/* signals.c: blocks SIGINT, SIGTERM, SIGHUP, SIGQUIT and SIGPIPE (old mask into *old) and returns
  * a signalfd for the first four. */
 int nb_sandbox_block_signals(sigset_t *old, struct nb_error *err);
 /* Restores it, consuming a SIGPIPE that became pending meanwhile. */

@@ -5,10 +5,12 @@
  *   choose host ids, prepare limits (cgroups)
  *   pipes, seccomp memfd; block SIGINT, SIGTERM,
  *   SIGHUP, SIGQUIT (and SIGPIPE): a signalfd
- *   clone3(NEWUSER|NEWNS|NEWPID|NEWUTS|...) ->  stdio, close all other fds, own process
- *                                               group; a thread makes the net namespace
- *                                               (net.c); waits for "go"
- *   write uid_map/gid_map, join cgroups
+ *   clone3(NEWUSER|NEWNS|NEWPID|NEWUTS|...) ->  joins its cgroup v1 cgroups itself
+ *                                               (limits_cgroup1.c), stdio, close all
+ *                                               other fds, own process group; a thread
+ *                                               makes the net namespace (net.c); waits
+ *                                               for "go"
+ *   write uid_map/gid_map, join cgroups (v2)
  *   "go" ------------------------------------>  private mounts, pin the bind sources,
  *   write the seccomp filter (prebuilt)         become uid/gid 1000, parent-death
  *                                               signal, not dumpable, hostname, cgroup
@@ -158,6 +160,10 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         const struct nb_sandbox_config *cfg = a->cfg;
         struct nb_error err = NB_ERROR_INIT;
         int r;
+        /* Before anything else, and before a second thread (net.c's) exists: our
+         * cgroups, so the limits hold from here on, for every process we start. */
+        if ((r = nb_limits_join_self(a->limits, &err)) < 0)
+                goto fail;
         /* Nothing of the supervisor's crosses in: not the workspace or cache directories
          * it holds, not what its own caller left open. pid 1 never execs, so CLOEXEC
          * alone would not protect these, and the command could reach pid 1's fds
@@ -503,7 +509,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
          * only the caller's ids or nobody/nogroup (userns.c), and pid 1 is our own
          * child going into the cgroups we have just made. */
         if ((r = nb_userns_write_maps(pid, cfg, &ids, err)) < 0 ||
-            (r = nb_limits_attach(limits, pid, err)) < 0)
+            (r = nb_limits_attach_rest(limits, pid, err)) < 0)
                 return r;
         if ((r = nb_write_all(p.sync[1], "g", 1)) < 0)
                 return nb_error_set(err, -r, "starting the sandbox");
