@@ -1,6 +1,7 @@
 """What the performance work shows a user: NESTBOX_TIMINGS=1 breaks a run's time into
 phases, doctor says when joining a cgroup (v2) is slow and what fixes it, and nestbox-runner
-starts without libcurl unless a remote cache is used."""
+starts without libcurl unless a remote cache is used, and with no shared library but
+libc's."""
 import os
 import re
 import subprocess
@@ -61,3 +62,15 @@ def test_runner_starts_without_libcurl():
     assert p.returncode == 0
     loaded = re.findall(r"file=(\S+)\s+\[0\];\s+needed by", p.stderr)
     assert loaded and not [l for l in loaded if "libcurl" in l], loaded
+
+
+def test_runner_maps_no_shared_library_but_libcs():
+    """nestbox-runner links its libraries statically (runner/meson.build): the dynamic
+    loader maps libc, libm and libgcc_s (ICU's C++ runtime) and nothing of libxml2,
+    libarchive, libcrypto, jansson, libseccomp or libcap."""
+    runner = BUILD / "runner" / "nestbox-runner"
+    env = dict(os.environ, LD_DEBUG="files")
+    p = subprocess.run([str(runner), "test", "--help"], env=env, capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0
+    loaded = {os.path.basename(l).split(".so")[0] for l in re.findall(r"file=(\S+)\s+\[0\];\s+needed by", p.stderr)}
+    assert loaded and loaded <= {"libc", "libm", "libgcc_s"}, loaded
