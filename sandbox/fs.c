@@ -278,7 +278,7 @@ static int open_parent(int dirfd, const char *path, const char **name) {
         return nb_open_beneath(dirfd, *dir ? dir : ".", O_PATH | O_DIRECTORY, 0);
 }
 
-int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t len, mode_t mode) {
+static int write_replace(int dirfd, const char *path, const void *data, size_t len, mode_t mode, bool durable) {
         const char *name;
         _cleanup_close_ int parent = open_parent(dirfd, path, &name);
         if (parent < 0)
@@ -295,7 +295,7 @@ int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t l
         if (fd < 0)
                 return -errno;
         int r = nb_write_all(fd, data, len);
-        if (r >= 0 && fsync(fd) < 0)
+        if (r >= 0 && durable && fsync(fd) < 0)
                 r = -errno;
         if (r >= 0 && renameat(dfd, tmp, dfd, name) < 0)
                 r = -errno;
@@ -303,9 +303,17 @@ int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t l
                 unlinkat(dfd, tmp, 0);
                 return r;
         }
-        if (fsync(dfd) < 0)
+        if (durable && fsync(dfd) < 0)
                 return -errno;
         return 0;
+}
+
+int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t len, mode_t mode) {
+        return write_replace(dirfd, path, data, len, mode, true);
+}
+
+int nb_write_file_replace(int dirfd, const char *path, const void *data, size_t len, mode_t mode) {
+        return write_replace(dirfd, path, data, len, mode, false);
 }
 
 int nb_fdopendir(int fd, DIR **ret) {

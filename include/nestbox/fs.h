@@ -57,6 +57,10 @@ int nb_write_file_beneath(int dirfd, const char *path, const void *data, size_t 
 /* Writes path beneath dirfd atomically: a temporary in the same directory, fsync,
  * rename over path, fsync of the directory. A crash leaves the old file or the new. */
 int nb_write_file_atomic(int dirfd, const char *path, const void *data, size_t len, mode_t mode);
+/* The same without either fsync, for a hint its reader takes as unknown when it is
+ * unreadable: a crash may leave the old file, the new, or an empty or torn one, never a
+ * half-written one under the name while nestbox runs. 1-3 ms cheaper a write. */
+int nb_write_file_replace(int dirfd, const char *path, const void *data, size_t len, mode_t mode);
 
 /* Removes name (file or tree) in dirfd without following symlinks. -ENOENT is success. */
 int nb_rm_rf_at(int dirfd, const char *name);
