@@ -88,11 +88,12 @@ def test_every_task_of_the_sandbox_is_in_its_cgroups_from_pid_1_on(tmp_path):
         p.wait()
 
 
-def test_the_pids_limit_holds_for_the_first_process():
-    # pid 1 and the shell are two: a limit of 3 leaves the shell one child, not two.
-    r = run(["sandbox", *SYSTEM_BINDS, "--pids", "3", "--", "/bin/sh", "-c",
+@pytest.mark.parametrize("pids, second", [(3, False), (4, True)])
+def test_the_pids_limit_counts_pid_1_and_every_process_after_it(pids, second):
+    # pid 1 and the shell are two: a limit of 3 leaves the shell one child, 4 two.
+    r = run(["sandbox", *SYSTEM_BINDS, "--pids", str(pids), "--", "/bin/sh", "-c",
              "sleep 5 & if /bin/true; then echo second; fi; kill $!"])
-    assert "second" not in r.stdout, r.stdout + r.stderr
+    assert ("second" in r.stdout) == second, r.stdout + r.stderr
 
 
 @pytest.mark.skipif(not have("strace"), reason="needs strace")
