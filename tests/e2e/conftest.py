@@ -53,6 +53,15 @@ def sh(script, opts=(), **kw):
     return sandbox("/bin/sh", "-c", script, opts=opts, **kw)
 
 
+def traced_env():
+    """The environment for nestbox under strace: LeakSanitizer (a sanitizer build's
+    ASAN_OPTIONS) cannot work under ptrace."""
+    env = dict(os.environ)
+    if env.get("ASAN_OPTIONS"):
+        env["ASAN_OPTIONS"] += ":detect_leaks=0"
+    return env
+
+
 def is_root():
     return os.geteuid() == 0
 

@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from conftest import NESTBOX, have, run
+from conftest import NESTBOX, have, run, traced_env
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -40,7 +40,7 @@ def test_the_record_is_replaced_without_fsync(tmp_path, resolve_dir):  # noqa: F
     log = tmp_path / "strace"
     p = subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,renameat,renameat2", "-o", str(log),
                         str(NESTBOX), "test", "--cache", str(cache), str(ws)], capture_output=True, text=True,
-                       timeout=300)
+                       timeout=300, env=traced_env())
     assert p.returncode == 0, p.stdout + p.stderr
     text = log.read_text()
     name = learned(cache).name

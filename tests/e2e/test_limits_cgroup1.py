@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from conftest import NESTBOX, SYSTEM_BINDS, have, run
+from conftest import NESTBOX, SYSTEM_BINDS, have, run, traced_env
 
 pytestmark = pytest.mark.sandbox
 
@@ -100,7 +100,8 @@ def test_the_pids_limit_counts_pid_1_and_every_process_after_it(pids, second):
 def test_pid_1_joins_itself_and_the_parent_writes_no_cgroup_procs(tmp_path):
     log = tmp_path / "strace"
     r = subprocess.run(["strace", "-f", "-qq", "-e", "trace=openat,write", "-o", str(log), str(NESTBOX), "sandbox",
-                        *SYSTEM_BINDS, *LIMITS, "--", "/bin/true"], capture_output=True, text=True, timeout=120)
+                        *SYSTEM_BINDS, *LIMITS, "--", "/bin/true"], capture_output=True, text=True, timeout=120,
+                       env=traced_env())
     assert r.returncode == 0, r.stderr
     text = log.read_text()
     assert not re.search(r'openat\([^)]*cgroup\.procs", O_WRONLY', text), text
