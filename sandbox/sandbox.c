@@ -161,7 +161,10 @@ __attribute__((noreturn)) static void sandbox_child(const struct child_args *a) 
         struct nb_error err = NB_ERROR_INIT;
         int r;
         /* Before anything else, and before a second thread (net.c's) exists: our
-         * cgroups, so the limits hold from here on, for every process we start. */
+         * cgroups, so the limits hold from here on, for every process we start.
+         * Privileged (moving into a cgroup): safe because the files were opened by the
+         * parent, in cgroups it made for this sandbox, and the kernel checks the
+         * opener's credentials; it moves this thread alone, and only into them. */
         if ((r = nb_limits_join_self(a->limits, &err)) < 0)
                 goto fail;
         /* Nothing of the supervisor's crosses in: not the workspace or cache directories
