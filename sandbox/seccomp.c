@@ -201,10 +201,25 @@ static int deny_socket_families(scmp_filter_ctx ctx, uint32_t deny) {
         return r;
 }
 
-static uint32_t deny_action(bool notify, const char *name) {
+/* The warm interpreter's own filter (cfg->zygote) denies with TRACE, not EPERM: a
+ * target's filter is stacked on it, the kernel answers a call with the strongest of
+ * their actions, and ERRNO outranks USER_NOTIF, so an EPERM of the zygote's would hide
+ * every denial from the target's report (a chain holds one listener only, so the
+ * zygote cannot have one of its own). TRACE ranks below USER_NOTIF and, with no tracer
+ * attached, fails the call with ENOSYS without running it: the zygote stays as walled,
+ * and nothing can attach one (ptrace itself is denied in every filter of the chain). */
+static uint32_t deny_action(const struct nb_sandbox_config *cfg, bool notify, const char *name) {
         if (strcmp(name, "clone3") == 0)
                 return SCMP_ACT_ERRNO(ENOSYS); /* libc's cue to fall back: not a denial */
+        if (cfg->zygote)
+                return SCMP_ACT_TRACE(EPERM);
         return notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM);
+}
+
+static uint32_t deny_ret(const struct nb_sandbox_config *cfg, bool notify) {
+        if (cfg->zygote)
+                return SECCOMP_RET_TRACE | EPERM;
+        return notify ? SECCOMP_RET_USER_NOTIF : SECCOMP_RET_ERRNO | EPERM;
 }
 
 /* personality(): libseccomp compares 64-bit arguments and takes one condition per
@@ -213,7 +228,7 @@ static uint32_t deny_action(bool notify, const char *name) {
  * forward, so a prefix leaves its offsets intact): for each architecture's number of
  * personality, the low 32 bits of the argument, as the kernel reads it, must be one of
  * the allowed values; every other syscall falls through to libseccomp's program. */
-static int personality_prefix(bool notify, struct sock_filter *out, size_t cap, size_t *ret_n) {
+static int personality_prefix(uint32_t deny, struct sock_filter *out, size_t cap, size_t *ret_n) {
         uint32_t arches[1 + NB_ELEMENTSOF(compat_arches)];
         arches[0] = seccomp_arch_native();
         memcpy(arches + 1, compat_arches, sizeof(compat_arches));
@@ -254,7 +269,7 @@ static int personality_prefix(bool notify, struct sock_filter *out, size_t cap, 
                                                        (uint8_t) (end - n - 1), 0);
                 n++;
         }
-        out[n++] = (struct sock_filter) BPF_STMT(BPF_RET | BPF_K, notify ? SECCOMP_RET_USER_NOTIF : SECCOMP_RET_ERRNO | EPERM);
+        out[n++] = (struct sock_filter) BPF_STMT(BPF_RET | BPF_K, deny);
         *ret_n = n;
         return 0;
 }
@@ -276,7 +291,7 @@ int nb_seccomp_compile(const struct nb_sandbox_config *cfg, bool notify, int fd,
                 const char *name = deny_list[i].name;
                 if (is_allowed(cfg, name) || strcmp(name, "personality") == 0)
                         continue;
-                uint32_t deny = deny_action(notify, name);
+                uint32_t deny = deny_action(cfg, notify, name);
                 if (strcmp(name, "clone") == 0)
                         r = deny_namespace_clones(ctx, deny);
                 else if (strcmp(name, "ioctl") == 0)
@@ -294,7 +309,8 @@ int nb_seccomp_compile(const struct nb_sandbox_config *cfg, bool notify, int fd,
         }
         struct sock_filter prefix[64];
         size_t n_prefix = 0;
-        if (!is_allowed(cfg, "personality") && (r = personality_prefix(notify, prefix, NB_ELEMENTSOF(prefix), &n_prefix)) < 0)
+        if (!is_allowed(cfg, "personality") &&
+            (r = personality_prefix(deny_ret(cfg, notify), prefix, NB_ELEMENTSOF(prefix), &n_prefix)) < 0)
                 return nb_error_set(err, -r, "seccomp: the personality rule");
         if ((r = nb_write_all(fd, prefix, n_prefix * sizeof(prefix[0]))) < 0)
                 return nb_error_set(err, -r, "seccomp: writing the filter");
@@ -309,7 +325,7 @@ int nb_seccomp_compile(const struct nb_sandbox_config *cfg, bool notify, int fd,
 int nb_seccomp_export(const struct nb_sandbox_config *cfg, bool notify, int fd, struct nb_error *err) {
         const void *bpf;
         size_t len;
-        if (cfg->n_allow_syscalls == 0 && nb_seccomp_prebuilt(notify, &bpf, &len)) {
+        if (cfg->n_allow_syscalls == 0 && !cfg->zygote && nb_seccomp_prebuilt(notify, &bpf, &len)) {
                 int r = nb_write_all(fd, bpf, len);
                 return r < 0 ? nb_error_set(err, -r, "seccomp: writing the filter") : 0;
         }

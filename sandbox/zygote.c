@@ -119,8 +119,9 @@ int nb_zygote_start(struct nb_sandbox_config *zcfg, const char *const *views, st
         if (devnull < 0)
                 return nb_error_set(err, errno, "/dev/null");
         zcfg->zygote = true;
-        /* A filter with a listener allows none below it (EBUSY): each target's own
-         * filter carries the denial report, so the zygote's answers EPERM itself. */
+        /* A filter chain holds one listener (EBUSY): each target's own filter carries
+         * the denial report, so the zygote's has none and denies with TRACE, which
+         * ranks below the target's notifications (seccomp.c deny_action). */
         zcfg->no_denial_report = true;
         zcfg->stdin_fd = theirs;
         if (!getenv("NESTBOX_ZYGOTE_DEBUG"))

@@ -33,14 +33,18 @@ def resolve_dir(tmp_path_factory):
     return build_wheelhouse(tmp_path_factory.mktemp("resolve"))
 
 
-def test_denials_show_in_result_junit_and_summary(tmp_path, resolve_dir):
+@pytest.mark.parametrize("zygote", ["--no-zygote", "--zygote"])
+def test_denials_show_in_result_junit_and_summary(tmp_path, resolve_dir, zygote):
+    """Warm too: the zygote's own filter, stacked under the target's, denies with a
+    lower-ranked action (sandbox/seccomp.c), so the target's report sees every call."""
     ws = make_workspace(tmp_path / "ws", resolve_dir, DENYING)
     out = tmp_path / "out"
-    p = run(["test", "--cache", tmp_path / "cache", "--output", out, ws])
+    p = run(["test", "--cache", tmp_path / "cache", "--output", out, zygote, ws])
     assert p.returncode == 0, p.stdout + p.stderr
     assert "    denied: mount(2) x1, ptrace(2) x3\n" in p.stdout, p.stdout
     result = json.loads((out / "app/tests/result.json").read_text())
     assert result["denied"] == {"mount": 1, "ptrace": 3}
+    assert result.get("warm", False) == (zygote == "--zygote"), p.stderr
     props = {e.get("name"): e.get("value") for e in ET.parse(out / "app/tests/junit.xml").getroot().iter("property")}
     assert props["denied"] == "mount(2) x1, ptrace(2) x3"
     # A cache hit replays the same report.
