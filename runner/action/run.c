@@ -394,6 +394,8 @@ static int run_sandbox(const struct nb_action *a, struct nb_cache_dir *cache, st
                         nb_error_clear(&zerr);
                         return r;
                 }
+                if (r != -EXDEV && r != -ENOTSUP) /* the zygote failed, not the target */
+                        nb_zygote_failed(a, cache, p->in.venv_path);
                 nb_error_clear(&zerr);
                 nb_sandbox_result_done(sandbox);
         }

@@ -10,6 +10,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 #include <unistd.h>
 
 #include "action/run.h"
@@ -19,30 +20,43 @@
 
 #define ARG_ROOM (64u << 10) /* four of them: 256 KiB of command line a target can show */
 #define MAX_ZYGOTES 4 /* each holds an interpreter with pytest imported: ~40 MB */
+#define MAX_STARTS 2  /* per (venv, seed) in a worker: one that keeps failing stays cold */
 
 struct entry {
-        char *key;       /* lockfile, wheelhouse, python, seed: what prewarm saw */
+        char *key;       /* lockfile, wheelhouse, python (test) or the venv (worker) */
         char *venv_path; /* what nb_zygote_for looks up */
         uint32_t hash_seed;
-        struct nb_zygote *z; /* NULL: it could not start; those actions run cold */
+        unsigned starts;
+        struct nb_zygote *z; /* NULL: it could not start, or failed; those actions run cold */
 };
 
 static struct entry entries[MAX_ZYGOTES];
 static size_t n_entries;
+/* Zygotes a worker dropped: still serving the requests in flight that hold them, so
+ * stopped only with the rest (stopping one kills every target it serves). */
+static struct nb_zygote *retired[MAX_ZYGOTES * MAX_STARTS];
+static size_t n_retired;
 static pid_t owner;
 static int mode = -1;
-static bool lazy;
+/* A worker's socket: its request processes ask it for zygotes ('w') and tell it of
+ * those that failed ('d'); -1 elsewhere. */
+static int serve_sock[2] = { -1, -1 };
 
-void nb_zygote_set_mode(int on, bool may_start_lazily) {
+void nb_zygote_set_mode(int on) {
         mode = on;
-        lazy = may_start_lazily;
+}
+
+static int env_mode(void) {
+        const char *e = getenv("NESTBOX_ZYGOTE");
+        return !e ? -1 : strcmp(e, "1") == 0 ? 1 : strcmp(e, "0") == 0 ? 0 : -1;
 }
 
 bool nb_zygote_enabled(void) {
-        if (mode >= 0)
-                return mode;
-        const char *e = getenv("NESTBOX_ZYGOTE");
-        return e && strcmp(e, "1") == 0;
+        return (mode >= 0 ? mode : env_mode()) != 0;
+}
+
+bool nb_zygote_forced(void) {
+        return (mode >= 0 ? mode : env_mode()) == 1;
 }
 
 void nb_zygote_stop_all(void) {
@@ -53,7 +67,9 @@ void nb_zygote_stop_all(void) {
                 free(entries[i].key);
                 free(entries[i].venv_path);
         }
-        n_entries = 0;
+        for (size_t i = 0; i < n_retired; i++)
+                nb_zygote_stop(retired[i]);
+        n_entries = n_retired = 0;
 }
 
 /* Where zygote.py and its library are: NESTBOX_ZYGOTE_DIR, or python/zygote beside
@@ -137,12 +153,12 @@ static int configure(struct nb_sandbox_config *cfg, const char *venv_path, const
 
 /* The zygote sees the system directories where the host has them, the venv at /venv
  * and trees/ at /.nbcache/trees: every read-only bind a target asks for is under one. */
-static int start(const char *venv_path, struct nb_cache_dir *cache, uint32_t seed, struct nb_zygote **ret,
+static int start(const char *venv_path, const char *cache_path, uint32_t seed, struct nb_zygote **ret,
                  struct nb_error *err) {
         _cleanup_free_ char *dir = zygote_dir(), *trees = NULL;
         if (!dir)
                 return nb_error_setx(err, ENOENT, "libnestbox-zygote.so not found (set NESTBOX_ZYGOTE_DIR)");
-        if (asprintf(&trees, "%s/trees", cache->path) < 0)
+        if (asprintf(&trees, "%s/trees", cache_path) < 0)
                 return nb_error_set(err, ENOMEM, "zygote");
         __attribute__((cleanup(nb_sandbox_config_done))) struct nb_sandbox_config cfg;
         nb_sandbox_config_init(&cfg);
@@ -175,21 +191,29 @@ static struct entry *find(const char *key, const char *venv_path, uint32_t seed)
         return NULL;
 }
 
-static struct entry *add(const char *key, const char *venv_path, uint32_t seed, struct nb_cache_dir *cache,
+static int start_entry(struct entry *e, const char *cache_path, struct nb_error *err) {
+        e->starts++;
+        if (!owner)
+                owner = getpid();
+        int r = start(e->venv_path, cache_path, e->hash_seed, &e->z, err);
+        if (r < 0)
+                e->z = NULL;
+        return r;
+}
+
+static struct entry *add(const char *key, const char *venv_path, uint32_t seed, const char *cache_path,
                          struct nb_error *err) {
         if (n_entries == MAX_ZYGOTES)
                 return NULL;
         struct entry *e = &entries[n_entries];
-        if (!(e->key = strdup(key)) || !(e->venv_path = strdup(venv_path))) {
+        *e = (struct entry) { .key = strdup(key), .venv_path = strdup(venv_path), .hash_seed = seed };
+        if (!e->key || !e->venv_path) {
                 free(e->key);
+                free(e->venv_path);
                 return NULL;
         }
-        e->hash_seed = seed;
         n_entries++;
-        if (!owner)
-                owner = getpid();
-        if (start(venv_path, cache, seed, &e->z, err) < 0)
-                e->z = NULL;
+        (void) start_entry(e, cache_path, err);
         return e;
 }
 
@@ -207,33 +231,141 @@ static bool is_a_hit(struct nb_action *a, struct nb_store *s, const struct nb_ca
         return hit;
 }
 
-int nb_zygote_prewarm(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_error *err) {
-        struct nb_cache_dir *cache = s->dir;
-        if (!nb_zygote_enabled() || a->venv_given[0])
-                return 0;
-        _cleanup_free_ char *key = NULL;
-        if (asprintf(&key, "%s\n%s\n%s", a->lockfile, a->wheelhouse, a->python) < 0)
-                return 0;
-        if (find(key, NULL, hash_seed_of(a)))
-                return 0;
+static char *key_of(const struct nb_action *a) {
+        char *key = NULL;
+        return asprintf(&key, "%s\n%s\n%s", a->lockfile, a->wheelhouse, a->python) < 0 ? NULL : key;
+}
+
+/* Whether action a is one the zygote of its group would run: it resolves, misses the
+ * local cache, and its venv builds (into ret_venv). */
+static bool would_run(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m,
+                      struct nb_venv_info *ret_venv, nb_zygote_note_fn note, void *userdata) {
         struct nb_error quiet = NB_ERROR_INIT;
-        struct nb_venv_info venv = {};
-        int r = nb_action_resolve(a, cache, &quiet);
+        int r = nb_action_resolve(a, s->dir, &quiet);
         nb_error_clear(&quiet);
         if (r < 0 || is_a_hit(a, s, m))
-                return 0;
+                return false;
+        if (note)
+                note(a, NULL, userdata);
+        r = nb_venv_materialize(s->dir, a->resolved.venv, ret_venv, &quiet);
+        nb_error_clear(&quiet);
+        return r >= 0;
+}
+
+/* One group: the actions from first on of key and seed. Its zygote starts once `need`
+ * of them would run (a single cold run is faster than a zygote's start and a fork). */
+static void prewarm_group(struct nb_action *const *actions, size_t n, size_t first, const char *key, size_t need,
+                          struct nb_store *s, const struct nb_cache_modes *m, nb_zygote_note_fn note,
+                          void *userdata) {
+        uint32_t seed = hash_seed_of(actions[first]);
+        size_t running = 0;
+        for (size_t i = first; i < n && !(m->cancel && *m->cancel); i++) {
+                struct nb_action *a = actions[i];
+                _cleanup_free_ char *k = a->venv_given[0] || hash_seed_of(a) != seed ? NULL : key_of(a);
+                struct nb_venv_info venv = {};
+                if (!k || strcmp(k, key) != 0 || !would_run(a, s, m, &venv, note, userdata))
+                        continue;
+                if (++running < need) {
+                        nb_venv_info_done(&venv);
+                        continue;
+                }
+                struct nb_error err = NB_ERROR_INIT;
+                struct entry *e = add(key, venv.path, seed, s->dir->path, &err);
+                nb_venv_info_done(&venv);
+                if (e && !e->z && note)
+                        note(a, &err, userdata);
+                nb_error_clear(&err);
+                return;
+        }
+}
+
+void nb_zygote_prewarm(struct nb_action *const *actions, size_t n, struct nb_store *s, const struct nb_cache_modes *m,
+                       nb_zygote_note_fn note, void *userdata) {
+        size_t need = nb_zygote_forced() ? 1 : 2;
         /* A local miss may be a remote hit, which must not build a venv; asking the
          * remote here would count its answers twice (here and in the item): with a
          * remote cache the targets run cold. */
-        if (s->remote)
-                return 0;
-        r = nb_venv_materialize(cache, a->resolved.venv, &venv, &quiet);
+        if (!nb_zygote_enabled() || s->remote || n < need)
+                return;
+        /* Groups already seen, so that each is walked once: O(n) per group. */
+        _cleanup_free_ char **seen = calloc(n, sizeof(*seen));
+        _cleanup_free_ uint32_t *seen_seed = calloc(n, sizeof(*seen_seed));
+        size_t n_seen = 0;
+        for (size_t i = 0; seen && seen_seed && i < n && !(m->cancel && *m->cancel); i++) {
+                if (actions[i]->venv_given[0])
+                        continue;
+                char *key = key_of(actions[i]);
+                uint32_t seed = hash_seed_of(actions[i]);
+                bool known = !key || find(key, NULL, seed);
+                for (size_t j = 0; !known && j < n_seen; j++)
+                        known = seen_seed[j] == seed && strcmp(seen[j], key) == 0;
+                if (known) {
+                        free(key);
+                        continue;
+                }
+                seen[n_seen] = key;
+                seen_seed[n_seen++] = seed;
+                prewarm_group(actions, n, i, key, need, s, m, note, userdata);
+        }
+        for (size_t j = 0; j < n_seen; j++)
+                free(seen[j]);
+}
+
+/* A worker's request process asks for the zygote of (venv, seed) it missed; the
+ * worker starts it for the requests that come after (this one runs cold: a zygote
+ * that has yet to import pytest would not serve it sooner). */
+static void tell_worker(char what, uint32_t seed, const char *venv_path, const char *cache_path) {
+        _cleanup_free_ char *msg = NULL;
+        int n = asprintf(&msg, "%c%u%c%s%c%s", what, (unsigned) seed, 0, venv_path, 0, cache_path);
+        if (n > 0) /* with its last NUL */
+                (void) send(serve_sock[1], msg, (size_t) n + 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+int nb_zygote_serve_start(void) {
+        if (!nb_zygote_enabled())
+                return -1;
+        if (socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC | SOCK_NONBLOCK, 0, serve_sock) < 0)
+                return -errno;
+        owner = getpid();
+        return serve_sock[0];
+}
+
+static void serve_one(const char *msg, size_t len) {
+        /* From our own request processes: "w<seed>\0<venv>\0<cache>\0" (wanted) or the
+         * same with 'd' (it failed). */
+        const char *venv = memchr(msg, 0, len), *cache = venv ? memchr(venv + 1, 0, len - (size_t) (venv + 1 - msg)) : NULL;
+        if (!cache || (msg[0] != 'w' && msg[0] != 'd') || msg[len - 1] != 0 || !venv[1])
+                return;
+        venv++;
+        cache++;
+        uint32_t seed = (uint32_t) strtoul(msg + 1, NULL, 10);
+        struct entry *e = find(NULL, venv, seed);
+        struct nb_error quiet = NB_ERROR_INIT;
+        if (msg[0] == 'w' && !e && *cache)
+                (void) add(venv, venv, seed, cache, &quiet);
+        else if (msg[0] == 'w' && e && !e->z && e->starts < MAX_STARTS && *cache)
+                (void) start_entry(e, cache, &quiet);
+        else if (msg[0] == 'd' && e && e->z && n_retired < NB_ELEMENTSOF(retired)) {
+                retired[n_retired++] = e->z;
+                e->z = NULL;
+                if (e->starts < MAX_STARTS && *cache) /* for the requests that come next */
+                        (void) start_entry(e, cache, &quiet);
+        }
         nb_error_clear(&quiet);
-        if (r < 0)
-                return 0;
-        struct entry *e = add(key, venv.path, hash_seed_of(a), cache, err);
-        nb_venv_info_done(&venv);
-        return e && !e->z ? -1 : 0;
+}
+
+void nb_zygote_serve_ready(void) {
+        if (serve_sock[0] < 0)
+                return;
+        char buf[2 * 4096 + 32];
+        ssize_t n;
+        while ((n = recv(serve_sock[0], buf, sizeof(buf), MSG_DONTWAIT)) > 0)
+                serve_one(buf, (size_t) n);
+}
+
+void nb_zygote_failed(const struct nb_action *a, struct nb_cache_dir *cache, const char *venv_path) {
+        if (serve_sock[1] >= 0 && getpid() != owner)
+                tell_worker('d', hash_seed_of(a), venv_path, cache->path);
 }
 
 struct nb_zygote *nb_zygote_for(const struct nb_action *a, struct nb_cache_dir *cache, const char *venv_path) {
@@ -244,10 +376,7 @@ struct nb_zygote *nb_zygote_for(const struct nb_action *a, struct nb_cache_dir *
                 if (strncmp(*e, "PYTHON", 6) == 0)
                         return NULL;
         struct entry *e = find(NULL, venv_path, hash_seed_of(a));
-        if (!e && lazy && (!owner || owner == getpid())) {
-                struct nb_error err = NB_ERROR_INIT;
-                e = add(venv_path, venv_path, hash_seed_of(a), cache, &err);
-                nb_error_clear(&err);
-        }
+        if ((!e || !e->z) && serve_sock[1] >= 0 && getpid() != owner)
+                tell_worker('w', hash_seed_of(a), venv_path, cache->path);
         return e ? e->z : NULL;
 }

@@ -13,23 +13,40 @@
 #include "cache/cache_dir.h"
 #include "nestbox/sandbox.h"
 
-/* --zygote / --no-zygote; without either, NESTBOX_ZYGOTE=1 (or 0) decides, and the
- * default is off. lazy: this process may start a zygote when an action first needs
- * one (the worker); otherwise only nb_zygote_prewarm starts them. */
-void nb_zygote_set_mode(int on, bool lazy);
-bool nb_zygote_enabled(void);
+/* --zygote (1) / --no-zygote (0) / neither (-1): then NESTBOX_ZYGOTE=1 (or 0) decides,
+ * and without it the zygote serves where it pays: a `nestbox test` group of two or
+ * more actions of one venv and seed, and every action of `nestbox worker`. */
+void nb_zygote_set_mode(int on);
+bool nb_zygote_enabled(void); /* not turned off */
+bool nb_zygote_forced(void);  /* turned on: a group of one has a zygote too */
 
-/* In the run's own process, before items fork: resolves a (as its item would), and
- * unless its result is in the local cache (a run of hits builds no venv and starts no
- * Python), builds its venv and starts the zygote for it, once per (lockfile,
- * wheelhouse, python, seed).
- * A zygote that cannot start leaves its actions to the cold path: -errno with err set
- * for the caller's one warning (an action that cannot even be resolved is its item's
- * to report: 0). */
-int nb_zygote_prewarm(struct nb_action *a, struct nb_store *s, const struct nb_cache_modes *m, struct nb_error *err);
+/* What prewarm tells its caller: with err NULL, that it builds a's venv now (which
+ * target a venv build announced next is for); with err, that a's group has no zygote
+ * (its actions run cold) and why. */
+typedef void (*nb_zygote_note_fn)(const struct nb_action *a, const struct nb_error *err, void *userdata);
+
+/* `nestbox test`, in the run's own process, before items fork: resolves the actions
+ * (as their items would) and, per group of one (lockfile, wheelhouse, python, seed)
+ * with at least two actions whose result is not in the local cache (one when
+ * forced), builds its venv and starts its zygote: a run of hits, and a run of one
+ * target, starts no Python. None with a remote cache (a local miss may be a remote
+ * hit, which must not build a venv). */
+void nb_zygote_prewarm(struct nb_action *const *actions, size_t n, struct nb_store *s, const struct nb_cache_modes *m,
+                       nb_zygote_note_fn note, void *userdata);
+
+/* `nestbox worker`: makes the socket on which its request processes ask for a
+ * zygote, and returns the worker's end to poll (-1: the zygote is off; -errno).
+ * A request that finds none asks, runs cold, and the requests forked after the
+ * worker read it (nb_zygote_serve_ready) have it; one that failed is dropped
+ * (nb_zygote_failed), its in-flight targets left to finish, and started again once. */
+int nb_zygote_serve_start(void);
+void nb_zygote_serve_ready(void);
 
 /* The zygote for an action whose venv is at venv_path, or NULL (the cold path). */
 struct nb_zygote *nb_zygote_for(const struct nb_action *a, struct nb_cache_dir *cache, const char *venv_path);
+/* That zygote failed the action (which then runs cold): a worker drops it and
+ * starts another for the actions after. */
+void nb_zygote_failed(const struct nb_action *a, struct nb_cache_dir *cache, const char *venv_path);
 
 /* Stops every zygote this process started (at exit). */
 void nb_zygote_stop_all(void);

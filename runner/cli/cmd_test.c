@@ -33,7 +33,7 @@
 #include "schedule/item_result.h"
 #include "schedule/item_run.h"
 #include "action/zygote_run.h"
-#include "python/venv.h"
+#include "cli/test_warm.h"
 #include "schedule/pool.h"
 #include "schedule/resources.h"
 #include "workspace/workspace.h"
@@ -70,11 +70,13 @@ static const char usage[] =
         "  --memory SIZE      this run's memory limit for every target, as 512M or 2G\n"
         "  --coverage         measure coverage for every target (else each target's setting);\n"
         "                     --output gets coverage.lcov, coverage.xml and coverage.data\n"
-        "  --zygote           run each target in a warm interpreter: one Python per venv that\n"
-        "                     has imported pytest, forked into each target's fresh sandbox\n"
-        "                     (README \"Warm interpreter\"; NESTBOX_ZYGOTE=1 is the same);\n"
-        "                     a target it cannot serve, and any failure of it, runs cold\n"
-        "  --no-zygote        every target starts its own interpreter (the default)\n"
+        "  --zygote           a warm interpreter for every venv and seed, even of one item\n"
+        "                     (NESTBOX_ZYGOTE=1). By default one Python per venv and seed that\n"
+        "                     has imported pytest is forked into each target's fresh sandbox\n"
+        "                     when two or more items that are not cached share them (README\n"
+        "                     \"Warm interpreter\"); a target it cannot serve, and any failure\n"
+        "                     of it, runs cold; -v says which targets ran warm\n"
+        "  --no-zygote        every target starts its own interpreter (NESTBOX_ZYGOTE=0)\n"
         "  --no-cache         neither read nor write the result cache\n"
         "  --force            run even when the result is cached (and store the new result)\n"
         "  --cache-failures   replay cached failures too (by default only passes are replayed)\n"
@@ -166,12 +168,14 @@ struct test_run {
         unsigned failed_run;
         uint64_t failed_seed;
         struct nb_remote_stats remote; /* the items' remote counters */
+        struct nb_warm_tally warm;     /* for -v: which targets ran warm */
 };
 
 static void test_run_done(struct test_run *tr) {
         nb_item_reports_done(&tr->combined);
         nb_coverage_sum_done(&tr->coverage);
         nb_flake_table_done(&tr->flakes);
+        nb_warm_tally_done(&tr->warm);
         for (size_t i = 0; i < tr->n; i++) {
                 nb_action_free(tr->items[i].action);
                 nb_item_outcome_done(&tr->outcomes[i]);
@@ -261,6 +265,8 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
         }
         if (res->interrupted)
                 return code;
+        if (nb_warm_tally_add(&tr->warm, it, res) < 0)
+                nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         if (tr->flakes_wanted && nb_flake_table_add(&tr->flakes, res) < 0)
                 nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
         if (!tr->modes->no_cache && nb_durations_learn(tr->store.dir, res, it->action, &err) < 0) {
@@ -391,32 +397,6 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
         return 0;
 }
 
-/* The warm interpreters, started before the items fork so that every item process
- * inherits them (action/zygote_run.h); one warning per venv that cannot have one. */
-struct prewarming {
-        struct test_run *tr;
-        const char *target;
-};
-
-/* A venv built for a zygote is announced as an item's build is (item_frame). */
-static void prewarm_venv_built(const char *digest, double seconds, void *userdata) {
-        struct prewarming *p = userdata;
-        nb_events_venv_built(&p->tr->events, p->target, digest, seconds);
-}
-
-static void prewarm(struct test_run *tr, const struct nb_cache_modes *m) {
-        struct prewarming p = { tr, NULL };
-        nb_venv_on_built(prewarm_venv_built, &p);
-        for (size_t i = 0; i < tr->n && !cancelled; i++) {
-                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-                p.target = tr->items[i].target->name;
-                if (nb_zygote_prewarm(tr->items[i].action, &tr->store, m, &err) < 0)
-                        fprintf(stderr, "nestbox: warning: no warm interpreter for %s (cold path): %s\n",
-                                tr->items[i].target->name, nb_error_message(&err));
-        }
-        nb_venv_on_built(NULL, NULL);
-}
-
 static int parse_jobs(const char *arg, unsigned *ret) {
         char *end = NULL;
         errno = 0;
@@ -473,7 +453,7 @@ int cmd_test(int argc, char **argv) {
                         break;
                 case OPT_ZYGOTE:
                 case OPT_NO_ZYGOTE:
-                        nb_zygote_set_mode(c == OPT_ZYGOTE, false);
+                        nb_zygote_set_mode(c == OPT_ZYGOTE);
                         break;
                 case OPT_CACHE:
                         cache_arg = optarg;
@@ -552,7 +532,7 @@ int cmd_test(int argc, char **argv) {
         struct timespec t0, t1;
         clock_gettime(CLOCK_MONOTONIC, &t0);
         modes.cancel = &cancelled;
-        prewarm(&tr, &modes); /* a ^C while it builds a venv is a cancel */
+        nb_test_prewarm(tr.items, tr.n, &tr.store, &modes, &tr.events); /* a ^C in a venv build cancels */
         const struct nb_pool_config cfg = { .jobs = jobs, .memory_budget = nb_mem_available(),
                                             .tick_ms = nb_progress_live(tr.progress) ? 250 : 0, .cancel = &cancelled };
         size_t started = 0;
@@ -589,6 +569,8 @@ int cmd_test(int argc, char **argv) {
                 tr.summary.items = tr.n;
                 tr.summary.targets = nb_items_count_targets(tr.items, tr.n, tr.summary.count_runs);
         }
+        if (tr.verbose)
+                nb_warm_tally_print(&tr.warm);
         nb_summary_print(&tr.summary);
         nb_cache_dir_close(&cache);
         for (size_t i = started; i < tr.n; i++)

@@ -303,6 +303,51 @@ def test_the_walls_stand_with_the_zygote_on(ws, tmp_path):
     assert survivors == []
 
 
+def without_zygote_env(**extra):
+    """The environment with NESTBOX_ZYGOTE left out (tests/run may set it)."""
+    env = {k: v for k, v in os.environ.items() if k != "NESTBOX_ZYGOTE"}
+    env.update(extra)
+    return env
+
+
+def test_on_by_default_where_two_items_share_a_venv_and_seed(ws, tmp_path):
+    out = tmp_path / "two"
+    cache = tmp_path / "cache"
+    p = run(["test", "--cache", cache, "--output", out, "-v", ws, "app/env", "app/dirty"], env=without_zygote_env())
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert all(r.get("warm") for r in results(out).values()), p.stderr
+    assert "warm interpreter: 2 of 2 targets ran warm: app/dirty, app/env\n" in p.stdout, p.stdout
+    # Cache hits start no zygote, and the line has nothing to say.
+    p = run(["test", "--cache", cache, "-v", ws, "app/env", "app/dirty"], env=without_zygote_env())
+    assert p.returncode == 0 and p.stdout.count("(cached)") == 2, p.stdout + p.stderr
+    assert "warm interpreter" not in p.stdout, p.stdout
+    # One target: a cold start is faster than a zygote's, so none starts.
+    out = tmp_path / "one"
+    p = run(["test", "--cache", cache, "--no-cache", "--output", out, "-v", ws, "app/env"], env=without_zygote_env())
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not results(out)["app/env"].get("warm")
+    assert "warm interpreter: 0 of 1 target ran warm (a zygote starts for two or more uncached items" in p.stdout
+
+
+@pytest.mark.parametrize("off", [["--no-zygote"], []])
+def test_no_zygote_and_nestbox_zygote_0_turn_it_off(ws, tmp_path, off):
+    out = tmp_path / "out"
+    env = without_zygote_env(**({} if off else {"NESTBOX_ZYGOTE": "0"}))
+    p = run(["test", "--cache", tmp_path / "cache", "--no-cache", "--output", out, "-v", *off, ws, "app/env",
+             "app/dirty"], env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not any(r.get("warm") for r in results(out).values())
+    assert "warm interpreter: off (--no-zygote or NESTBOX_ZYGOTE=0): 2 targets ran cold\n" in p.stdout, p.stdout
+
+
+def test_shards_of_one_target_share_its_zygote(ws, tmp_path):
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "cache", "--no-cache", "--output", out, "-v", "--shards-per-target", "2",
+             ws, "app/dirty"], env=without_zygote_env())
+    assert "warm interpreter: 1 of 1 target ran warm: app/dirty\n" in p.stdout, p.stdout + p.stderr
+    assert len(results(out)) == 2 and all(r.get("warm") for r in results(out).values())
+
+
 from test_remote import nb as remote_nb, nginx, venvs, ws as remote_ws  # noqa: E402,F401
 from test_target import resolve_dir  # noqa: E402,F401  (session fixture)
 
