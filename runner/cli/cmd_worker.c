@@ -5,7 +5,9 @@
  * crashes costs only its own answer, no request sees another's state, and the
  * sandbox's signal handling (a signalfd per run) never meets a second run in the
  * same process. Multiplexed requests (requestId != 0) run concurrently up to -j;
- * singleplex ones (requestId 0) one at a time, in order. */
+ * singleplex ones (requestId 0) one at a time, in order. The warm interpreters live
+ * here too (action/zygote_run.h): a request process asks for its venv's, and the
+ * requests forked after that have it. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -21,6 +23,7 @@
 #include <unistd.h>
 
 #include "action/timings.h"
+#include "action/zygote_run.h"
 #include "cache/digest_watch.h"
 #include "cli/cli.h"
 #include "cli/output.h"
@@ -33,7 +36,7 @@
 #define RESPONSE_MAX (64u << 20)
 
 static const char usage[] =
-        "usage: nestbox worker [--cache DIR] [-j N] [--remote-cache URL ...] [--persistent_worker]\n"
+        "usage: nestbox worker [--cache DIR] [-j N] [--no-zygote] [--remote-cache URL ...] [--persistent_worker]\n"
         "\n"
         "Serves actions over Bazel's JSON worker protocol: one WorkRequest per line on\n"
         "stdin ({\"arguments\": [...], \"requestId\": N, \"inputs\": [...]}), one WorkResponse\n"
@@ -50,19 +53,25 @@ static const char usage[] =
         "stat (README \"Watched inputs\"). With NESTBOX_TIMINGS=1 it prints, per request,\n"
         "`nestbox: timings: request N: digest X ms; input trees: W watched, S stat'ed`.\n"
         "At the end of stdin the worker finishes what is running and exits 0.\n"
+        "The worker keeps a warm interpreter (README \"Warm interpreter\") per venv and\n"
+        "seed, up to four, for as long as it runs: the first action of a venv runs cold\n"
+        "and starts it, the ones after are forked from it (\"warm\": true in the result);\n"
+        "one that fails is dropped, its action runs cold, and it is started again once.\n"
         "\n"
         "  --cache DIR          the cache every request uses\n"
         "  -j, --jobs N         requests run at once (default: the CPUs nestbox may use)\n"
+        "  --no-zygote          every action starts its own interpreter (NESTBOX_ZYGOTE=0)\n"
         "  --persistent_worker  accepted and ignored (Bazel passes it)\n"
         NB_REMOTE_USAGE
         "  -h, --help           this text\n";
 
-enum { OPT_CACHE = 256, OPT_PERSISTENT };
+enum { OPT_CACHE = 256, OPT_PERSISTENT, OPT_NO_ZYGOTE };
 
 static const struct option options[] = {
         { "cache", required_argument, NULL, OPT_CACHE },
         { "jobs", required_argument, NULL, 'j' },
         { "persistent_worker", no_argument, NULL, OPT_PERSISTENT },
+        { "no-zygote", no_argument, NULL, OPT_NO_ZYGOTE },
         NB_REMOTE_OPTIONS,
         { "help", no_argument, NULL, 'h' },
         {},
@@ -85,7 +94,8 @@ struct worker {
         struct pollfd *fds;    /* the same */
         size_t n_running;
         struct nb_digest_watch *watch; /* inputs watched across requests, or NULL */
-        int status; /* 0, or NB_EXIT_INFRA once stdout cannot be written */
+        int zygotes; /* the request processes' asks for a zygote (zygote_run.h); -1: off */
+        int status;  /* 0, or NB_EXIT_INFRA once stdout cannot be written */
 };
 
 static int respond(struct worker *w, int exit_code, const char *output, json_int_t request_id) {
@@ -122,6 +132,7 @@ static int spawn(struct worker *w, char **argv, size_t argc, json_int_t request_
         fflush(stdout);
         uint64_t digest_ns = nb_phase_total_ns(NB_PHASE_DIGEST, NULL);
         int report = nb_digest_watch_fork(w->watch);
+        nb_zygote_serve_ready(); /* the zygotes asked for by the requests before this one */
         pid_t pid = fork();
         if (pid < 0) {
                 close(p[0]);
@@ -305,6 +316,7 @@ static int serve(struct worker *w) {
                 size_t n = 0;
                 for (; n < w->n_running; n++)
                         w->fds[n] = (struct pollfd) { .fd = w->running[n].fd, .events = POLLIN };
+                w->fds[n++] = (struct pollfd) { .fd = w->zygotes, .events = POLLIN };
                 if (!eof)
                         w->fds[n++] = (struct pollfd) { .fd = STDIN_FILENO, .events = POLLIN };
                 if (poll(w->fds, n, -1) < 0) {
@@ -312,6 +324,9 @@ static int serve(struct worker *w) {
                                 continue;
                         return -errno;
                 }
+                /* Before the requests this line forks: they inherit what it starts. */
+                if (w->fds[w->n_running].revents)
+                        nb_zygote_serve_ready();
                 bool input = !eof && w->fds[n - 1].revents;
                 for (size_t i = w->n_running; i-- > 0;)
                         if (w->fds[i].revents) {
@@ -366,6 +381,9 @@ int cmd_worker(int argc, char **argv) {
                 }
                 case OPT_PERSISTENT:
                         break;
+                case OPT_NO_ZYGOTE:
+                        nb_zygote_set_mode(0);
+                        break;
                 default: {
                         int r = nb_other_option("worker", argv[optind - 1], c, optarg, NULL, &modes);
                         if (r != 0)
@@ -383,8 +401,10 @@ int cmd_worker(int argc, char **argv) {
         if (nb_digest_watch_start(&w.watch, &note) < 0 && note)
                 fprintf(stderr, "nestbox: worker: %s\n", note);
         w.running = calloc(w.jobs + 1, sizeof(*w.running));
-        w.fds = calloc(w.jobs + 2, sizeof(*w.fds));
+        w.fds = calloc(w.jobs + 3, sizeof(*w.fds));
+        w.zygotes = nb_zygote_serve_start(); /* < 0: off, or no socket: every action runs cold */
         int r = w.running && w.fds ? serve(&w) : -ENOMEM;
+        nb_zygote_stop_all();
         free(w.running);
         free(w.fds);
         nb_digest_watch_stop(w.watch);

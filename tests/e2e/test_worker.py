@@ -233,3 +233,60 @@ def test_eof_with_nothing_sent_exits_zero(worker_factory):
     w = worker_factory()
     responses, status = w.close()
     assert responses == [] and status == 0, "".join(w.stderr)
+
+
+def zygote_pids(root):
+    """The warm interpreters (python running zygote.py) among root's descendants."""
+    children = {}
+    for p in os.listdir("/proc"):
+        if p.isdigit():
+            try:
+                ppid = int(open(f"/proc/{p}/stat").read().rsplit(")", 1)[1].split()[1])
+                children.setdefault(ppid, []).append(int(p))
+            except (OSError, IndexError, ValueError):
+                pass
+    found, todo = [], [root]
+    while todo:
+        pid = todo.pop()
+        for c in children.get(pid, []):
+            todo.append(c)
+            try:
+                if "/.zygote/zygote.py" in open(f"/proc/{c}/cmdline").read():
+                    found.append(c)
+            except OSError:
+                pass
+    return found
+
+
+def run_singleplex(w, action, *opts):
+    w.send(request([*opts, "--no-cache", "--action-json", json.dumps(action)], 0))
+    return json.loads(w.response()["output"])
+
+
+def test_the_worker_keeps_a_warm_interpreter_and_drops_a_dead_one(worker_factory, example_actions):
+    """On by default: the first action of a venv runs cold and starts its zygote, the
+    next ones are forked from it; one that died is dropped (its action runs cold, the
+    right answer all the same), started again, and serves the actions after."""
+    w = worker_factory()
+    targets = ["lib/tests", "project1/tests", "project2/tests", "lib/tests"]
+    results = [run_singleplex(w, example_actions[t]) for t in targets]
+    assert [r["status"] for r in results] == ["PASSED"] * 4, results
+    assert [r.get("warm", False) for r in results] == [False, True, True, True], results
+    [z] = zygote_pids(w.proc.pid)
+    os.kill(z, 9)
+    after = [run_singleplex(w, example_actions[t]) for t in ("project2/tests", "project1/tests")]
+    assert [r["status"] for r in after] == ["PASSED"] * 2, after
+    assert [r.get("warm", False) for r in after] == [False, True], after
+    assert len(zygote_pids(w.proc.pid)) == 1
+    responses, status = w.close()
+    assert responses == [] and status == 0, "".join(w.stderr)
+    assert zygote_pids(w.proc.pid) == []
+
+
+def test_the_worker_with_no_zygote_runs_every_action_cold(worker_factory, example_actions):
+    w = worker_factory("--no-zygote")
+    results = [run_singleplex(w, example_actions[t]) for t in ("lib/tests", "project1/tests", "lib/tests")]
+    assert [(r["status"], r.get("warm", False)) for r in results] == [("PASSED", False)] * 3, results
+    assert zygote_pids(w.proc.pid) == []
+    responses, status = w.close()
+    assert responses == [] and status == 0, "".join(w.stderr)
