@@ -21,6 +21,7 @@
 #define ARG_ROOM (64u << 10) /* four of them: 256 KiB of command line a target can show */
 #define MAX_ZYGOTES 4 /* each holds an interpreter with pytest imported: ~40 MB */
 #define MAX_STARTS 2  /* per (venv, seed) in a worker: one that keeps failing stays cold */
+#define MAX_HITS_SEEN 8 /* per group in prewarm (below) */
 
 struct entry {
         char *key;       /* lockfile, wheelhouse, python (test) or the venv (worker) */
@@ -253,18 +254,25 @@ static bool would_run(struct nb_action *a, struct nb_store *s, const struct nb_c
 }
 
 /* One group: the actions from first on of key and seed. Its zygote starts once `need`
- * of them would run (a single cold run is faster than a zygote's start and a fork). */
+ * of them would run (a single cold run is faster than a zygote's start and a fork).
+ * Resolving here takes the digests out of the items' parallel start (they inherit what
+ * is resolved), so a group whose first MAX_HITS_SEEN are cache hits is taken for a run
+ * of hits, and what misses in it runs cold. */
 static void prewarm_group(struct nb_action *const *actions, size_t n, size_t first, const char *key, size_t need,
                           struct nb_store *s, const struct nb_cache_modes *m, nb_zygote_note_fn note,
                           void *userdata) {
         uint32_t seed = hash_seed_of(actions[first]);
-        size_t running = 0;
-        for (size_t i = first; i < n && !(m->cancel && *m->cancel); i++) {
+        size_t running = 0, other = 0;
+        for (size_t i = first; i < n && other < MAX_HITS_SEEN && !(m->cancel && *m->cancel); i++) {
                 struct nb_action *a = actions[i];
                 _cleanup_free_ char *k = a->venv_given[0] || hash_seed_of(a) != seed ? NULL : key_of(a);
                 struct nb_venv_info venv = {};
-                if (!k || strcmp(k, key) != 0 || !would_run(a, s, m, &venv, note, userdata))
+                if (!k || strcmp(k, key) != 0)
                         continue;
+                if (!would_run(a, s, m, &venv, note, userdata)) {
+                        other++;
+                        continue;
+                }
                 if (++running < need) {
                         nb_venv_info_done(&venv);
                         continue;

@@ -28,9 +28,9 @@ typedef void (*nb_zygote_note_fn)(const struct nb_action *a, const struct nb_err
 /* `nestbox test`, in the run's own process, before items fork: resolves the actions
  * (as their items would) and, per group of one (lockfile, wheelhouse, python, seed)
  * with at least two actions whose result is not in the local cache (one when
- * forced), builds its venv and starts its zygote: a run of hits, and a run of one
- * target, starts no Python. None with a remote cache (a local miss may be a remote
- * hit, which must not build a venv). */
+ * forced; looking no further than its first eight hits), builds its venv and starts
+ * its zygote: a run of hits, and a run of one target, starts no Python. None with
+ * a remote cache (a local miss may be a remote hit, which must not build a venv). */
 void nb_zygote_prewarm(struct nb_action *const *actions, size_t n, struct nb_store *s, const struct nb_cache_modes *m,
                        nb_zygote_note_fn note, void *userdata);
 
