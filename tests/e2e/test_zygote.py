@@ -329,6 +329,24 @@ def test_on_by_default_where_two_items_share_a_venv_and_seed(ws, tmp_path):
     assert "warm interpreter: 0 of 1 target ran warm (a zygote starts for two or more uncached items" in p.stdout
 
 
+def test_a_run_of_hits_is_found_out_from_its_first_eight(resolve, tmp_path):
+    """Prewarm resolves a venv's items before they start (they inherit it), but stops
+    at its first eight hits: two misses after them run cold, two before them warm."""
+    names = [f"t{i:02d}" for i in range(10)]
+    files = {f"{n}/test_{n}.py": f"def test_{n}():\n    pass\n" for n in names}
+    ws = make_workspace(tmp_path / "ws", resolve, files,
+                        {n: {"sources": [], "tests": [f"{n}/test_{n}.py"], "source_roots": [n]} for n in names})
+    cache = tmp_path / "cache"
+    p = run(["test", "--cache", cache, "-j", "1", "-v", ws], env=without_zygote_env(), timeout=600)
+    assert p.returncode == 0 and "warm interpreter: 10 of 10 targets ran warm" in p.stdout, p.stdout + p.stderr
+    for changed, warm in ((["t08", "t09"], "0 of 2 targets ran warm"), (["t00", "t01"], "2 of 2 targets ran warm")):
+        for n in changed:
+            (ws / n / f"test_{n}.py").write_text(f"def test_{n}():\n    assert '{warm}'\n")
+        p = run(["test", "--cache", cache, "-j", "1", "-v", ws], env=without_zygote_env(), timeout=600)
+        assert p.returncode == 0 and p.stdout.count("(cached)") == 8, p.stdout + p.stderr
+        assert f"warm interpreter: {warm}" in p.stdout, p.stdout
+
+
 @pytest.mark.parametrize("off", [["--no-zygote"], []])
 def test_no_zygote_and_nestbox_zygote_0_turn_it_off(ws, tmp_path, off):
     out = tmp_path / "out"
