@@ -259,8 +259,7 @@ static bool would_run(struct nb_action *a, struct nb_store *s, const struct nb_c
  * is resolved), so a group whose first MAX_HITS_SEEN are cache hits is taken for a run
  * of hits, and what misses in it runs cold. */
 static void prewarm_group(struct nb_action *const *actions, size_t n, size_t first, const char *key, size_t need,
-                          struct nb_store *s, const struct nb_cache_modes *m, nb_zygote_note_fn note,
-                          void *userdata) {
+                          struct nb_store *s, const struct nb_cache_modes *m, nb_zygote_note_fn note, void *userdata) {
         uint32_t seed = hash_seed_of(actions[first]);
         size_t running = 0, other = 0;
         for (size_t i = first; i < n && other < MAX_HITS_SEEN && !(m->cancel && *m->cancel); i++) {
@@ -341,7 +340,8 @@ int nb_zygote_serve_start(void) {
 static void serve_one(const char *msg, size_t len) {
         /* From our own request processes: "w<seed>\0<venv>\0<cache>\0" (wanted) or the
          * same with 'd' (it failed). */
-        const char *venv = memchr(msg, 0, len), *cache = venv ? memchr(venv + 1, 0, len - (size_t) (venv + 1 - msg)) : NULL;
+        const char *venv = memchr(msg, 0, len);
+        const char *cache = venv ? memchr(venv + 1, 0, len - (size_t) (venv + 1 - msg)) : NULL;
         if (!cache || (msg[0] != 'w' && msg[0] != 'd') || msg[len - 1] != 0 || !venv[1])
                 return;
         venv++;
