@@ -9,18 +9,16 @@ makes the worker say per request whether its inputs were watched or stat'ed."""
 import hashlib
 import json
 import os
-import queue
 import re
 import shutil
 import stat
 import struct
 import subprocess
-import threading
 import time
 
 import pytest
 
-from conftest import NESTBOX, run
+from conftest import run
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from test_worker import Worker
 from workspace import make_workspace
@@ -96,14 +94,7 @@ class Timed(Worker):
     """A worker run with NESTBOX_TIMINGS=1: each answer comes with its timing line."""
 
     def __init__(self, cache, *opts, prefix=()):
-        env = dict(os.environ, NESTBOX_TIMINGS="1")
-        self.proc = subprocess.Popen([*prefix, str(NESTBOX), "worker", "--cache", str(cache), *opts],
-                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                     text=True, bufsize=1, env=env)
-        self.responses = queue.Queue()
-        self.stderr = []
-        threading.Thread(target=self._read, daemon=True).start()
-        threading.Thread(target=lambda: self.stderr.extend(self.proc.stderr), daemon=True).start()
+        super().__init__(cache, *opts, env=dict(os.environ, NESTBOX_TIMINGS="1"), prefix=prefix)
         self.seen = 0
 
     def digest(self, action):

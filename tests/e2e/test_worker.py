@@ -18,8 +18,8 @@ from workspace import make_workspace
 class Worker:
     """One `nestbox worker` process; responses are read by a thread as they come."""
 
-    def __init__(self, cache, *opts, env=None):
-        self.proc = subprocess.Popen([str(NESTBOX), "worker", "--cache", str(cache), *opts],
+    def __init__(self, cache, *opts, env=None, prefix=()):
+        self.proc = subprocess.Popen([*prefix, str(NESTBOX), "worker", "--cache", str(cache), *opts],
                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                      text=True, bufsize=1, env=env)
         self.responses = queue.Queue()
