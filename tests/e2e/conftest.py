@@ -68,3 +68,29 @@ def is_root():
 
 def have(cmd):
     return shutil.which(cmd) is not None
+
+
+def descendants(ancestor):
+    """The processes below ancestor: another test's sandboxes (tests run in parallel)
+    and a finished run's, still exiting, are not this one's."""
+    parents = {}
+    for proc in Path("/proc").iterdir():
+        try:
+            if proc.name.isdigit():
+                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
+        except (OSError, ValueError, IndexError):
+            continue
+    for pid in parents:
+        p, seen = pid, 0
+        while p in parents and p != ancestor and seen < 64:
+            p, seen = parents[p], seen + 1
+        if p == ancestor and pid != ancestor:
+            yield Path(f"/proc/{pid}")
+
+
+def warm_for_limited_targets():
+    """Whether a target whose memory limit is an RLIMIT_AS (no cgroup: not root) can
+    run warm: an ASan build serves those cold, ASan cannot start under one
+    (sandbox/zygote.c)."""
+    asan = b"libasan.so" in (Path(NESTBOX).parent / "nestbox-runner").read_bytes()
+    return not (asan and os.geteuid() != 0)

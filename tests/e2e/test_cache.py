@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NESTBOX, ROOT, run
+from conftest import NESTBOX, ROOT, descendants, run
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import copy_examples, make_workspace
 
@@ -232,10 +232,11 @@ def test_gc_leaves_the_inputs_of_a_running_target_alone(tmp_path, resolve_dir): 
     proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--no-cache", str(ws)],
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     # Wait until the test runs (its venv and tree are mounted), then gc everything.
+    # (this run's own sandbox: the first run's may still be exiting, its /out visible)
     def started():
-        for p in Path("/proc").iterdir():
+        for p in descendants(proc.pid):
             try:
-                if p.name.isdigit() and (p / "root/out/undeclared/started").exists():
+                if (p / "root/out/undeclared/started").exists():
                     return True
             except OSError:
                 pass

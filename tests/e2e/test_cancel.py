@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NESTBOX
+from conftest import NESTBOX, descendants
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -27,24 +27,6 @@ def wait_for(pred, what, timeout=120):
             return
         time.sleep(0.05)
     pytest.fail(f"never happened: {what}")
-
-
-def descendants(ancestor):
-    """The processes below ancestor (tests run in parallel: another test's sandboxes
-    are not this one's)."""
-    parents = {}
-    for proc in Path("/proc").iterdir():
-        try:
-            if proc.name.isdigit():
-                parents[int(proc.name)] = int((proc / "stat").read_text().rsplit(")", 1)[1].split()[1])
-        except (OSError, ValueError, IndexError):
-            continue
-    for pid in parents:
-        p, seen = pid, 0
-        while p in parents and p != ancestor and seen < 64:
-            p, seen = parents[p], seen + 1
-        if p == ancestor and pid != ancestor:
-            yield Path(f"/proc/{pid}")
 
 
 def sleeping(procs):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import run, warm_for_limited_targets
 from workspace import build_wheelhouse, copy_examples, make_workspace
 
 # Everything of the interpreter and the process a test can observe, dumped as JSON
@@ -284,11 +284,7 @@ def test_the_walls_stand_with_the_zygote_on(ws, tmp_path):
     assert p.returncode == 4, p.stdout + p.stderr
     assert "app/walls  PASSED" in p.stdout and "app/hang  TIMEOUT" in p.stdout
     assert "timed out after 3s in tests/test_hang.py::test_a_grandchild_hangs" in p.stdout
-    # (an ASan build serves a target limited by RLIMIT_AS cold: sandbox/zygote.c)
-    from conftest import NESTBOX
-    asan = b"libasan.so" in (Path(NESTBOX).parent / "nestbox-runner").read_bytes()
-    asan_rlimit = asan and os.geteuid() != 0
-    assert asan_rlimit or all(r.get("warm") for r in results(out).values()), p.stderr
+    assert not warm_for_limited_targets() or all(r.get("warm") for r in results(out).values()), p.stderr
     got = dict(((c, n), o) for c, n, o in cases(out / "app/walls/junit.xml"))
     assert got[("tests.test_walls", "test_host_canary_is_invisible")] == "passed"
     assert got[("tests.test_walls", "test_denied_syscalls_answer_eperm")] == "passed"
