@@ -92,8 +92,10 @@ int nb_action_from_json_value(struct json_t *v, const char *file, struct nb_acti
 struct json_t;
 struct json_t *nb_strv_to_json(char **v);
 
-/* The action as nestbox.action/v1 JSON (one line, keys sorted). */
+/* The action as nestbox.action/v1 JSON (one line, keys sorted), or as the object;
+ * the object may share parts with others (shard_plan.h): read it, never change it. */
 int nb_action_to_json(const struct nb_action *a, char **ret);
+int nb_action_to_json_value(const struct nb_action *a, struct json_t **ret);
 
 /* The digest of everything but the shard index and the durations: what the shards of
  * one run of one target share (action/shard_plan.c pins their durations under it).

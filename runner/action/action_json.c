@@ -11,6 +11,7 @@
 
 #include "cache/durations.h"
 #include "action/action_workspace.h"
+#include "action/shard_plan.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "workspace/json_read.h"
@@ -341,7 +342,8 @@ static json_t *env_json(char **env) {
         return o;
 }
 
-int nb_action_to_json(const struct nb_action *a, char **ret) {
+int nb_action_to_json_value(const struct nb_action *a, json_t **ret) {
+        *ret = NULL;
         json_auto_t *o = json_pack("{s:s, s:s, s:o, s:o, s:o, s:s, s:o, s:o, s:{s:f, s:I, s:I, s:b}, s:{s:I, s:I},"
                                    " s:I, s:b, s:I}",
                                    "schema", NB_ACTION_SCHEMA, "target", a->target,
@@ -369,7 +371,7 @@ int nb_action_to_json(const struct nb_action *a, char **ret) {
         else
                 k |= json_object_set_new(o, "tree", json_string(a->tree_given));
         json_auto_t *durations = NULL;
-        if (a->shard_durations && nb_durations_parse(a->shard_durations, strlen(a->shard_durations), &durations) == 0)
+        if (a->shard_durations && nb_shard_durations_json(a->shard_durations, &durations) == 0)
                 k |= json_object_set(json_object_get(o, "shard"), "durations", durations);
         if (a->venv_given[0])
                 k |= json_object_set_new(o, "resolve", json_pack("{s:s}", "venv", a->venv_given));
@@ -378,6 +380,16 @@ int nb_action_to_json(const struct nb_action *a, char **ret) {
                                                                  "wheelhouse", a->wheelhouse));
         if (k < 0)
                 return -ENOMEM;
+        *ret = TAKE_PTR(o);
+        return 0;
+}
+
+int nb_action_to_json(const struct nb_action *a, char **ret) {
+        *ret = NULL;
+        json_auto_t *o = NULL;
+        int r = nb_action_to_json_value(a, &o);
+        if (r < 0)
+                return r;
         *ret = json_dumps(o, JSON_SORT_KEYS | JSON_COMPACT);
         return *ret ? 0 : -ENOMEM;
 }

@@ -30,14 +30,14 @@ void nb_replay_done(struct nb_replay *rp) {
 }
 
 int nb_replay_record(const struct nb_action *a, char **ret) {
-        _cleanup_free_ char *action = NULL;
-        int r = nb_action_to_json(a, &action);
+        json_t *act = NULL;
+        int r = nb_action_to_json_value(a, &act);
         if (r < 0)
                 return r;
-        json_auto_t *doc = json_pack("{s:s, s:s, s:s, s:s}", "schema", NB_REPLAY_SCHEMA, "digest", a->resolved.digest,
-                                     "tree", a->resolved.tree_digest, "venv", a->resolved.venv_digest);
-        json_t *act = json_loads(action, 0, NULL);
-        if (!doc || !act || json_object_set_new(doc, "action", act) < 0)
+        json_auto_t *doc = json_pack("{s:s, s:s, s:s, s:s, s:o}", "schema", NB_REPLAY_SCHEMA, "digest",
+                                     a->resolved.digest, "tree", a->resolved.tree_digest, "venv",
+                                     a->resolved.venv_digest, "action", act);
+        if (!doc)
                 return -ENOMEM;
         *ret = json_dumps(doc, JSON_SORT_KEYS | JSON_INDENT(2));
         return *ret ? 0 : -ENOMEM;

@@ -15,6 +15,8 @@
 
 #define PLAN_FILE_MAX (64u * 1024u)
 
+static int remember_parsed(const char *durations, json_t *tests);
+
 int nb_shard_plan_attach(struct nb_action *a, struct nb_cache_dir *c, struct nb_error *err) {
         if (a->shard_count <= 1)
                 return 0;
@@ -26,8 +28,11 @@ int nb_shard_plan_attach(struct nb_action *a, struct nb_cache_dir *c, struct nb_
                 return r;
         free(a->shard_durations);
         a->shard_durations = NULL;
-        if ((r = nb_durations_pin(c, group, a->target, &a->shard_durations, err)) < 0)
+        json_auto_t *tests = NULL;
+        if ((r = nb_durations_pin(c, group, a->target, &a->shard_durations, &tests, err)) < 0)
                 return nb_error_wrap(err, r, "target \"%s\"", a->target);
+        if (tests && (r = remember_parsed(a->shard_durations, tests)) < 0)
+                return nb_error_set(err, -r, "target \"%s\": shard plan", a->target);
         return nb_action_redigest(a, err);
 }
 
@@ -72,14 +77,9 @@ void nb_shard_plan_collect(int out_fd, struct nb_shard_plan_info *ret) {
                 *ret = (struct nb_shard_plan_info) {};
 }
 
-int nb_shard_plan_make(const char *durations, unsigned count, json_t **ret) {
+static int plan_of(json_t *tests, unsigned count, json_t **ret) {
         *ret = NULL;
-        if (count == 0)
-                return -EINVAL;
-        json_auto_t *tests = NULL;
-        int r = nb_durations_parse(durations, strlen(durations), &tests);
-        if (r < 0)
-                return r;
+        int r;
         size_t n = json_object_size(tests), i = 0;
         _cleanup_free_ struct nb_plan_item *items = calloc(n + 1, sizeof(*items));
         _cleanup_free_ unsigned *bin = calloc(n + 1, sizeof(*bin));
@@ -119,13 +119,89 @@ int nb_shard_plan_make(const char *durations, unsigned count, json_t **ret) {
         return *ret ? 0 : -ENOMEM;
 }
 
-int nb_shard_plan_text(const char *durations, unsigned count, char **ret) {
+/* The last durations planned, and what came of them. A sharded target's durations
+ * (tens of thousands of entries) would otherwise be parsed and planned again by each
+ * step of each shard: the schedule's estimate, the plan file, the replay record, the
+ * learning after the run. The pool's item processes are forked after the schedule
+ * planned, so they find it here. One entry: a process plans one target at a time.
+ * What it hands out is shared (a reference each): read it, never change it. */
+static struct {
+        char *durations;
+        unsigned count;
+        json_t *tests, *plan; /* plan NULL: not planned for count yet */
+        char *text;
+} last;
+
+/* durations, already parsed into tests, as the last ones. */
+static int remember_parsed(const char *durations, json_t *tests) {
+        if (last.durations && strcmp(last.durations, durations) == 0)
+                return 0;
+        char *copy = strdup(durations);
+        if (!copy)
+                return -ENOMEM;
+        json_decref(last.tests);
+        free(last.durations);
+        json_decref(last.plan);
+        free(last.text);
+        last.durations = copy;
+        last.tests = json_incref(tests);
+        last.plan = NULL;
+        last.text = NULL;
+        last.count = 0;
+        return 0;
+}
+
+/* last.tests for these durations, forgetting the plan of others. */
+static int remember(const char *durations) {
+        if (last.durations && strcmp(last.durations, durations) == 0)
+                return 0;
+        json_auto_t *tests = NULL;
+        int r = nb_durations_parse(durations, strlen(durations), &tests);
+        return r < 0 ? r : remember_parsed(durations, tests);
+}
+
+int nb_shard_durations_json(const char *durations, json_t **ret) {
         *ret = NULL;
-        json_auto_t *doc = NULL;
-        int r = nb_shard_plan_make(durations, count, &doc);
+        int r = remember(durations);
         if (r < 0)
                 return r;
-        *ret = json_dumps(doc, JSON_SORT_KEYS | JSON_COMPACT);
+        *ret = json_incref(last.tests);
+        return 0;
+}
+
+static int plan_remembered(const char *durations, unsigned count) {
+        if (count == 0)
+                return -EINVAL;
+        int r = remember(durations);
+        if (r < 0 || (last.plan && last.count == count))
+                return r;
+        json_decref(TAKE_PTR(last.plan));
+        free(TAKE_PTR(last.text));
+        json_auto_t *plan = NULL;
+        if ((r = plan_of(last.tests, count, &plan)) < 0)
+                return r;
+        if (!(last.text = json_dumps(plan, JSON_SORT_KEYS | JSON_COMPACT)))
+                return -ENOMEM;
+        last.plan = TAKE_PTR(plan);
+        last.count = count;
+        return 0;
+}
+
+int nb_shard_plan_make(const char *durations, unsigned count, json_t **ret) {
+        *ret = NULL;
+        int r = plan_remembered(durations, count);
+        if (r < 0)
+                return r;
+        *ret = json_incref(last.plan);
+        return 0;
+}
+
+int nb_shard_plan_text(const char *durations, unsigned count, char **ret) {
+        *ret = NULL;
+        int r = plan_remembered(durations, count);
+        if (r < 0)
+                return r;
+        *ret = strdup(last.text);
         return *ret ? 0 : -ENOMEM;
 }
 

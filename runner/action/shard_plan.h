@@ -39,6 +39,9 @@ int nb_shard_plan_attach(struct nb_action *a, struct nb_cache_dir *c, struct nb_
  * malformed. */
 int nb_shard_plan_make(const char *durations, unsigned count, json_t **ret);
 int nb_shard_plan_text(const char *durations, unsigned count, char **ret);
+/* The tests of durations (nestbox.durations/v1 text), parsed: {key: ms}. What these
+ * three return is shared with the next caller: read it, never change it. */
+int nb_shard_durations_json(const char *durations, json_t **ret);
 
 /* For a sharded action with durations: its plan as trees/<digest>/plan.json, *ret_path
  * the directory to mount at /nestbox/plan. *ret_path NULL: none (every test by hash). */

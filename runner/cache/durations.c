@@ -172,7 +172,7 @@ static void prune_pins(struct nb_cache_dir *c) {
 }
 
 int nb_durations_pin(struct nb_cache_dir *c, const char *group, const char *target, char **ret_text,
-                     struct nb_error *err) {
+                     json_t **ret_tests, struct nb_error *err) {
         _cleanup_free_ char *rel = NULL;
         if (asprintf(&rel, "plans/%s.json", group) < 0)
                 return nb_error_set(err, ENOMEM, "shard plan");
@@ -195,5 +195,7 @@ int nb_durations_pin(struct nb_cache_dir *c, const char *group, const char *targ
         *ret_text = NULL;
         if (json_object_size(tests) > 0 && nb_durations_text(tests, ret_text) < 0)
                 return nb_error_set(err, ENOMEM, "shard plan");
+        if (ret_tests)
+                *ret_tests = *ret_text ? TAKE_PTR(tests) : NULL;
         return 0;
 }

@@ -49,6 +49,7 @@ int nb_durations_text(json_t *tests, char **ret);
 double nb_durations_total(json_t *tests);
 
 /* The durations pinned for group (a digest hex), pinning target's learned ones when
- * there is no pin yet. *ret_text is canonical text, NULL when there are none. */
+ * there is no pin yet. *ret_text is canonical text, NULL when there are none;
+ * *ret_tests (when ret_tests is not NULL) the same parsed. */
 int nb_durations_pin(struct nb_cache_dir *c, const char *group, const char *target, char **ret_text,
-                     struct nb_error *err);
+                     json_t **ret_tests, struct nb_error *err);

@@ -2,6 +2,7 @@
 /* The LPT planner (action/shard_plan.h): balance, determinism, every item placed. */
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "action/shard_plan.h"
 #include "test.h"
@@ -94,4 +95,40 @@ TEST(shard_plan_text_places_every_test) {
         free(again);
         CHECK(nb_shard_plan_text("{\"schema\":\"x\"}", 2, &text) < 0 && !text);
         CHECK(nb_shard_plan_text(durations, 0, &text) < 0);
+}
+
+/* The last plan is remembered (shard_plan.c): asking again with other durations, or
+ * with another count, or with the first durations again, gets each one's own plan,
+ * the same as a fresh computation would give. */
+TEST(shard_plan_remembered_follows_its_inputs) {
+        const char *a = "{\"schema\":\"nestbox.durations/v1\",\"tests\":{\"t::a\":4000,\"t::b\":1000}}";
+        const char *b = "{\"schema\":\"nestbox.durations/v1\",\"tests\":{\"t::a\":1000,\"t::b\":1000,\"t::c\":1000}}";
+        char *a2 = NULL, *b2 = NULL, *b3 = NULL, *a2_again = NULL;
+        CHECK_EQ_INT(nb_shard_plan_text(a, 2, &a2), 0);
+        CHECK_EQ_INT(nb_shard_plan_text(b, 2, &b2), 0);
+        CHECK_EQ_INT(nb_shard_plan_text(b, 3, &b3), 0);
+        CHECK_EQ_INT(nb_shard_plan_text(a, 2, &a2_again), 0);
+        CHECK_EQ_STR(a2, a2_again);
+        CHECK(strcmp(a2, b2) != 0 && strcmp(b2, b3) != 0);
+        json_t *doc = json_loads(b3, 0, NULL);
+        CHECK_EQ_INT(json_object_get(doc, "shards") ? json_integer_value(json_object_get(doc, "shards")) : 0, 3);
+        CHECK_EQ_INT(json_object_size(json_object_get(doc, "tests")), 3);
+        json_decref(doc);
+        json_t *tests = NULL;
+        CHECK_EQ_INT(nb_shard_durations_json(b, &tests), 0);
+        CHECK_EQ_INT(json_object_size(tests), 3);
+        CHECK_EQ_INT(json_integer_value(json_object_get(tests, "t::c")), 1000);
+        json_decref(tests);
+        /* A malformed one after a good one is still refused. */
+        json_t *plan = NULL;
+        CHECK(nb_shard_plan_make("{\"schema\":\"x\"}", 2, &plan) < 0 && !plan);
+        CHECK_EQ_INT(nb_shard_plan_make(a, 2, &plan), 0);
+        char *dumped = json_dumps(plan, JSON_SORT_KEYS | JSON_COMPACT);
+        CHECK_EQ_STR(dumped, a2);
+        free(dumped);
+        json_decref(plan);
+        free(a2);
+        free(b2);
+        free(b3);
+        free(a2_again);
 }
