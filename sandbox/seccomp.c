@@ -216,11 +216,11 @@ static uint32_t deny_action(const struct nb_sandbox_config *cfg, bool notify, co
         return notify ? SCMP_ACT_NOTIFY : SCMP_ACT_ERRNO(EPERM);
 }
 
-static uint32_t deny_ret(const struct nb_sandbox_config *cfg, bool notify) {
-        if (cfg->zygote)
-                return SECCOMP_RET_TRACE | EPERM;
-        return notify ? SECCOMP_RET_USER_NOTIF : SECCOMP_RET_ERRNO | EPERM;
-}
+/* The personality prefix below is raw BPF, written with the kernel's return values;
+ * libseccomp's actions are those same values, so one choice serves both. */
+_Static_assert(SCMP_ACT_ERRNO(EPERM) == (SECCOMP_RET_ERRNO | EPERM) && SCMP_ACT_NOTIFY == SECCOMP_RET_USER_NOTIF &&
+                       SCMP_ACT_TRACE(EPERM) == (SECCOMP_RET_TRACE | EPERM),
+               "libseccomp's actions are the kernel's return values");
 
 /* personality(): libseccomp compares 64-bit arguments and takes one condition per
  * argument in a rule, so "none of five values of the low 32 bits" is not a rule it can
@@ -310,7 +310,7 @@ int nb_seccomp_compile(const struct nb_sandbox_config *cfg, bool notify, int fd,
         struct sock_filter prefix[64];
         size_t n_prefix = 0;
         if (!is_allowed(cfg, "personality") &&
-            (r = personality_prefix(deny_ret(cfg, notify), prefix, NB_ELEMENTSOF(prefix), &n_prefix)) < 0)
+            (r = personality_prefix(deny_action(cfg, notify, "personality"), prefix, NB_ELEMENTSOF(prefix), &n_prefix)) < 0)
                 return nb_error_set(err, -r, "seccomp: the personality rule");
         if ((r = nb_write_all(fd, prefix, n_prefix * sizeof(prefix[0]))) < 0)
                 return nb_error_set(err, -r, "seccomp: writing the filter");
