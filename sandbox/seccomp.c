@@ -309,8 +309,9 @@ int nb_seccomp_compile(const struct nb_sandbox_config *cfg, bool notify, int fd,
         }
         struct sock_filter prefix[64];
         size_t n_prefix = 0;
+        uint32_t deny_personality = deny_action(cfg, notify, "personality");
         if (!is_allowed(cfg, "personality") &&
-            (r = personality_prefix(deny_action(cfg, notify, "personality"), prefix, NB_ELEMENTSOF(prefix), &n_prefix)) < 0)
+            (r = personality_prefix(deny_personality, prefix, NB_ELEMENTSOF(prefix), &n_prefix)) < 0)
                 return nb_error_set(err, -r, "seccomp: the personality rule");
         if ((r = nb_write_all(fd, prefix, n_prefix * sizeof(prefix[0]))) < 0)
                 return nb_error_set(err, -r, "seccomp: writing the filter");

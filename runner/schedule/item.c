@@ -45,25 +45,20 @@ void nb_items_order(struct nb_work_item *items, size_t n) {
         nb_qsort(items, n, sizeof(*items), by_expected);
 }
 
-static uint64_t planned_ms(struct nb_item_expect *e, const struct nb_action *a, unsigned index) {
-        if (!e->durations || e->count != a->shard_count || strcmp(e->durations, a->shard_durations) != 0) {
-                json_decref(TAKE_PTR(e->loads));
-                free(e->durations);
-                json_auto_t *plan = NULL;
-                if (!(e->durations = strdup(a->shard_durations)) ||
-                    nb_shard_plan_make(a->shard_durations, a->shard_count, &plan) < 0)
-                        return 0; /* a hint: out of memory, or a malformed pin, is unknown */
-                e->count = a->shard_count;
-                e->loads = json_incref(json_object_get(plan, "loads_sec"));
-        }
-        return (uint64_t) (json_number_value(json_array_get(e->loads, index - 1)) * 1000.0 + 0.5);
+/* shard_plan.c remembers the last plan, so the shards of one target plan once. */
+static uint64_t planned_ms(const struct nb_action *a, unsigned index) {
+        json_auto_t *plan = NULL;
+        if (nb_shard_plan_make(a->shard_durations, a->shard_count, &plan) < 0)
+                return 0; /* a hint: out of memory, or a malformed pin, is unknown */
+        json_t *loads = json_object_get(plan, "loads_sec");
+        return (uint64_t) (json_number_value(json_array_get(loads, index - 1)) * 1000.0 + 0.5);
 }
 
 uint64_t nb_item_expected_ms(const struct nb_work_item *it, void *userdata) {
         struct nb_item_expect *e = userdata;
         const struct nb_action *a = it->action;
         if (a && a->shard_durations && a->shard_count > 1 && it->shard_index >= 1)
-                return planned_ms(e, a, it->shard_index);
+                return planned_ms(a, it->shard_index);
         if (e->target != it->target) {
                 json_auto_t *tests = NULL;
                 e->target = it->target;
@@ -76,7 +71,5 @@ uint64_t nb_item_expected_ms(const struct nb_work_item *it, void *userdata) {
 }
 
 void nb_item_expect_done(struct nb_item_expect *e) {
-        json_decref(e->loads);
-        free(e->durations);
         *e = (struct nb_item_expect) { .cache = e->cache };
 }

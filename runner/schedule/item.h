@@ -43,15 +43,12 @@ void nb_items_order(struct nb_work_item *items, size_t n);
  * of its tests' durations, action/shard_plan.h); any other item: the sum of its
  * target's learned durations (a shard without a plan: that over the shard count,
  * its tests being spread by hash). Nothing learned: 0. userdata is a struct
- * nb_item_expect, whose memo serves the shards and runs of one target, which come
- * together. */
+ * nb_item_expect, whose memo serves the runs of one target, which come together
+ * (a shard's plan is remembered by shard_plan.c). */
 struct nb_item_expect {
         struct nb_cache_dir *cache;
         const struct nb_target *target; /* the memo: the last item's target, */
-        double learned_sec;             /* its learned durations summed, */
-        char *durations;                /* the pinned durations it was planned from, */
-        unsigned count;                 /* for this many shards, */
-        json_t *loads;                  /* and the plan's loads_sec */
+        double learned_sec;             /* and its learned durations summed */
 };
 uint64_t nb_item_expected_ms(const struct nb_work_item *it, void *userdata);
 void nb_item_expect_done(struct nb_item_expect *e);
