@@ -132,9 +132,13 @@ static struct {
         char *text;
 } last;
 
+static bool is_last(const char *durations) {
+        return last.durations && strcmp(last.durations, durations) == 0;
+}
+
 /* durations, already parsed into tests, as the last ones. */
 static int remember_parsed(const char *durations, json_t *tests) {
-        if (last.durations && strcmp(last.durations, durations) == 0)
+        if (is_last(durations))
                 return 0;
         char *copy = strdup(durations);
         if (!copy)
@@ -153,7 +157,7 @@ static int remember_parsed(const char *durations, json_t *tests) {
 
 /* last.tests for these durations, forgetting the plan of others. */
 static int remember(const char *durations) {
-        if (last.durations && strcmp(last.durations, durations) == 0)
+        if (is_last(durations))
                 return 0;
         json_auto_t *tests = NULL;
         int r = nb_durations_parse(durations, strlen(durations), &tests);
