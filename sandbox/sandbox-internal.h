@@ -159,15 +159,22 @@ void nb_child_report(int fd, const struct nb_error *err);
 
 /* capture.c: the command's stdout and stderr through a pipe the supervisor drains,
  * first `head` and last `tail` bytes kept. drain reads what is there (1 at EOF);
- * drain_to_eof waits for EOF, giving up after quiet_ms without a byte. */
+ * drain_to_eof waits for EOF, giving up after quiet_ms without a byte. The supervisor
+ * reads in batches: poll_fd is the fd to watch now (-1 while reading pauses, *wait_ms
+ * cut to the pause's end), drain_paced a drain that pauses after finding little. */
 struct nb_capture {
         char *head, *tail;
         size_t head_cap, head_len, tail_cap, tail_len, tail_pos;
         uint64_t total;
+        size_t pipe_size; /* 0: never pause */
+        double resume_at; /* reading pauses until then (CLOCK_MONOTONIC seconds) */
 };
 int nb_capture_init(struct nb_capture *c, size_t head, size_t tail);
+int nb_capture_pipe(struct nb_capture *c, int fds[2]);
 void nb_capture_done(struct nb_capture *c);
 int nb_capture_drain(struct nb_capture *c, int fd);
+int nb_capture_poll_fd(const struct nb_capture *c, int fd, double now, int *wait_ms);
+int nb_capture_drain_paced(struct nb_capture *c, int fd, double now);
 int nb_capture_drain_to_eof(struct nb_capture *c, int fd, int quiet_ms);
 int nb_capture_take(struct nb_capture *c, struct nb_sandbox_result *res);
 

@@ -302,9 +302,10 @@ static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_c
                 }
                 /* A negative fd is skipped by poll: no capture, no denial report, the
                  * report already read. */
+                int output_watch = output_fd >= 0 ? nb_capture_poll_fd(capture, output_fd, now_sec(), &wait_ms) : -1;
                 struct pollfd pfds[5] = { { .fd = pidfd, .events = POLLIN },
                                           { .fd = sigfd, .events = POLLIN },
-                                          { .fd = output_fd, .events = POLLIN },
+                                          { .fd = output_watch, .events = POLLIN },
                                           { .fd = nb_denials_poll_fd(denials), .events = POLLIN },
                                           { .fd = !end || end->have_report ? -1 : end->status_fd, .events = POLLIN } };
                 int n = poll(pfds, 5, wait_ms);
@@ -316,8 +317,8 @@ static int supervise(pid_t pid, int pidfd, int sigfd, int output_fd, struct nb_c
                         if (d < 0)
                                 return d;
                 }
-                if (n > 0 && output_fd >= 0 && (pfds[2].revents & (POLLIN | POLLHUP))) {
-                        int d = nb_capture_drain(capture, output_fd);
+                if (n > 0 && output_watch >= 0 && (pfds[2].revents & (POLLIN | POLLHUP))) {
+                        int d = nb_capture_drain_paced(capture, output_fd, now_sec());
                         if (d < 0)
                                 return d;
                         if (d > 0)
@@ -467,11 +468,10 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         _cleanup_(nb_capture_done) struct nb_capture capture = {};
         bool capturing = cfg->capture_head > 0 || cfg->capture_tail > 0;
         if (capturing) {
-                /* Only our end is non-blocking: the command blocks when it outruns us. */
-                if (pipe2(p.output, O_CLOEXEC) < 0 || fcntl(p.output[0], F_SETFL, O_NONBLOCK) < 0)
-                        return nb_error_set(err, errno, "the output pipe");
                 if ((r = nb_capture_init(&capture, cfg->capture_head, cfg->capture_tail)) < 0)
                         return nb_error_set(err, -r, "the output buffer");
+                if ((r = nb_capture_pipe(&capture, p.output)) < 0)
+                        return nb_error_set(err, -r, "the output pipe");
         }
         _cleanup_close_ int filter_fd = memfd_create("nestbox-seccomp", MFD_CLOEXEC);
         if (filter_fd < 0)

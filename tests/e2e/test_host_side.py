@@ -1,12 +1,13 @@
 """What a test leaves behind reaches the host only through nestbox's capped,
 linear-time read-back (issue 13's host-side defects), each checked from the host."""
 import os
+import subprocess
 import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import run
+from conftest import NESTBOX, run
 from test_target import resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -46,6 +47,40 @@ def test_log_is_a_pipe_drained_with_a_cap(tmp_path, resolve_dir, cache):  # noqa
     assert len(log) < 600 * 1024
     assert b"FIRST-WORDS" in log and b"LAST-WORDS" in log
     assert b"[... nestbox: log cut here, " in log and b" bytes left out ...]" in log
+
+
+
+def wakeups_of_a_run(tmp_path, resolve_dir, cache, name, writes):  # noqa: F811
+    """The voluntary context switches of a whole `nestbox test` (wait4's rusage: the
+    process and every process it and they reaped) of one test that spins 1.5 ms a
+    thousand times, writing a byte to stdout (the pipe) after each spin if `writes`."""
+    after_spin = "os.write(1, b'.')" if writes else "pass"
+    body = (
+        "import os, time\n\n"
+        "def test_chatty():\n"
+        "    for _ in range(1000):\n"
+        "        end = time.perf_counter() + 0.0015\n"
+        "        while time.perf_counter() < end:\n"
+        "            pass\n"
+        "        " + after_spin + "\n")
+    ws = make_workspace(tmp_path / name, resolve_dir, one_test(body), {"app/tests": {"pytest_args": ["-s"]}})
+    p = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--no-cache", str(ws)],
+                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    out = p.stdout.read().decode()
+    _, status, usage = os.wait4(p.pid, 0)
+    p.returncode = os.waitstatus_to_exitcode(status)
+    assert p.returncode == 0, out
+    return usage.ru_nvcsw
+
+
+@pytest.mark.sandbox
+def test_log_of_a_chatty_test_is_read_in_batches(tmp_path, resolve_dir, cache):  # noqa: F811
+    # pytest's progress is one write a test; a supervisor woken by every write takes a
+    # CPU turn from the tests each time (one per write: 1,000 here). Read in batches,
+    # it wakes at most 50 times a second, however many writes.
+    quiet = wakeups_of_a_run(tmp_path, resolve_dir, cache, "quiet", writes=False)
+    chatty = wakeups_of_a_run(tmp_path, resolve_dir, cache, "chatty", writes=True)
+    assert chatty - quiet < 500, (quiet, chatty)
 
 
 def failing_run(tmp_path, resolve_dir, cache, body):  # noqa: F811
