@@ -6,15 +6,17 @@
  * bounded: the first `head` bytes and the last `tail` bytes are kept, the rest only
  * counted.
  *
- * Read in batches: a reader waiting in poll is woken by every write, and pytest writes
- * one progress dot per test, so 5,000 tests cost the writer 5,000 wake-ups of the
- * supervisor (on a VM, an inter-processor interrupt each) and cost the CPUs the
- * supervisor's 5,000 turns: when two shards run at once those turns are taken from the
- * tests. After a drain that found less than half a pipe, the supervisor leaves the pipe
- * alone for CAPTURE_PAUSE_SEC and then reads what piled up in one go: at most 1 / that
- * wake-ups a second. A writer that fills the pipe is read again at once, so only a
- * writer of more than a pipe's worth in one pause waits, and the pipe is made as large
- * as the kernel allows to make that rare. */
+ * Read in batches. A reader waiting in poll is woken by every write, and pytest writes
+ * one progress dot per test: 5,000 tests cost the writer 5,000 wake-ups of the
+ * supervisor (on a VM, an inter-processor interrupt each) and the CPUs 5,000 turns of
+ * the supervisor, taken from the tests when two shards share two cores. So a writer
+ * that wakes us more often than every CAPTURE_PAUSE_SEC is left alone for that long
+ * after each drain and read in one go when the pause ends: about 1 / CAPTURE_PAUSE_SEC
+ * wake-ups a second, however many writes. A writer slower than that is read at each
+ * write, as before. A writer fast enough to fill half the pipe within one pause is
+ * never paused (judged again every pause-long window), so no writer ever waits on a
+ * full pipe for more than one pause. The pipe keeps the kernel's default size: a
+ * larger one would count against the user's pipe quota at once, for every sandbox. */
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -37,7 +39,6 @@ int nb_capture_init(struct nb_capture *c, size_t head, size_t tail) {
 }
 
 #define CAPTURE_PAUSE_SEC 0.02
-#define CAPTURE_PIPE_SIZE (1 << 20) /* fs.pipe-max-size's default; pages are allocated as they fill */
 
 int nb_capture_pipe(struct nb_capture *c, int fds[2]) {
         if (pipe2(fds, O_CLOEXEC) < 0)
@@ -45,10 +46,8 @@ int nb_capture_pipe(struct nb_capture *c, int fds[2]) {
         /* Only our end is non-blocking: the command blocks when it outruns us. */
         if (fcntl(fds[0], F_SETFL, O_NONBLOCK) < 0)
                 return -errno;
-        /* Refused past the user's pipe quota: the default pipe pauses only sooner. */
-        (void) fcntl(fds[0], F_SETPIPE_SZ, CAPTURE_PIPE_SIZE);
         int size = fcntl(fds[0], F_GETPIPE_SZ);
-        c->pipe_size = size > 0 ? (size_t) size : 0;
+        c->pipe_size = size > 0 ? (size_t) size : 0; /* unknown: never paused */
         return 0;
 }
 
@@ -61,11 +60,30 @@ int nb_capture_poll_fd(const struct nb_capture *c, int fd, double now, int *wait
         return -1;
 }
 
+/* Half a pipe or more read within one pause-long window: pausing would block the
+ * writer. Judged when a window ends, so a fast writer stays unpaused while it is. */
+static bool writer_is_fast(struct nb_capture *c, uint64_t got, double now) {
+        if (c->fast_since > 0 && now - c->fast_since < CAPTURE_PAUSE_SEC) {
+                c->fast_bytes += got;
+                return true;
+        }
+        uint64_t window = c->fast_since > 0 ? c->fast_bytes + got : got;
+        bool fast = window >= c->pipe_size / 2;
+        c->fast_since = fast ? now : 0;
+        c->fast_bytes = 0;
+        return fast;
+}
+
 int nb_capture_drain_paced(struct nb_capture *c, int fd, double now) {
+        /* The first drain once a pause is over reads what the writer wrote meanwhile. */
+        bool pause_ended = c->resume_at > 0 && now - c->resume_at < CAPTURE_PAUSE_SEC;
         uint64_t before = c->total;
         int r = nb_capture_drain(c, fd);
-        bool little = c->pipe_size > 0 && c->total - before < c->pipe_size / 2;
-        c->resume_at = r == 0 && little ? now + CAPTURE_PAUSE_SEC : 0;
+        uint64_t got = c->total - before;
+        bool chatty = pause_ended ? got > 0 : c->last_drain > 0 && now - c->last_drain < CAPTURE_PAUSE_SEC;
+        bool pause = r == 0 && c->pipe_size > 0 && !writer_is_fast(c, got, now) && chatty;
+        c->last_drain = now;
+        c->resume_at = pause ? now + CAPTURE_PAUSE_SEC : 0;
         return r;
 }
 

@@ -160,14 +160,19 @@ void nb_child_report(int fd, const struct nb_error *err);
 /* capture.c: the command's stdout and stderr through a pipe the supervisor drains,
  * first `head` and last `tail` bytes kept. drain reads what is there (1 at EOF);
  * drain_to_eof waits for EOF, giving up after quiet_ms without a byte. The supervisor
- * reads in batches: poll_fd is the fd to watch now (-1 while reading pauses, *wait_ms
- * cut to the pause's end), drain_paced a drain that pauses after finding little. */
+ * reads a chatty writer in batches: poll_fd is the fd to watch now (-1 while reading
+ * pauses, *wait_ms cut to the pause's end), drain_paced a drain that decides the next
+ * pause. pipe (after init, which zeroes the pacing) makes the pipe; on failure the fds
+ * made so far are the caller's to close. */
 struct nb_capture {
         char *head, *tail;
         size_t head_cap, head_len, tail_cap, tail_len, tail_pos;
         uint64_t total;
-        size_t pipe_size; /* 0: never pause */
-        double resume_at; /* reading pauses until then (CLOCK_MONOTONIC seconds) */
+        size_t pipe_size;  /* 0: never pause */
+        double resume_at;  /* reading pauses until then (CLOCK_MONOTONIC seconds; 0: not paused) */
+        double last_drain; /* when the last drain ran */
+        double fast_since; /* > 0: the writer filled half a pipe in the window begun then */
+        uint64_t fast_bytes;
 };
 int nb_capture_init(struct nb_capture *c, size_t head, size_t tail);
 int nb_capture_pipe(struct nb_capture *c, int fds[2]);

@@ -49,41 +49,43 @@ def test_log_is_a_pipe_drained_with_a_cap(tmp_path, resolve_dir, cache):  # noqa
     assert b"[... nestbox: log cut here, " in log and b" bytes left out ...]" in log
 
 
-
 def wakeups_of_a_run(tmp_path, resolve_dir, cache, name, writes, opts):  # noqa: F811
     """The voluntary context switches of a whole `nestbox test` (wait4's rusage: the
-    process and every process it and they reaped) of one test that spins 0.75 ms 2,000
-    times, writing a byte to stdout (the pipe) after each spin if `writes`."""
+    process and every process it and they reaped) of one test that spins 1 ms 2,000
+    times, writing a dot to stdout (the pipe) after each spin if `writes`; and its log."""
     after_spin = "os.write(1, b'.')" if writes else "pass"
     body = (
         "import os, time\n\n"
         "def test_chatty():\n"
         "    for _ in range(2000):\n"
-        "        end = time.perf_counter() + 0.00075\n"
+        "        end = time.perf_counter() + 0.001\n"
         "        while time.perf_counter() < end:\n"
         "            pass\n"
         "        " + after_spin + "\n")
     ws = make_workspace(tmp_path / name, resolve_dir, one_test(body), {"app/tests": {"pytest_args": ["-s"]}})
-    p = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--no-cache", *opts, str(ws)],
-                         stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    out = p.stdout.read().decode()
+    out = tmp_path / (name + "-out")
+    p = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--no-cache", "--output", str(out),
+                          *opts, str(ws)], stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    text = p.stdout.read().decode()
     _, status, usage = os.wait4(p.pid, 0)
-    p.returncode = os.waitstatus_to_exitcode(status)
-    assert p.returncode == 0, out
-    return usage.ru_nvcsw
+    p.stdout.close()
+    assert os.waitstatus_to_exitcode(status) == 0, text
+    return usage.ru_nvcsw, (out / "app/tests/log").read_bytes()
 
 
 @pytest.mark.sandbox
 @pytest.mark.parametrize("opts", [[], ["--zygote"]], ids=["cold", "warm"])
 def test_log_of_a_chatty_test_is_read_in_batches(tmp_path, resolve_dir, cache, opts):  # noqa: F811
     # pytest's progress is one write a test; a supervisor woken by every write takes a
-    # CPU turn from the tests each time (one per write: 2,000 here, in 1.5 s). Read in
-    # batches, it wakes at most 50 times a second, however many writes: this fails
-    # only if the test's 1.5 s of spinning took 20 s.
-    quiet = wakeups_of_a_run(tmp_path, resolve_dir, cache, "quiet", False, opts)
-    chatty = wakeups_of_a_run(tmp_path, resolve_dir, cache, "chatty", True, opts)
+    # CPU turn from the tests each time (one per write: 2,000 here, in 2 s). Read in
+    # batches, it wakes about 50 times a second, however many writes: this fails only
+    # if the test's 2 s of spinning took 20 s.
+    wakeups_of_a_run(tmp_path, resolve_dir, cache, "warm-up", False, opts)  # the venv built
+    quiet, _ = wakeups_of_a_run(tmp_path, resolve_dir, cache, "quiet", False, opts)
+    chatty, log = wakeups_of_a_run(tmp_path, resolve_dir, cache, "chatty", True, opts)
     assert chatty - quiet < 1000, (quiet, chatty)
-
+    # Every dot is in the log, in one run of them (pytest's own "." follows).
+    assert b"." * 2000 in log, log[:300]
 
 def failing_run(tmp_path, resolve_dir, cache, body):  # noqa: F811
     """The stdout of a run of one test whose outputs fail the target."""
