@@ -27,20 +27,14 @@
 #include "nestbox/cleanup.h"
 #include "sandbox-internal.h"
 
-int nb_capture_init(struct nb_capture *c, size_t head, size_t tail) {
+#define CAPTURE_PAUSE_SEC 0.02
+
+int nb_capture_init(struct nb_capture *c, size_t head, size_t tail, int fds[2]) {
         *c = (struct nb_capture) { .head_cap = head, .tail_cap = tail };
         if (head && !(c->head = malloc(head)))
                 return -ENOMEM;
-        if (tail && !(c->tail = malloc(tail))) {
-                nb_capture_done(c);
+        if (tail && !(c->tail = malloc(tail)))
                 return -ENOMEM;
-        }
-        return 0;
-}
-
-#define CAPTURE_PAUSE_SEC 0.02
-
-int nb_capture_pipe(struct nb_capture *c, int fds[2]) {
         if (pipe2(fds, O_CLOEXEC) < 0)
                 return -errno;
         /* Only our end is non-blocking: the command blocks when it outruns us. */
@@ -79,12 +73,16 @@ int nb_capture_drain_paced(struct nb_capture *c, int fd, double now) {
         bool pause_ended = c->resume_at > 0 && now - c->resume_at < CAPTURE_PAUSE_SEC;
         uint64_t before = c->total;
         int r = nb_capture_drain(c, fd);
+        c->resume_at = 0;
+        if (r != 0 || c->pipe_size == 0)
+                return r;
         uint64_t got = c->total - before;
+        bool fast = writer_is_fast(c, got, now);
         bool chatty = pause_ended ? got > 0 : c->last_drain > 0 && now - c->last_drain < CAPTURE_PAUSE_SEC;
-        bool pause = r == 0 && c->pipe_size > 0 && !writer_is_fast(c, got, now) && chatty;
         c->last_drain = now;
-        c->resume_at = pause ? now + CAPTURE_PAUSE_SEC : 0;
-        return r;
+        if (!fast && chatty)
+                c->resume_at = now + CAPTURE_PAUSE_SEC;
+        return 0;
 }
 
 void nb_capture_done(struct nb_capture *c) {

@@ -162,8 +162,8 @@ void nb_child_report(int fd, const struct nb_error *err);
  * drain_to_eof waits for EOF, giving up after quiet_ms without a byte. The supervisor
  * reads a chatty writer in batches: poll_fd is the fd to watch now (-1 while reading
  * pauses, *wait_ms cut to the pause's end), drain_paced a drain that decides the next
- * pause. pipe (after init, which zeroes the pacing) makes the pipe; on failure the fds
- * made so far are the caller's to close. */
+ * pause. init allocates the buffers and makes the pipe; on failure what it made so
+ * far is the caller's to free (nb_capture_done) and close. */
 struct nb_capture {
         char *head, *tail;
         size_t head_cap, head_len, tail_cap, tail_len, tail_pos;
@@ -174,8 +174,7 @@ struct nb_capture {
         double fast_since; /* > 0: the writer filled half a pipe in the window begun then */
         uint64_t fast_bytes;
 };
-int nb_capture_init(struct nb_capture *c, size_t head, size_t tail);
-int nb_capture_pipe(struct nb_capture *c, int fds[2]);
+int nb_capture_init(struct nb_capture *c, size_t head, size_t tail, int fds[2]);
 void nb_capture_done(struct nb_capture *c);
 int nb_capture_drain(struct nb_capture *c, int fd);
 int nb_capture_poll_fd(const struct nb_capture *c, int fd, double now, int *wait_ms);

@@ -468,9 +468,7 @@ int nb_sandbox_run(const struct nb_sandbox_config *cfg, struct nb_sandbox_result
         _cleanup_(nb_capture_done) struct nb_capture capture = {};
         bool capturing = cfg->capture_head > 0 || cfg->capture_tail > 0;
         if (capturing) {
-                if ((r = nb_capture_init(&capture, cfg->capture_head, cfg->capture_tail)) < 0)
-                        return nb_error_set(err, -r, "the output buffer");
-                if ((r = nb_capture_pipe(&capture, p.output)) < 0)
+                if ((r = nb_capture_init(&capture, cfg->capture_head, cfg->capture_tail, p.output)) < 0)
                         return nb_error_set(err, -r, "the output pipe");
         }
         _cleanup_close_ int filter_fd = memfd_create("nestbox-seccomp", MFD_CLOEXEC);

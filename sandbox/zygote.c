@@ -340,8 +340,7 @@ int nb_zygote_run(struct nb_zygote *z, const struct nb_sandbox_config *cfg, stru
         res->denials_reported = x.notify;
         _cleanup_(nb_capture_done) struct nb_capture capture = {};
         bool capturing = cfg->capture_head > 0 || cfg->capture_tail > 0;
-        if (capturing && ((r = nb_capture_init(&capture, cfg->capture_head, cfg->capture_tail)) < 0 ||
-                          (r = nb_capture_pipe(&capture, f.output)) < 0))
+        if (capturing && (r = nb_capture_init(&capture, cfg->capture_head, cfg->capture_tail, f.output)) < 0)
                 return nb_error_set(err, -r, "the output pipe");
         _cleanup_(nb_saved_mask_restore) struct nb_saved_mask sig = { .saved = false };
         if ((f.sigfd = nb_sandbox_block_signals(&sig.old, err)) < 0)

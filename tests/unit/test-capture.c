@@ -26,8 +26,7 @@ static void pipe_capture_done(struct pipe_capture *p) {
 
 static void open_capture(struct pipe_capture *p, size_t head, size_t tail) {
         p->fds[0] = p->fds[1] = -1;
-        CHECK_EQ_INT(nb_capture_init(&p->c, head, tail), 0);
-        CHECK_EQ_INT(nb_capture_pipe(&p->c, p->fds), 0);
+        CHECK_EQ_INT(nb_capture_init(&p->c, head, tail, p->fds), 0);
 }
 
 static void write_all(int fd, const char *p, size_t n) {
