@@ -87,6 +87,7 @@ def test_log_of_a_chatty_test_is_read_in_batches(tmp_path, resolve_dir, cache, o
     # Every dot is in the log, in one run of them (pytest's own "." follows).
     assert b"." * 2000 in log, log[:300]
 
+
 def failing_run(tmp_path, resolve_dir, cache, body):  # noqa: F811
     """The stdout of a run of one test whose outputs fail the target."""
     ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
