@@ -7,6 +7,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "sandbox-internal.h"
 #include "zygote-internal.h"
@@ -18,14 +19,8 @@ struct buf {
 
 static int put(struct buf *b, const char *s) {
         size_t n = strlen(s) + 1;
-        if (b->len + n > b->cap) {
-                size_t cap = (b->cap ? b->cap * 2 : 4096) + n;
-                char *p = realloc(b->p, cap);
-                if (!p)
-                        return -ENOMEM;
-                b->p = p;
-                b->cap = cap;
-        }
+        if (NB_RESERVE(b->p, b->cap, b->len, n, 4096) < 0)
+                return -ENOMEM;
         memcpy(b->p + b->len, s, n);
         b->len += n;
         return 0;

@@ -15,6 +15,7 @@
 #include <zstd.h>
 
 #include "cache/artifact.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
@@ -77,14 +78,8 @@ static int add_owned(struct nb_artifact *a, char *name, char *data, size_t len, 
                 e->len = len;
                 return 0;
         }
-        if (a->n == a->cap) {
-                size_t cap = a->cap ? a->cap * 2 : 16;
-                struct nb_artifact_entry *nv = reallocarray(a->entries, cap, sizeof(*nv));
-                if (!nv)
-                        return -ENOMEM;
-                a->entries = nv;
-                a->cap = cap;
-        }
+        if (NB_RESERVE(a->entries, a->cap, a->n, 1, 16) < 0)
+                return -ENOMEM;
         a->entries[a->n++] = (struct nb_artifact_entry) { TAKE_PTR(n), TAKE_PTR(d), len };
         return 0;
 }
@@ -224,20 +219,7 @@ struct membuf {
 
 /* Room for n more bytes; -ENOMEM. */
 static int membuf_reserve(struct membuf *m, size_t n) {
-        if (n <= m->cap - m->len)
-                return 0;
-        size_t ncap = m->cap ? m->cap : 65536;
-        while (ncap - m->len < n) {
-                if (ncap > SIZE_MAX / 2)
-                        return -ENOMEM;
-                ncap *= 2;
-        }
-        char *nd = realloc(m->data, ncap);
-        if (!nd)
-                return -ENOMEM;
-        m->data = nd;
-        m->cap = ncap;
-        return 0;
+        return NB_RESERVE(m->data, m->cap, m->len, n, 65536);
 }
 
 /* The tar is written twice: first only counted, then through a zstd stream told that

@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "cache/cas-internal.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "python/support.h"
@@ -94,15 +95,9 @@ static int add_entry(struct entry_list *l, enum ns ns, int parent, const char *d
                 e.bytes = (uint64_t) st.st_size;
         if (asprintf(&e.rel, "%s/%s", dirrel, name) < 0)
                 return -ENOMEM;
-        if (l->n == l->cap) {
-                size_t ncap = l->cap ? 2 * l->cap : 64;
-                struct entry *nv = reallocarray(l->v, ncap, sizeof(*nv));
-                if (!nv) {
-                        free(e.rel);
-                        return -ENOMEM;
-                }
-                l->v = nv;
-                l->cap = ncap;
+        if (NB_RESERVE(l->v, l->cap, l->n, 1, 64) < 0) {
+                free(e.rel);
+                return -ENOMEM;
         }
         l->v[l->n++] = e;
         return 0;

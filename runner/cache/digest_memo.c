@@ -21,6 +21,7 @@
 
 #include "cache/cas.h"
 #include "cache/digest_memo.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 
 #define MEMO_MAGIC "nestbox-digest-memo 2\n"
@@ -105,14 +106,8 @@ static struct memo_entry *slot_for(struct nb_digest_memo *m, uint64_t dev, uint6
         size_t i = probe(m, dev, ino);
         if (m->index[i])
                 return &m->e[m->index[i] - 1];
-        if (m->n == m->cap) {
-                size_t cap = m->cap ? m->cap * 2 : 256;
-                struct memo_entry *e = realloc(m->e, cap * sizeof(*e));
-                if (!e)
-                        return NULL;
-                m->e = e;
-                m->cap = cap;
-        }
+        if (NB_RESERVE(m->e, m->cap, m->n, 1, 256) < 0)
+                return NULL;
         m->index[i] = (uint32_t) (m->n + 1);
         struct memo_entry *e = &m->e[m->n++];
         *e = (struct memo_entry) { .dev = dev, .ino = ino };
@@ -133,16 +128,10 @@ static void get_identity(struct memo_entry *e, const unsigned char *p) {
 }
 
 static int arena_add(struct nb_digest_memo *m, const void *data, size_t len, size_t *off) {
-        if (!m->arena || m->arena_cap - m->arena_len < len) {
-                size_t cap = m->arena_cap ? m->arena_cap : 4096;
-                while (cap - m->arena_len < len)
-                        cap *= 2;
-                unsigned char *a = realloc(m->arena, cap);
-                if (!a)
-                        return -ENOMEM;
-                m->arena = a;
-                m->arena_cap = cap;
-        }
+        /* An empty listing's entry points into the arena too: one byte at least while
+         * there is none. */
+        if (NB_RESERVE(m->arena, m->arena_cap, m->arena_len, len || m->arena ? len : 1, 4096) < 0)
+                return -ENOMEM;
         memcpy(m->arena + m->arena_len, data, len);
         *off = m->arena_len;
         m->arena_len += len;

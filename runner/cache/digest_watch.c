@@ -24,6 +24,7 @@
 #include <unistd.h>
 
 #include "cache/digest_watch-internal.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "workspace/tree.h"
@@ -470,16 +471,10 @@ static void add_watch(const char *path, uint32_t flags) {
                 rec.error = errno;
                 return;
         }
-        if (rec.n == rec.cap) {
-                size_t cap = rec.cap ? rec.cap * 2 : 64;
-                int *v = realloc(rec.wds, cap * sizeof(int));
-                if (!v) {
-                        rec.failed = true;
-                        rec.error = ENOMEM;
-                        return;
-                }
-                rec.wds = v;
-                rec.cap = cap;
+        if (NB_RESERVE(rec.wds, rec.cap, rec.n, 1, 64) < 0) {
+                rec.failed = true;
+                rec.error = ENOMEM;
+                return;
         }
         rec.wds[rec.n++] = wd;
 }

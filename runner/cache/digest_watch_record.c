@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "cache/digest_watch-internal.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "workspace/tree.h"
 
@@ -14,17 +15,9 @@
 void nb_wr_put(struct buf *b, const void *data, size_t len) {
         if (b->oom)
                 return;
-        if (b->cap - b->len < len) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap - b->len < len)
-                        cap *= 2;
-                unsigned char *p = realloc(b->p, cap);
-                if (!p) {
-                        b->oom = true;
-                        return;
-                }
-                b->p = p;
-                b->cap = cap;
+        if (NB_RESERVE(b->p, b->cap, b->len, len, 4096) < 0) {
+                b->oom = true;
+                return;
         }
         memcpy(b->p + b->len, data, len);
         b->len += len;

@@ -22,6 +22,7 @@
 #include "cli/summary.h"
 #include "coverage/lcov.h"
 #include "junit/junit.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
@@ -129,14 +130,8 @@ static int add_unit(struct merge *m, const char *source, struct blob result, str
                     struct nb_error *err) {
         if (m->n >= MAX_UNITS)
                 return nb_error_input(err, E2BIG, "%s: more than %u results in all", source, MAX_UNITS);
-        if (m->n == m->cap) {
-                size_t cap = m->cap ? 2 * m->cap : 16;
-                struct unit *v = reallocarray(m->v, cap, sizeof(*v));
-                if (!v)
-                        return nb_error_set(err, ENOMEM, "%s", source);
-                m->v = v;
-                m->cap = cap;
-        }
+        if (NB_RESERVE(m->v, m->cap, m->n, 1, 16) < 0)
+                return nb_error_set(err, ENOMEM, "%s", source);
         struct unit *u = &m->v[m->n];
         *u = (struct unit) { .source = strdup(source) };
         if (!u->source)
@@ -212,15 +207,9 @@ static int walk(struct merge *m, int dfd, const char *source, unsigned depth, st
                 }
                 if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
                         continue;
-                if (n + 1 >= cap) {
-                        size_t ncap = cap ? 2 * cap : 16;
-                        char **g = reallocarray(names, ncap, sizeof(char *));
-                        if (!g) {
-                                closedir(d);
-                                return nb_error_set(err, ENOMEM, "%s", source);
-                        }
-                        names = g;
-                        cap = ncap;
+                if (NB_RESERVE(names, cap, n, 2, 16) < 0) { /* this name and the NULL */
+                        closedir(d);
+                        return nb_error_set(err, ENOMEM, "%s", source);
                 }
                 if (!(names[n] = strdup(de->d_name))) {
                         closedir(d);

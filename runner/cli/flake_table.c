@@ -9,6 +9,7 @@
 #include <string.h>
 
 #include "cli/flake_table.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/text.h"
 
@@ -55,14 +56,8 @@ int nb_flake_table_add(struct nb_flake_table *ft, const struct nb_result *res) {
                 size_t fails = tc->n_reruns + failed(tc->result.outcome);
                 if (fails == 0)
                         continue;
-                if (ft->n_rows == ft->cap) {
-                        size_t cap = ft->cap ? 2 * ft->cap : 64;
-                        struct nb_flake_row *rows = realloc(ft->rows, cap * sizeof(*rows));
-                        if (!rows)
-                                return -1;
-                        ft->rows = rows;
-                        ft->cap = cap;
-                }
+                if (NB_RESERVE(ft->rows, ft->cap, ft->n_rows, 1, 64) < 0)
+                        return -1;
                 struct nb_flake_row *row = &ft->rows[ft->n_rows];
                 *row = (struct nb_flake_row) { .seed = res->seed, .runs = tc->n_reruns + 1, .failures = fails };
                 if (asprintf(&row->id, "%s%s%s", tc->classname, *tc->classname ? "::" : "", tc->name) < 0 ||

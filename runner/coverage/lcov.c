@@ -7,6 +7,7 @@
 #include <string.h>
 
 #include "coverage/lcov.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
@@ -18,20 +19,6 @@ void nb_lcov_done(struct nb_lcov *l) {
         }
         free(l->files);
         *l = (struct nb_lcov) {};
-}
-
-static int grow(void **v, size_t *cap, size_t need, size_t size) {
-        if (need <= *cap)
-                return 0;
-        size_t c = *cap ? *cap * 2 : 16;
-        while (c < need)
-                c *= 2;
-        void *g = reallocarray(*v, c, size);
-        if (!g)
-                return -ENOMEM;
-        *v = g;
-        *cap = c;
-        return 0;
 }
 
 /* A workspace-relative path of printable UTF-8; "/work/" (the sandbox's root) is
@@ -76,7 +63,7 @@ static int parse_da(struct nb_lcov *l, struct nb_lcov_file *f, const char *s, co
                 return -EBADMSG;
         if (l->records >= NB_LCOV_MAX_RECORDS)
                 return -EFBIG;
-        if (grow((void **) &f->lines, &f->cap, f->n + 1, sizeof(*f->lines)) < 0)
+        if (NB_RESERVE(f->lines, f->cap, f->n, 1, 16) < 0)
                 return -ENOMEM;
         f->lines[f->n++] = (struct nb_lcov_line) { (uint32_t) line, hits };
         l->records++;
@@ -90,7 +77,7 @@ static int add_file(struct nb_lcov *l, const char *path, size_t len) {
                 return -ENOMEM;
         if (!rel)
                 return -EINVAL;
-        if (grow((void **) &l->files, &l->cap, l->n + 1, sizeof(*l->files)) < 0)
+        if (NB_RESERVE(l->files, l->cap, l->n, 1, 16) < 0)
                 return -ENOMEM;
         struct nb_lcov_file *f = &l->files[l->n];
         *f = (struct nb_lcov_file) { .path = strdup(rel) };
@@ -179,7 +166,7 @@ int nb_lcov_normalize(struct nb_lcov *l) {
                 struct nb_lcov_file *f = &l->files[i];
                 if (k && strcmp(l->files[k - 1].path, f->path) == 0) {
                         struct nb_lcov_file *into = &l->files[k - 1];
-                        if (grow((void **) &into->lines, &into->cap, into->n + f->n, sizeof(*into->lines)) < 0)
+                        if (NB_RESERVE(into->lines, into->cap, into->n, f->n, 16) < 0)
                                 return -ENOMEM;
                         memcpy(into->lines + into->n, f->lines, f->n * sizeof(*f->lines));
                         into->n += f->n;

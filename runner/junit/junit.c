@@ -24,6 +24,7 @@
 
 #include "junit/junit-internal.h"
 #include "junit/junit.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 
 /* ---- Parsing ------------------------------------------------------------------- */
@@ -166,14 +167,8 @@ static int start_case(struct sax_state *st, const xmlChar **attrs, int n) {
         struct nb_junit_report *rep = st->report;
         if (rep->n_testcases >= NB_JUNIT_MAX_TESTCASES)
                 return -E2BIG;
-        if (rep->n_testcases == st->cap_testcases) {
-                size_t cap = st->cap_testcases ? st->cap_testcases * 2 : 64;
-                struct nb_junit_testcase *t = reallocarray(rep->testcases, cap, sizeof(*t));
-                if (!t)
-                        return -ENOMEM;
-                rep->testcases = t;
-                st->cap_testcases = cap;
-        }
+        if (NB_RESERVE(rep->testcases, st->cap_testcases, rep->n_testcases, 1, 64) < 0)
+                return -ENOMEM;
         struct nb_junit_testcase *tc = &rep->testcases[rep->n_testcases++];
         *tc = (struct nb_junit_testcase) {};
         bool found;
@@ -350,15 +345,10 @@ static int append(struct sax_state *st, enum kind k, char **dst, const char *sep
                 a->cap = a->len + 1;
         }
         /* Lengths are bounded by the document (NB_JUNIT_MAX_SIZE): no overflow. */
-        size_t n_sep = strlen(sep), n_add = strlen(add), need = a->len + n_sep + n_add + 1;
-        if (need > a->cap) {
-                size_t cap = a->cap * 2 > need ? a->cap * 2 : need;
-                char *s = realloc(a->str, cap);
-                if (!s)
-                        return -ENOMEM;
-                a->str = *dst = s;
-                a->cap = cap;
-        }
+        size_t n_sep = strlen(sep), n_add = strlen(add);
+        if (NB_RESERVE(a->str, a->cap, a->len, n_sep + n_add + 1, 64) < 0)
+                return -ENOMEM;
+        *dst = a->str;
         memcpy(a->str + a->len, sep, n_sep);
         memcpy(a->str + a->len + n_sep, add, n_add + 1);
         a->len += n_sep + n_add;
@@ -426,17 +416,8 @@ static void on_characters(void *ctx, const xmlChar *ch, int len) {
         if (st->r < 0 || st->depth == 0 || !captures(st->kinds[st->depth - 1]) || len <= 0)
                 return;
         struct text_buf *b = &st->text;
-        /* The total is bounded by the document (NB_JUNIT_MAX_SIZE), so no overflow. */
-        if (b->len + (size_t) len > b->cap) {
-                size_t cap = b->cap ? b->cap : 256;
-                while (cap < b->len + (size_t) len)
-                        cap *= 2;
-                char *d = realloc(b->data, cap);
-                if (!d)
-                        return stop(ctxt, st, -ENOMEM);
-                b->data = d;
-                b->cap = cap;
-        }
+        if (NB_RESERVE(b->data, b->cap, b->len, (size_t) len, 256) < 0)
+                return stop(ctxt, st, -ENOMEM);
         memcpy(b->data + b->len, ch, (size_t) len);
         b->len += (size_t) len;
 }

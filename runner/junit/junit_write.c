@@ -14,6 +14,7 @@
 #include "junit/junit-internal.h"
 #include "junit/junit.h"
 #include "junit/xml_writer.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/text.h"
 
@@ -94,17 +95,9 @@ static int out_write(void *ctx, const char *buf, int len) {
                 b->failed = true;
                 return -1;
         }
-        if (b->len + (size_t) len + 1 > b->cap) {
-                size_t cap = b->cap ? b->cap : 4096;
-                while (cap < b->len + (size_t) len + 1)
-                        cap *= 2;
-                char *d = realloc(b->data, cap);
-                if (!d) {
-                        b->failed = true;
-                        return -1;
-                }
-                b->data = d;
-                b->cap = cap;
+        if (NB_RESERVE(b->data, b->cap, b->len, (size_t) len + 1, 4096) < 0) {
+                b->failed = true;
+                return -1;
         }
         memcpy(b->data + b->len, buf, (size_t) len);
         b->len += (size_t) len;

@@ -12,6 +12,7 @@
 #include <unistd.h>
 
 #include "cache/digest_watch.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
@@ -105,14 +106,8 @@ static int candidate(struct collector *c, int dfd, const char *rel, const char *
         }
         if (st.st_nlink > 1)
                 nb_digest_watch_file(dfd, name); /* a write through another link is told only to the file */
-        if (c->n_paths == c->cap) {
-                size_t ncap = c->cap ? c->cap * 2 : 64;
-                struct found *np = realloc(c->found, ncap * sizeof(*np));
-                if (!np)
-                        return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
-                c->found = np;
-                c->cap = ncap;
-        }
+        if (NB_RESERVE(c->found, c->cap, c->n_paths, 1, 64) < 0)
+                return nb_error_set(c->err, ENOMEM, "glob %s", c->glob);
         c->found[c->n_paths++] = (struct found) { TAKE_PTR(path), st.st_dev, st.st_ino, st.st_size, st.st_mode,
                                                   st.st_mtim, st.st_ctim };
         c->matches++;

@@ -10,6 +10,7 @@
 #include <sys/vfs.h>
 #include <unistd.h>
 
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "workspace/listing.h"
@@ -33,31 +34,15 @@ static int cmp_entry(const void *a, const void *b, void *names) {
 
 /* Room for one more entry in l->v. */
 static int grow(struct nb_listing *l) {
-        if (l->n < l->cap)
-                return 0;
-        size_t cap = l->cap ? l->cap * 2 : 64;
-        struct nb_listing_entry *v = reallocarray(l->v, cap, sizeof(*v));
-        if (!v)
-                return -ENOMEM;
-        l->v = v;
-        l->cap = cap;
-        return 0;
+        return NB_RESERVE(l->v, l->cap, l->n, 1, 64);
 }
 
 static int listing_add(struct nb_listing *l, const char *name, unsigned char type) {
         size_t len = strlen(name) + 1;
         if (grow(l) < 0)
                 return -ENOMEM;
-        if (l->names_cap - l->len < len) {
-                size_t cap = l->names_cap ? l->names_cap : 1024;
-                while (cap - l->len < len)
-                        cap *= 2;
-                char *names = realloc(l->names, cap);
-                if (!names)
-                        return -ENOMEM;
-                l->names = names;
-                l->names_cap = cap;
-        }
+        if (NB_RESERVE(l->names, l->names_cap, l->len, len, 1024) < 0)
+                return -ENOMEM;
         memcpy(l->names + l->len, name, len);
         l->v[l->n++] = (struct nb_listing_entry) { l->len, type };
         l->len += len;
