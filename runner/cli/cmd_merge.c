@@ -90,7 +90,29 @@ static int bad(struct nb_error *err, const char *source, const char *file, const
         return nb_error_input(err, EBADMSG, "%s/%s: %s", source, file, why);
 }
 
+/* A retried result's attempts, for the summary's "after N attempts"; a list that is
+ * not well-formed is left out (-ENOMEM only). */
+static int read_attempts(struct unit *u, json_t *a) {
+        size_t n = json_array_size(a);
+        if (!json_is_array(a) || n == 0 || n > 1000)
+                return 0;
+        _cleanup_free_ struct nb_attempt_record *v = calloc(n, sizeof(*v));
+        if (!v)
+                return -ENOMEM;
+        for (size_t i = 0; i < n; i++) {
+                json_t *e = json_array_get(a, i), *k = json_object_get(e, "attempt");
+                if (!json_is_integer(k) || json_integer_value(k) < 1 || json_integer_value(k) > 1000 ||
+                    nb_target_status_from_name(json_string_value(json_object_get(e, "status")), &v[i].status) < 0)
+                        return 0;
+                v[i].attempt = (unsigned) json_integer_value(k);
+        }
+        u->res.attempts = TAKE_PTR(v);
+        u->res.n_attempts = n;
+        return 0;
+}
+
 static int read_result(struct unit *u, struct blob j, struct nb_error *err) {
+        int r;
         json_auto_t *doc = j.len <= RESULT_MAX ? json_loadb(j.data, j.len, JSON_REJECT_DUPLICATES, NULL) : NULL;
         json_t *shard = json_object_get(doc, "shard"), *d = json_object_get(doc, "durations");
         const char *target = json_string_value(json_object_get(doc, "target"));
@@ -106,14 +128,19 @@ static int read_result(struct unit *u, struct blob j, struct nb_error *err) {
             !isfinite(json_number_value(wall)) || json_number_value(wall) < 0 || !status)
                 return bad(err, u->source, "result.json", "not a nestbox.result/v1 (target, shard, run, status, "
                            "durations.wall)");
-        if (strcmp(status, "PASSED") == 0)
-                u->res.status = NB_TARGET_PASSED;
-        else if (strcmp(status, "FAILED") == 0)
-                u->res.status = NB_TARGET_FAILED;
-        else if (strcmp(status, "TIMEOUT") == 0)
-                u->res.status = NB_TARGET_TIMEOUT;
-        else
-                return bad(err, u->source, "result.json", "status is none of PASSED, FAILED, TIMEOUT");
+        if (nb_target_status_from_name(status, &u->res.status) < 0)
+                return bad(err, u->source, "result.json", "status is none of PASSED, FAILED, TIMEOUT, FLAKY");
+        /* What the summary's repro hint names: the seed and the action, when they are
+         * well-formed (an older or foreign result.json goes without the hint's parts). */
+        json_t *seed = json_object_get(doc, "seed");
+        if (json_is_integer(seed) && json_integer_value(seed) >= 0)
+                u->res.seed = (uint64_t) json_integer_value(seed);
+        const char *action = json_string_value(json_object_get(doc, "action"));
+        if (action && strlen(action) == NB_DIGEST_HEX_LEN && strspn(action, "0123456789abcdef") == NB_DIGEST_HEX_LEN)
+                memcpy(u->res.action, action, NB_DIGEST_HEX_LEN + 1);
+        u->res.shuffle = json_is_true(json_object_get(doc, "shuffle"));
+        if ((r = read_attempts(u, json_object_get(doc, "attempts"))) < 0)
+                return nb_error_set(err, -r, "%s", u->source);
         const char *why = json_string_value(json_object_get(doc, "why"));
         if (!(u->res.target = strdup(target)) || (why && !(u->res.why = strdup(why))))
                 return nb_error_set(err, ENOMEM, "%s", u->source);

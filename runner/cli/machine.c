@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 /* --machine K/N, the CI's variables, and this machine's slice of the work items. */
 #include <errno.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -59,9 +60,21 @@ static const struct ci cis[] = {
         { "a Kubernetes Indexed Job", "JOB_COMPLETION_INDEX", NULL, 0 },
 };
 
-/* 1 with *k, *n when ci's variables are set, 0 when not, else the exit code. */
+/* -EINVAL with *problem, the line that says what is wrong with the variables (NULL
+ * when out of memory): printed only when no flag wins over them. */
+__attribute__((format(printf, 2, 3))) static int problem(char **ret, const char *fmt, ...) {
+        va_list ap;
+        va_start(ap, fmt);
+        if (vasprintf(ret, fmt, ap) < 0)
+                *ret = NULL;
+        va_end(ap);
+        return -EINVAL;
+}
+
+/* 1 with *k, *n when ci's variables are set, 0 when not, else -EINVAL (*problem) or
+ * -ENOMEM. */
 static int read_ci(const struct ci *ci, const struct nb_machine *m, const char *(*get)(const char *), unsigned *k,
-                   unsigned *n, char **text) {
+                   unsigned *n, char **text, char **why) {
         const char *iv = get(ci->index_var);
         const char *tv = ci->total_var ? get(ci->total_var) : get("NESTBOX_MACHINES");
         const char *tname = ci->total_var ? ci->total_var : "NESTBOX_MACHINES";
@@ -71,63 +84,84 @@ static int read_ci(const struct ci *ci, const struct nb_machine *m, const char *
                 if (tv && ci->total_var && parse_count(tv, &total) == 0 && total <= 1)
                         return 0;
                 if (tv && ci->total_var)
-                        return nb_die(NB_EXIT_USAGE, "%s=%s is set but %s is not", tname, tv, ci->index_var);
+                        return problem(why, "%s=%s is set but %s is not", tname, tv, ci->index_var);
                 return 0;
         }
         if (parse_count(iv, &idx) < 0 || idx < ci->base)
-                return nb_die(NB_EXIT_USAGE, "%s=%s: expected an integer from %u", ci->index_var, iv, ci->base);
+                return problem(why, "%s=%s: expected an integer from %u", ci->index_var, iv, ci->base);
         if (!ci->total_var && m->count_flag) {
                 total = m->count_flag;
                 tname = "--machines";
         } else if (!tv) {
-                return nb_die(NB_EXIT_USAGE, "%s=%s is set but %s is not%s", ci->index_var, iv, tname,
-                              ci->total_var ? "" : " (give the Job's completions as --machines N or NESTBOX_MACHINES)");
+                return problem(why, "%s=%s is set but %s is not%s", ci->index_var, iv, tname,
+                               ci->total_var ? "" : " (give the Job's completions as --machines N or NESTBOX_MACHINES)");
         } else if (parse_count(tv, &total) < 0 || total == 0) {
-                return nb_die(NB_EXIT_USAGE, "%s=%s: expected the number of machines, 1 to %u", tname, tv, MAX_MACHINES);
+                return problem(why, "%s=%s: expected the number of machines, 1 to %u", tname, tv, MAX_MACHINES);
         }
         if (idx - ci->base >= total)
-                return nb_die(NB_EXIT_USAGE, "%s=%s is out of range for %s=%u (%s counts from %u)", ci->index_var, iv,
-                              tname, total, ci->index_var, ci->base);
+                return problem(why, "%s=%s is out of range for %s=%u (%s counts from %u)", ci->index_var, iv, tname,
+                               total, ci->index_var, ci->base);
         *k = idx - ci->base + 1;
         *n = total;
         if (asprintf(text, "%s: %s=%s, %s=%u", ci->name, ci->index_var, iv, tname, total) < 0) {
                 *text = NULL;
-                return nb_die(NB_EXIT_INFRA, "out of memory");
+                return -ENOMEM;
         }
+        return 1;
+}
+
+/* What the CI's variables say: 1 with *k, *n and *ret_text (which CI, which
+ * variables), 0 when none is set, -EINVAL with *why, or -ENOMEM. */
+static int read_cis(const struct nb_machine *m, const char *(*get)(const char *), unsigned *k, unsigned *n,
+                    char **ret_text, char **why) {
+        _cleanup_free_ char *first = NULL;
+        for (size_t i = 0; i < NB_ELEMENTSOF(cis); i++) {
+                unsigned ck = 0, cn = 0;
+                _cleanup_free_ char *text = NULL;
+                int r = read_ci(&cis[i], m, get, &ck, &cn, &text, why);
+                if (r <= 0) {
+                        if (r < 0)
+                                return r;
+                        continue;
+                }
+                if (!first) {
+                        *k = ck;
+                        *n = cn;
+                        first = TAKE_PTR(text);
+                } else if (ck != *k || cn != *n)
+                        return problem(why, "the CI's variables disagree: %s says machine %u/%u, %s says %u/%u; "
+                                       "give --machine K/N", first, *k, *n, text, ck, cn);
+        }
+        if (!first)
+                return 0;
+        *ret_text = TAKE_PTR(first);
         return 1;
 }
 
 int nb_machine_detect(struct nb_machine *m, const char *(*get)(const char *)) {
         unsigned k = 0, n = 0;
-        _cleanup_free_ char *first = NULL;
-        for (size_t i = 0; i < NB_ELEMENTSOF(cis); i++) {
-                unsigned ck = 0, cn = 0;
-                _cleanup_free_ char *text = NULL;
-                int r = read_ci(&cis[i], m, get, &ck, &cn, &text);
-                if (r == 0)
-                        continue;
-                if (r != 1)
-                        return r;
-                if (!first) {
-                        k = ck;
-                        n = cn;
-                        first = TAKE_PTR(text);
-                } else if (ck != k || cn != n)
-                        return nb_die(NB_EXIT_USAGE, "the CI's variables disagree: %s says machine %u/%u, %s says %u/%u; "
-                                      "give --machine K/N", first, k, n, text, ck, cn);
-        }
+        _cleanup_free_ char *first = NULL, *why = NULL;
+        int r = read_cis(m, get, &k, &n, &first, &why);
+        if (r == -ENOMEM || (r == -EINVAL && !why))
+                return nb_die(NB_EXIT_INFRA, "out of memory");
         if (m->from_flag) {
-                if (first && (k != m->index || n != m->count) &&
-                    asprintf(&m->found, "--machine %u/%u (it wins over %s)", m->index, m->count, first) < 0)
-                        m->found = NULL;
-                else if (!m->found && asprintf(&m->found, "--machine %u/%u", m->index, m->count) < 0)
+                /* The flag wins: over variables that say another slice, and over ones
+                 * that say none clearly (unset halves, garbage, two CIs at odds). */
+                int k2 = r == 1 && (k != m->index || n != m->count)
+                                 ? asprintf(&m->found, "--machine %u/%u (it wins over %s)", m->index, m->count, first)
+                         : r < 0 ? asprintf(&m->found, "--machine %u/%u (it wins over the CI's variables: %s)", m->index,
+                                            m->count, why)
+                                 : asprintf(&m->found, "--machine %u/%u", m->index, m->count);
+                if (k2 < 0)
                         m->found = NULL;
                 return 0;
         }
-        if (!first && m->count_flag)
+        if (r < 0)
+                return nb_die(NB_EXIT_USAGE, "%s", why);
+        if (r == 0 && m->count_flag)
                 return nb_die(NB_EXIT_USAGE, "--machines %u: no JOB_COMPLETION_INDEX to say which one this is; "
                               "give --machine K/N", m->count_flag);
-        if (!first || n <= 1)
+        if (r == 0 || n <= 1)
                 return 0;
         m->index = k;
         m->count = n;

@@ -5,6 +5,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "coverage/lcov.h"
 #include "nestbox/alloc.h"
@@ -242,8 +243,15 @@ int nb_coverage_sum_add(struct nb_coverage_sum *s, const struct nb_result *r, st
 }
 
 int nb_coverage_sum_write(struct nb_coverage_sum *s, int out_dir, struct nb_error *err) {
-        if (s->inputs == 0)
+        if (s->inputs == 0) {
+                /* Nothing measured this time: an earlier run's sums must not pass for
+                 * this one's (a CI job uploads whatever is there). */
+                static const char *const stale[] = { "coverage.lcov", "coverage.xml" };
+                for (size_t i = 0; i < 2; i++)
+                        if (unlinkat(out_dir, stale[i], 0) < 0 && errno != ENOENT)
+                                return nb_error_set(err, errno, "--output: %s", stale[i]);
                 return 0;
+        }
         _cleanup_free_ char *lcov = NULL, *xml = NULL;
         size_t lcov_len = 0, xml_len = 0;
         int k = nb_lcov_to_text(&s->lcov, &lcov, &lcov_len);

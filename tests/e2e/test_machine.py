@@ -80,6 +80,21 @@ def test_the_flag_wins_and_says_so(tmp_path, ws):
     assert p.returncode == 0 and len(ran(p.stdout)) == 6 and not p.stdout.startswith("machine"), p.stdout
 
 
+@pytest.mark.parametrize("vars,says", [
+    ({"CI_NODE_INDEX": "garbage", "CI_NODE_TOTAL": "2"}, "CI_NODE_INDEX=garbage: expected an integer from 1"),
+    ({"BUILDKITE_PARALLEL_JOB": "0", "BUILDKITE_PARALLEL_JOB_COUNT": "2", "CI_NODE_INDEX": "2", "CI_NODE_TOTAL": "2"},
+     "the CI's variables disagree"),
+    ({"BUILDKITE_PARALLEL_JOB": "1"}, "BUILDKITE_PARALLEL_JOB=1 is set but BUILDKITE_PARALLEL_JOB_COUNT is not"),
+], ids=["garbage", "two-cis", "half-set"])
+def test_the_flag_wins_over_variables_that_say_no_slice(tmp_path, ws, vars, says):
+    # The README: "A flag wins over the variables"; refusing them is for a run without one.
+    p = run(["test", "--cache", tmp_path / "cache", "--machine", "2/3", ws], env=env(**vars))
+    assert p.returncode == 0, p.stdout + p.stderr
+    first = p.stdout.splitlines()[0]
+    assert first.startswith("machine 2/3 (--machine 2/3 (it wins over the CI's variables: ") and says in first, first
+    assert len(ran(p.stdout)) == 2 and p.stderr == "", p.stdout + p.stderr
+
+
 def test_slices_cover_every_item_once_and_are_balanced_by_cached_durations(tmp_path, resolve_dir):  # noqa: F811
     files = {**PASSING, "tests/test_slow.py": "import time\n\ndef test_slow():\n    time.sleep(1.5)\n"}
     targets = {"slow": {"tests": ["tests/test_slow.py"]}, **{f"fast{i}": {"tests": ["tests/test_calc.py"]}

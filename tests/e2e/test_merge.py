@@ -2,6 +2,7 @@
 --output (issue 15): shards made on "separate machines" (separate processes, separate
 caches) merge into what one unsharded run reports."""
 import os
+import re
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -99,6 +100,21 @@ def test_combined_coverage_sums_the_targets(tmp_path, ws):
     assert "lines-valid" in ET.parse(tmp_path / "out/coverage.xml").getroot().attrib
 
 
+def test_a_run_without_coverage_leaves_no_stale_sums(tmp_path, ws, resolve_dir):  # noqa: F811
+    out = tmp_path / "out"
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, ws]).returncode == 0
+    assert (out / "coverage.lcov").exists() and (out / "coverage.xml").exists()
+    p = run(["merge", "-o", tmp_path / "m", out])
+    assert p.returncode == 0 and (tmp_path / "m/coverage.lcov").exists(), p.stdout + p.stderr
+    # The same folders again, with nothing measured: an old sum must not pass for this run's.
+    plain = make_workspace(tmp_path / "plain", resolve_dir, FILES, {"app/tests": {}})
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, plain]).returncode == 0
+    assert not (out / "coverage.lcov").exists() and not (out / "coverage.xml").exists()
+    p = run(["merge", "-o", tmp_path / "m", out / "app/tests"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not (tmp_path / "m/coverage.lcov").exists() and not (tmp_path / "m/coverage.xml").exists()
+
+
 def test_merge_says_which_shards_are_missing_or_duplicated(tmp_path, ws):
     out = tmp_path / "out"
     p = run(["test", "--cache", tmp_path / "c", "--output", out, "--shards-per-target", "3", "--machine", "1/2", ws])
@@ -112,10 +128,28 @@ def test_merge_says_which_shards_are_missing_or_duplicated(tmp_path, ws):
 def test_merge_exits_1_when_a_test_failed(tmp_path, resolve_dir):  # noqa: F811
     files = {**PASSING, "tests/test_bad.py": "def test_bad():\n    assert 0\n"}
     ws = make_workspace(tmp_path / "ws", resolve_dir, files, {"app/tests": {"shards": 2}})
-    run(["test", "--cache", tmp_path / "c", "--output", tmp_path / "out", ws])
+    t = run(["test", "--cache", tmp_path / "c", "--output", tmp_path / "out", ws])
     p = run(["merge", "-o", tmp_path / "m", tmp_path / "out"])
     assert p.returncode == 1 and "FAILED" in p.stdout and "test_bad" in p.stdout, p.stdout + p.stderr
     assert cases(tmp_path / "m/junit.xml")[("app/tests", "tests.test_bad", "test_bad")] == "failure"
+    # The same line as test's: the seed and the repro hint of the failed shard.
+    hints = sorted(re.findall(r"seed \d+  nestbox repro [0-9a-f]{12}", t.stdout))
+    assert hints and sorted(re.findall(r"seed \d+  nestbox repro [0-9a-f]{12}", p.stdout)) == hints, \
+        t.stdout + p.stdout
+
+
+def test_merge_takes_a_flaky_result(tmp_path, resolve_dir):  # noqa: F811
+    files = {**PASSING, "tests/test_flaky.py": "import os\n\ndef test_second_time():\n"
+                                               "    assert os.environ['NESTBOX_ATTEMPT'] != '1'\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files, {"app/tests": {"attempts": 2}})
+    t = run(["test", "--cache", tmp_path / "c", "--output", tmp_path / "out", ws])
+    assert t.returncode == 0 and "FLAKY" in t.stdout, t.stdout + t.stderr
+    p = run(["merge", "-o", tmp_path / "m", tmp_path / "out"])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert re.search(r"^app/tests  FLAKY .*after 2 attempts", p.stdout, re.M), p.stdout
+    root = ET.parse(tmp_path / "m/junit.xml").getroot()
+    case = next(c for c in root.iter("testcase") if c.get("name") == "test_second_time")
+    assert case.find("flakyFailure") is not None and case.find("failure") is None, ET.tostring(case)
 
 
 @pytest.mark.parametrize("what,content,message", [
