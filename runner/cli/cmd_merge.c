@@ -32,7 +32,7 @@ static const char usage[] =
         "usage: nestbox merge [-o DIR] ARTIFACT|OUTPUT_DIR...\n"
         "\n"
         "Combines what `nestbox test --output` wrote (an OUTPUT_DIR, walked for every\n"
-        "<target>/ and <target>/shard-K-of-N/ folder holding a result.json) or artifacts\n"
+        "<target>/, <target>/shard-K-of-N/ and run-R/ folder holding a result.json) or artifacts\n"
         "(the tar.zst nestbox stores: result.json, junit.xml, coverage.lcov) of any number of\n"
         "shards, machines and runs into:\n"
         "  DIR/junit.xml      one <testsuite> per target, its shards folded in, testcases\n"

@@ -125,7 +125,8 @@ static int execute_with_events(struct nb_action *a, struct nb_store *store, cons
         nb_venv_on_built(NULL, NULL);
         if (r < 0) {
                 struct nb_summary sum = { .targets = 1, .errors = 1 };
-                nb_events_target_error(ev, a->target, nb_error_message(err));
+                nb_events_target_error(ev, a->target, a->shard_index, a->shard_count, a->run ? a->run : 1,
+                                       nb_error_message(err));
                 nb_events_run_finished(ev, &sum, nb_exit_code(err), 0, NULL, 0, NULL, NULL);
                 return r;
         }
@@ -211,7 +212,7 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
         json_auto_t *j = nb_result_to_json(&res, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
         json_t *outputs = NULL;
         r = j ? 0 : nb_error_set(&err, ENOMEM, "result");
-        if (r == 0 && out_dir >= 0 && (r = nb_output_write(out_dir, output_arg, &res, &outputs, &err)) == 0)
+        if (r == 0 && out_dir >= 0 && (r = nb_output_write(out_dir, output_arg, &res, 1, &outputs, &err)) == 0)
                 json_object_set_new(j, "outputs", outputs);
         reply->exit_code = nb_result_exit_code(&res);
         if (r == 0 && events.f) {
@@ -220,6 +221,7 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
                 nb_events_run_finished(&events, &sum, reply->exit_code, 0, NULL, 0, has_remote ? &remote : NULL,
                                        json_incref(j));
                 reply->in_events = events.f == stdout;
+                nb_exit_worst(&reply->exit_code, nb_events_check(&events, events_arg));
         }
         nb_result_done(&res);
         if (r < 0)

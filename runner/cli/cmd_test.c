@@ -101,7 +101,8 @@ static const char usage[] =
         "targets and their time, passed, failed, cached, ETA) and the targets that did not pass\n"
         "are repeated before the summary; elsewhere (CI logs) only the lines are printed.\n"
         "A target whose pytest collects no test (or `-k` deselects all) FAILS: 'no tests\n"
-        "collected'. --output DIR/<target>/ (a shard's: DIR/<target>/shard-K-of-N/) holds\n"
+        "collected'. --output DIR/<target>/ (a shard's: DIR/<target>/shard-K-of-N/; with\n"
+        "several runs, each run R's in run-R/ inside it), emptied as its item starts, holds\n"
         "junit.xml, log, result.json (nestbox.result/v1) and coverage.*; DIR/junit.xml\n"
         "combines every target, one <testsuite> each with its shards folded in, and\n"
         "DIR/coverage.lcov and DIR/coverage.xml sum the coverage of every target that\n"
@@ -211,6 +212,18 @@ static int item_starting(struct nb_work_item *it, void *userdata) {
         struct test_run *tr = userdata;
         if (tr->options->until_failure && tr->failed_run)
                 return -ECANCELED; /* --until-failure: a run failed, the rest are not wanted */
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        if (tr->out_dir >= 0 && nb_output_clear(tr->out_dir, it, tr->summary.runs_per_test, &err) < 0) {
+                /* Not run: its folder could hold an earlier run's files as if this one's. */
+                tr->summary.targets++;
+                tr->summary.errors++;
+                nb_events_target_error(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run,
+                                       nb_error_message(&err));
+                nb_progress_hide(tr->progress);
+                nb_exit_worst(&tr->status, nb_fail(&err));
+                nb_progress_show(tr->progress);
+                return -EIO;
+        }
         nb_events_target_started(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run);
         nb_progress_started(tr->progress, it);
         return 0;
@@ -274,7 +287,7 @@ static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_r
                 nb_error_clear(&err);
         }
         if (tr->out_dir >= 0) {
-                if (nb_output_write(tr->out_dir, tr->out_arg, res, NULL, &err) < 0)
+                if (nb_output_write(tr->out_dir, tr->out_arg, res, tr->summary.runs_per_test, NULL, &err) < 0)
                         nb_exit_worst(&code, nb_fail(&err));
                 nb_error_clear(&err);
                 if (nb_coverage_sum_add(&tr->coverage, res, &err) < 0)
@@ -304,12 +317,13 @@ static void item_ended(struct nb_work_item *it, int wstatus, void *userdata) {
                 if (r == -ENOENT && o->failed)
                         err = (struct nb_error) { o->err.code, TAKE_PTR(o->err.msg), o->err.klass };
                 else if (r == -ENOENT)
-                        nb_error_set(&err, ECHILD, "target \"%s\": its process %s %d", it->target->name,
+                        nb_error_setx(&err, ECHILD, "target \"%s\": its process %s %d", it->target->name,
                                      WIFSIGNALED(wstatus) ? "was killed by signal" : "exited with",
                                      WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
                 tr->summary.targets++;
                 tr->summary.errors++;
-                nb_events_target_error(&tr->events, it->target->name, nb_error_message(&err));
+                nb_events_target_error(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run,
+                                       nb_error_message(&err));
                 nb_progress_finished(tr->progress, it, NULL);
                 nb_exit_worst(&tr->status, nb_fail(&err));
         }
@@ -582,6 +596,7 @@ int cmd_test(int argc, char **argv) {
                 names[i] = tr.not_run[i]->name;
         nb_events_run_finished(&tr.events, &tr.summary, status, cancelled, names, names ? tr.n_not_run : 0,
                                has_remote ? &remote : NULL, NULL);
+        nb_exit_worst(&status, nb_events_check(&tr.events, events_arg));
         if (cancelled)
                 nb_summary_interrupted(cancelled, tr.not_run, tr.n_not_run);
         return status;

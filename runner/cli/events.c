@@ -7,7 +7,9 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "cli/cli.h"
 #include "cli/events.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/text.h"
 
@@ -18,7 +20,18 @@ int nb_events_open(const char *arg, struct nb_events *ev, struct nb_error *err) 
         return 0;
 }
 
+struct nb_pending_venv {
+        char *target;
+        char digest[NB_DIGEST_HEX_LEN + 1];
+        double seconds;
+};
+
 void nb_events_close(struct nb_events *ev) {
+        for (size_t i = 0; i < ev->n_pending; i++)
+                free(ev->pending[i].target);
+        free(ev->pending);
+        ev->pending = NULL;
+        ev->n_pending = ev->cap_pending = 0;
         if (ev->f && ev->f != stdout)
                 fclose(ev->f);
         else if (ev->f)
@@ -49,11 +62,15 @@ static void emit(struct nb_events *ev, const char *event, json_t *fields) {
             json_object_set_new(j, "time", json_real((double) now.tv_sec + (double) now.tv_nsec / 1e9)) < 0)
                 return;
         _cleanup_free_ char *line = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
-        if (line) {
-                fputs(line, ev->f);
-                fputc('\n', ev->f);
-                fflush(ev->f);
-        }
+        errno = 0;
+        if (line && !ev->error && (fputs(line, ev->f) < 0 || fputc('\n', ev->f) < 0 || fflush(ev->f) != 0))
+                ev->error = errno ? errno : EIO;
+}
+
+int nb_events_check(const struct nb_events *ev, const char *arg) {
+        if (!ev->error)
+                return 0;
+        return nb_die(NB_EXIT_INFRA, "--events %s: events were lost: %s", arg, strerror(ev->error));
 }
 
 void nb_events_run_started(struct nb_events *ev, const char *command, size_t items, unsigned jobs) {
@@ -65,6 +82,35 @@ void nb_events_venv_built(struct nb_events *ev, const char *target, const char *
         emit(ev, "venv_built", json_pack("{s:o, s:s, s:f}", "target", text(target), "venv", digest, "seconds", seconds));
 }
 
+void nb_events_venv_built_early(struct nb_events *ev, const char *target, const char *digest, double seconds) {
+        char *t = ev->f ? strdup(target) : NULL;
+        if (ev->f && (!t || NB_RESERVE(ev->pending, ev->cap_pending, ev->n_pending, 1, 4) < 0)) {
+                free(t);
+                nb_events_venv_built(ev, target, digest, seconds); /* out of memory: told now rather than never */
+                return;
+        }
+        if (!t)
+                return;
+        struct nb_pending_venv *p = &ev->pending[ev->n_pending++];
+        *p = (struct nb_pending_venv) { .target = t, .seconds = seconds };
+        (void) snprintf(p->digest, sizeof(p->digest), "%s", digest);
+}
+
+/* The pending venv_built of target (NULL: all of them), in the order they came. */
+static void tell_pending(struct nb_events *ev, const char *target) {
+        size_t kept = 0;
+        for (size_t i = 0; i < ev->n_pending; i++) {
+                struct nb_pending_venv *p = &ev->pending[i];
+                if (target && strcmp(p->target, target) != 0) {
+                        ev->pending[kept++] = *p;
+                        continue;
+                }
+                nb_events_venv_built(ev, p->target, p->digest, p->seconds);
+                free(p->target);
+        }
+        ev->n_pending = kept;
+}
+
 static json_t *shard(unsigned index, unsigned count) {
         return json_pack("{s:I, s:I}", "index", (json_int_t) index, "count", (json_int_t) count);
 }
@@ -73,6 +119,7 @@ void nb_events_target_started(struct nb_events *ev, const char *target, unsigned
                               unsigned run) {
         emit(ev, "target_started", json_pack("{s:o, s:o, s:I}", "target", text(target), "shard",
                                              shard(shard_index, shard_count), "run", (json_int_t) run));
+        tell_pending(ev, target);
 }
 
 static const char *outcome(enum nb_junit_outcome o) {
@@ -104,11 +151,13 @@ void nb_events_result(struct nb_events *ev, const struct nb_result *res) {
                        "run", (json_int_t) res->run));
 }
 
-void nb_events_target_error(struct nb_events *ev, const char *target, const char *why) {
+void nb_events_target_error(struct nb_events *ev, const char *target, unsigned shard_index, unsigned shard_count,
+                            unsigned run, const char *why) {
         emit(ev, "target_finished",
-             json_pack("{s:o, s:s, s:b, s:f, s:I, s:I, s:I, s:I, s:o}", "target", text(target), "status", "ERROR",
-                       "cached", 0, "wall", 0.0, "tests", (json_int_t) 0, "failures", (json_int_t) 0, "errors",
-                       (json_int_t) 0, "skipped", (json_int_t) 0, "why", text(why)));
+             json_pack("{s:o, s:s, s:b, s:f, s:I, s:I, s:I, s:I, s:o, s:o, s:I}", "target", text(target), "status",
+                       "ERROR", "cached", 0, "wall", 0.0, "tests", (json_int_t) 0, "failures", (json_int_t) 0, "errors",
+                       (json_int_t) 0, "skipped", (json_int_t) 0, "why", text(why), "shard",
+                       shard(shard_index, shard_count), "run", (json_int_t) run));
 }
 
 void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
@@ -118,6 +167,7 @@ void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, in
                 json_decref(result);
                 return;
         }
+        tell_pending(ev, NULL);
         json_t *names = json_array();
         for (size_t i = 0; names && i < n_not_run; i++)
                 json_array_append_new(names, text(not_run[i]));

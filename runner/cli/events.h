@@ -14,7 +14,12 @@
 #define NB_EVENTS_SCHEMA "nestbox.events/v1"
 
 struct nb_events {
-        FILE *f; /* NULL: no --events */
+        FILE *f;   /* NULL: no --events */
+        int error; /* the errno of the first event that could not be written, 0 */
+        /* venv_built of venvs built before their target started (the warm
+         * interpreter's): each told after its target's target_started. */
+        struct nb_pending_venv *pending;
+        size_t n_pending, cap_pending;
 };
 
 /* Opens --events arg ("-": stdout); a problem is a usage error. */
@@ -23,12 +28,19 @@ void nb_events_close(struct nb_events *ev);
 
 void nb_events_run_started(struct nb_events *ev, const char *command, size_t items, unsigned jobs);
 void nb_events_venv_built(struct nb_events *ev, const char *target, const char *digest, double seconds);
+/* A venv built for target before any of its items started: venv_built waits for the
+ * target's first target_started (or, when none comes, for run_finished). */
+void nb_events_venv_built_early(struct nb_events *ev, const char *target, const char *digest, double seconds);
 void nb_events_target_started(struct nb_events *ev, const char *target, unsigned shard_index, unsigned shard_count,
                               unsigned run);
 /* target_cached (a replay), one testcase per testcase, then target_finished. */
 void nb_events_result(struct nb_events *ev, const struct nb_result *res);
 /* A target that gave no result: target_finished with status "ERROR" and why. */
-void nb_events_target_error(struct nb_events *ev, const char *target, const char *why);
+void nb_events_target_error(struct nb_events *ev, const char *target, unsigned shard_index, unsigned shard_count,
+                            unsigned run, const char *why);
+/* After run_finished: 0, or the exit code once it has said in one line that events
+ * were lost (a full disk: a build tool reading them would wait for the end). */
+int nb_events_check(const struct nb_events *ev, const char *arg);
 /* The summary, the exit code, what was not run when interrupted (sig 0: it was not),
  * the remote cache's counters (NULL: no remote cache) and, for `run`, the result
  * (taken; NULL: none). */

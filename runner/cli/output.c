@@ -1,7 +1,9 @@
 /* SPDX-License-Identifier: MIT */
+#include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -10,9 +12,11 @@
 
 #include "cli/cli.h"
 #include "cli/output.h"
+#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
+#include "schedule/item.h"
 #include "workspace/json_read.h"
 
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
@@ -25,19 +29,89 @@ int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
 
 /* Output paths are derived from target names: anything but a plain relative path
  * character becomes "_", so a name cannot climb out of --output. A shard's folder is
- * <target>/shard-K-of-N, so shards (on one machine or many) never collide. */
-static char *output_subdir(const char *name, unsigned shard_index, unsigned shard_count) {
+ * <target>/shard-K-of-N, so shards (on one machine or many) never collide, and with
+ * several runs each has its own run-R inside, so that merge finds every run. */
+static char *output_subdir(const char *name, unsigned shard_index, unsigned shard_count, unsigned run,
+                           unsigned runs) {
         char *s = NULL;
-        if (shard_count > 1 ? asprintf(&s, "%s/shard-%u-of-%u", name, shard_index, shard_count) < 0
-                            : !(s = strdup(name)))
-                return NULL;
-        if (!s)
+        char shard[64] = "", in_run[32] = "";
+        if (shard_count > 1)
+                (void) snprintf(shard, sizeof(shard), "/shard-%u-of-%u", shard_index, shard_count);
+        if (runs > 1)
+                (void) snprintf(in_run, sizeof(in_run), "/run-%u", run);
+        if (asprintf(&s, "%s%s%s", name, shard, in_run) < 0)
                 return NULL;
         for (char *p = s; *p; p++)
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
                       *p == '-' || *p == '_' || *p == '/' || (*p == '.' && p != s && p[-1] != '/' && p[-1] != '.')))
                         *p = '_';
         return s;
+}
+
+/* Whether name is "<prefix><K>-of-<N>" (shards, *of the count wanted) or "run-<R>"
+ * with R <= of (runs): a sibling's folder of this layout, kept. */
+static bool sibling_of(const char *name, bool shards, unsigned of) {
+        unsigned k, n;
+        int end = 0;
+        if (shards)
+                return sscanf(name, "shard-%u-of-%u%n", &k, &n, &end) == 2 && name[end] == 0 && n == of && k >= 1 &&
+                       k <= n;
+        return sscanf(name, "run-%u%n", &k, &end) == 1 && name[end] == 0 && k >= 1 && k <= of;
+}
+
+/* In dir: everything but the siblings of this layout goes (an earlier run's files in
+ * a target's folder that now has shards, shards of another count, surplus runs). */
+static int keep_only_siblings(int parent, const char *dir, bool shards, unsigned of) {
+        _cleanup_close_ int fd = nb_mkdir_p_beneath(parent, dir, 0755);
+        if (fd < 0)
+                return fd;
+        DIR *d = NULL;
+        int r = nb_opendir_at(fd, ".", &d);
+        if (r < 0)
+                return r;
+        _cleanup_strv_free_ char **gone = NULL;
+        size_t n = 0, cap = 0;
+        struct dirent *de;
+        while (r == 0 && (errno = 0, de = nb_readdir_no_dots(d))) {
+                if (de->d_type == DT_DIR && sibling_of(de->d_name, shards, of))
+                        continue;
+                if (NB_RESERVE(gone, cap, n, 2, 8) < 0 || !(gone[n] = strdup(de->d_name)))
+                        r = -ENOMEM;
+                else
+                        gone[++n] = NULL;
+        }
+        if (r == 0 && errno)
+                r = -errno;
+        closedir(d);
+        for (size_t i = 0; r == 0 && i < n; i++)
+                r = nb_rm_rf_at(fd, gone[i]);
+        return r;
+}
+
+int nb_output_clear(int out_dir, const struct nb_work_item *it, unsigned runs, struct nb_error *err) {
+        const char *name = it->target->name;
+        unsigned run = it->run ? it->run : 1;
+        _cleanup_free_ char *target = output_subdir(name, 1, 1, 1, 1),
+                            *shard = output_subdir(name, it->shard_index, it->shard_count, 1, 1),
+                            *own = output_subdir(name, it->shard_index, it->shard_count, run, runs);
+        if (!target || !shard || !own)
+                return nb_error_set(err, ENOMEM, "--output");
+        int r = 0;
+        if (it->shard_count > 1)
+                r = keep_only_siblings(out_dir, target, true, it->shard_count);
+        if (r == 0 && runs > 1)
+                r = keep_only_siblings(out_dir, shard, false, runs);
+        if (r == 0 && strcmp(own, target) == 0)
+                r = nb_rm_rf_at(out_dir, target);
+        else if (r == 0) {
+                /* Its own folder, emptied: what was there is of an earlier run. */
+                char *slash = strrchr(own, '/');
+                *slash = 0;
+                _cleanup_close_ int parent = nb_mkdir_p_beneath(out_dir, own, 0755);
+                *slash = '/';
+                r = parent < 0 ? parent : nb_rm_rf_at(parent, slash + 1);
+        }
+        return r < 0 ? nb_error_set(err, -r, "--output: %s", own) : 0;
 }
 
 static json_t *outputs_json(const char *out_arg, const char *sub, const struct nb_result *r) {
@@ -59,9 +133,9 @@ static json_t *outputs_json(const char *out_arg, const char *sub, const struct n
         return o;
 }
 
-int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, json_t **ret_outputs,
+int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, unsigned runs, json_t **ret_outputs,
                     struct nb_error *err) {
-        _cleanup_free_ char *sub = output_subdir(r->target, r->shard_index, r->shard_count);
+        _cleanup_free_ char *sub = output_subdir(r->target, r->shard_index, r->shard_count, r->run, runs);
         if (!sub)
                 return nb_error_set(err, ENOMEM, "--output");
         /* DIR/<target>/ holds this run's files only: what an earlier run left (a

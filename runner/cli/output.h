@@ -14,10 +14,18 @@
 /* Opens (creating) --output DIR; -errno with err. */
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err);
 
-/* Writes DIR/<target>/: the artifact's files, and junit.xml with this invocation's
+/* Writes DIR/<target>/ (a shard's DIR/<target>/shard-K-of-N/, with runs > 1 run R's
+ * run-R/ inside): the artifact's files, and junit.xml with this invocation's
  * properties. *ret_outputs (may be NULL) gets the result's "outputs" object. */
-int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, json_t **ret_outputs,
+int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, unsigned runs, json_t **ret_outputs,
                     struct nb_error *err);
+
+/* As an item starts: empties its folder (above) and takes from its target's folder
+ * what no item of this layout writes (an earlier run's files beside shard folders,
+ * shards of another count, runs beyond `runs`), so that what an interrupted or
+ * failed-to-start item leaves is nothing, never an earlier run's pass. */
+struct nb_work_item;
+int nb_output_clear(int out_dir, const struct nb_work_item *it, unsigned runs, struct nb_error *err);
 
 /* The options test, actions and run share, for their getopt_long tables. */
 enum {

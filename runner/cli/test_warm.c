@@ -31,7 +31,7 @@ static const char *target_of(const struct prewarming *p, const struct nb_action 
  * item_frame). */
 static void venv_built(const char *digest, double seconds, void *userdata) {
         struct prewarming *p = userdata;
-        nb_events_venv_built(p->ev, p->building ? p->building : "", digest, seconds);
+        nb_events_venv_built_early(p->ev, p->building ? p->building : "", digest, seconds);
 }
 
 static void note(const struct nb_action *a, const struct nb_error *err, void *userdata) {

@@ -84,6 +84,29 @@ def test_first_signal_stops_everything(tmp_path, resolve_dir, cache, sig, code, 
     assert not (out / "a/hang").exists()
 
 
+def test_an_interrupted_target_leaves_no_earlier_output(tmp_path, resolve_dir, cache):  # noqa: F811
+    """--output DIR/<target>/ holds this run's files only: a target interrupted this
+    time must not keep the result.json of an earlier pass, which merge would count."""
+    ws = hang_ws(tmp_path, resolve_dir)
+    out = tmp_path / "out"
+    hang = ws / "hang/test_hang.py"
+    hanging = hang.read_text()
+    hang.write_text("def test_hang():\n    pass\n")
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(cache), "--output", str(out), str(ws), "a/hang"],
+                       capture_output=True, text=True)
+    assert p.returncode == 0 and (out / "a/hang/result.json").exists(), p.stdout + p.stderr
+    hang.write_text(hanging)
+    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--output", str(out), str(ws), "a/hang"],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: started(proc), "the hanging test started")
+    proc.send_signal(signal.SIGINT)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == 130 and "a/hang  INTERRUPTED" in stdout, stdout + stderr
+    assert not (out / "a/hang/result.json").exists() and not (out / "a/hang/junit.xml").exists()
+    m = subprocess.run([str(NESTBOX), "merge", "-o", str(tmp_path / "m"), str(out)], capture_output=True, text=True)
+    assert m.returncode != 0 and "PASSED" not in m.stdout, m.stdout + m.stderr
+
+
 def test_second_signal_kills_at_once(tmp_path, resolve_dir, cache):  # noqa: F811
     ws = hang_ws(tmp_path, resolve_dir)
     proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), str(ws)],

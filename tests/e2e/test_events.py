@@ -56,10 +56,12 @@ def test_events_of_a_run_then_of_its_replay(tmp_path, resolve_dir):  # noqa: F81
     finished = {e["target"]: e for e in events if e["event"] == "target_finished"}
     assert finished["a/tests"]["status"] == "PASSED" and finished["b/tests"]["status"] == "FAILED"
     assert finished["b/tests"]["failures"] == 1 and not finished["a/tests"]["cached"]
-    # Each target's testcases come between its start and its finish.
+    # Each target's events come between its start and its finish; the venv (built by
+    # the warm interpreter before either started) is told after its target's start.
     for t in ("a/tests", "b/tests"):
-        kinds = [e["event"] for e in events if e.get("target") == t and e["event"] != "venv_built"]
-        assert kinds[0] == "target_started" and kinds[-1] == "target_finished" and set(kinds[1:-1]) == {"testcase"}
+        kinds = [e["event"] for e in events if e.get("target") == t]
+        assert kinds[0] == "target_started" and kinds[-1] == "target_finished", kinds
+        assert set(kinds[1:-1]) <= {"testcase", "venv_built"}, kinds
     end = events[-1]
     assert end["summary"]["targets"] == 2 and end["summary"]["passed"] == 1 and end["summary"]["failed"] == 1
     assert end["exit_code"] == 1 and end["interrupted_by"] is None and end["not_run"] == [] and end["remote"] is None
@@ -102,3 +104,28 @@ def test_run_events(tmp_path, resolve_dir):  # noqa: F811
                         str(tmp_path / "a.json")], capture_output=True, text=True, timeout=600)
     assert json.loads(p.stdout)["cached"] is True
     assert [e["event"] for e in read_events(tmp_path / "ev")][2] == "target_cached"
+
+
+def test_an_item_that_gives_no_result_says_which_shard_and_run(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    out, ev = tmp_path / "out", tmp_path / "ev.jsonl"
+    (out / "app").mkdir(parents=True)
+    (out / "app/tests").write_text("a file where the target's folder goes\n")  # --output cannot empty it
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(tmp_path / "c"), "--shards-per-target", "2",
+                        "--runs-per-test", "2", "--output", str(out), "--events", str(ev), str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 3, p.stdout + p.stderr
+    errors = [e for e in read_events(ev) if e["event"] == "target_finished"]
+    assert sorted((e["shard"]["index"], e["shard"]["count"], e["run"]) for e in errors) == \
+        [(1, 2, 1), (1, 2, 2), (2, 2, 1), (2, 2, 2)], errors
+    assert all(e["status"] == "ERROR" and "--output: app/tests" in e["why"] for e in errors), errors
+    assert all(line.startswith("nestbox: --output: app/tests") for line in p.stderr.splitlines()), p.stderr
+    assert (out / "app/tests").read_text().startswith("a file")  # not the host's to replace
+
+
+def test_events_that_cannot_be_written_fail_the_run_in_one_line(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(tmp_path / "c"), "--events", "/dev/full", str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 3 and "app/tests  PASSED" in p.stdout, p.stdout + p.stderr
+    assert p.stderr == "nestbox: --events /dev/full: events were lost: No space left on device\n", p.stderr

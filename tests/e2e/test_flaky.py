@@ -129,10 +129,11 @@ def test_seed_fixes_every_run(ws, cache, tmp_path):
     digests = set(re.findall(r"nestbox repro ([0-9a-f]{12})", p.stdout))
     assert len(digests) == 3  # the run number is in the action
     assert table_rows(p.stdout)["tests.test_seeded::test_seeded"] == (3, 3, 100.0, [9])
-    # The combined report keeps the runs apart; DIR/<target>/ holds the last run's files.
+    # The combined report keeps the runs apart, and so does DIR/<target>/: run-R/ each.
     suites = [e.get("name") for e in ET.parse(out / "junit.xml").getroot().iter("testsuite")]
     assert suites == ["app/seeded", "app/seeded run 2", "app/seeded run 3"]
-    assert json.loads((out / "app/seeded/result.json").read_text())["run"] == 3
+    for r in (1, 2, 3):
+        assert json.loads((out / f"app/seeded/run-{r}/result.json").read_text())["run"] == r
 
 
 def test_attempts_make_a_flaky_target(ws, cache, tmp_path):

@@ -1,6 +1,7 @@
 """nestbox merge (issue 10, "One report"), and the combined coverage at the top of
 --output (issue 15): shards made on "separate machines" (separate processes, separate
 caches) merge into what one unsharded run reports."""
+import json
 import os
 import re
 import subprocess
@@ -113,6 +114,45 @@ def test_a_run_without_coverage_leaves_no_stale_sums(tmp_path, ws, resolve_dir):
     p = run(["merge", "-o", tmp_path / "m", out / "app/tests"])
     assert p.returncode == 0, p.stdout + p.stderr
     assert not (tmp_path / "m/coverage.lcov").exists() and not (tmp_path / "m/coverage.xml").exists()
+
+
+def test_output_holds_this_runs_files_only(tmp_path, resolve_dir):  # noqa: F811
+    """An unsharded pass, then the same target in shards with a failing test: the
+    target's folder keeps nothing of the first run, so merge sees the failure."""
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {"app/tests": {}})
+    out = tmp_path / "out"
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, ws]).returncode == 0
+    assert (out / "app/tests/result.json").exists()
+    (ws / "tests/test_new.py").write_text("def test_new():\n    assert False\n")
+    p = run(["test", "--cache", tmp_path / "c", "--shards-per-target", "2", "--output", out, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert sorted(x.name for x in (out / "app/tests").iterdir()) == ["shard-1-of-2", "shard-2-of-2"]
+    m = run(["merge", "-o", tmp_path / "m", out])
+    assert m.returncode == 1 and "1 target, 2 work items: 1 passed, 1 failed" in m.stdout, m.stdout
+    # Three shards now: the folders of two are of another split and go.
+    assert run(["test", "--cache", tmp_path / "c", "--shards-per-target", "3", "--output", out, ws]).returncode == 1
+    assert sorted(x.name for x in (out / "app/tests").iterdir()) == [f"shard-{k}-of-3" for k in (1, 2, 3)]
+
+
+def test_each_run_has_its_own_folder_and_merges(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {"app/tests": {"shards": 2}, "app/one": {}})
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "c", "--runs-per-test", "3", "--output", out, ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    for folder in [out / "app/one", out / "app/tests/shard-1-of-2", out / "app/tests/shard-2-of-2"]:
+        assert sorted(x.name for x in folder.iterdir()) == ["run-1", "run-2", "run-3"], folder
+        for r in (1, 2, 3):
+            assert json.loads((folder / f"run-{r}/result.json").read_text())["run"] == r
+    m = run(["merge", "-o", tmp_path / "m", out])
+    assert m.returncode == 0 and "missing" not in m.stderr and "duplicated" not in m.stderr, m.stdout + m.stderr
+    assert "3 targets, 9 work items" in m.stdout or "9 work items" in m.stdout, m.stdout
+    # Fewer runs next time: the surplus run's folder goes, and one run has no run-R.
+    assert run(["test", "--cache", tmp_path / "c", "--runs-per-test", "2", "--output", out, ws]).returncode == 0
+    assert sorted(x.name for x in (out / "app/one").iterdir()) == ["run-1", "run-2"]
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, ws]).returncode == 0
+    assert (out / "app/one/result.json").exists() and not (out / "app/one/run-1").exists()
+    assert sorted(x.name for x in (out / "app/tests").iterdir()) == ["shard-1-of-2", "shard-2-of-2"]
+    assert (out / "app/tests/shard-1-of-2/result.json").exists()
 
 
 def test_merge_says_which_shards_are_missing_or_duplicated(tmp_path, ws):
