@@ -378,13 +378,10 @@ static unsigned runs_wanted(const struct nb_action_options *o) {
  * retries its failures itself (nb_item_run). */
 static int make_items(struct test_run *tr, const struct nb_selection *sel, const struct nb_action_options *o,
                       unsigned shards_per_target, const struct nb_machine *m, size_t *ret_all, struct nb_error *err) {
-        int r = nb_work_items(sel, shards_per_target, o, tr->store.dir, m, &tr->items, &tr->n, ret_all);
+        unsigned runs = runs_wanted(o);
+        int r = nb_work_items(sel, shards_per_target, runs, o, tr->store.dir, m, &tr->items, &tr->n, ret_all);
         if (r < 0)
                 return nb_error_set(err, -r, "test");
-        unsigned runs = runs_wanted(o);
-        if ((r = nb_items_repeat(&tr->items, &tr->n, runs)) < 0)
-                return nb_error_set(err, -r, "test");
-        *ret_all *= runs;
         size_t n = tr->n;
         tr->n = 0; /* counts the items whose action is built, for test_run_done */
         tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));

@@ -185,7 +185,8 @@ static int slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct 
         if (!plan || !bin || !keys)
                 return -ENOMEM;
         for (size_t i = 0; i < *n; i++) {
-                if (asprintf(&keys[i], "%s#%u/%u", items[i].target->name, items[i].shard_index, items[i].shard_count) < 0) {
+                if (asprintf(&keys[i], "%s#%u/%u@%u", items[i].target->name, items[i].shard_index, items[i].shard_count,
+                             items[i].run) < 0) {
                         keys[i] = NULL;
                         return -ENOMEM;
                 }
@@ -202,9 +203,9 @@ static int slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct 
         return 0;
 }
 
-int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, const struct nb_action_options *o,
-                  struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item **ret, size_t *ret_n,
-                  size_t *ret_total) {
+int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, unsigned runs,
+                  const struct nb_action_options *o, struct nb_cache_dir *cache, const struct nb_machine *m,
+                  struct nb_work_item **ret, size_t *ret_n, size_t *ret_total) {
         size_t n = 0;
         for (size_t i = 0; i < sel->n; i++)
                 n += o->shard_count > 1 ? 1 : shards_per_target ? shards_per_target : sel->targets[i]->shards;
@@ -222,10 +223,12 @@ int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, co
                 for (unsigned s = 1; s <= count; s++)
                         items[k++] = (struct nb_work_item) { .target = t, .shard_index = s, .shard_count = count };
         }
+        int r = nb_items_repeat(&items, &n, runs);
+        if (r < 0)
+                return r;
         *ret_total = n;
         if (m && m->count > 1) {
-                int r = slice(cache, m, items, &n);
-                if (r < 0)
+                if ((r = slice(cache, m, items, &n)) < 0)
                         return r;
         }
         *ret = TAKE_PTR(items);

@@ -40,10 +40,11 @@ int nb_machines_option(const char *arg, struct nb_machine *m);
  * getenv is the lookup (tests pass their own). 0, else the exit code after printing. */
 int nb_machine_detect(struct nb_machine *m, const char *(*getenv_fn)(const char *));
 
-/* The items of sel (schedule/item.h; only target and shard filled; shards_per_target
- * 0: each target's own; a fixed --shard in o wins over both), in the selection's
- * order, then only this machine's slice of them. *ret_total: how many there were
- * before slicing. -errno. */
-int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, const struct nb_action_options *o,
-                  struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item **ret, size_t *ret_n,
-                  size_t *ret_total);
+/* The items of sel (schedule/item.h; only target, shard and run filled;
+ * shards_per_target 0: each target's own; a fixed --shard in o wins over both), each
+ * shard `runs` times (a shard's runs together), in the selection's order, then only
+ * this machine's slice of them: runs are work items too. *ret_total: how many there
+ * were before slicing. -errno. */
+int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, unsigned runs,
+                  const struct nb_action_options *o, struct nb_cache_dir *cache, const struct nb_machine *m,
+                  struct nb_work_item **ret, size_t *ret_n, size_t *ret_total);
