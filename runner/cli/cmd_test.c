@@ -432,6 +432,13 @@ static int open_events(const char *arg, struct nb_events *ev) {
         return 0;
 }
 
+/* An error before any item started: said on stderr and, with --events, as the run's
+ * end. */
+static int fail_before_start(struct test_run *tr, unsigned jobs, struct nb_error *err) {
+        nb_events_run_failed(&tr->events, "test", jobs, nb_exit_code(err), nb_error_message(err));
+        return nb_fail(err);
+}
+
 int cmd_test(int argc, char **argv) {
         const char *cache_arg = NULL, *events_arg = NULL;
         struct nb_action_options opts = { 0 };
@@ -494,18 +501,21 @@ int cmd_test(int argc, char **argv) {
                                 return r;
                 }
         }
-        _cleanup_selection_ struct nb_selection sel = { 0 };
-        if ((r = nb_load_targets(argc - optind, argv + optind, &sel)) != 0 ||
-            (r = nb_machine_detect(&machine, env_get)) != 0)
-                return r;
-        if (events_arg && (r = open_events(events_arg, &tr.events)) != 0)
-                return r;
         if (!jobs)
                 jobs = nb_cpus_available();
         /* --until-failure stops at the first failing run: the runs go one after another. */
         if (opts.until_failure)
                 jobs = 1;
         tr.options = &opts;
+        /* First, so that a reader of the events sees a run end however early it does. */
+        if (events_arg && (r = open_events(events_arg, &tr.events)) != 0)
+                return r;
+        _cleanup_selection_ struct nb_selection sel = { 0 };
+        if ((r = nb_load_targets(argc - optind, argv + optind, &sel)) != 0 ||
+            (r = nb_machine_detect(&machine, env_get)) != 0) {
+                nb_events_run_failed(&tr.events, "test", jobs, r, NULL);
+                return r;
+        }
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         /* From here a ^C is a cancel, not a kill: resolving the targets already writes
@@ -513,19 +523,20 @@ int cmd_test(int argc, char **argv) {
         catch_cancel();
         struct nb_cache_dir cache;
         if (nb_cache_dir_open(&cache, cache_arg, &err) < 0)
-                return nb_fail(&err);
+                return fail_before_start(&tr, jobs, &err);
         tr.store.dir = &cache;
         size_t n_all = 0;
         if ((tr.out_arg && nb_output_open(tr.out_arg, &tr.out_dir, &err) < 0) ||
             make_items(&tr, &sel, &opts, shards_per_target, &machine, &n_all, &err) < 0) {
                 nb_cache_dir_close(&cache);
-                return nb_fail(&err);
+                return fail_before_start(&tr, jobs, &err);
         }
         if (machine.found)
                 printf("machine %u/%u (%s): %zu of %zu work items\n", machine.index, machine.count, machine.found,
                        tr.n, n_all);
         if ((r = nb_remote_open(&modes, sel.ws->remote_cache, &tr.store.remote)) != 0) {
                 nb_cache_dir_close(&cache);
+                nb_events_run_failed(&tr.events, "test", jobs, r, NULL);
                 return r;
         }
         /* Serially the order does not change the total, so it stays the order named. */

@@ -74,6 +74,7 @@ int nb_events_check(const struct nb_events *ev, const char *arg) {
 }
 
 void nb_events_run_started(struct nb_events *ev, const char *command, size_t items, unsigned jobs) {
+        ev->started = true;
         emit(ev, "run_started", json_pack("{s:s, s:I, s:I}", "command", command, "items", (json_int_t) items, "jobs",
                                           (json_int_t) jobs));
 }
@@ -187,5 +188,20 @@ void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, in
                 json_object_set_new(j, "result", result);
         else
                 json_decref(result);
+        emit(ev, "run_finished", j);
+}
+
+void nb_events_run_failed(struct nb_events *ev, const char *command, unsigned jobs, int exit_code, const char *why) {
+        if (!ev->f)
+                return;
+        if (!ev->started)
+                nb_events_run_started(ev, command, 0, jobs);
+        json_t *j = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}, s:i, s:n, s:[], s:n}", "summary",
+                              "targets", (json_int_t) 0, "passed", (json_int_t) 0, "failed", (json_int_t) 0, "timed_out",
+                              (json_int_t) 0, "interrupted", (json_int_t) 0, "errors", (json_int_t) 0, "cached",
+                              (json_int_t) 0, "tests", (json_int_t) 0, "wall", 0.0, "exit_code", exit_code,
+                              "interrupted_by", "not_run", "remote");
+        if (j && why)
+                json_object_set_new(j, "error", text(why));
         emit(ev, "run_finished", j);
 }

@@ -16,6 +16,7 @@
 struct nb_events {
         FILE *f;   /* NULL: no --events */
         int error; /* the errno of the first event that could not be written, 0 */
+        bool started; /* run_started was written */
         /* venv_built of venvs built before their target started (the warm
          * interpreter's): each told after its target's target_started. */
         struct nb_pending_venv *pending;
@@ -38,6 +39,10 @@ void nb_events_result(struct nb_events *ev, const struct nb_result *res);
 /* A target that gave no result: target_finished with status "ERROR" and why. */
 void nb_events_target_error(struct nb_events *ev, const char *target, unsigned shard_index, unsigned shard_count,
                             unsigned run, const char *why);
+/* A run that ends before it began (bad input, an unusable cache): run_started, if
+ * it was not written yet, and run_finished with exit_code and error (why; NULL when
+ * what went wrong was printed only), so a reader always sees the run end. */
+void nb_events_run_failed(struct nb_events *ev, const char *command, unsigned jobs, int exit_code, const char *why);
 /* After run_finished: 0, or the exit code once it has said in one line that events
  * were lost (a full disk: a build tool reading them would wait for the end). */
 int nb_events_check(const struct nb_events *ev, const char *arg);

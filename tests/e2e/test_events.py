@@ -1,6 +1,7 @@
 """--events FILE|- on `test` and `run` (issue 10): JSON lines as things happen, each
 valid against runner/action/schema/events.schema.json (nestbox.events/v1)."""
 import json
+import re
 import subprocess
 
 import jsonschema
@@ -129,3 +130,33 @@ def test_events_that_cannot_be_written_fail_the_run_in_one_line(tmp_path, resolv
                        capture_output=True, text=True, timeout=600)
     assert p.returncode == 3 and "app/tests  PASSED" in p.stdout, p.stdout + p.stderr
     assert p.stderr == "nestbox: --events /dev/full: events were lost: No space left on device\n", p.stderr
+
+
+def test_a_run_that_ends_before_it_began_still_ends_in_the_events(tmp_path, resolve_dir):  # noqa: F811
+    # Shards: their plan needs the venv's digest, so the wheels are checked as the
+    # actions are made, before any item starts.
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {"app/tests": {"shards": 2}})
+    # A lockfile whose first hash is wrong.
+    bad = ws / "bad"
+    bad.mkdir()
+    lock = (resolve_dir / "default.lock").read_text()
+    digest = re.search(r"--hash=sha256:([0-9a-f]{64})", lock).group(1)
+    (bad / "default.lock").write_text(lock.replace(digest, "0" * 64, 1))
+    (bad / "wheelhouse").symlink_to(resolve_dir / "wheelhouse")
+    doc = json.loads((ws / "nestbox.json").read_text())
+    doc["resolves"]["default"] = {"lockfile": "bad/default.lock", "wheelhouse": "bad/wheelhouse"}
+    (ws / "nestbox.json").write_text(json.dumps(doc))
+    ev = tmp_path / "ev.jsonl"
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(tmp_path / "c"), "--events", str(ev), str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    events = read_events(ev)
+    assert [e["event"] for e in events] == ["run_started", "run_finished"], events
+    assert events[1]["exit_code"] == 2 and events[1]["error"] == p.stderr[len("nestbox: "):].rstrip("\n")
+    # A nestbox.json that is not JSON: the message went to stderr, the end is still told.
+    (ws / "nestbox.json").write_text("{not json")
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(tmp_path / "c"), "--events", str(ev), str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 2, p.stderr
+    events = read_events(ev)
+    assert [e["event"] for e in events] == ["run_started", "run_finished"] and events[1]["exit_code"] == 2, events
