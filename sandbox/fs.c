@@ -355,6 +355,9 @@ static int rm_rf_children(int dfd) {
                 if (k < 0 && ret == 0)
                         ret = k;
         }
+        /* readdir of a directory another remover emptied and removed meanwhile. */
+        if (errno && errno != ENOENT && ret == 0)
+                ret = -errno;
         return ret;
 }
 
@@ -363,14 +366,16 @@ int nb_rm_rf_at(int dirfd, const char *name) {
         if (fstatat(dirfd, name, &st, AT_SYMLINK_NOFOLLOW) < 0)
                 return errno == ENOENT ? 0 : -errno;
         if (S_ISDIR(st.st_mode)) {
+                /* Another remover may take it between the stat and the open (two
+                 * processes clearing one --output folder): gone is success. */
                 int dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                 if (dfd < 0) {
                         /* A read-only tree (mode 0555) is ours to remove: make it writable. */
                         if (errno != EACCES || fchmodat(dirfd, name, 0700, AT_SYMLINK_NOFOLLOW) < 0)
-                                return -errno;
+                                return errno == ENOENT ? 0 : -errno;
                         dfd = openat(dirfd, name, O_RDONLY | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
                         if (dfd < 0)
-                                return -errno;
+                                return errno == ENOENT ? 0 : -errno;
                 }
                 if (!(st.st_mode & S_IWUSR))
                         (void) fchmod(dfd, st.st_mode | S_IWUSR | S_IXUSR);

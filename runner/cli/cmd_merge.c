@@ -172,7 +172,8 @@ static int add_unit(struct merge *m, const char *source, struct blob result, str
         if ((r = nb_junit_parse(junit.data, junit.len, &u->res.report, err)) < 0)
                 return nb_error_classify(err, NB_ERROR_INPUT, nb_error_wrap(err, r, "%s/junit.xml", source));
         /* The claim gives way to the evidence: failures in the report fail the shard. */
-        if (u->res.status == NB_TARGET_PASSED && (u->res.report->failures || u->res.report->errors))
+        if ((u->res.status == NB_TARGET_PASSED || u->res.status == NB_TARGET_FLAKY) &&
+            (u->res.report->failures || u->res.report->errors))
                 u->res.status = NB_TARGET_FAILED;
         if (lcov.data) {
                 _cleanup_free_ char *name = NULL;
@@ -211,17 +212,20 @@ static int cmp_name(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* Every folder beneath dfd holding a result.json is one input (its undeclared/ is not
- * walked); the combined files at the top of an output dir are not inputs. */
+/* Every folder beneath dfd holding a result.json is one input; its undeclared/ (what
+ * the test wrote) is never walked, its other folders are (the output of a target
+ * named below it: lib/tests inside lib's). The combined files at the top of an output
+ * dir are not inputs. */
 static int walk(struct merge *m, int dfd, const char *source, unsigned depth, struct nb_error *err) {
         struct stat st;
-        if (depth > 0 && fstatat(dfd, "result.json", &st, AT_SYMLINK_NOFOLLOW) == 0)
-                return unit_from_dir(m, dfd, source, err);
+        bool unit = depth > 0 && fstatat(dfd, "result.json", &st, AT_SYMLINK_NOFOLLOW) == 0;
+        int r;
+        if (unit && (r = unit_from_dir(m, dfd, source, err)) < 0)
+                return r;
         if (depth >= MAX_DEPTH)
                 return nb_error_input(err, ELOOP, "%s: folders nested deeper than %u", source, MAX_DEPTH);
         DIR *d = NULL;
-        int r = nb_opendir_at(dfd, ".", &d);
-        if (r < 0)
+        if ((r = nb_opendir_at(dfd, ".", &d)) < 0)
                 return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, -r, "%s", source));
         /* Sorted names: the same inputs are read (and reported) in the same order. */
         _cleanup_strv_free_ char **names = NULL;
@@ -232,7 +236,7 @@ static int walk(struct merge *m, int dfd, const char *source, unsigned depth, st
                         closedir(d);
                         return nb_error_input(err, E2BIG, "%s: more than %u entries in all", source, MAX_ENTRIES);
                 }
-                if (de->d_type != DT_DIR && de->d_type != DT_UNKNOWN)
+                if ((de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) || (unit && strcmp(de->d_name, "undeclared") == 0))
                         continue;
                 if (NB_RESERVE(names, cap, n, 2, 16) < 0) { /* this name and the NULL */
                         closedir(d);

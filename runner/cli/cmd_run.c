@@ -212,7 +212,9 @@ int nb_run_request(int argc, char **argv, const struct nb_run_context *ctx, stru
         json_auto_t *j = nb_result_to_json(&res, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_CACHED);
         json_t *outputs = NULL;
         r = j ? 0 : nb_error_set(&err, ENOMEM, "result");
-        if (r == 0 && out_dir >= 0 && (r = nb_output_write(out_dir, output_arg, &res, 1, &outputs, &err)) == 0)
+        if (r == 0 && out_dir >= 0 &&
+            (r = nb_output_clear(out_dir, res.target, res.shard_index, res.shard_count, res.run, 1, NULL, &err)) == 0 &&
+            (r = nb_output_write(out_dir, output_arg, &res, 1, &outputs, &err)) == 0)
                 json_object_set_new(j, "outputs", outputs);
         reply->exit_code = nb_result_exit_code(&res);
         if (r == 0 && events.f) {

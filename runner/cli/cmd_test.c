@@ -170,6 +170,8 @@ struct test_run {
         uint64_t failed_seed;
         struct nb_remote_stats remote; /* the items' remote counters */
         struct nb_warm_tally warm;     /* for -v: which targets ran warm */
+        const struct nb_workspace *ws; /* whose other targets' --output folders are spared */
+        bool *cleared;                 /* per item: its --output folder was cleared */
 };
 
 static void test_run_done(struct test_run *tr) {
@@ -184,6 +186,7 @@ static void test_run_done(struct test_run *tr) {
         free(tr->items);
         free(tr->outcomes);
         free(tr->not_run);
+        free(tr->cleared);
         nb_progress_free(tr->progress);
         nb_events_close(&tr->events);
 }
@@ -208,12 +211,28 @@ static void catch_cancel(void) {
         (void) sigaction(SIGTERM, &sa, NULL);
 }
 
+static int clear_output(struct test_run *tr, const struct nb_work_item *it, struct nb_error *err) {
+        tr->cleared[it - tr->items] = true;
+        return nb_output_clear(tr->out_dir, it->target->name, it->shard_index, it->shard_count, it->run,
+                               tr->summary.runs_per_test, tr->ws, err);
+}
+
+/* The items that never started (cancelled, --until-failure stopped early): their
+ * folders may hold an earlier invocation's files, which must not pass for this one's. */
+static void clear_never_started(struct test_run *tr) {
+        for (size_t i = 0; tr->out_dir >= 0 && i < tr->n; i++) {
+                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+                if (!tr->cleared[i] && clear_output(tr, &tr->items[i], &err) < 0)
+                        nb_exit_worst(&tr->status, nb_fail(&err));
+        }
+}
+
 static int item_starting(struct nb_work_item *it, void *userdata) {
         struct test_run *tr = userdata;
         if (tr->options->until_failure && tr->failed_run)
                 return -ECANCELED; /* --until-failure: a run failed, the rest are not wanted */
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        if (tr->out_dir >= 0 && nb_output_clear(tr->out_dir, it, tr->summary.runs_per_test, &err) < 0) {
+        if (tr->out_dir >= 0 && clear_output(tr, it, &err) < 0) {
                 /* Not run: its folder could hold an earlier run's files as if this one's. */
                 tr->summary.targets++;
                 tr->summary.errors++;
@@ -386,7 +405,8 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
         tr->n = 0; /* counts the items whose action is built, for test_run_done */
         tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));
         tr->not_run = calloc(n + 1, sizeof(*tr->not_run));
-        if (!tr->outcomes || !tr->not_run || nb_item_reports_init(&tr->combined, n) < 0)
+        tr->cleared = calloc(n + 1, sizeof(*tr->cleared));
+        if (!tr->outcomes || !tr->not_run || !tr->cleared || nb_item_reports_init(&tr->combined, n) < 0)
                 return nb_error_set(err, ENOMEM, "test");
         for (; tr->n < n; tr->n++) {
                 struct nb_work_item *it = &tr->items[tr->n];
@@ -516,6 +536,7 @@ int cmd_test(int argc, char **argv) {
                 nb_events_run_failed(&tr.events, "test", jobs, r, NULL);
                 return r;
         }
+        tr.ws = sel.ws;
 
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         /* From here a ^C is a cancel, not a kill: resolving the targets already writes
@@ -562,6 +583,7 @@ int cmd_test(int argc, char **argv) {
                 nb_exit_worst(&tr.status, nb_fail(&err));
         nb_progress_end(tr.progress);
         nb_zygote_stop_all();
+        clear_never_started(&tr);
         /* The summary waits only for the uploads still pending, at most --remote-timeout. */
         bool has_remote = tr.store.remote != NULL;
         struct nb_remote_stats remote;

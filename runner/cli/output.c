@@ -16,7 +16,6 @@
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
-#include "schedule/item.h"
 #include "workspace/json_read.h"
 
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
@@ -41,28 +40,67 @@ static char *output_subdir(const char *name, unsigned shard_index, unsigned shar
                 (void) snprintf(in_run, sizeof(in_run), "/run-%u", run);
         if (asprintf(&s, "%s%s%s", name, shard, in_run) < 0)
                 return NULL;
+        /* A "/" only between two components: never leading (an absolute path that
+         * *at() calls would take as it is), doubled or trailing. */
         for (char *p = s; *p; p++)
                 if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      *p == '-' || *p == '_' || *p == '/' || (*p == '.' && p != s && p[-1] != '/' && p[-1] != '.')))
+                      *p == '-' || *p == '_' || (*p == '/' && p != s && p[-1] != '/' && p[1] != 0) ||
+                      (*p == '.' && p != s && p[-1] != '/' && p[-1] != '.')))
                         *p = '_';
         return s;
 }
 
-/* Whether name is "<prefix><K>-of-<N>" (shards, *of the count wanted) or "run-<R>"
- * with R <= of (runs): a sibling's folder of this layout, kept. */
+/* Whether name is the folder of a sibling in this layout, in the very spelling
+ * output_subdir gives it: "shard-K-of-N" of the count wanted, or "run-R" with R <= of. */
 static bool sibling_of(const char *name, bool shards, unsigned of) {
         unsigned k, n;
-        int end = 0;
-        if (shards)
-                return sscanf(name, "shard-%u-of-%u%n", &k, &n, &end) == 2 && name[end] == 0 && n == of && k >= 1 &&
-                       k <= n;
-        return sscanf(name, "run-%u%n", &k, &end) == 1 && name[end] == 0 && k >= 1 && k <= of;
+        char canon[64];
+        if (strspn(name, "abcdefghijklmnopqrstuvwxyz-0123456789") != strlen(name))
+                return false; /* no sign or space that sscanf would let through */
+        if (shards) {
+                if (sscanf(name, "shard-%u-of-%u", &k, &n) != 2 || n != of || k < 1 || k > n)
+                        return false;
+                (void) snprintf(canon, sizeof(canon), "shard-%u-of-%u", k, n);
+        } else {
+                if (sscanf(name, "run-%u", &k) != 1 || k < 1 || k > of)
+                        return false;
+                (void) snprintf(canon, sizeof(canon), "run-%u", k);
+        }
+        return strcmp(name, canon) == 0;
 }
 
-/* In dir: everything but the siblings of this layout goes (an earlier run's files in
- * a target's folder that now has shards, shards of another count, surplus runs). */
-static int keep_only_siblings(int parent, const char *dir, bool shards, unsigned of) {
-        _cleanup_close_ int fd = nb_mkdir_p_beneath(parent, dir, 0755);
+/* What a folder of DIR keeps when it is cleared for an item. */
+struct keep {
+        const struct nb_workspace *ws; /* NULL: no other target to spare */
+        const char *self;              /* the target's name */
+        int sibling; /* -1: none; 0: run-R with R <= of; 1: shard-K-of-of */
+        unsigned of;
+};
+
+/* Whether DIR/path is, or holds, the folder of another target of the workspace
+ * (targets lib and lib/tests: clearing lib's folder must spare lib/tests'). */
+static int holds_another_target(const struct keep *k, const char *path) {
+        size_t len = strlen(path);
+        for (size_t i = 0; k->ws && i < k->ws->n_targets; i++) {
+                const struct nb_target *t = &k->ws->targets[i];
+                if (strcmp(t->name, k->self) == 0)
+                        continue;
+                _cleanup_free_ char *f = output_subdir(t->name, 1, 1, 1, 1);
+                if (!f)
+                        return -ENOMEM;
+                if (strncmp(f, path, len) == 0 && (f[len] == 0 || f[len] == '/'))
+                        return 1;
+        }
+        return 0;
+}
+
+/* Empties DIR/dir but for what k keeps, never following a link: dir is opened
+ * beneath DIR with no link on the way (none there: nothing to clear), and each entry
+ * goes by its own name. */
+static int clear_dir(int out_dir, const char *dir, const struct keep *k) {
+        _cleanup_close_ int fd = nb_open_beneath(out_dir, dir, O_RDONLY | O_DIRECTORY, 0);
+        if (fd == -ENOENT)
+                return 0;
         if (fd < 0)
                 return fd;
         DIR *d = NULL;
@@ -72,12 +110,24 @@ static int keep_only_siblings(int parent, const char *dir, bool shards, unsigned
         _cleanup_strv_free_ char **gone = NULL;
         size_t n = 0, cap = 0;
         struct dirent *de;
-        while (r == 0 && (errno = 0, de = nb_readdir_no_dots(d))) {
-                if (de->d_type == DT_DIR && sibling_of(de->d_name, shards, of))
+        while (r == 0 && (de = nb_readdir_no_dots(d))) {
+                struct stat st;
+                bool is_dir = de->d_type == DT_DIR ||
+                              (de->d_type == DT_UNKNOWN && fstatat(fd, de->d_name, &st, AT_SYMLINK_NOFOLLOW) == 0 &&
+                               S_ISDIR(st.st_mode));
+                if (is_dir && k->sibling >= 0 && sibling_of(de->d_name, k->sibling == 1, k->of))
                         continue;
-                if (NB_RESERVE(gone, cap, n, 2, 8) < 0 || !(gone[n] = strdup(de->d_name)))
+                _cleanup_free_ char *path = NULL;
+                if (asprintf(&path, "%s/%s", dir, de->d_name) < 0) {
                         r = -ENOMEM;
-                else
+                        break;
+                }
+                int held = is_dir ? holds_another_target(k, path) : 0;
+                if (held < 0)
+                        r = held;
+                else if (!held && (NB_RESERVE(gone, cap, n, 2, 8) < 0 || !(gone[n] = strdup(de->d_name))))
+                        r = -ENOMEM;
+                else if (!held)
                         gone[++n] = NULL;
         }
         if (r == 0 && errno)
@@ -88,28 +138,32 @@ static int keep_only_siblings(int parent, const char *dir, bool shards, unsigned
         return r;
 }
 
-int nb_output_clear(int out_dir, const struct nb_work_item *it, unsigned runs, struct nb_error *err) {
-        const char *name = it->target->name;
-        unsigned run = it->run ? it->run : 1;
+int nb_output_clear(int out_dir, const char *name, unsigned shard_index, unsigned shard_count, unsigned run,
+                    unsigned runs, const struct nb_workspace *ws, struct nb_error *err) {
+        if (!run)
+                run = 1;
         _cleanup_free_ char *target = output_subdir(name, 1, 1, 1, 1),
-                            *shard = output_subdir(name, it->shard_index, it->shard_count, 1, 1),
-                            *own = output_subdir(name, it->shard_index, it->shard_count, run, runs);
+                            *shard = output_subdir(name, shard_index, shard_count, 1, 1),
+                            *own = output_subdir(name, shard_index, shard_count, run, runs);
         if (!target || !shard || !own)
                 return nb_error_set(err, ENOMEM, "--output");
+        /* From the target's folder down to the item's own, each level keeps its
+         * siblings of this layout (and other targets' folders), the item's own is emptied. */
+        struct keep k = { ws, name, -1, 0 };
         int r = 0;
-        if (it->shard_count > 1)
-                r = keep_only_siblings(out_dir, target, true, it->shard_count);
-        if (r == 0 && runs > 1)
-                r = keep_only_siblings(out_dir, shard, false, runs);
-        if (r == 0 && strcmp(own, target) == 0)
-                r = nb_rm_rf_at(out_dir, target);
-        else if (r == 0) {
-                /* Its own folder, emptied: what was there is of an earlier run. */
-                char *slash = strrchr(own, '/');
-                *slash = 0;
-                _cleanup_close_ int parent = nb_mkdir_p_beneath(out_dir, own, 0755);
-                *slash = '/';
-                r = parent < 0 ? parent : nb_rm_rf_at(parent, slash + 1);
+        if (shard_count > 1) {
+                k.sibling = 1;
+                k.of = shard_count;
+                r = clear_dir(out_dir, target, &k);
+        }
+        if (r == 0 && runs > 1) {
+                k.sibling = 0;
+                k.of = runs;
+                r = clear_dir(out_dir, shard, &k);
+        }
+        if (r == 0) {
+                k.sibling = -1;
+                r = clear_dir(out_dir, own, &k);
         }
         return r < 0 ? nb_error_set(err, -r, "--output: %s", own) : 0;
 }
@@ -138,17 +192,8 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
         _cleanup_free_ char *sub = output_subdir(r->target, r->shard_index, r->shard_count, r->run, runs);
         if (!sub)
                 return nb_error_set(err, ENOMEM, "--output");
-        /* DIR/<target>/ holds this run's files only: what an earlier run left (a
-         * screenshot of a failure) goes first. Parent by parent, never following a link. */
-        char *slash = strrchr(sub, '/');
-        if (slash)
-                *slash = 0;
-        _cleanup_close_ int parent = slash ? nb_mkdir_p_beneath(out_dir, sub, 0755) : fcntl(out_dir, F_DUPFD_CLOEXEC, 3);
-        if (slash)
-                *slash = '/';
-        int k = parent < 0 ? parent : nb_rm_rf_at(parent, slash ? slash + 1 : sub);
-        if (k < 0)
-                return nb_error_set(err, -k, "--output: %s", sub);
+        /* The folder was emptied as the item started (nb_output_clear). */
+        int k;
         _cleanup_close_ int dir = nb_mkdir_p_beneath(out_dir, sub, 0755);
         if (dir < 0)
                 return nb_error_set(err, -dir, "--output: %s", sub);

@@ -20,12 +20,14 @@ int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err);
 int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r, unsigned runs, json_t **ret_outputs,
                     struct nb_error *err);
 
-/* As an item starts: empties its folder (above) and takes from its target's folder
- * what no item of this layout writes (an earlier run's files beside shard folders,
- * shards of another count, runs beyond `runs`), so that what an interrupted or
- * failed-to-start item leaves is nothing, never an earlier run's pass. */
-struct nb_work_item;
-int nb_output_clear(int out_dir, const struct nb_work_item *it, unsigned runs, struct nb_error *err);
+/* Before an item runs (and for one that never ran): empties its folder (above) and
+ * takes from its target's folder what no item of this layout writes (an earlier
+ * run's files beside shard folders, shards of another count, runs beyond `runs`), so
+ * that an interrupted or never started item leaves nothing, never an earlier run's
+ * pass. The folders of ws's other targets (lib/tests inside lib's) are spared; ws may
+ * be NULL. Never follows a link: every folder is opened beneath out_dir. */
+int nb_output_clear(int out_dir, const char *target, unsigned shard_index, unsigned shard_count, unsigned run,
+                    unsigned runs, const struct nb_workspace *ws, struct nb_error *err);
 
 /* The options test, actions and run share, for their getopt_long tables. */
 enum {

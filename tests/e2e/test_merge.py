@@ -4,6 +4,7 @@ caches) merge into what one unsharded run reports."""
 import json
 import os
 import re
+import shutil
 import subprocess
 import xml.etree.ElementTree as ET
 
@@ -155,6 +156,85 @@ def test_each_run_has_its_own_folder_and_merges(tmp_path, resolve_dir):  # noqa:
     assert (out / "app/tests/shard-1-of-2/result.json").exists()
 
 
+def test_clearing_output_never_reaches_outside_it(tmp_path, resolve_dir):  # noqa: F811
+    """Target names come from an untrusted workspace and DIR may hold planted links:
+    clearing a folder opens every component beneath DIR and follows no link."""
+    victim = tmp_path / "victim"
+    (victim / "tests").mkdir(parents=True)
+    (victim / "tests/keep").write_text("the host's\n")
+    # A name that is an absolute path of the host.
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {str(victim / "tests"): {}})
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "c", "--output", out, ws])
+    assert (victim / "tests/keep").read_text() == "the host's\n", p.stdout + p.stderr
+    assert p.returncode == 0 and not any(x.is_symlink() for x in out.rglob("*")), p.stdout + p.stderr
+    # A link planted where a target's folder goes, in every layout.
+    ws = make_workspace(tmp_path / "ws2", resolve_dir, PASSING, {"lib/tests": {}})
+    for extra in ([], ["--shards-per-target", "2"], ["--runs-per-test", "2"]):
+        out = tmp_path / f"out{len(extra)}{extra[:1]}"
+        out.mkdir()
+        (out / "lib").symlink_to(victim)
+        p = run(["test", "--cache", tmp_path / "c", "--output", out, *extra, ws])
+        assert (victim / "tests/keep").read_text() == "the host's\n", (extra, p.stdout, p.stderr)
+        assert p.returncode == 3 and "--output: lib/tests" in p.stderr, (extra, p.stdout, p.stderr)
+
+
+def test_clearing_spares_a_target_named_inside_another(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {"lib": {}, "lib/tests": {}})
+    out = tmp_path / "out"
+    for extra in ([], ["--shards-per-target", "2"], ["--runs-per-test", "2"]):
+        p = run(["test", "--cache", tmp_path / "c", "-j", "1", "--output", out, *extra, ws, "lib/tests", "lib"])
+        assert p.returncode == 0, p.stdout + p.stderr
+        m = run(["merge", "-o", tmp_path / "m", out])
+        assert m.returncode == 0 and "2 targets" in m.stdout.splitlines()[-1], (extra, m.stdout, m.stderr)
+
+
+def test_runs_that_never_started_leave_no_earlier_files(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    out = tmp_path / "out"
+    p = run(["test", "--cache", tmp_path / "c", "--output", out, "--until-failure", "--max-runs", "4", ws])
+    assert p.returncode == 0 and sorted(x.name for x in (out / "app/tests").iterdir()) == [f"run-{r}" for r in
+                                                                                         (1, 2, 3, 4)], p.stdout
+    (ws / "tests/test_new.py").write_text("def test_new():\n    assert False\n")
+    p = run(["test", "--cache", tmp_path / "c", "--output", out, "--until-failure", "--max-runs", "4", ws])
+    assert p.returncode == 1 and "until-failure: run 1 failed" in p.stdout, p.stdout
+    # Runs 2 to 4 did not run this time: their folders hold nothing of the last time.
+    assert [x.name for x in (out / "app/tests").rglob("result.json")] == ["result.json"]
+    assert (out / "app/tests/run-1/result.json").exists()
+    m = run(["merge", "-o", tmp_path / "m", out])
+    assert m.returncode == 1 and "1 target: 0 passed, 1 failed" in m.stdout, m.stdout + m.stderr
+
+
+def test_folders_that_only_look_like_this_layout_go(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    out = tmp_path / "out"
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, "--runs-per-test", "2", ws]).returncode == 0
+    for odd in ("run-+2", "run-02", "run- 1", "run-3"):
+        shutil.copytree(out / "app/tests/run-1", out / "app/tests" / odd)
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, "--runs-per-test", "2", ws]).returncode == 0
+    assert sorted(x.name for x in (out / "app/tests").iterdir()) == ["run-1", "run-2"]
+
+
+def test_two_processes_share_one_output_dir(tmp_path, resolve_dir):  # noqa: F811
+    # The shards of one target from two processes at once, over an earlier split's
+    # folders that both clear: each gets its own folder, neither fails.
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    out = tmp_path / "out"
+    for round in range(3):
+        for k in (1, 2, 3):
+            d = out / f"app/tests/shard-{k}-of-3/undeclared"
+            for i in range(200):
+                (d / f"d{i % 20}").mkdir(parents=True, exist_ok=True)
+                (d / f"d{i % 20}/f{i}").write_text("x")
+        procs = [subprocess.Popen([str(NESTBOX), "test", "--cache", str(tmp_path / f"c{k}"), "--shard", f"{k}/2",
+                                   "--output", str(out), str(ws)], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                  text=True) for k in (1, 2)]
+        for p in procs:
+            stdout, stderr = p.communicate(timeout=600)
+            assert p.returncode == 0, (round, stdout, stderr)
+        assert sorted(x.name for x in (out / "app/tests").iterdir()) == ["shard-1-of-2", "shard-2-of-2"]
+
+
 def test_merge_says_which_shards_are_missing_or_duplicated(tmp_path, ws):
     out = tmp_path / "out"
     p = run(["test", "--cache", tmp_path / "c", "--output", out, "--shards-per-target", "3", "--machine", "1/2", ws])
@@ -190,6 +270,13 @@ def test_merge_takes_a_flaky_result(tmp_path, resolve_dir):  # noqa: F811
     root = ET.parse(tmp_path / "m/junit.xml").getroot()
     case = next(c for c in root.iter("testcase") if c.get("name") == "test_second_time")
     assert case.find("flakyFailure") is not None and case.find("failure") is None, ET.tostring(case)
+    # A claim of FLAKY gives way to a report with a failure in it, as PASSED does.
+    (ws / "tests/test_flaky.py").write_text("def test_second_time():\n    assert False\n")
+    assert run(["test", "--cache", tmp_path / "c", "--output", tmp_path / "out", ws]).returncode == 1
+    result = tmp_path / "out/app/tests/result.json"
+    result.write_text(result.read_text().replace('"FAILED"', '"FLAKY"'))
+    p = run(["merge", "-o", tmp_path / "m", tmp_path / "out"])
+    assert p.returncode == 1 and "app/tests  FAILED" in p.stdout, p.stdout + p.stderr
 
 
 @pytest.mark.parametrize("what,content,message", [
