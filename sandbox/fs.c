@@ -289,7 +289,8 @@ static int write_replace(int dirfd, const char *path, const void *data, size_t l
         if (dfd < 0)
                 return -errno;
         _cleanup_free_ char *tmp = NULL;
-        if (asprintf(&tmp, ".#%s.%d.%lx", name, (int) getpid(), (unsigned long) random()) < 0)
+        /* Short whatever name is: a name near NAME_MAX has no room for a prefix. */
+        if (asprintf(&tmp, ".#nb.%d.%lx", (int) getpid(), (unsigned long) random()) < 0)
                 return -ENOMEM;
         _cleanup_close_ int fd = openat(dfd, tmp, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, mode);
         if (fd < 0)

@@ -27,6 +27,7 @@
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
 #include "workspace/json_read.h"
+#include "workspace/target_folder.h"
 
 static const char usage[] =
         "usage: nestbox merge [-o DIR] ARTIFACT|OUTPUT_DIR...\n"
@@ -55,7 +56,7 @@ static const char usage[] =
         "2 usage or an unreadable input, 4 a shard timed out (and none failed otherwise).\n";
 
 #define MAX_UNITS 100000u
-#define MAX_DEPTH 32u
+#define MAX_DEPTH (NB_TARGET_MAX_DEPTH + 8u) /* a target's components, its shard and run */
 #define MAX_ENTRIES 1000000u
 #define RESULT_MAX (1u << 20)
 #define ARTIFACT_MAX (512u * 1024u * 1024u)
@@ -212,10 +213,10 @@ static int cmp_name(const void *a, const void *b) {
         return strcmp(*(char *const *) a, *(char *const *) b);
 }
 
-/* Every folder beneath dfd holding a result.json is one input; its undeclared/ (what
- * the test wrote) is never walked, its other folders are (the output of a target
- * named below it: lib/tests inside lib's). The combined files at the top of an output
- * dir are not inputs. */
+/* Every folder beneath dfd holding a result.json is one input; an undeclared/ (what
+ * a test wrote) is never walked, other folders below an input are (the output of a
+ * target named below it: lib/tests inside lib's). The combined files at the top of
+ * an output dir are not inputs. */
 static int walk(struct merge *m, int dfd, const char *source, unsigned depth, struct nb_error *err) {
         struct stat st;
         bool unit = depth > 0 && fstatat(dfd, "result.json", &st, AT_SYMLINK_NOFOLLOW) == 0;
@@ -236,7 +237,8 @@ static int walk(struct merge *m, int dfd, const char *source, unsigned depth, st
                         closedir(d);
                         return nb_error_input(err, E2BIG, "%s: more than %u entries in all", source, MAX_ENTRIES);
                 }
-                if ((de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) || (unit && strcmp(de->d_name, "undeclared") == 0))
+                /* What a test wrote is never an input, whoever's folder it is in. */
+                if ((de->d_type != DT_DIR && de->d_type != DT_UNKNOWN) || strcmp(de->d_name, "undeclared") == 0)
                         continue;
                 if (NB_RESERVE(names, cap, n, 2, 16) < 0) { /* this name and the NULL */
                         closedir(d);

@@ -17,6 +17,7 @@
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
 #include "workspace/json_read.h"
+#include "workspace/target_folder.h"
 
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
         int fd = nb_mkdir_p_user(arg, 0755);
@@ -26,8 +27,8 @@ int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
         return 0;
 }
 
-/* Output paths are derived from target names: anything but a plain relative path
- * character becomes "_", so a name cannot climb out of --output. A shard's folder is
+/* Output paths are derived from target names (nb_target_folder: a plain relative
+ * path, one per target), so a name cannot climb out of --output. A shard's folder is
  * <target>/shard-K-of-N, so shards (on one machine or many) never collide, and with
  * several runs each has its own run-R inside, so that merge finds every run. */
 static char *output_subdir(const char *name, unsigned shard_index, unsigned shard_count, unsigned run,
@@ -38,15 +39,9 @@ static char *output_subdir(const char *name, unsigned shard_index, unsigned shar
                 (void) snprintf(shard, sizeof(shard), "/shard-%u-of-%u", shard_index, shard_count);
         if (runs > 1)
                 (void) snprintf(in_run, sizeof(in_run), "/run-%u", run);
-        if (asprintf(&s, "%s%s%s", name, shard, in_run) < 0)
+        _cleanup_free_ char *folder = nb_target_folder(name);
+        if (!folder || asprintf(&s, "%s%s%s", folder, shard, in_run) < 0)
                 return NULL;
-        /* A "/" only between two components: never leading (an absolute path that
-         * *at() calls would take as it is), doubled or trailing. */
-        for (char *p = s; *p; p++)
-                if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-                      *p == '-' || *p == '_' || (*p == '/' && p != s && p[-1] != '/' && p[1] != 0) ||
-                      (*p == '.' && p != s && p[-1] != '/' && p[-1] != '.')))
-                        *p = '_';
         return s;
 }
 
@@ -78,8 +73,14 @@ struct keep {
 };
 
 /* Whether DIR/path is, or holds, the folder of another target of the workspace
- * (targets lib and lib/tests: clearing lib's folder must spare lib/tests'). */
+ * (targets lib and lib/tests: clearing lib's folder must spare lib/tests'). With no
+ * workspace (`nestbox run`), any folder but those --output itself names may be one. */
 static int holds_another_target(const struct keep *k, const char *path) {
+        const char *base = strrchr(path, '/');
+        if (nb_output_reserved(base ? base + 1 : path))
+                return 0; /* undeclared/, run-N, shard-K-of-N: never a target's (nb_target_name_problem) */
+        if (!k->ws)
+                return 1;
         size_t len = strlen(path);
         for (size_t i = 0; k->ws && i < k->ws->n_targets; i++) {
                 const struct nb_target *t = &k->ws->targets[i];

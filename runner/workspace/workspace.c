@@ -15,6 +15,7 @@
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
 #include "workspace/json_read.h"
+#include "workspace/target_folder.h"
 #include "workspace/workspace.h"
 
 /* A workspace file is a few kilobytes; anything near this is not one. */
@@ -242,10 +243,50 @@ static int parse_resolves(const struct nb_json_reader *p, json_t *doc, struct nb
         return r;
 }
 
+struct folder_of {
+        char *folder;
+        const char *name;
+};
+
+static int cmp_folder(const void *a, const void *b) {
+        return strcmp(((const struct folder_of *) a)->folder, ((const struct folder_of *) b)->folder);
+}
+
+/* Two targets never share an --output folder ("a@b" and "a_b" both map to a_b):
+ * sorted by folder, neighbours compared, O(n log n). */
+static int check_folders(const struct nb_json_reader *p, const char *const *names, size_t n) {
+        struct folder_of *v = calloc(n + 1, sizeof(*v));
+        if (!v)
+                return nb_jr_oom(p);
+        int r = 0;
+        for (size_t i = 0; r == 0 && i < n; i++)
+                if (!(v[i] = (struct folder_of) { nb_target_folder(names[i]), names[i] }).folder)
+                        r = nb_jr_oom(p);
+        if (r == 0)
+                nb_qsort(v, n, sizeof(*v), cmp_folder);
+        for (size_t i = 1; r == 0 && i < n; i++)
+                if (strcmp(v[i - 1].folder, v[i].folder) == 0)
+                        r = nb_jr_fail(p, "targets", "targets \"%s\" and \"%s\" would share the --output folder %s",
+                                       v[i - 1].name, v[i].name, v[i].folder);
+        for (size_t i = 0; i < n; i++)
+                free(v[i].folder);
+        free(v);
+        return r;
+}
+
 static int parse_targets(const struct nb_json_reader *p, json_t *doc, struct nb_workspace *ws) {
         json_t *obj;
         _cleanup_free_ const char **keys = NULL;
         int r = named_members(p, doc, "targets", "target", &obj, &keys);
+        for (size_t i = 0; r >= 0 && keys[i]; i++) {
+                const char *why = nb_target_name_problem(keys[i]);
+                if (why) {
+                        _cleanup_free_ char *path = nb_jr_join(p, "targets", keys[i], true);
+                        return path ? nb_jr_fail(p, path, "invalid target name: %s", why) : nb_jr_oom(p);
+                }
+        }
+        if (r >= 0)
+                r = check_folders(p, keys, json_object_size(obj));
         if (r >= 0 && !(ws->targets = calloc(json_object_size(obj) + 1, sizeof(struct nb_target))))
                 r = nb_jr_oom(p);
         for (size_t i = 0; r >= 0 && keys[i]; i++) {

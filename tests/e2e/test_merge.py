@@ -162,12 +162,12 @@ def test_clearing_output_never_reaches_outside_it(tmp_path, resolve_dir):  # noq
     victim = tmp_path / "victim"
     (victim / "tests").mkdir(parents=True)
     (victim / "tests/keep").write_text("the host's\n")
-    # A name that is an absolute path of the host.
+    # A name that is an absolute path of the host is refused as the workspace loads.
     ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {str(victim / "tests"): {}})
     out = tmp_path / "out"
     p = run(["test", "--cache", tmp_path / "c", "--output", out, ws])
     assert (victim / "tests/keep").read_text() == "the host's\n", p.stdout + p.stderr
-    assert p.returncode == 0 and not any(x.is_symlink() for x in out.rglob("*")), p.stdout + p.stderr
+    assert p.returncode == 2 and "invalid target name" in p.stderr, p.stdout + p.stderr
     # A link planted where a target's folder goes, in every layout.
     ws = make_workspace(tmp_path / "ws2", resolve_dir, PASSING, {"lib/tests": {}})
     for extra in ([], ["--shards-per-target", "2"], ["--runs-per-test", "2"]):
@@ -203,6 +203,56 @@ def test_runs_that_never_started_leave_no_earlier_files(tmp_path, resolve_dir): 
     assert (out / "app/tests/run-1/result.json").exists()
     m = run(["merge", "-o", tmp_path / "m", out])
     assert m.returncode == 1 and "1 target: 0 passed, 1 failed" in m.stdout, m.stdout + m.stderr
+
+
+FORGE = ("import json, os\n\ndef test_forge():\n    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
+         "    for r in (1, 2):\n        os.makedirs(f'{d}/a{r}', exist_ok=True)\n"
+         "        open(f'{d}/a{r}/result.json', 'w').write(json.dumps({'target': 'victim', 'status': 'PASSED',\n"
+         "            'shard': {'index': 1, 'count': 1}, 'run': r, 'durations': {'wall': 1.0}}))\n"
+         "        open(f'{d}/a{r}/junit.xml', 'w').write('<testsuite tests=\"1\"><testcase classname=\"x\" "
+         "name=\"forged\"/></testsuite>')\n")
+
+
+def test_what_a_test_wrote_is_never_merged(tmp_path, resolve_dir):  # noqa: F811
+    files = {**PASSING, "tests/test_forge.py": FORGE, "tests/test_bad.py": "def test_bad():\n    assert False\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files, {
+        "lib": {"tests": ["tests/test_forge.py"]}, "victim": {"tests": ["tests/test_bad.py"]}})
+    out = tmp_path / "out"
+    assert run(["test", "--cache", tmp_path / "c", "--output", out, ws, "lib"]).returncode == 0
+    assert (out / "lib/undeclared/a1/result.json").exists()
+    p = run(["test", "--cache", tmp_path / "c", "--output", out, "--runs-per-test", "2", ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    m = run(["merge", "-o", tmp_path / "m", out])
+    assert m.returncode == 1 and "forged" not in (tmp_path / "m/junit.xml").read_text(), m.stdout + m.stderr
+    assert "duplicated" not in m.stderr and "victim  FAILED" in m.stdout, m.stdout + m.stderr
+    # Wherever an undeclared/ is (here: a folder with no result.json of its own), merge
+    # never reads what is in it.
+    shutil.copytree(tmp_path / "out/victim/run-1", out / "odd/undeclared/u1")
+    m = run(["merge", "-o", tmp_path / "m", out])
+    assert m.returncode == 1 and "duplicated" not in m.stderr, m.stdout + m.stderr
+
+
+def test_run_output_spares_other_targets_folders(tmp_path, resolve_dir):  # noqa: F811
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, {"lib": {}, "lib/tests": {}})
+    out = tmp_path / "out"
+    for t in ("lib/tests", "lib"):
+        action = run(["actions", ws, t]).stdout.splitlines()[0]
+        (tmp_path / "a.json").write_text(action)
+        p = run(["run", "--cache", tmp_path / "c", "--output", out, tmp_path / "a.json"])
+        assert p.returncode == 0, p.stdout + p.stderr
+    assert (out / "lib/result.json").exists() and (out / "lib/tests/result.json").exists()
+    m = run(["merge", "-o", tmp_path / "m", out])
+    assert m.returncode == 0 and "2 targets" in m.stdout.splitlines()[-1], m.stdout + m.stderr
+
+
+def test_a_long_undeclared_name_is_written_back(tmp_path, resolve_dir):  # noqa: F811
+    files = {**PASSING, "tests/test_long.py": "import os\n\ndef test_long():\n"
+                                              "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
+                                              "    open(os.path.join(d, 'x' * 250), 'w').write('long')\n"}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files, {"app/tests": {"tests": ["tests/test_long.py"]}})
+    p = run(["test", "--cache", tmp_path / "c", "--output", tmp_path / "out", ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert (tmp_path / "out/app/tests/undeclared" / ("x" * 250)).read_text() == "long"
 
 
 def test_folders_that_only_look_like_this_layout_go(tmp_path, resolve_dir):  # noqa: F811
