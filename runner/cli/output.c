@@ -68,7 +68,7 @@ static bool sibling_of(const char *name, bool shards, unsigned of) {
 struct keep {
         const struct nb_workspace *ws; /* NULL: no other target to spare */
         const char *self;              /* the target's name */
-        int sibling; /* -1: none; 0: run-R with R <= of; 1: shard-K-of-of */
+        int sibling; /* -1: none; 0: run-R with R <= of; 1: shard-K-of-N with N == of */
         unsigned of;
 };
 
