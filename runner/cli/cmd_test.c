@@ -211,6 +211,15 @@ static void catch_cancel(void) {
         (void) sigaction(SIGTERM, &sa, NULL);
 }
 
+/* An item that gave no result: counted, told to --events, said in one line. */
+static void item_error(struct test_run *tr, const struct nb_work_item *it, struct nb_error *err) {
+        tr->summary.targets++;
+        tr->summary.errors++;
+        nb_events_target_error(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run,
+                               nb_error_message(err));
+        nb_exit_worst(&tr->status, nb_fail(err));
+}
+
 static int clear_output(struct test_run *tr, const struct nb_work_item *it, struct nb_error *err) {
         tr->cleared[it - tr->items] = true;
         return nb_output_clear(tr->out_dir, it->target->name, it->shard_index, it->shard_count, it->run,
@@ -234,12 +243,8 @@ static int item_starting(struct nb_work_item *it, void *userdata) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         if (tr->out_dir >= 0 && clear_output(tr, it, &err) < 0) {
                 /* Not run: its folder could hold an earlier run's files as if this one's. */
-                tr->summary.targets++;
-                tr->summary.errors++;
-                nb_events_target_error(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run,
-                                       nb_error_message(&err));
                 nb_progress_hide(tr->progress);
-                nb_exit_worst(&tr->status, nb_fail(&err));
+                item_error(tr, it, &err);
                 nb_progress_show(tr->progress);
                 return -EIO;
         }
@@ -339,12 +344,8 @@ static void item_ended(struct nb_work_item *it, int wstatus, void *userdata) {
                         nb_error_setx(&err, ECHILD, "target \"%s\": its process %s %d", it->target->name,
                                      WIFSIGNALED(wstatus) ? "was killed by signal" : "exited with",
                                      WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
-                tr->summary.targets++;
-                tr->summary.errors++;
-                nb_events_target_error(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run,
-                                       nb_error_message(&err));
                 nb_progress_finished(tr->progress, it, NULL);
-                nb_exit_worst(&tr->status, nb_fail(&err));
+                item_error(tr, it, &err);
         }
         nb_item_outcome_done(o);
         nb_progress_show(tr->progress);

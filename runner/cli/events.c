@@ -161,9 +161,10 @@ void nb_events_target_error(struct nb_events *ev, const char *target, unsigned s
                        shard(shard_index, shard_count), "run", (json_int_t) run));
 }
 
-void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
-                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote,
-                            json_t *result) {
+/* run_finished, with one more field (key: value, taken) when key is not NULL. */
+static void run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
+                         const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote,
+                         const char *key, json_t *result) {
         if (!ev->f) {
                 json_decref(result);
                 return;
@@ -185,10 +186,16 @@ void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, in
                        sig ? json_string(sig == SIGINT ? "SIGINT" : "SIGTERM") : json_null(), "not_run",
                        names ? names : json_array(), "remote", rem);
         if (j && result)
-                json_object_set_new(j, "result", result);
+                json_object_set_new(j, key, result);
         else
                 json_decref(result);
         emit(ev, "run_finished", j);
+}
+
+void nb_events_run_finished(struct nb_events *ev, const struct nb_summary *s, int exit_code, int sig,
+                            const char *const *not_run, size_t n_not_run, const struct nb_remote_stats *remote,
+                            json_t *result) {
+        run_finished(ev, s, exit_code, sig, not_run, n_not_run, remote, "result", result);
 }
 
 void nb_events_run_failed(struct nb_events *ev, const char *command, unsigned jobs, int exit_code, const char *why) {
@@ -196,12 +203,6 @@ void nb_events_run_failed(struct nb_events *ev, const char *command, unsigned jo
                 return;
         if (!ev->started)
                 nb_events_run_started(ev, command, 0, jobs);
-        json_t *j = json_pack("{s:{s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:I, s:f}, s:i, s:n, s:[], s:n}", "summary",
-                              "targets", (json_int_t) 0, "passed", (json_int_t) 0, "failed", (json_int_t) 0, "timed_out",
-                              (json_int_t) 0, "interrupted", (json_int_t) 0, "errors", (json_int_t) 0, "cached",
-                              (json_int_t) 0, "tests", (json_int_t) 0, "wall", 0.0, "exit_code", exit_code,
-                              "interrupted_by", "not_run", "remote");
-        if (j && why)
-                json_object_set_new(j, "error", text(why));
-        emit(ev, "run_finished", j);
+        run_finished(ev, &(struct nb_summary) {}, exit_code, 0, NULL, 0, NULL, "error", why ? text(why) : NULL);
 }
+

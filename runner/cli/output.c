@@ -194,7 +194,6 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
         if (!sub)
                 return nb_error_set(err, ENOMEM, "--output");
         /* The folder was emptied as the item started (nb_output_clear). */
-        int k;
         _cleanup_close_ int dir = nb_mkdir_p_beneath(out_dir, sub, 0755);
         if (dir < 0)
                 return nb_error_set(err, -dir, "--output: %s", sub);
@@ -203,7 +202,7 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
                 return nb_error_set(err, errno, "--output: %s", sub);
         _cleanup_(nb_artifact_done) struct nb_artifact tmp = {};
         const struct nb_artifact *art;
-        k = nb_result_full_artifact(r, &tmp, &art, err);
+        int k = nb_result_full_artifact(r, &tmp, &art, err);
         if (k < 0)
                 return nb_error_wrap(err, k, "--output: %s", sub);
         k = nb_artifact_extract(art, d, err);
