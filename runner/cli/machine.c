@@ -1,7 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 /* --machine K/N, the CI's variables, and this machine's slice of the work items. */
 #include <errno.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -60,21 +59,10 @@ static const struct ci cis[] = {
         { "a Kubernetes Indexed Job", "JOB_COMPLETION_INDEX", NULL, 0 },
 };
 
-/* -EINVAL with *problem, the line that says what is wrong with the variables (NULL
- * when out of memory): printed only when no flag wins over them. */
-__attribute__((format(printf, 2, 3))) static int problem(char **ret, const char *fmt, ...) {
-        va_list ap;
-        va_start(ap, fmt);
-        if (vasprintf(ret, fmt, ap) < 0)
-                *ret = NULL;
-        va_end(ap);
-        return -EINVAL;
-}
-
-/* 1 with *k, *n when ci's variables are set, 0 when not, else -EINVAL (*problem) or
- * -ENOMEM. */
+/* 1 with *k, *n when ci's variables are set, 0 when not, else -EINVAL (err says
+ * what is wrong with them, an input error) or -ENOMEM. */
 static int read_ci(const struct ci *ci, const struct nb_machine *m, const char *(*get)(const char *), unsigned *k,
-                   unsigned *n, char **text, char **why) {
+                   unsigned *n, char **text, struct nb_error *err) {
         const char *iv = get(ci->index_var);
         const char *tv = ci->total_var ? get(ci->total_var) : get("NESTBOX_MACHINES");
         const char *tname = ci->total_var ? ci->total_var : "NESTBOX_MACHINES";
@@ -84,22 +72,22 @@ static int read_ci(const struct ci *ci, const struct nb_machine *m, const char *
                 if (tv && ci->total_var && parse_count(tv, &total) == 0 && total <= 1)
                         return 0;
                 if (tv && ci->total_var)
-                        return problem(why, "%s=%s is set but %s is not", tname, tv, ci->index_var);
+                        return nb_error_input(err, EINVAL, "%s=%s is set but %s is not", tname, tv, ci->index_var);
                 return 0;
         }
         if (parse_count(iv, &idx) < 0 || idx < ci->base)
-                return problem(why, "%s=%s: expected an integer from %u", ci->index_var, iv, ci->base);
+                return nb_error_input(err, EINVAL, "%s=%s: expected an integer from %u", ci->index_var, iv, ci->base);
         if (!ci->total_var && m->count_flag) {
                 total = m->count_flag;
                 tname = "--machines";
         } else if (!tv) {
-                return problem(why, "%s=%s is set but %s is not%s", ci->index_var, iv, tname,
+                return nb_error_input(err, EINVAL, "%s=%s is set but %s is not%s", ci->index_var, iv, tname,
                                ci->total_var ? "" : " (give the Job's completions as --machines N or NESTBOX_MACHINES)");
         } else if (parse_count(tv, &total) < 0 || total == 0) {
-                return problem(why, "%s=%s: expected the number of machines, 1 to %u", tname, tv, MAX_MACHINES);
+                return nb_error_input(err, EINVAL, "%s=%s: expected the number of machines, 1 to %u", tname, tv, MAX_MACHINES);
         }
         if (idx - ci->base >= total)
-                return problem(why, "%s=%s is out of range for %s=%u (%s counts from %u)", ci->index_var, iv, tname,
+                return nb_error_input(err, EINVAL, "%s=%s is out of range for %s=%u (%s counts from %u)", ci->index_var, iv, tname,
                                total, ci->index_var, ci->base);
         *k = idx - ci->base + 1;
         *n = total;
@@ -111,14 +99,14 @@ static int read_ci(const struct ci *ci, const struct nb_machine *m, const char *
 }
 
 /* What the CI's variables say: 1 with *k, *n and *ret_text (which CI, which
- * variables), 0 when none is set, -EINVAL with *why, or -ENOMEM. */
+ * variables), 0 when none is set, -EINVAL with err, or -ENOMEM. */
 static int read_cis(const struct nb_machine *m, const char *(*get)(const char *), unsigned *k, unsigned *n,
-                    char **ret_text, char **why) {
+                    char **ret_text, struct nb_error *err) {
         _cleanup_free_ char *first = NULL;
         for (size_t i = 0; i < NB_ELEMENTSOF(cis); i++) {
                 unsigned ck = 0, cn = 0;
                 _cleanup_free_ char *text = NULL;
-                int r = read_ci(&cis[i], m, get, &ck, &cn, &text, why);
+                int r = read_ci(&cis[i], m, get, &ck, &cn, &text, err);
                 if (r <= 0) {
                         if (r < 0)
                                 return r;
@@ -129,7 +117,7 @@ static int read_cis(const struct nb_machine *m, const char *(*get)(const char *)
                         *n = cn;
                         first = TAKE_PTR(text);
                 } else if (ck != *k || cn != *n)
-                        return problem(why, "the CI's variables disagree: %s says machine %u/%u, %s says %u/%u; "
+                        return nb_error_input(err, EINVAL, "the CI's variables disagree: %s says machine %u/%u, %s says %u/%u; "
                                        "give --machine K/N", first, *k, *n, text, ck, cn);
         }
         if (!first)
@@ -140,9 +128,10 @@ static int read_cis(const struct nb_machine *m, const char *(*get)(const char *)
 
 int nb_machine_detect(struct nb_machine *m, const char *(*get)(const char *)) {
         unsigned k = 0, n = 0;
-        _cleanup_free_ char *first = NULL, *why = NULL;
-        int r = read_cis(m, get, &k, &n, &first, &why);
-        if (r == -ENOMEM || (r == -EINVAL && !why))
+        _cleanup_free_ char *first = NULL;
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        int r = read_cis(m, get, &k, &n, &first, &err);
+        if (r == -ENOMEM)
                 return nb_die(NB_EXIT_INFRA, "out of memory");
         if (m->from_flag) {
                 /* The flag wins: over variables that say another slice, and over ones
@@ -150,14 +139,14 @@ int nb_machine_detect(struct nb_machine *m, const char *(*get)(const char *)) {
                 int k2 = r == 1 && (k != m->index || n != m->count)
                                  ? asprintf(&m->found, "--machine %u/%u (it wins over %s)", m->index, m->count, first)
                          : r < 0 ? asprintf(&m->found, "--machine %u/%u (it wins over the CI's variables: %s)", m->index,
-                                            m->count, why)
+                                            m->count, nb_error_message(&err))
                                  : asprintf(&m->found, "--machine %u/%u", m->index, m->count);
                 if (k2 < 0)
                         m->found = NULL;
                 return 0;
         }
         if (r < 0)
-                return nb_die(NB_EXIT_USAGE, "%s", why);
+                return nb_fail(&err);
         if (r == 0 && m->count_flag)
                 return nb_die(NB_EXIT_USAGE, "--machines %u: no JOB_COMPLETION_INDEX to say which one this is; "
                               "give --machine K/N", m->count_flag);
