@@ -2,7 +2,8 @@
 /* Durations learned from results, kept in the cache for planning (README, "Shards").
  *
  *   <cache>/durations/<sha256(target)>.json  learned: every test's last duration
- *   <cache>/plans/<group digest>.json        pinned: what the shards of one group got
+ *   <cache>/plans/<group digest>.json        pinned: what the shards of one group got,
+ *                                            and what --machine plans a group from
  *
  * Both are nestbox.durations/v1: {"schema": ..., "tests": {"classname::name": ms}}, the
  * key being junit.xml's, so nestbox learns from the report it already parses and the

@@ -392,38 +392,60 @@ static unsigned runs_wanted(const struct nb_action_options *o) {
         return o->runs ? o->runs : 1;
 }
 
+/* An item's action: the target with the item's shard and run, a shard's carrying its
+ * group's pinned durations (action/shard_plan.h). */
+static int build_item(const struct nb_selection *sel, const struct nb_action_options *o, struct nb_cache_dir *cache,
+                      struct nb_work_item *it, struct nb_error *err) {
+        struct nb_action_options io = *o;
+        io.shard_index = it->shard_index;
+        io.shard_count = it->shard_count;
+        io.run = it->run ? it->run : 1;
+        int r = nb_action_from_target(sel->ws, it->target, &io, &it->action, err);
+        return r < 0 ? r : nb_shard_plan_attach(it->action, cache, err);
+}
+
 /* The work items of this machine's slice: each target's shards (cli/machine.h),
- * each of them once per run (--runs-per-test), a shard's runs together; a shard's
- * action carries its group's pinned durations (action/shard_plan.h), and each item
+ * each of them once per run (--runs-per-test), a shard's runs together; each item
  * retries its failures itself (nb_item_run). */
 static int make_items(struct test_run *tr, const struct nb_selection *sel, const struct nb_action_options *o,
                       unsigned shards_per_target, const struct nb_machine *m, size_t *ret_all, struct nb_error *err) {
         unsigned runs = runs_wanted(o);
-        int r = nb_work_items(sel, shards_per_target, runs, o, tr->store.dir, m, &tr->items, &tr->n, ret_all);
+        size_t n = 0;
+        int r = nb_work_items(sel, shards_per_target, runs, o, &tr->items, &n);
         if (r < 0)
                 return nb_error_set(err, -r, "test");
-        size_t n = tr->n;
-        tr->n = 0; /* counts the items whose action is built, for test_run_done */
+        *ret_all = n;
+        /* Every item is zeroed: test_run_done may free them all from here on. */
+        tr->n = n;
         tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));
         tr->not_run = calloc(n + 1, sizeof(*tr->not_run));
         tr->cleared = calloc(n + 1, sizeof(*tr->cleared));
         if (!tr->outcomes || !tr->not_run || !tr->cleared || nb_item_reports_init(&tr->combined, n) < 0)
                 return nb_error_set(err, ENOMEM, "test");
-        for (; tr->n < n; tr->n++) {
-                struct nb_work_item *it = &tr->items[tr->n];
-                struct nb_action_options io = *o;
-                io.shard_index = it->shard_index;
-                io.shard_count = it->shard_count;
-                io.run = it->run ? it->run : 1;
-                if ((r = nb_action_from_target(sel->ws, it->target, &io, &it->action, err)) < 0 ||
-                    (r = nb_shard_plan_attach(it->action, tr->store.dir, err)) < 0) {
-                        tr->n++; /* its action, if any, is freed with the rest */
-                        return r;
+        if (m && m->count > 1) {
+                /* The slices are planned from every item's action group, this machine's
+                 * or not. An item that cannot be built is planned as unknown, alike on
+                 * every machine, and built again below by the one it falls to, which
+                 * stops on its error as it would without machines. */
+                for (size_t i = 0; i < n; i++) {
+                        _cleanup_error_ struct nb_error ignored = NB_ERROR_INIT;
+                        struct nb_work_item *it = &tr->items[i];
+                        if (build_item(sel, o, tr->store.dir, it, &ignored) < 0) {
+                                nb_action_free(it->action);
+                                it->action = NULL;
+                        }
                 }
+                if ((r = nb_machine_slice(tr->store.dir, m, tr->items, &tr->n)) < 0)
+                        return nb_error_set(err, -r, "test");
+        }
+        for (size_t i = 0; i < tr->n; i++) {
+                struct nb_work_item *it = &tr->items[i];
+                if (!it->action && (r = build_item(sel, o, tr->store.dir, it, err)) < 0)
+                        return r;
                 it->run = it->action->run;
                 it->attempts = nb_target_attempts(it->target, o);
                 it->memory = it->action->policy.memory;
-                it->order = tr->n;
+                it->order = i;
                 tr->flakes_wanted = tr->flakes_wanted || runs > 1 || it->attempts > 1;
         }
         return 0;

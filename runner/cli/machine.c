@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "action/shard_plan.h"
+#include "cache/durations.h"
 #include "cli/cli.h"
 #include "cli/machine.h"
 #include "nestbox/cleanup.h"
@@ -158,15 +159,36 @@ int nb_machine_detect(struct nb_machine *m, const char *(*get)(const char *)) {
         return 0;
 }
 
-/* The item's expected seconds: what -j orders by (its target's learned tests over its
- * shard count: no action is built yet), plus the start-up; -1 when nothing of the
- * target was learned. */
-static double item_cost(struct nb_item_expect *e, const struct nb_work_item *it) {
-        uint64_t ms = e->cache ? nb_item_expected_ms(it, e) : 0;
+/* The item's expected seconds, from what is pinned for its action group (nothing
+ * learned since changes it): a shard's planned load; an unsharded target's durations,
+ * pinned now when this group was never planned. -1: unknown (nothing was learned when
+ * the group was pinned, or its action could not be built, which every machine sees
+ * alike), placed by a hash of its key. */
+static double item_cost(struct nb_cache_dir *cache, struct nb_item_expect *e, struct nb_work_item *it) {
+        struct nb_action *a = it->action;
+        if (!a)
+                return -1;
+        uint64_t ms = 0;
+        if (a->shard_count > 1) {
+                /* nb_shard_plan_attach pinned it; without durations the shards go by hash. */
+                if (a->shard_durations)
+                        ms = nb_item_expected_ms(it, e);
+        } else {
+                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+                _cleanup_free_ char *text = NULL;
+                json_auto_t *tests = NULL;
+                char group[NB_DIGEST_HEX_LEN + 1];
+                if (nb_action_resolve(a, cache, &err) < 0 || nb_action_group_digest(a, group, &err) < 0 ||
+                    nb_durations_pin(cache, group, a->target, &text, &tests, &err) < 0)
+                        return -1;
+                ms = (uint64_t) (nb_durations_total(tests) * 1000.0 + 0.5);
+        }
         return ms ? (double) ms / 1000.0 + START_UP_SEC : -1;
 }
 
-static int slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n) {
+int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n) {
+        if (!m || m->count <= 1)
+                return 0;
         _cleanup_free_ struct nb_plan_item *plan = calloc(*n ? *n : 1, sizeof(*plan));
         _cleanup_free_ unsigned *bin = calloc(*n ? *n : 1, sizeof(*bin));
         _cleanup_strv_free_ char **keys = calloc(*n + 1, sizeof(char *));
@@ -179,22 +201,26 @@ static int slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct 
                         keys[i] = NULL;
                         return -ENOMEM;
                 }
-                plan[i] = (struct nb_plan_item) { keys[i], item_cost(&expect, &items[i]) };
+                plan[i] = (struct nb_plan_item) { keys[i], item_cost(cache, &expect, &items[i]) };
         }
         int r = nb_plan_lpt(plan, *n, m->count, bin, NULL);
         if (r < 0)
                 return r;
         size_t kept = 0;
-        for (size_t i = 0; i < *n; i++)
+        for (size_t i = 0; i < *n; i++) {
                 if (bin[i] == m->index - 1)
                         items[kept++] = items[i];
+                else
+                        nb_action_free(items[i].action);
+        }
+        for (size_t i = kept; i < *n; i++)
+                items[i] = (struct nb_work_item) {};
         *n = kept;
         return 0;
 }
 
 int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, unsigned runs,
-                  const struct nb_action_options *o, struct nb_cache_dir *cache, const struct nb_machine *m,
-                  struct nb_work_item **ret, size_t *ret_n, size_t *ret_total) {
+                  const struct nb_action_options *o, struct nb_work_item **ret, size_t *ret_n) {
         size_t n = 0;
         for (size_t i = 0; i < sel->n; i++)
                 n += o->shard_count > 1 ? 1 : shards_per_target ? shards_per_target : sel->targets[i]->shards;
@@ -215,11 +241,6 @@ int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, un
         int r = nb_items_repeat(&items, &n, runs);
         if (r < 0)
                 return r;
-        *ret_total = n;
-        if (m && m->count > 1) {
-                if ((r = slice(cache, m, items, &n)) < 0)
-                        return r;
-        }
         *ret = TAKE_PTR(items);
         *ret_n = n;
         return 0;

@@ -6,9 +6,11 @@
  * --machine K/N keeps the K-th of N slices of them, K 1-based; without it the slice
  * is read from the CI's own variables (nb_machine_detect). The slices are planned by
  * longest processing time first (action/shard_plan.h, nb_plan_lpt) over each item's
- * expected seconds (its target's learned durations over its shard count, plus a
- * start-up allowance), so every machine given the same workspace and the same cache
- * contents computes the same slices, every item in exactly one. */
+ * expected seconds (the durations pinned for its action group, as a shard's split
+ * is: its planned load, or an unsharded target's pinned durations; plus a start-up
+ * allowance), so every machine given the same workspace and the same cache contents
+ * computes the same slices, every item in exactly one; so does a machine that follows
+ * another on one cache (what the first one learned does not change the groups' pins). */
 #pragma once
 
 #include <stdbool.h>
@@ -42,9 +44,15 @@ int nb_machine_detect(struct nb_machine *m, const char *(*getenv_fn)(const char 
 
 /* The items of sel (schedule/item.h; only target, shard and run filled;
  * shards_per_target 0: each target's own; a fixed --shard in o wins over both), each
- * shard `runs` times (a shard's runs together), in the selection's order, then only
- * this machine's slice of them: runs are work items too. *ret_total: how many there
- * were before slicing. -errno. */
+ * shard `runs` times (a shard's runs together), in the selection's order. -errno. */
 int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, unsigned runs,
-                  const struct nb_action_options *o, struct nb_cache_dir *cache, const struct nb_machine *m,
-                  struct nb_work_item **ret, size_t *ret_n, size_t *ret_total);
+                  const struct nb_action_options *o, struct nb_work_item **ret, size_t *ret_n);
+
+/* With m->count > 1, keeps only this machine's slice of the *n items (runs are work
+ * items too), in their order, and frees the actions of the others. Each item's action
+ * is built by the caller (NULL: it could not be, and the machine it falls to says
+ * why); its cost is what its action group has pinned (cache/durations.h: a shard's
+ * planned load, an unsharded target's durations, pinned here when its group has
+ * none), so machines that plan one group from one cache, at once or one after
+ * another, compute the same slices. -errno. */
+int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n);
