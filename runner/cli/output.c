@@ -49,19 +49,9 @@ static char *output_subdir(const char *name, unsigned shard_index, unsigned shar
  * output_subdir gives it: "shard-K-of-N" of the count wanted, or "run-R" with R <= of. */
 static bool sibling_of(const char *name, bool shards, unsigned of) {
         unsigned k, n;
-        char canon[64];
-        if (strspn(name, "abcdefghijklmnopqrstuvwxyz-0123456789") != strlen(name))
-                return false; /* no sign or space that sscanf would let through */
-        if (shards) {
-                if (sscanf(name, "shard-%u-of-%u", &k, &n) != 2 || n != of || k < 1 || k > n)
-                        return false;
-                (void) snprintf(canon, sizeof(canon), "shard-%u-of-%u", k, n);
-        } else {
-                if (sscanf(name, "run-%u", &k) != 1 || k < 1 || k > of)
-                        return false;
-                (void) snprintf(canon, sizeof(canon), "run-%u", k);
-        }
-        return strcmp(name, canon) == 0;
+        if (shards)
+                return nb_output_shard_folder(name, &k, &n) && n == of && k >= 1 && k <= n;
+        return nb_output_run_folder(name, &k) && k >= 1 && k <= of;
 }
 
 /* What a folder of DIR keeps when it is cleared for an item. */

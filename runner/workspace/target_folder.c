@@ -1,4 +1,5 @@
 /* SPDX-License-Identifier: MIT */
+#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,29 +20,40 @@ char *nb_target_folder(const char *name) {
         return s;
 }
 
-/* Whether the len bytes at s are a number as %u prints it: digits, no leading zero. */
-static bool number_at(const char *s, size_t len) {
+/* Whether the len bytes at s are a number as %u prints it: digits, no leading zero;
+ * *ret its value, saturated at UINT_MAX (more than any count nestbox writes). */
+static bool number_at(const char *s, size_t len, unsigned *ret) {
         if (len == 0 || (s[0] == '0' && len > 1))
                 return false;
-        for (size_t i = 0; i < len; i++)
+        unsigned long long v = 0;
+        for (size_t i = 0; i < len; i++) {
                 if (s[i] < '0' || s[i] > '9')
                         return false;
+                v = v * 10 + (unsigned) (s[i] - '0');
+                if (v > UINT_MAX)
+                        v = UINT_MAX;
+        }
+        *ret = (unsigned) v;
         return true;
+}
+
+bool nb_output_run_folder(const char *c, unsigned *ret_run) {
+        return strncmp(c, "run-", 4) == 0 && number_at(c + 4, strlen(c + 4), ret_run);
+}
+
+bool nb_output_shard_folder(const char *c, unsigned *ret_k, unsigned *ret_n) {
+        const char *of = strstr(c, "-of-");
+        return strncmp(c, "shard-", 6) == 0 && of && of >= c + 6 &&
+               number_at(c + 6, (size_t) (of - c) - 6, ret_k) && number_at(of + 4, strlen(of + 4), ret_n);
 }
 
 bool nb_output_reserved(const char *c) {
         static const char *const files[] = { "undeclared", "result.json", "junit.xml", "log", "action.json" };
-        size_t n = strlen(c);
         for (size_t i = 0; i < sizeof(files) / sizeof(*files); i++)
                 if (strcmp(c, files[i]) == 0)
                         return true;
-        if (strncmp(c, "coverage.", 9) == 0)
-                return true;
-        if (strncmp(c, "run-", 4) == 0 && number_at(c + 4, n - 4))
-                return true;
-        const char *of = strstr(c, "-of-");
-        return strncmp(c, "shard-", 6) == 0 && of && of >= c + 6 && number_at(c + 6, (size_t) (of - c) - 6) &&
-               number_at(of + 4, strlen(of + 4));
+        unsigned a, b;
+        return strncmp(c, "coverage.", 9) == 0 || nb_output_run_folder(c, &a) || nb_output_shard_folder(c, &a, &b);
 }
 
 const char *nb_target_name_problem(const char *name) {

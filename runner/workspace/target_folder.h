@@ -16,6 +16,12 @@ char *nb_target_folder(const char *name);
  * shard-K-of-N): a target named so would share them. */
 bool nb_output_reserved(const char *component);
 
+/* Whether component is a run's folder "run-R" / a shard's "shard-K-of-N" as --output
+ * spells them (%u: digits, no leading zero); the numbers, saturated at UINT_MAX, in
+ * *ret_run / *ret_k and *ret_n. */
+bool nb_output_run_folder(const char *component, unsigned *ret_run);
+bool nb_output_shard_folder(const char *component, unsigned *ret_k, unsigned *ret_n);
+
 /* NULL when name can be a target's, else why not (a static string). */
 const char *nb_target_name_problem(const char *name);
 

@@ -1,6 +1,7 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdlib.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -9,6 +10,7 @@
 #include "nestbox/error.h"
 #include "nestbox/fs.h"
 #include "test.h"
+#include "workspace/target_folder.h"
 #include "workspace/workspace.h"
 
 /* JSON is written with ' for " to stay readable here. */
@@ -343,4 +345,28 @@ TEST(load_from_disk) {
         CHECK(ws == NULL);
 
         CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, tmpl), 0);
+}
+
+/* The names --output writes: a target may not take them, and clearing keeps a
+ * sibling only in the spelling nestbox writes (no sign, space or leading zero). */
+TEST(output_folder_names) {
+        unsigned a = 0, b = 0;
+        CHECK(nb_output_run_folder("run-3", &a) && a == 3);
+        CHECK(nb_output_shard_folder("shard-2-of-5", &a, &b) && a == 2 && b == 5);
+        CHECK(nb_output_run_folder("run-99999999999999999999", &a) && a == UINT_MAX);
+        static const char *const not_ours[] = { "run-", "run-02", "run-+2", "run- 2", "run-2x", "shard-1-of-",
+                                                "shard--of-2", "shard-01-of-2", "shard-1-of-02", "shard-1-of-2-of-3",
+                                                "Run-1", "shard-1of-2" };
+        for (size_t i = 0; i < sizeof(not_ours) / sizeof(*not_ours); i++) {
+                CHECK(!nb_output_run_folder(not_ours[i], &a));
+                CHECK(!nb_output_shard_folder(not_ours[i], &a, &b));
+                CHECK(!nb_output_reserved(not_ours[i]));
+        }
+        static const char *const reserved[] = { "undeclared", "result.json", "junit.xml", "log", "action.json",
+                                                "coverage.lcov", "coverage.anything", "run-1", "shard-3-of-4" };
+        for (size_t i = 0; i < sizeof(reserved) / sizeof(*reserved); i++)
+                CHECK(nb_output_reserved(reserved[i]));
+        CHECK(!nb_output_reserved("results.json"));
+        CHECK(nb_target_name_problem("lib/run-1") != NULL);
+        CHECK(nb_target_name_problem("lib/run-01") == NULL);
 }
