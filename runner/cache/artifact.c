@@ -6,6 +6,7 @@
 #include <archive_entry.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <limits.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -15,6 +16,7 @@
 #include <zstd.h>
 
 #include "cache/artifact.h"
+#include "cache/digest.h"
 #include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
@@ -495,19 +497,54 @@ static int control_len(const unsigned char *p) {
         return p[0] == 0xc2 && p[1] >= 0x80 && p[1] <= 0x9f ? 2 : 0;
 }
 
+/* Hex digits of a long component's SHA-256 kept in its shortened name. */
+#define SHORT_HASH_LEN 16
+
+/* A component longer than NAME_MAX once escaped (a test's name of many control bytes
+ * grows threefold) keeps what fits of its start, cut where no %XX or UTF-8 character
+ * is split, then "%~" and SHORT_HASH_LEN hex digits of the SHA-256 of the bytes the
+ * test wrote: no escaped name holds "%~", so it meets no other. The new length. */
+static size_t shorten(char *esc, size_t len, const char *orig, size_t orig_len) {
+        size_t keep = NAME_MAX - 2 - SHORT_HASH_LEN;
+        if (len <= NAME_MAX)
+                return len;
+        while (keep > 0 && ((unsigned char) esc[keep] & 0xc0) == 0x80)
+                keep--;
+        if (keep >= 1 && esc[keep - 1] == '%')
+                keep -= 1;
+        else if (keep >= 2 && esc[keep - 2] == '%')
+                keep -= 2;
+        char hex[NB_DIGEST_HEX_LEN + 1];
+        nb_sha256_hex(orig, orig_len, hex);
+        esc[keep++] = '%';
+        esc[keep++] = '~';
+        memcpy(esc + keep, hex, SHORT_HASH_LEN);
+        return keep + SHORT_HASH_LEN;
+}
+
 /* A name as it goes into --output: bytes as the test wrote them, but each byte of a
  * control character becomes %XX (and so does "%", so that no two names meet): nothing
- * a user lists can move their terminal's cursor or forge a line. */
+ * a user lists can move their terminal's cursor or forge a line. Each component stays
+ * within NAME_MAX (shorten). */
 static char *escape_name(const char *name) {
         char *out = malloc(strlen(name) * 3 + 1), *o = out; /* names are at most MAX_NAME */
         if (!out)
                 return NULL;
-        for (const unsigned char *p = (const unsigned char *) name; *p;) {
-                int k = control_len(p);
-                if (!k)
-                        *o++ = (char) *p++;
-                for (; k > 0; k--)
-                        o += sprintf(o, "%%%02X", *p++);
+        for (const char *c = name;;) {
+                size_t n = strcspn(c, "/");
+                char *start = o;
+                for (const unsigned char *p = (const unsigned char *) c; p < (const unsigned char *) c + n;) {
+                        int k = control_len(p);
+                        if (!k)
+                                *o++ = (char) *p++;
+                        for (; k > 0; k--)
+                                o += sprintf(o, "%%%02X", *p++);
+                }
+                o = start + shorten(start, (size_t) (o - start), c, n);
+                c += n;
+                if (!*c)
+                        break;
+                *o++ = *c++;
         }
         *o = 0;
         return out;

@@ -1,5 +1,6 @@
 """What a test leaves behind reaches the host only through nestbox's capped,
 linear-time read-back (issue 13's host-side defects), each checked from the host."""
+import hashlib
 import os
 import subprocess
 import sys
@@ -241,13 +242,19 @@ def test_undeclared_output_names_are_bytes(tmp_path, resolve_dir, cache):  # noq
         "def test_writes():\n"
         "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR'].encode()\n"
         "    for name in (b'latin1-\\xe9t\\xe9', b'raw-\\xff\\xfe', b'line\\nPASSED', b'esc-\\x1b[31m', b'pct-%41',\n"
-        "                 b'c1-\\xc2\\x9b31m'):\n"
+        "                 b'c1-\\xc2\\x9b31m', b'ctl-' + b'\\x01' * 100, b'\\x02' * 70 + b'\\xc3\\xa9' * 30):\n"
         "        with open(os.path.join(d, name), 'wb') as f:\n"
         "            f.write(name)\n")
     ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
     want = {b"latin1-\xe9t\xe9": b"latin1-\xe9t\xe9", b"raw-\xff\xfe": b"raw-\xff\xfe",
             b"line%0APASSED": b"line\nPASSED", b"esc-%1B[31m": b"esc-\x1b[31m", b"pct-%2541": b"pct-%41",
             b"c1-%C2%9B31m": b"c1-\xc2\x9b31m"}
+    # Escaped, these two are longer than NAME_MAX: each keeps what fits of its start,
+    # cut between two characters, then "%~" and 16 hex digits of the name's SHA-256.
+    for name, kept in ((b"ctl-" + b"\x01" * 100, b"ctl-" + b"%01" * 77), (b"\x02" * 70 + b"\xc3\xa9" * 30,
+                                                                      b"%02" * 70 + b"\xc3\xa9" * 13)):
+        assert len(kept) <= 255 - 18
+        want[kept + b"%~" + hashlib.sha256(name).hexdigest()[:16].encode()] = name
     for i, extra in enumerate(([], [])):
         out = tmp_path / f"out{i}"
         p = run(["test", "--cache", cache, "--output", out, ws])
