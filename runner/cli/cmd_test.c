@@ -7,8 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
-#include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -16,24 +14,17 @@
 #include "action/attempts.h"
 #include "action/execute.h"
 #include "action/shard_plan.h"
-#include "cache/durations.h"
 #include "cache/cache_dir.h"
+#include "action/zygote_run.h"
 #include "cli/cli.h"
+#include "cli/events.h"
 #include "cli/machine.h"
 #include "cli/output.h"
-#include "coverage/lcov.h"
-#include "cli/events.h"
-#include "cli/flake_table.h"
 #include "cli/progress.h"
 #include "cli/summary.h"
-#include "junit/junit.h"
-#include "nestbox/cleanup.h"
-#include "nestbox/fs.h"
-#include "nestbox/text.h"
-#include "schedule/item_result.h"
-#include "schedule/item_run.h"
-#include "action/zygote_run.h"
+#include "cli/test_run.h"
 #include "cli/test_warm.h"
+#include "nestbox/cleanup.h"
 #include "schedule/pool.h"
 #include "schedule/resources.h"
 #include "workspace/workspace.h"
@@ -141,56 +132,6 @@ static const struct option options[] = {
         {},
 };
 
-/* One invocation: what the pool's callbacks share. Only this process prints, writes
- * --output and keeps the summary; the items' processes send it frames. */
-struct test_run {
-        struct nb_store store;
-        const struct nb_cache_modes *modes;
-        int out_dir;
-        const char *out_arg;
-        bool verbose;
-        struct nb_item_reports combined; /* for --output DIR/junit.xml */
-        struct nb_summary summary;
-        struct nb_coverage_sum coverage;
-        struct nb_events events;
-        struct nb_progress *progress;
-        struct nb_work_item *items;
-        struct nb_item_outcome *outcomes; /* one per item */
-        size_t n;
-        int status;
-        const struct nb_target **not_run; /* started but gave nothing when cancelled */
-        size_t n_not_run;
-        bool throttle_said;
-        bool remote_off; /* an item's remote cache faulted */
-        const struct nb_action_options *options;
-        bool flakes_wanted;            /* several runs: print the flake table */
-        struct nb_flake_table flakes;
-        char failed_action[NB_DIGEST_HEX_LEN + 1];
-        unsigned failed_run;
-        uint64_t failed_seed;
-        struct nb_remote_stats remote; /* the items' remote counters */
-        struct nb_warm_tally warm;     /* for -v: which targets ran warm */
-        const struct nb_workspace *ws; /* whose other targets' --output folders are spared */
-        bool *cleared;                 /* per item: its --output folder was cleared */
-};
-
-static void test_run_done(struct test_run *tr) {
-        nb_item_reports_done(&tr->combined);
-        nb_coverage_sum_done(&tr->coverage);
-        nb_flake_table_done(&tr->flakes);
-        nb_warm_tally_done(&tr->warm);
-        for (size_t i = 0; i < tr->n; i++) {
-                nb_action_free(tr->items[i].action);
-                nb_item_outcome_done(&tr->outcomes[i]);
-        }
-        free(tr->items);
-        free(tr->outcomes);
-        free(tr->not_run);
-        free(tr->cleared);
-        nb_progress_free(tr->progress);
-        nb_events_close(&tr->events);
-}
-
 /* Cancellation (CI cancels with SIGTERM, a person presses ^C): the first signal sets
  * the cell; every running sandbox then gets the timeout treatment (the pool hands the
  * signal to each item's process, whose nb_sandbox_run sees it through its signalfd),
@@ -210,176 +151,6 @@ static void catch_cancel(void) {
         (void) sigaction(SIGINT, &sa, NULL);
         (void) sigaction(SIGTERM, &sa, NULL);
 }
-
-/* An item that gave no result: counted, told to --events, said in one line. */
-static void item_error(struct test_run *tr, const struct nb_work_item *it, struct nb_error *err) {
-        tr->summary.targets++;
-        tr->summary.errors++;
-        nb_events_target_error(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run,
-                               nb_error_message(err));
-        nb_exit_worst(&tr->status, nb_fail(err));
-}
-
-static int clear_output(struct test_run *tr, const struct nb_work_item *it, struct nb_error *err) {
-        tr->cleared[it - tr->items] = true;
-        return nb_output_clear(tr->out_dir, it->target->name, it->shard_index, it->shard_count, it->run,
-                               tr->summary.runs_per_test, tr->ws, err);
-}
-
-/* The items that never started (cancelled, --until-failure stopped early): their
- * folders may hold an earlier invocation's files, which must not pass for this one's. */
-static void clear_never_started(struct test_run *tr) {
-        for (size_t i = 0; tr->out_dir >= 0 && i < tr->n; i++) {
-                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-                if (!tr->cleared[i] && clear_output(tr, &tr->items[i], &err) < 0)
-                        nb_exit_worst(&tr->status, nb_fail(&err));
-        }
-}
-
-static int item_starting(struct nb_work_item *it, void *userdata) {
-        struct test_run *tr = userdata;
-        if (tr->options->until_failure && tr->failed_run)
-                return -ECANCELED; /* --until-failure: a run failed, the rest are not wanted */
-        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        if (tr->out_dir >= 0 && clear_output(tr, it, &err) < 0) {
-                /* Not run: its folder could hold an earlier run's files as if this one's. */
-                nb_progress_hide(tr->progress);
-                item_error(tr, it, &err);
-                nb_progress_show(tr->progress);
-                return -EIO;
-        }
-        nb_events_target_started(&tr->events, it->target->name, it->shard_index, it->shard_count, it->run);
-        nb_progress_started(tr->progress, it);
-        return 0;
-}
-
-static int item_run(struct nb_work_item *it, int fd, void *userdata) {
-        struct test_run *tr = userdata;
-        if (tr->remote_off)
-                tr->store.remote = NULL; /* this process's copy; the parent closes its own */
-        return nb_item_run(it, &tr->store, tr->modes, fd);
-}
-
-static void item_frame(struct nb_work_item *it, const struct nb_frame *f, void *userdata) {
-        struct test_run *tr = userdata;
-        if (f->type == NB_FRAME_VENV_BUILT) {
-                char digest[NB_DIGEST_HEX_LEN + 1] = "";
-                double sec = 0;
-                _cleanup_free_ char *line = strndup(f->data, f->len);
-                if (line && sscanf(line, "%64s %lf", digest, &sec) == 2)
-                        nb_events_venv_built(&tr->events, it->target->name, digest, sec);
-        } else if (f->type == NB_FRAME_WARNING || f->type == NB_FRAME_REMOTE_OFF) {
-                /* The remote's fault once per run; items started later do not ask it. */
-                if (f->type == NB_FRAME_REMOTE_OFF && tr->remote_off) {
-                        /* Items in flight when the remote went off fault too; a serial
-                         * run would have stopped asking at the first, so it counts once. */
-                        tr->outcomes[it - tr->items].repeated_fault = true;
-                        return;
-                }
-                tr->remote_off = tr->remote_off || f->type == NB_FRAME_REMOTE_OFF;
-                _cleanup_free_ char *line = strndup(f->data, f->len);
-                nb_progress_hide(tr->progress);
-                nb_warn_line(line ? line : "out of memory", NULL);
-                nb_progress_show(tr->progress);
-        } else
-                nb_item_outcome_frame(&tr->outcomes[it - tr->items], f);
-}
-
-/* What a serial run did with a finished target: its lines, --output, the combined
- * report; an interrupted one is shown but nothing of it is written. */
-static int item_result(struct test_run *tr, struct nb_work_item *it, struct nb_result *res) {
-        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        nb_summary_result(&tr->summary, res, tr->verbose);
-        nb_events_result(&tr->events, res);
-        nb_progress_finished(tr->progress, it, res);
-        int code = nb_result_exit_code(res);
-        if (res->status == NB_TARGET_FLAKY && tr->options->flaky_fails)
-                code = NB_EXIT_FAILED;
-        if (nb_result_failed(res) && !res->interrupted && !tr->failed_run) {
-                memcpy(tr->failed_action, res->action, sizeof(tr->failed_action));
-                tr->failed_run = res->run;
-                tr->failed_seed = res->seed;
-        }
-        if (res->interrupted)
-                return code;
-        if (nb_warm_tally_add(&tr->warm, it, res) < 0)
-                nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
-        if (tr->flakes_wanted && nb_flake_table_add(&tr->flakes, res) < 0)
-                nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
-        if (!tr->modes->no_cache && nb_durations_learn(tr->store.dir, res, it->action, &err) < 0) {
-                nb_warn_line(nb_error_message(&err), NULL);
-                nb_error_clear(&err);
-        }
-        if (tr->out_dir >= 0) {
-                if (nb_output_write(tr->out_dir, tr->out_arg, res, tr->summary.runs_per_test, NULL, &err) < 0)
-                        nb_exit_worst(&code, nb_fail(&err));
-                nb_error_clear(&err);
-                if (nb_coverage_sum_add(&tr->coverage, res, &err) < 0)
-                        nb_exit_worst(&code, nb_fail(&err));
-                if (nb_item_reports_add(&tr->combined, it->order, res) < 0)
-                        nb_exit_worst(&code, nb_die(NB_EXIT_INFRA, "out of memory"));
-        }
-        return code;
-}
-
-static void item_ended(struct nb_work_item *it, int wstatus, void *userdata) {
-        struct test_run *tr = userdata;
-        struct nb_item_outcome *o = &tr->outcomes[it - tr->items];
-        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
-        struct nb_result res;
-        nb_progress_hide(tr->progress);
-        /* Summed apart, and into the run's remote only at the end: an item's process
-         * starts from a copy of the run's remote, whose counters must stay zero. */
-        nb_item_outcome_add_remote(o, &tr->remote);
-        int r = nb_item_outcome_result(o, &tr->store, &res, &err);
-        if (r == 0) {
-                nb_exit_worst(&tr->status, item_result(tr, it, &res));
-                nb_result_done(&res);
-        } else if (cancelled && (r == -ENOENT || o->failed)) {
-                tr->not_run[tr->n_not_run++] = it->target; /* the summary names it */
-        } else {
-                if (r == -ENOENT && o->failed)
-                        err = (struct nb_error) { o->err.code, TAKE_PTR(o->err.msg), o->err.klass };
-                else if (r == -ENOENT)
-                        nb_error_setx(&err, ECHILD, "target \"%s\": its process %s %d", it->target->name,
-                                     WIFSIGNALED(wstatus) ? "was killed by signal" : "exited with",
-                                     WIFSIGNALED(wstatus) ? WTERMSIG(wstatus) : WEXITSTATUS(wstatus));
-                nb_progress_finished(tr->progress, it, NULL);
-                item_error(tr, it, &err);
-        }
-        nb_item_outcome_done(o);
-        nb_progress_show(tr->progress);
-}
-
-static void item_throttled(const struct nb_work_item *it, uint64_t running, uint64_t budget, void *userdata) {
-        struct test_run *tr = userdata;
-        if (tr->throttle_said)
-                return;
-        tr->throttle_said = true;
-        _cleanup_free_ char *name = nb_escape(it->target->name, 0);
-        nb_progress_hide(tr->progress);
-        fprintf(stderr,
-                "nestbox: memory: %s (limit %.1f MiB) waits: the running targets' limits (%.1f MiB) and its own "
-                "would exceed the %.1f MiB available\n",
-                name ? name : "a target", (double) it->memory / 1048576.0, (double) running / 1048576.0,
-                (double) budget / 1048576.0);
-        nb_progress_show(tr->progress);
-}
-
-static void item_tick(void *userdata) {
-        struct test_run *tr = userdata;
-        nb_progress_hide(tr->progress);
-        nb_progress_show(tr->progress);
-}
-
-static const struct nb_pool_ops pool_ops = {
-        .starting = item_starting,
-        .run = item_run,
-        .frame = item_frame,
-        .ended = item_ended,
-        .throttled = item_throttled,
-        .tick = item_tick,
-};
 
 static const char *env_get(const char *name) {
         return getenv(name);
@@ -407,7 +178,7 @@ static int build_item(const struct nb_selection *sel, const struct nb_action_opt
 /* The work items of this machine's slice: each target's shards (cli/machine.h),
  * each of them once per run (--runs-per-test), a shard's runs together; each item
  * retries its failures itself (nb_item_run). */
-static int make_items(struct test_run *tr, const struct nb_selection *sel, const struct nb_action_options *o,
+static int make_items(struct nb_test_run *tr, const struct nb_selection *sel, const struct nb_action_options *o,
                       unsigned shards_per_target, const struct nb_machine *m, size_t *ret_all, struct nb_error *err) {
         unsigned runs = runs_wanted(o);
         size_t n = 0;
@@ -415,7 +186,7 @@ static int make_items(struct test_run *tr, const struct nb_selection *sel, const
         if (r < 0)
                 return nb_error_set(err, -r, "test");
         *ret_all = n;
-        /* Every item is zeroed: test_run_done may free them all from here on. */
+        /* Every item is zeroed: nb_test_run_done may free them all from here on. */
         tr->n = n;
         tr->outcomes = calloc(n + 1, sizeof(*tr->outcomes));
         tr->not_run = calloc(n + 1, sizeof(*tr->not_run));
@@ -477,7 +248,7 @@ static int open_events(const char *arg, struct nb_events *ev) {
 
 /* An error before any item started: said on stderr and, with --events, as the run's
  * end. */
-static int fail_before_start(struct test_run *tr, unsigned jobs, struct nb_error *err) {
+static int fail_before_start(struct nb_test_run *tr, unsigned jobs, struct nb_error *err) {
         nb_events_run_failed(&tr->events, "test", jobs, nb_exit_code(err), nb_error_message(err));
         return nb_fail(err);
 }
@@ -486,8 +257,8 @@ int cmd_test(int argc, char **argv) {
         const char *cache_arg = NULL, *events_arg = NULL;
         struct nb_action_options opts = { 0 };
         struct nb_cache_modes modes = { 0 };
-        __attribute__((cleanup(test_run_done))) struct test_run tr = { .out_dir = -1, .store.warn = nb_warn_line,
-                                                                         .modes = &modes };
+        __attribute__((cleanup(nb_test_run_done))) struct nb_test_run tr = { .out_dir = -1, .store.warn = nb_warn_line,
+                                                                         .modes = &modes, .cancelled = &cancelled };
         unsigned jobs = 0, shards_per_target = 0;
         __attribute__((cleanup(nb_machine_done))) struct nb_machine machine = {};
         int color = NB_COLOR_AUTO, c, r;
@@ -602,11 +373,11 @@ int cmd_test(int argc, char **argv) {
         const struct nb_pool_config cfg = { .jobs = jobs, .memory_budget = nb_mem_available(),
                                             .tick_ms = nb_progress_live(tr.progress) ? 250 : 0, .cancel = &cancelled };
         size_t started = 0;
-        if (nb_pool_run(tr.items, tr.n, &cfg, &pool_ops, &tr, &started, &err) < 0)
+        if (nb_pool_run(tr.items, tr.n, &cfg, &nb_test_run_pool_ops, &tr, &started, &err) < 0)
                 nb_exit_worst(&tr.status, nb_fail(&err));
         nb_progress_end(tr.progress);
         nb_zygote_stop_all();
-        clear_never_started(&tr);
+        nb_test_run_clear_never_started(&tr);
         /* The summary waits only for the uploads still pending, at most --remote-timeout. */
         bool has_remote = tr.store.remote != NULL;
         struct nb_remote_stats remote;
