@@ -74,9 +74,7 @@ static int check_owned(int fd, const char *path, const char *what, bool parent, 
 }
 
 int nb_cache_dir_open(struct nb_cache_dir *c, const char *dir, struct nb_error *err) {
-        c->fd = -1;
-        c->path = NULL;
-        c->memo = NULL;
+        *c = (struct nb_cache_dir) { .fd = -1 };
         _cleanup_free_ char *path = dir ? realpath(dir, NULL) : NULL;
         if (dir && !path) {
                 if (errno != ENOENT)

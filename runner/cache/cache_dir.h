@@ -5,6 +5,8 @@
  * old entry or the new one, never half of one. */
 #pragma once
 
+#include <stdbool.h>
+
 #include "nestbox/error.h"
 
 /* The file a finished venvs/<digest> holds, written last: `cache verify` calls an entry
@@ -19,6 +21,7 @@ struct nb_cache_dir {
         /* The digest memo of the workspace last collected (cache/digest_memo.h), loaded
          * on first use and written back by nb_cache_dir_close. */
         struct nb_digest_memo *memo;
+        bool pins_pruned; /* plans/ was pruned by this process (cache/durations.c) */
 };
 
 /* Opens (creating the layout) dir, or $XDG_CACHE_HOME/nestbox, or ~/.cache/nestbox. */

@@ -156,8 +156,13 @@ int nb_durations_learn(struct nb_cache_dir *c, const struct nb_result *r, const 
  * re-plan (a new digest: one miss), never a wrong split. */
 #define PIN_MAX_AGE (30 * 24 * 3600)
 
+/* Once a process: a run that pins a thousand groups (--machine pins every item's)
+ * would otherwise stat plans/ a thousand times over. */
 static void prune_pins(struct nb_cache_dir *c) {
         DIR *d = NULL;
+        if (c->pins_pruned)
+                return;
+        c->pins_pruned = true;
         if (nb_opendir_at(c->fd, "plans", &d) < 0)
                 return;
         time_t old = time(NULL) - PIN_MAX_AGE;

@@ -201,7 +201,12 @@ int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, str
                         keys[i] = NULL;
                         return -ENOMEM;
                 }
-                plan[i] = (struct nb_plan_item) { keys[i], item_cost(cache, &expect, &items[i]) };
+                /* The runs of a shard come together and cost what its first one does:
+                 * one pin per target and shard, not one per run. */
+                const struct nb_work_item *prev = i ? &items[i - 1] : NULL;
+                bool again = prev && prev->target == items[i].target && prev->shard_index == items[i].shard_index &&
+                             prev->shard_count == items[i].shard_count;
+                plan[i] = (struct nb_plan_item) { keys[i], again ? plan[i - 1].cost : item_cost(cache, &expect, &items[i]) };
         }
         int r = nb_plan_lpt(plan, *n, m->count, bin, NULL);
         if (r < 0)

@@ -53,10 +53,10 @@ def sh(script, opts=(), **kw):
     return sandbox("/bin/sh", "-c", script, opts=opts, **kw)
 
 
-def traced_env():
-    """The environment for nestbox under strace: LeakSanitizer (a sanitizer build's
-    ASAN_OPTIONS) cannot work under ptrace."""
-    env = dict(os.environ)
+def traced_env(e=None):
+    """The environment for nestbox under strace (e, else ours): LeakSanitizer (a
+    sanitizer build's ASAN_OPTIONS) cannot work under ptrace."""
+    env = dict(os.environ if e is None else e)
     if env.get("ASAN_OPTIONS"):
         env["ASAN_OPTIONS"] += ":detect_leaks=0"
     return env

@@ -6,10 +6,11 @@ import json
 import os
 import re
 import shutil
+import subprocess
 
 import pytest
 
-from conftest import run
+from conftest import NESTBOX, have, run, traced_env
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -165,6 +166,30 @@ def test_machines_one_after_another_on_one_cache_plan_the_same_slices(tmp_path, 
     assert sorted(items) == sorted(f"{t}/shard-{s}-of-2" for t in targets for s in (1, 2)), items
     p = run(["merge", "-o", tmp_path / "m", tmp_path / "o1", tmp_path / "o2", tmp_path / "o3"])
     assert p.returncode == 0 and "missing" not in p.stderr and "duplicate" not in p.stderr, p.stdout + p.stderr
+
+
+
+@pytest.mark.skipif(not have("strace"), reason="needs strace")
+def test_planning_pins_prunes_the_old_pins_once(tmp_path, resolve_dir):  # noqa: F811
+    # Review: planning pins every item's group, and every new pin looked through
+    # plans/ for old pins to remove: a cold plan of N items stat'ed N*N/2 entries.
+    n = 150
+    targets = {f"t{i}": {"tests": ["tests/test_calc.py"]} for i in range(n)}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, targets)
+    cache = tmp_path / "cache"
+    assert run(["test", "--cache", cache, ws, "t0"]).returncode == 0
+    log = tmp_path / "strace"
+    p = subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=newfstatat", "-o", str(log), str(NESTBOX), "test",
+                        "--cache", str(cache), "--machine", f"1/{n}", str(ws)], capture_output=True, text=True,
+                       timeout=300, env=traced_env(e=env()))
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert len(list((cache / "plans").iterdir())) == n
+    in_plans = len(re.findall(r"newfstatat\(\d+</[^>]*/plans>", log.read_text()))
+    assert in_plans <= n, in_plans
+    # The runs of a target cost what its first one does: one pin each, not one per run.
+    p = run(["test", "--cache", tmp_path / "runs", "--runs-per-test", "2", "--machine", f"1/{n}", ws], env=env())
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert len(list((tmp_path / "runs" / "plans").iterdir())) == n
 
 
 # ---- examples/ci: the command lines a user copies are valid and do what they say ----
