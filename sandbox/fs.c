@@ -68,9 +68,12 @@ static int open_walk_dir(int dirfd, const char *prefix, bool in_root) {
         return TAKE_FD(fd);
 }
 
-/* The one mkdir -p: each prefix of path is opened from dirfd the way the caller
- * resolves (beneath, or in root), and created in its parent when it is missing. A
- * ".." anywhere is refused before anything is made. */
+/* The one mkdir -p, a component at a time, each created in its parent when it is
+ * missing. Beneath: each component is opened from its parent's descriptor, so a path
+ * of any length works (a test's undeclared output, escaped, can pass PATH_MAX) and no
+ * link is followed on the way. In root: each prefix of path is opened from dirfd, so
+ * that a link in it resolves inside the root. A ".." anywhere is refused before
+ * anything is made. */
 static int mkdir_p(int dirfd, const char *path, mode_t mode, bool in_root) {
         if (nb_path_has_dotdot(path))
                 return -EXDEV;
@@ -98,7 +101,7 @@ static int mkdir_p(int dirfd, const char *path, mode_t mode, bool in_root) {
                 prefix[len] = 0;
                 c += n + (c[n] == '/');
                 for (int attempt = 0;; attempt++) {
-                        int next = open_walk_dir(dirfd, prefix, in_root);
+                        int next = in_root ? open_walk_dir(dirfd, prefix, true) : open_walk_dir(cur, part, false);
                         if (next >= 0) {
                                 close(cur);
                                 cur = next;

@@ -294,3 +294,36 @@ def test_coverage_files_count_against_the_outputs_cap(tmp_path, resolve_dir, cac
         "        os.truncate(os.open(os.path.join(d, name), os.O_CREAT | os.O_WRONLY), 40 << 20)\n")
     out = failing_run(tmp_path, resolve_dir, cache, body)
     assert "takes the outputs beyond 268435456 bytes in all" in out, out
+
+
+def test_undeclared_output_paths_longer_than_path_max_are_restored(tmp_path, resolve_dir, cache):  # noqa: F811
+    """40 directories of 40 control characters: 1.6 KiB inside the sandbox, 4.8 KiB once
+    escaped into --output, past PATH_MAX. Each directory is made from its parent's
+    descriptor, so the file arrives (and again from the cache)."""
+    body = (
+        "import os\n\n"
+        "def test_writes():\n"
+        "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR'].encode()\n"
+        "    p = os.path.join(d, *[b'\\x01' * 40] * 40)\n"
+        "    os.makedirs(p)\n"
+        "    with open(os.path.join(p, b'f'), 'wb') as f:\n"
+        "        f.write(b'deep')\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    for i in range(2):
+        out = tmp_path / f"out{i}"
+        p = run(["test", "--cache", cache, "--output", out, ws])
+        assert p.returncode == 0, p.stdout + p.stderr
+        assert ("(cached)" in p.stdout) == (i == 1), p.stdout
+        fd = os.open(out / "app/tests/undeclared", os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            for _ in range(40):
+                assert os.listdir(fd) == ["%01" * 40]
+                nxt = os.open("%01" * 40, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+                os.close(fd)
+                fd = nxt
+            assert os.listdir(fd) == ["f"]
+            f = os.open("f", os.O_RDONLY, dir_fd=fd)
+            assert os.read(f, 100) == b"deep"
+            os.close(f)
+        finally:
+            os.close(fd)
