@@ -3,6 +3,7 @@
  * Stats, gc and verify are in cas_maint.c. */
 #include <errno.h>
 #include <fcntl.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -146,9 +147,12 @@ static void tmp_file_cleanup(struct tmp_file *t) {
 
 /* The one write protocol: tmp/<unique>, write, fsync, rename into ns/ab/<digest>,
  * fsync of the fan-out directory. A crash at any moment leaves the old entry or the
- * new one; a failed write (ENOSPC, EDQUOT, EIO) leaves only what was there before. */
+ * new one; a failed write (ENOSPC, EDQUOT, EIO) leaves only what was there before.
+ * NB_RECOVERABLE leaves out the fsyncs, never the rename: kill -9 still leaves one
+ * entry or the other, and what a power cut may tear is read as damage (cas.h). */
 static int store(struct nb_store *s, const char *ns, const char *digest, const struct iovec *iov, size_t n_iov,
-                 struct nb_error *err) {
+                 enum nb_durability durability, struct nb_error *err) {
+        bool sync = durability == NB_DURABLE;
         struct nb_cache_dir *c = s->dir;
         char rel[NB_ENTRY_REL_MAX];
         if (nb_cas_entry_rel(ns, digest, rel) < 0)
@@ -166,7 +170,7 @@ static int store(struct nb_store *s, const char *ns, const char *digest, const s
         int r = 0;
         for (size_t i = 0; i < n_iov && r >= 0; i++)
                 r = nb_write_all(fd, iov[i].iov_base, iov[i].iov_len);
-        if (r >= 0 && fsync(fd) < 0)
+        if (r >= 0 && sync && fsync(fd) < 0)
                 r = -errno;
         if (r >= 0 && close(TAKE_FD(fd)) < 0)
                 r = -errno; /* NFS and quotas may report a failed write only here */
@@ -177,7 +181,7 @@ static int store(struct nb_store *s, const char *ns, const char *digest, const s
         char fanout[8];
         snprintf(fanout, sizeof(fanout), "%s/%.2s", ns, digest);
         if (mkdirat(c->fd, fanout, 0755) == 0) {
-                r = fsync_at(c->fd, ns);
+                r = sync ? fsync_at(c->fd, ns) : 0;
                 if (r < 0)
                         return nb_error_set(err, r, "cache %s: syncing %s", c->path, ns);
         } else if (errno != EEXIST)
@@ -185,14 +189,28 @@ static int store(struct nb_store *s, const char *ns, const char *digest, const s
         if (renameat(c->fd, tmp.rel, c->fd, rel) < 0)
                 return nb_error_set(err, errno, "cache %s: storing %s (nothing stored)", c->path, rel);
         free(TAKE_PTR(tmp.rel)); /* renamed: nothing left to clean up */
-        r = fsync_at(c->fd, fanout);
+        r = sync ? fsync_at(c->fd, fanout) : 0;
         if (r < 0)
                 return nb_error_set(err, r, "cache %s: syncing %s", c->path, fanout);
         return 0;
 }
 
-int nb_cas_put(struct nb_store *s, const void *data, size_t len, char digest_out[NB_DIGEST_HEX_LEN + 1],
-               struct nb_error *err) {
+/* An entry already in place that a durable put relies on: a recoverable write may
+ * have left it (and its name in the fan-out directory) unsynced. */
+static int make_durable(struct nb_store *s, const char *rel, const char *digest) {
+        _cleanup_close_ int fd = nb_open_beneath(s->dir->fd, rel, O_RDONLY, 0);
+        if (fd < 0)
+                return fd;
+        if (fsync(fd) < 0)
+                return -errno;
+        char fanout[8];
+        snprintf(fanout, sizeof(fanout), "cas/%.2s", digest);
+        int r = fsync_at(s->dir->fd, fanout);
+        return r < 0 ? r : fsync_at(s->dir->fd, "cas");
+}
+
+int nb_cas_put_as(struct nb_store *s, const void *data, size_t len, enum nb_durability durability,
+                  char digest_out[NB_DIGEST_HEX_LEN + 1], struct nb_error *err) {
         char digest[NB_DIGEST_HEX_LEN + 1];
         nb_sha256_hex(data, len, digest);
         char rel[NB_ENTRY_REL_MAX];
@@ -204,10 +222,12 @@ int nb_cas_put(struct nb_store *s, const void *data, size_t len, char digest_out
         struct stat st;
         if (fstatat(s->dir->fd, rel, &st, AT_SYMLINK_NOFOLLOW) == 0 && S_ISREG(st.st_mode) &&
             (uint64_t) st.st_size == (uint64_t) len) {
+                if (durability == NB_DURABLE && (r = make_durable(s, rel, digest)) < 0)
+                        return nb_error_set(err, r, "cache %s: syncing %s", s->dir->path, rel);
                 nb_store_touch(s, "cas", digest);
         } else {
                 struct iovec iov = { (void *) data, len };
-                r = store(s, "cas", digest, &iov, 1, err);
+                r = store(s, "cas", digest, &iov, 1, durability, err);
                 if (r < 0)
                         return r;
         }
@@ -215,14 +235,24 @@ int nb_cas_put(struct nb_store *s, const void *data, size_t len, char digest_out
         return 0;
 }
 
-int nb_ac_put(struct nb_store *s, const char *action_digest, const char *record, size_t len, struct nb_error *err) {
+int nb_cas_put(struct nb_store *s, const void *data, size_t len, char digest_out[NB_DIGEST_HEX_LEN + 1],
+               struct nb_error *err) {
+        return nb_cas_put_as(s, data, len, NB_DURABLE, digest_out, err);
+}
+
+int nb_ac_put_as(struct nb_store *s, const char *action_digest, const char *record, size_t len,
+                 enum nb_durability durability, struct nb_error *err) {
         char body_digest[NB_DIGEST_HEX_LEN + 1];
         nb_sha256_hex(record, len, body_digest);
         char header[NB_AC_HEADER_LEN + 1];
         snprintf(header, sizeof(header), NB_AC_MAGIC "%s\n", body_digest);
         struct iovec iov[2] = { { header, NB_AC_HEADER_LEN }, { (void *) record, len } };
         /* Always written: a newer result for the same action replaces the old one. */
-        return store(s, "ac", action_digest, iov, 2, err);
+        return store(s, "ac", action_digest, iov, 2, durability, err);
+}
+
+int nb_ac_put(struct nb_store *s, const char *action_digest, const char *record, size_t len, struct nb_error *err) {
+        return nb_ac_put_as(s, action_digest, record, len, NB_DURABLE, err);
 }
 
 /* Opens and reads an entry whole. 0 with *fd open, -ENOENT when absent. */

@@ -33,16 +33,33 @@ struct nb_store {
         struct nb_remote *remote; /* the shared remote cache (cache/remote.h), or NULL */
 };
 
-/* Stores data; writes its digest to digest_out. Existing identical blob: no write.
+/* What a write must survive. kill -9 never leaves half an entry either way (tmp +
+ * rename); the difference is a power cut.
+ * NB_DURABLE: file and directories fsynced. The default of nb_cas_put and nb_ac_put.
+ * NB_RECOVERABLE: renamed into place unsynced: a copy of what a remote cache serves
+ *   (cache/remote.c). A power cut may lose it or leave it empty or torn; every read
+ *   checks an entry against its digest, so that is damage removed and a miss (the
+ *   remote serves it again), never a wrong result. */
+enum nb_durability {
+        NB_DURABLE,
+        NB_RECOVERABLE,
+};
+
+/* Stores data; writes its digest to digest_out. Existing identical blob: no write
+ * (a durable put fsyncs it, in case a recoverable one left it).
  * -ENOSPC and friends come back with err filled; the cache is left as it was. */
 int nb_cas_put(struct nb_store *s, const void *data, size_t len, char digest_out[NB_DIGEST_HEX_LEN + 1],
                struct nb_error *err);
+int nb_cas_put_as(struct nb_store *s, const void *data, size_t len, enum nb_durability durability,
+                  char digest_out[NB_DIGEST_HEX_LEN + 1], struct nb_error *err);
 
 /* Reads the blob; -ENOENT when absent or damaged (then removed, warned once). */
 int nb_cas_get(struct nb_store *s, const char *digest, char **data, size_t *len, struct nb_error *err);
 
 /* Stores the action's result record (any bytes, JSON by convention). */
 int nb_ac_put(struct nb_store *s, const char *action_digest, const char *record, size_t len, struct nb_error *err);
+int nb_ac_put_as(struct nb_store *s, const char *action_digest, const char *record, size_t len,
+                 enum nb_durability durability, struct nb_error *err);
 
 /* Reads it back; -ENOENT when absent or damaged (removed, warned once). */
 int nb_ac_get(struct nb_store *s, const char *action_digest, char **record, size_t *len, struct nb_error *err);

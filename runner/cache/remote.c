@@ -170,9 +170,11 @@ int nb_remote_fetch(struct nb_remote *r, struct nb_store *s, const char *action_
                 nb_remote_fault(r, "download", &err);
                 return k == -ENOMEM ? k : -ENOENT;
         }
-        /* Kept locally: the local store checks the digest again as it writes. */
-        if ((k = nb_cas_put(s, blob, blob_len, got, &err)) < 0 ||
-            (k = nb_ac_put(s, action_digest, record, strlen(record), &err)) < 0) {
+        /* Kept locally: the local store checks the digest again as it writes. A copy
+         * the server still holds, so unsynced (cas.h: NB_RECOVERABLE): a power cut
+         * costs a download again, never a wrong result. */
+        if ((k = nb_cas_put_as(s, blob, blob_len, NB_RECOVERABLE, got, &err)) < 0 ||
+            (k = nb_ac_put_as(s, action_digest, record, strlen(record), NB_RECOVERABLE, &err)) < 0) {
                 if (s->warn) {
                         _cleanup_free_ char *line = NULL;
                         if (asprintf(&line, "remote result not kept locally: %s", nb_error_message(&err)) >= 0)

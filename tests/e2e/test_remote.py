@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NESTBOX, ROOT, run
+from conftest import NESTBOX, ROOT, have, run, traced_env
 from test_events import read_events
 from test_merge import cases as merged_cases, lcov_lines
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
@@ -156,6 +156,62 @@ def test_upload_then_remote_hit_without_pytest(nginx, ws, tmp_path):
     c = nb(tmp_path / "B", ws, "--remote-cache", srv.url)
     assert c.returncode == 0 and c.stdout.count("(cached)") == 3 and not warnings(c)
     srv.proc = subprocess.Popen(["true"])
+
+
+def traced_run(cache, ws, log, *extra):
+    """nb under strace -y: each fsync and rename with the paths of its descriptors."""
+    e = dict(os.environ)
+    e.pop("NESTBOX_REMOTE_HEADER", None)
+    p = subprocess.run(["strace", "-f", "-qq", "-y", "-e", "trace=fsync,fdatasync,renameat,renameat2", "-o", str(log),
+                        str(NESTBOX), "test", "--cache", str(cache), *map(str, extra), str(ws)],
+                       capture_output=True, text=True, timeout=300, env=traced_env(e))
+    assert p.returncode == 0, p.stdout + p.stderr
+    return p, log.read_text()
+
+
+def results_stored(cache, trace):
+    """{final path: whether it was fsynced} for each result (cas blob, ac record) the
+    traced run renamed into cache: the tmp file's fsync, then its fan-out directory's."""
+    out = {}
+    for tmp, final in re.findall(r'rename\w*\(\d+<[^>]*>, "(tmp/[^"]+)", \d+<[^>]*>, "((?:ac|cas)/[^"]+)"\)', trace):
+        path = cache / final
+        if final.startswith("ac/") and b'"action"' not in path.read_bytes():
+            continue  # a memo of hashes, not a result
+        synced = re.search(rf"f(data)?sync\(\d+<{re.escape(str(cache / tmp))}>", trace) is not None
+        fanout = re.search(rf"f(data)?sync\(\d+<{re.escape(str(path.parent))}>", trace) is not None
+        out[path] = synced and fanout
+    return out
+
+
+@pytest.mark.skipif(not have("strace"), reason="needs strace")
+def test_a_remote_hit_is_kept_unsynced_and_a_torn_copy_is_fetched_again(nginx, ws, tmp_path):
+    """A result this machine ran is fsynced before and after its rename; a copy of a
+    remote's result is only renamed into place (the server holds it: a power cut costs a
+    download, 6 fsyncs a target saved). What a power cut may leave of it, an empty or
+    torn file, reads as damage: removed, one warning each, and served again."""
+    srv = nginx()
+    _, trace = traced_run(tmp_path / "A", ws, tmp_path / "A.strace", "--remote-cache", srv.url)
+    ran = results_stored(tmp_path / "A", trace)
+    assert len(ran) == 6 and all(ran.values()), ran  # 3 blobs, 3 records, all durable
+    b, trace = traced_run(tmp_path / "B", ws, tmp_path / "B.strace", "--remote-cache", srv.url,
+                          "--output", tmp_path / "outB")
+    assert b.stdout.count("(cached)") == 3 and not warnings(b), b.stdout + b.stderr
+    copies = results_stored(tmp_path / "B", trace)
+    assert len(copies) == 6 and not any(copies.values()), copies
+    for i, path in enumerate(sorted(copies)):
+        path.chmod(0o644)
+        data = path.read_bytes()
+        path.write_bytes(b"" if i % 2 else data[: len(data) // 2])  # what a power cut can leave
+        path.chmod(0o444)
+    again = nb(tmp_path / "B", ws, "--remote-cache", srv.url, "--output", tmp_path / "outB2")
+    assert again.returncode == 0 and again.stdout.count("(cached)") == 3, again.stdout + again.stderr
+    damaged = [line for line in again.stderr.splitlines() if str(tmp_path / "B") in line]
+    assert damaged and all("removed" in line for line in damaged), again.stderr
+    for t in THREE:
+        assert (tmp_path / "outB2" / t / "junit.xml").read_bytes() == (tmp_path / "outB" / t / "junit.xml").read_bytes()
+    assert all(p.read_bytes() for p in copies), "served again and kept"
+    v = run(["cache", "--cache", tmp_path / "B", "verify"])
+    assert v.returncode == 0, v.stdout + v.stderr
 
 
 def make_ca(d: Path):

@@ -92,6 +92,33 @@ TEST(cas_round_trip) {
         teardown(&f);
 }
 
+/* A remote's copy is stored unsynced; a durable put of the same bytes finds it in
+ * place, keeps that file (no second write) and syncs it, and both read back. */
+TEST(recoverable_then_durable_put_of_one_blob) {
+        struct fixture f;
+        setup(&f);
+        char digest[NB_DIGEST_HEX_LEN + 1], again[NB_DIGEST_HEX_LEN + 1], rel[128];
+        CHECK_EQ_INT(nb_cas_put_as(&f.store, "copy", 4, NB_RECOVERABLE, digest, NULL), 0);
+        blob_rel("cas", digest, rel, sizeof(rel));
+        struct stat before, after;
+        CHECK_EQ_INT(fstatat(f.dir.fd, rel, &before, AT_SYMLINK_NOFOLLOW), 0);
+        CHECK_EQ_INT(nb_cas_put(&f.store, "copy", 4, again, NULL), 0);
+        CHECK_EQ_STR(again, digest);
+        CHECK_EQ_INT(fstatat(f.dir.fd, rel, &after, AT_SYMLINK_NOFOLLOW), 0);
+        CHECK(before.st_ino == after.st_ino);
+        _cleanup_free_ char *data = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(nb_cas_get(&f.store, digest, &data, &len, NULL), 0);
+        CHECK_EQ_INT(len, 4);
+        CHECK_EQ_INT(nb_ac_put_as(&f.store, digest, "record", 6, NB_RECOVERABLE, NULL), 0);
+        _cleanup_free_ char *record = NULL;
+        CHECK_EQ_INT(nb_ac_get(&f.store, digest, &record, &len, NULL), 0);
+        CHECK_EQ_STR(record, "record");
+        CHECK_EQ_INT(f.warnings, 0);
+        CHECK_EQ_INT(count_dir(f.dir.fd, "tmp"), 0);
+        teardown(&f);
+}
+
 TEST(cas_flipped_byte_is_removed_warned_once_and_a_miss) {
         struct fixture f;
         setup(&f);
