@@ -175,6 +175,18 @@ static int build_item(const struct nb_selection *sel, const struct nb_action_opt
         return r < 0 ? r : nb_shard_plan_attach(it->action, cache, err);
 }
 
+/* nb_machine_slice's way to build an item's action: as the run will. */
+struct planning {
+        const struct nb_selection *sel;
+        const struct nb_action_options *o;
+        struct nb_cache_dir *cache;
+};
+
+static int plan_build(struct nb_work_item *it, void *userdata, struct nb_error *err) {
+        const struct planning *pl = userdata;
+        return build_item(pl->sel, pl->o, pl->cache, it, err);
+}
+
 /* The work items of this machine's slice: each target's shards (cli/machine.h),
  * each of them once per run (--runs-per-test), a shard's runs together; each item
  * retries its failures itself (nb_item_run). */
@@ -193,25 +205,15 @@ static int make_items(struct nb_test_run *tr, const struct nb_selection *sel, co
         tr->cleared = calloc(n + 1, sizeof(*tr->cleared));
         if (!tr->outcomes || !tr->not_run || !tr->cleared || nb_item_reports_init(&tr->combined, n) < 0)
                 return nb_error_set(err, ENOMEM, "test");
-        if (m && m->count > 1) {
-                /* The slices are planned from every item's action group, this machine's
-                 * or not. An item that cannot be built is planned as unknown, alike on
-                 * every machine, and built again below by the one it falls to, which
-                 * stops on its error as it would without machines. */
-                for (size_t i = 0; i < n; i++) {
-                        _cleanup_error_ struct nb_error ignored = NB_ERROR_INIT;
-                        struct nb_work_item *it = &tr->items[i];
-                        if (build_item(sel, o, tr->store.dir, it, &ignored) < 0) {
-                                nb_action_free(it->action);
-                                it->action = NULL;
-                        }
-                }
-                if ((r = nb_machine_slice(tr->store.dir, m, tr->items, &tr->n)) < 0)
-                        return nb_error_set(err, -r, "test");
-        }
+        /* The slices are planned from every item's action group, this machine's or
+         * not; the items kept are built below, where one the workspace keeps from
+         * being built stops this machine as it would without machines. */
+        struct planning pl = { sel, o, tr->store.dir };
+        if (m && m->count > 1 && (r = nb_machine_slice(tr->store.dir, m, tr->items, &tr->n, plan_build, &pl, err)) < 0)
+                return r;
         for (size_t i = 0; i < tr->n; i++) {
                 struct nb_work_item *it = &tr->items[i];
-                if (!it->action && (r = build_item(sel, o, tr->store.dir, it, err)) < 0)
+                if ((r = build_item(sel, o, tr->store.dir, it, err)) < 0)
                         return r;
                 it->run = it->action->run;
                 it->attempts = nb_target_attempts(it->target, o);

@@ -159,34 +159,56 @@ int nb_machine_detect(struct nb_machine *m, const char *(*get)(const char *)) {
         return 0;
 }
 
-/* The item's expected seconds, from what is pinned for its action group (nothing
- * learned since changes it): a shard's planned load; an unsharded target's durations,
- * pinned now when this group was never planned. -1: unknown (nothing was learned when
- * the group was pinned, or its action could not be built, which every machine sees
- * alike), placed by a hash of its key. */
-static double item_cost(struct nb_cache_dir *cache, struct nb_item_expect *e, struct nb_work_item *it) {
+/* The item's expected seconds in *ret, from what is pinned for its action group
+ * (nothing learned since changes it): a shard's planned load; an unsharded target's
+ * durations, pinned now when this group was never planned. -1: unknown (nothing was
+ * learned when the group was pinned), placed by a hash of its key. */
+static int item_cost(struct nb_cache_dir *cache, struct nb_item_expect *e, struct nb_work_item *it, double *ret,
+                     struct nb_error *err) {
         struct nb_action *a = it->action;
-        if (!a)
-                return -1;
         uint64_t ms = 0;
         if (a->shard_count > 1) {
                 /* nb_shard_plan_attach pinned it; without durations the shards go by hash. */
                 if (a->shard_durations)
                         ms = nb_item_expected_ms(it, e);
         } else {
-                _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
                 _cleanup_free_ char *text = NULL;
                 json_auto_t *tests = NULL;
                 char group[NB_DIGEST_HEX_LEN + 1];
-                if (nb_action_resolve(a, cache, &err) < 0 || nb_action_group_digest(a, group, &err) < 0 ||
-                    nb_durations_pin(cache, group, a->target, &text, &tests, &err) < 0)
-                        return -1;
+                int r;
+                if ((r = nb_action_resolve(a, cache, err)) < 0 || (r = nb_action_group_digest(a, group, err)) < 0 ||
+                    (r = nb_durations_pin(cache, group, a->target, &text, &tests, err)) < 0)
+                        return r;
                 ms = (uint64_t) (nb_durations_total(tests) * 1000.0 + 0.5);
         }
-        return ms ? (double) ms / 1000.0 + START_UP_SEC : -1;
+        *ret = ms ? (double) ms / 1000.0 + START_UP_SEC : -1;
+        return 0;
 }
 
-int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n) {
+/* One item's cost, its action built for it and freed at once, so that planning holds
+ * no descriptor or venv plan past the item however many there are. A failure in the
+ * workspace (a bad lockfile, a missing wheel) every machine meets alike: unknown, and
+ * the machine the item falls to says why. Any other (descriptors, memory, a pin not
+ * written) could differ between machines and so their slices: it stops the plan. */
+static int plan_cost(struct nb_cache_dir *cache, struct nb_item_expect *e, struct nb_work_item *it,
+                     nb_item_build_fn build, void *userdata, double *ret, struct nb_error *err) {
+        int r = build(it, userdata, err);
+        if (r >= 0)
+                r = item_cost(cache, e, it, ret, err);
+        nb_action_free(it->action);
+        it->action = NULL;
+        if (r >= 0)
+                return 0;
+        if (err->klass == NB_ERROR_INPUT || err->klass == NB_ERROR_USAGE) {
+                nb_error_clear(err);
+                *ret = -1;
+                return 0;
+        }
+        return nb_error_wrap(err, -r, "--machine: planning the slices (%s)", it->target->name);
+}
+
+int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n,
+                     nb_item_build_fn build, void *userdata, struct nb_error *err) {
         if (!m || m->count <= 1)
                 return 0;
         _cleanup_free_ struct nb_plan_item *plan = calloc(*n ? *n : 1, sizeof(*plan));
@@ -194,30 +216,31 @@ int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, str
         _cleanup_strv_free_ char **keys = calloc(*n + 1, sizeof(char *));
         _cleanup_(nb_item_expect_done) struct nb_item_expect expect = { .cache = cache };
         if (!plan || !bin || !keys)
-                return -ENOMEM;
+                return nb_error_set(err, ENOMEM, "--machine");
         for (size_t i = 0; i < *n; i++) {
                 if (asprintf(&keys[i], "%s#%u/%u@%u", items[i].target->name, items[i].shard_index, items[i].shard_count,
                              items[i].run) < 0) {
                         keys[i] = NULL;
-                        return -ENOMEM;
+                        return nb_error_set(err, ENOMEM, "--machine");
                 }
                 /* The runs of a shard come together and cost what its first one does:
                  * one pin per target and shard, not one per run. */
                 const struct nb_work_item *prev = i ? &items[i - 1] : NULL;
                 bool again = prev && prev->target == items[i].target && prev->shard_index == items[i].shard_index &&
                              prev->shard_count == items[i].shard_count;
-                plan[i] = (struct nb_plan_item) { keys[i], again ? plan[i - 1].cost : item_cost(cache, &expect, &items[i]) };
+                double cost = again ? plan[i - 1].cost : 0;
+                int r = again ? 0 : plan_cost(cache, &expect, &items[i], build, userdata, &cost, err);
+                if (r < 0)
+                        return r;
+                plan[i] = (struct nb_plan_item) { keys[i], cost };
         }
         int r = nb_plan_lpt(plan, *n, m->count, bin, NULL);
         if (r < 0)
-                return r;
+                return nb_error_set(err, -r, "--machine");
         size_t kept = 0;
-        for (size_t i = 0; i < *n; i++) {
+        for (size_t i = 0; i < *n; i++)
                 if (bin[i] == m->index - 1)
                         items[kept++] = items[i];
-                else
-                        nb_action_free(items[i].action);
-        }
         for (size_t i = kept; i < *n; i++)
                 items[i] = (struct nb_work_item) {};
         *n = kept;

@@ -48,11 +48,16 @@ int nb_machine_detect(struct nb_machine *m, const char *(*getenv_fn)(const char 
 int nb_work_items(const struct nb_selection *sel, unsigned shards_per_target, unsigned runs,
                   const struct nb_action_options *o, struct nb_work_item **ret, size_t *ret_n);
 
+/* Builds an item's action (it->action; left NULL or freed by the caller on failure). */
+typedef int (*nb_item_build_fn)(struct nb_work_item *it, void *userdata, struct nb_error *err);
+
 /* With m->count > 1, keeps only this machine's slice of the *n items (runs are work
- * items too), in their order, and frees the actions of the others. Each item's action
- * is built by the caller (NULL: it could not be, and the machine it falls to says
- * why); its cost is what its action group has pinned (cache/durations.h: a shard's
- * planned load, an unsharded target's durations, pinned here when its group has
- * none), so machines that plan one group from one cache, at once or one after
- * another, compute the same slices. -errno. */
-int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n);
+ * items too), in their order; no item has its action afterwards. Each item's cost is
+ * what its action group has pinned (cache/durations.h: a shard's planned load, an
+ * unsharded target's durations, pinned here when its group has none), its action
+ * built with build for that and freed at once, so machines that plan one group from
+ * one cache, at once or one after another, compute the same slices. An item whose
+ * action the workspace keeps from being built is unknown (the machine it falls to
+ * says why); any other failure could plan differently elsewhere, so it is err. */
+int nb_machine_slice(struct nb_cache_dir *cache, const struct nb_machine *m, struct nb_work_item *items, size_t *n,
+                     nb_item_build_fn build, void *userdata, struct nb_error *err);

@@ -5,6 +5,7 @@ import hashlib
 import json
 import os
 import re
+import resource
 import shutil
 import subprocess
 
@@ -191,6 +192,57 @@ def test_planning_pins_prunes_the_old_pins_once(tmp_path, resolve_dir):  # noqa:
     assert p.returncode == 0, p.stdout + p.stderr
     assert len(list((tmp_path / "runs" / "plans").iterdir())) == n
 
+
+
+def test_planning_holds_no_descriptor_an_item(tmp_path, resolve_dir):  # noqa: F811
+    # Review: planning built every item's action and held it until the slice was cut,
+    # each with its wheelhouse open. Past the descriptor limit the later items were
+    # planned as unknown without a word, so a machine with another `ulimit -n` (or any,
+    # past about a thousand items) cut other slices: targets ran twice, or nowhere.
+    n = 60
+    targets = {f"t{i}": {"tests": ["tests/test_calc.py"]} for i in range(n)}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, targets)
+    cache = tmp_path / "cache"
+    assert run(["test", "--cache", cache, ws], env=env(), timeout=600).returncode == 0
+    overstate(cache, f"t{n - 1}")
+    slices = {}
+    for limit in (1024, 40):
+        copy = tmp_path / f"cache-{limit}"
+        shutil.copytree(cache, copy, symlinks=True)
+        p = run(["test", "--cache", copy, "--machine", "1/2", ws], env=env(),
+                preexec_fn=lambda lim=limit: resource.setrlimit(resource.RLIMIT_NOFILE, (lim, lim)))
+        assert p.returncode == 0, p.stdout + p.stderr
+        slices[limit] = ran(p.stdout)
+    assert slices[1024] == slices[40] == [f"t{n - 1}"], slices
+
+
+def test_a_plan_the_machine_cannot_make_stops_it(tmp_path, resolve_dir):  # noqa: F811
+    # What another machine could plan otherwise (a pin not written, descriptors, memory)
+    # stops the plan, exit 3, where it was taken for "unknown" and sliced in silence. A
+    # target the workspace keeps from being built is unknown on every machine alike:
+    # the machine it falls to says why (exit 2), the other runs its slice.
+    targets = {f"t{i}": {"tests": ["tests/test_calc.py"]} for i in range(4)}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, targets)
+    cache = tmp_path / "cache"
+    assert run(["test", "--cache", cache, ws], env=env()).returncode == 0
+    shutil.rmtree(cache / "plans", ignore_errors=True)
+    (cache / "plans").write_text("not a directory")
+    p = run(["test", "--cache", cache, "--machine", "1/2", ws], env=env())
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert re.search(r"^nestbox: --machine: planning the slices \(t0\): .*Not a directory$", p.stderr, re.M), p.stderr
+    (cache / "plans").unlink()
+    cfg = json.loads((ws / "nestbox.json").read_text())
+    cfg["resolves"]["broken"] = {"lockfile": "3rdparty/missing.lock",
+                                 "wheelhouse": cfg["resolves"]["default"]["wheelhouse"]}
+    cfg["targets"]["t3"]["resolve"] = "broken"
+    (ws / "nestbox.json").write_text(json.dumps(cfg))
+    codes = {}
+    for k in (1, 2):
+        p = run(["test", "--cache", cache, "--machine", f"{k}/2", ws], env=env())
+        codes[k] = p.returncode
+        assert p.returncode in (0, 2), p.stdout + p.stderr
+        assert (p.returncode == 2) == ("missing.lock" in p.stderr), p.stdout + p.stderr
+    assert sorted(codes.values()) == [0, 2], codes
 
 # ---- examples/ci: the command lines a user copies are valid and do what they say ----
 
