@@ -148,6 +148,10 @@ static int add_file(struct walk *w, int dirfd, const char *name, const char *ful
                 return nb_error_setx(w->err, EFBIG, "artifact: adding %s takes the outputs beyond %zu bytes in all",
                                      full, w->max_total);
         *w->total += len;
+        size_t name_len = strlen(full);
+        if (name_len > MAX_NAME)
+                return nb_error_setx(w->err, ENAMETOOLONG, "artifact: %.64s...: a name of %zu bytes, more than the %d an "
+                                     "output's may have", full, name_len, MAX_NAME);
         char *n = strdup(full);
         if (!n)
                 return nb_error_set(w->err, ENOMEM, "artifact");
@@ -501,8 +505,8 @@ static int control_len(const unsigned char *p) {
 #define SHORT_HASH_LEN 16
 
 /* A component longer than NAME_MAX once escaped (a test's name of many control bytes
- * grows threefold) keeps what fits of its start, cut where no %XX or UTF-8 character
- * is split, then "%~" and SHORT_HASH_LEN hex digits of the SHA-256 of the bytes the
+ * grows threefold) keeps what fits of its start, cut where no %XX, escaped C1 or UTF-8
+ * character is split, then "%~" and SHORT_HASH_LEN hex digits of the SHA-256 of the bytes the
  * test wrote: no escaped name holds "%~", so it meets no other. The new length. */
 static size_t shorten(char *esc, size_t len, const char *orig, size_t orig_len) {
         size_t keep = NAME_MAX - 2 - SHORT_HASH_LEN;
@@ -514,6 +518,10 @@ static size_t shorten(char *esc, size_t len, const char *orig, size_t orig_len) 
                 keep -= 1;
         else if (keep >= 2 && esc[keep - 2] == '%')
                 keep -= 2;
+        /* Escaped, a C1 character is two: "%C2" only ever starts one (a lone 0xC2 is
+         * kept as it is), so it is never kept without the half after it. */
+        if (keep >= 3 && memcmp(esc + keep - 3, "%C2", 3) == 0)
+                keep -= 3;
         char hex[NB_DIGEST_HEX_LEN + 1];
         nb_sha256_hex(orig, orig_len, hex);
         esc[keep++] = '%';

@@ -242,17 +242,20 @@ def test_undeclared_output_names_are_bytes(tmp_path, resolve_dir, cache):  # noq
         "def test_writes():\n"
         "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR'].encode()\n"
         "    for name in (b'latin1-\\xe9t\\xe9', b'raw-\\xff\\xfe', b'line\\nPASSED', b'esc-\\x1b[31m', b'pct-%41',\n"
-        "                 b'c1-\\xc2\\x9b31m', b'ctl-' + b'\\x01' * 100, b'\\x02' * 70 + b'\\xc3\\xa9' * 30):\n"
+        "                 b'c1-\\xc2\\x9b31m', b'ctl-' + b'\\x01' * 100, b'\\x02' * 70 + b'\\xc3\\xa9' * 30,\n"
+        "                 b'a' * 54 + b'\\xc2\\x9b' * 40):\n"
         "        with open(os.path.join(d, name), 'wb') as f:\n"
         "            f.write(name)\n")
     ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
     want = {b"latin1-\xe9t\xe9": b"latin1-\xe9t\xe9", b"raw-\xff\xfe": b"raw-\xff\xfe",
             b"line%0APASSED": b"line\nPASSED", b"esc-%1B[31m": b"esc-\x1b[31m", b"pct-%2541": b"pct-%41",
             b"c1-%C2%9B31m": b"c1-\xc2\x9b31m"}
-    # Escaped, these two are longer than NAME_MAX: each keeps what fits of its start,
-    # cut between two characters, then "%~" and 16 hex digits of the name's SHA-256.
-    for name, kept in ((b"ctl-" + b"\x01" * 100, b"ctl-" + b"%01" * 77), (b"\x02" * 70 + b"\xc3\xa9" * 30,
-                                                                      b"%02" * 70 + b"\xc3\xa9" * 13)):
+    # Escaped, these are longer than NAME_MAX: each keeps what fits of its start, cut
+    # between two characters (a C1 one is two escapes: never one of them alone), then
+    # "%~" and 16 hex digits of the name's SHA-256.
+    for name, kept in ((b"ctl-" + b"\x01" * 100, b"ctl-" + b"%01" * 77),
+                       (b"\x02" * 70 + b"\xc3\xa9" * 30, b"%02" * 70 + b"\xc3\xa9" * 13),
+                       (b"a" * 54 + b"\xc2\x9b" * 40, b"a" * 54 + b"%C2%9B" * 30)):
         assert len(kept) <= 255 - 18
         want[kept + b"%~" + hashlib.sha256(name).hexdigest()[:16].encode()] = name
     for i, extra in enumerate(([], [])):
@@ -327,3 +330,20 @@ def test_undeclared_output_paths_longer_than_path_max_are_restored(tmp_path, res
             os.close(f)
         finally:
             os.close(fd)
+
+
+def test_an_undeclared_path_past_the_name_cap_fails_the_target_saying_so(tmp_path, resolve_dir, cache):  # noqa: F811
+    """25 directories of 200 bytes: a 5,026-byte name, past the 4,096 an output's may
+    have. The target fails with one line naming the cap, not "Invalid argument"."""
+    body = (
+        "import os\n\n"
+        "def test_writes():\n"
+        "    os.chdir(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'])\n"
+        "    for _ in range(25):\n"
+        "        os.mkdir('a' * 200)\n"
+        "        os.chdir('a' * 200)\n"
+        "    open('f', 'w').close()\n")
+    out = failing_run(tmp_path, resolve_dir, cache, body)
+    line = "/out: artifact: undeclared/" + "a" * 53 + "...: a name of 5037 bytes, more than the 4096 an output's may have"
+    assert line in out, out
+    assert "Invalid argument" not in out, out
