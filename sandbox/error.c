@@ -77,6 +77,16 @@ int nb_error_wrap(struct nb_error *err, int code, const char *fmt, ...) {
         return -err->code;
 }
 
+enum nb_error_class nb_error_class_of_path(int e) {
+        switch (e < 0 ? -e : e) {
+        case EMFILE: case ENFILE: case ENOMEM: case ENOBUFS: case EIO: case ENOSPC: case EDQUOT: case EROFS:
+        case EACCES: case EPERM: case EAGAIN: case EINTR: case ETIMEDOUT: case ESTALE:
+                return NB_ERROR_INFRA;
+        default:
+                return NB_ERROR_INPUT;
+        }
+}
+
 void nb_error_clear(struct nb_error *err) {
         if (!err)
                 return;

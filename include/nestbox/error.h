@@ -46,6 +46,12 @@ void nb_error_clear(struct nb_error *err);
  * r is returned unchanged when err is NULL. */
 int nb_error_classify(struct nb_error *err, enum nb_error_class k, int r);
 
+/* The class of a failure on a path the user named (a lockfile, a wheelhouse, a glob's
+ * directories), by its errno: what another machine, or this one another time, may not
+ * meet (descriptors, memory, I/O, space, permissions) is NB_ERROR_INFRA; the rest
+ * (not there, not a directory, a link loop, too long) is the name's, NB_ERROR_INPUT. */
+enum nb_error_class nb_error_class_of_path(int e);
+
 /* nb_error_setx() with class NB_ERROR_INPUT: for what the user wrote. */
 int nb_error_input(struct nb_error *err, int code, const char *fmt, ...) __attribute__((format(printf, 3, 4)));
 

@@ -90,7 +90,7 @@ int nb_action_collect(int root_fd, char **source_globs, char **test_globs, char 
         int r = nb_tree_collect(root_fd, (const char *const *) source_globs, (const char *const *) source_roots, memo,
                                 &s, err);
         if (r < 0 || (r = nb_tree_collect(root_fd, (const char *const *) test_globs, NULL, memo, &t, err)) < 0)
-                return r == -ENOMEM ? r : nb_error_classify(err, NB_ERROR_INPUT, r);
+                return nb_error_classify(err, nb_error_class_of_path(r), r);
         _cleanup_strv_free_ char **sources = NULL, **tests = NULL;
         if (tree_paths(&s, &sources) < 0 || tree_paths(&t, &tests) < 0 || nb_tree_merge(&s, &t, tree) < 0)
                 return nb_error_set(err, ENOMEM, "declared files");
@@ -124,7 +124,7 @@ static int reuse_watched(struct nb_action *a, int root_fd, struct nb_error *err)
         r = nb_tree_collect(root_fd, (const char *const[]) { NULL }, (const char *const *) a->source_roots, NULL,
                             &none, err);
         if (r < 0)
-                return r == -ENOMEM ? r : nb_error_classify(err, NB_ERROR_INPUT, r);
+                return nb_error_classify(err, nb_error_class_of_path(r), r);
         nb_strv_free(a->sources);
         nb_strv_free(a->tests);
         a->sources = TAKE_PTR(sources);

@@ -353,11 +353,11 @@ int nb_lockfile_load(const char *path, const struct nb_marker_env *env, struct n
          * any file they name (not beneath anything); only its type and size are checked. */
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC | O_NOCTTY | O_NONBLOCK);
         if (fd < 0) {
-                /* A lockfile that is not there is a wrong name on the command line or in
-                 * nestbox.json; one that cannot be read (EACCES, EIO) is the machine's. */
+                /* A lockfile that is not there (or a path through a file, a link loop)
+                 * is a wrong name on the command line or in nestbox.json; one that
+                 * cannot be read (EACCES, EIO) is the machine's. */
                 int e = errno;
-                return nb_error_classify(err, e == ENOENT ? NB_ERROR_INPUT : NB_ERROR_INFRA,
-                                         nb_error_set(err, e, "lockfile %s", path));
+                return nb_error_classify(err, nb_error_class_of_path(e), nb_error_set(err, e, "lockfile %s", path));
         }
         struct stat st;
         if (fstat(fd, &st) < 0)

@@ -124,7 +124,7 @@ static int find_wheel(const struct nb_python *py, int wheelhouse_fd, const char 
 /* Wheels are opened by name from a directory the user named; a symlinked wheel is
  * fine (a shared download cache often is one) because its bytes answer to the hash. */
 enum nb_error_class nb_wheel_open_error_class(int r) {
-        return r == -ENOENT || r == -EINVAL ? NB_ERROR_INPUT : NB_ERROR_INFRA;
+        return nb_error_class_of_path(r);
 }
 
 int nb_wheel_open(int wheelhouse_fd, const char *filename) {

@@ -231,18 +231,36 @@ def test_a_plan_the_machine_cannot_make_stops_it(tmp_path, resolve_dir):  # noqa
     assert p.returncode == 3, p.stdout + p.stderr
     assert re.search(r"^nestbox: --machine: planning the slices \(t0\): .*Not a directory$", p.stderr, re.M), p.stderr
     (cache / "plans").unlink()
-    cfg = json.loads((ws / "nestbox.json").read_text())
-    cfg["resolves"]["broken"] = {"lockfile": "3rdparty/missing.lock",
-                                 "wheelhouse": cfg["resolves"]["default"]["wheelhouse"]}
-    cfg["targets"]["t3"]["resolve"] = "broken"
-    (ws / "nestbox.json").write_text(json.dumps(cfg))
-    codes = {}
-    for k in (1, 2):
-        p = run(["test", "--cache", cache, "--machine", f"{k}/2", ws], env=env())
-        codes[k] = p.returncode
-        assert p.returncode in (0, 2), p.stdout + p.stderr
-        assert (p.returncode == 2) == ("missing.lock" in p.stderr), p.stdout + p.stderr
-    assert sorted(codes.values()) == [0, 2], codes
+    # A lockfile not there, one named through a file, a link loop: the workspace's.
+    os.symlink("loop.lock", ws / "3rdparty/loop.lock")
+    for lockfile in ("3rdparty/missing.lock", "tests/test_calc.py/x.lock", "3rdparty/loop.lock"):
+        cfg = json.loads((ws / "nestbox.json").read_text())
+        cfg["resolves"]["broken"] = {"lockfile": lockfile, "wheelhouse": cfg["resolves"]["default"]["wheelhouse"]}
+        cfg["targets"]["t3"]["resolve"] = "broken"
+        (ws / "nestbox.json").write_text(json.dumps(cfg))
+        codes = {}
+        for k in (1, 2):
+            p = run(["test", "--cache", cache, "--machine", f"{k}/2", ws], env=env())
+            codes[k] = p.returncode
+            assert p.returncode in (0, 2), p.stdout + p.stderr
+            assert (p.returncode == 2) == (lockfile in p.stderr), p.stdout + p.stderr
+        assert sorted(codes.values()) == [0, 2], (lockfile, codes)
+
+
+def test_running_out_of_descriptors_in_a_glob_stops_the_plan(tmp_path, resolve_dir):  # noqa: F811
+    # Review: a glob's walk that ran out of descriptors was taken for the workspace's
+    # error, so the item was planned as unknown (and its machine said "exit 2").
+    targets = {f"t{i}": {"tests": ["tests/test_calc.py"]} for i in range(4)}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, targets)
+    deep = ws / "src" / "app"
+    for i in range(40):
+        deep = deep / f"d{i}"
+    deep.mkdir(parents=True)
+    (deep / "leaf.py").write_text("")
+    p = run(["test", "--cache", tmp_path / "cache", "--machine", "1/2", ws], env=env(),
+            preexec_fn=lambda: resource.setrlimit(resource.RLIMIT_NOFILE, (32, 32)))
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert re.search(r"^nestbox: --machine: planning the slices \(t0\): .*Too many open files$", p.stderr, re.M), p.stderr
 
 # ---- examples/ci: the command lines a user copies are valid and do what they say ----
 
