@@ -22,7 +22,10 @@
 #include "nestbox/fs.h"
 #include "nestbox/text.h"
 
-#define MAX_NAME 4096
+/* A path a test writes beneath a tree nb_artifact_add_tree walks, and an entry's
+ * name: that path and room for the folder it is stored under ("undeclared/"). */
+#define MAX_TREE_PATH 4096
+#define MAX_NAME (MAX_TREE_PATH + 64)
 #define MAX_DEPTH 256
 
 static void archive_writep(struct archive **a) {
@@ -116,6 +119,7 @@ struct walk {
         struct nb_artifact *a;
         size_t max_file, max_total, *total, max_files, files;
         struct nb_error *err;
+        size_t root_len; /* of the prefix every name starts with */
 };
 
 static int add_file(struct walk *w, int dirfd, const char *name, const char *full) {
@@ -148,10 +152,10 @@ static int add_file(struct walk *w, int dirfd, const char *name, const char *ful
                 return nb_error_setx(w->err, EFBIG, "artifact: adding %s takes the outputs beyond %zu bytes in all",
                                      full, w->max_total);
         *w->total += len;
-        size_t name_len = strlen(full);
-        if (name_len > MAX_NAME)
-                return nb_error_setx(w->err, ENAMETOOLONG, "artifact: %.64s...: a name of %zu bytes, more than the %d an "
-                                     "output's may have", full, name_len, MAX_NAME);
+        size_t path_len = strlen(full) - w->root_len;
+        if (path_len > MAX_TREE_PATH)
+                return nb_error_setx(w->err, ENAMETOOLONG, "artifact: %.64s...: a path of %zu bytes, more than the %d a "
+                                     "test may write", full, path_len, MAX_TREE_PATH);
         char *n = strdup(full);
         if (!n)
                 return nb_error_set(w->err, ENOMEM, "artifact");
@@ -213,7 +217,7 @@ int nb_artifact_add_tree(struct nb_artifact *a, int dir_fd, const char *prefix, 
         if (fd < 0)
                 return nb_error_set(err, fd, "artifact: %s", plen ? prefix : ".");
         size_t zero = 0;
-        struct walk w = { a, max_file, max_total, total ? total : &zero, max_files, 0, err };
+        struct walk w = { a, max_file, max_total, total ? total : &zero, max_files, 0, err, strlen(p) };
         return walk_dir(&w, fd, p, 0);
 }
 

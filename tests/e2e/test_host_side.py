@@ -333,17 +333,30 @@ def test_undeclared_output_paths_longer_than_path_max_are_restored(tmp_path, res
 
 
 def test_an_undeclared_path_past_the_name_cap_fails_the_target_saying_so(tmp_path, resolve_dir, cache):  # noqa: F811
-    """25 directories of 200 bytes: a 5,026-byte name, past the 4,096 an output's may
-    have. The target fails with one line naming the cap, not "Invalid argument"."""
-    body = (
-        "import os\n\n"
-        "def test_writes():\n"
-        "    os.chdir(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'])\n"
-        "    for _ in range(25):\n"
-        "        os.mkdir('a' * 200)\n"
-        "        os.chdir('a' * 200)\n"
-        "    open('f', 'w').close()\n")
-    out = failing_run(tmp_path, resolve_dir, cache, body)
-    line = "/out: artifact: undeclared/" + "a" * 53 + "...: a name of 5037 bytes, more than the 4096 an output's may have"
+    """A path of 4,096 bytes beneath $TEST_UNDECLARED_OUTPUTS_DIR is kept; 25
+    directories of 200 bytes and a file, 5,026 bytes, fail the target with one line
+    naming the cap, not "Invalid argument"."""
+    def body(dirs, leaf):
+        return ("import os\n\n"
+                "def test_writes():\n"
+                "    os.chdir(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'])\n"
+                f"    for _ in range({dirs}):\n"
+                "        os.mkdir('a' * 200)\n"
+                "        os.chdir('a' * 200)\n"
+                f"    open({leaf!r}, 'w').close()\n")
+    ws = make_workspace(tmp_path / "ws4096", resolve_dir, one_test(body(20, "f" * 76)))
+    p = run(["test", "--cache", cache, "--output", tmp_path / "out", ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    fd = os.open(tmp_path / "out/app/tests/undeclared", os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        for _ in range(20):
+            nxt = os.open("a" * 200, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW, dir_fd=fd)
+            os.close(fd)
+            fd = nxt
+        assert os.listdir(fd) == ["f" * 76]
+    finally:
+        os.close(fd)
+    out = failing_run(tmp_path, resolve_dir, cache, body(25, "f"))
+    line = "/out: artifact: undeclared/" + "a" * 53 + "...: a path of 5026 bytes, more than the 4096 a test may write"
     assert line in out, out
     assert "Invalid argument" not in out, out
