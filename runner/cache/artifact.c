@@ -509,9 +509,10 @@ static int control_len(const unsigned char *p) {
 #define SHORT_HASH_LEN 16
 
 /* A component longer than NAME_MAX once escaped (a test's name of many control bytes
- * grows threefold) keeps what fits of its start, cut where no %XX, escaped C1 or UTF-8
- * character is split, then "%~" and SHORT_HASH_LEN hex digits of the SHA-256 of the bytes the
- * test wrote: no escaped name holds "%~", so it meets no other. The new length. */
+ * grows threefold) keeps what fits of its start, cut where no %XX, escaped C1 or
+ * UTF-8 character is split, then "%~" and SHORT_HASH_LEN hex digits of the SHA-256 of
+ * the bytes the test wrote: no escaped name holds "%~", so it meets no other. The new
+ * length. */
 static size_t shorten(char *esc, size_t len, const char *orig, size_t orig_len) {
         size_t keep = NAME_MAX - 2 - SHORT_HASH_LEN;
         if (len <= NAME_MAX)

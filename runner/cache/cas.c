@@ -195,22 +195,21 @@ static int store(struct nb_store *s, const char *ns, const char *digest, const s
         return 0;
 }
 
-/* Whether the blob at rel is whole: a regular file of len bytes whose content has
- * the digest (hashing it costs less than the write and fsyncs it saves). */
-static bool in_place(struct nb_store *s, const char *rel, const char *digest, size_t len) {
+/* The blob at rel, open, when it is whole: a regular file of len bytes whose content
+ * has the digest (hashing it costs less than the write and fsyncs it saves); else -1. */
+static int open_whole(struct nb_store *s, const char *rel, const char *digest, size_t len) {
         _cleanup_close_ int fd = nb_open_beneath(s->dir->fd, rel, O_RDONLY | O_NONBLOCK, 0);
         struct stat st;
         const char *why = NULL;
-        return fd >= 0 && fstat(fd, &st) == 0 && S_ISREG(st.st_mode) && (uint64_t) st.st_size == (uint64_t) len &&
-               nb_cas_check_fd(fd, digest, &why) == 0;
+        if (fd < 0 || fstat(fd, &st) < 0 || !S_ISREG(st.st_mode) || (uint64_t) st.st_size != (uint64_t) len ||
+            nb_cas_check_fd(fd, digest, &why) != 0)
+                return -1;
+        return TAKE_FD(fd);
 }
 
-/* An entry already in place that a durable put relies on: a recoverable write may
+/* A blob already in place (fd) that a durable put relies on: a recoverable write may
  * have left it (and its name in the fan-out directory) unsynced. */
-static int make_durable(struct nb_store *s, const char *rel, const char *digest) {
-        _cleanup_close_ int fd = nb_open_beneath(s->dir->fd, rel, O_RDONLY, 0);
-        if (fd < 0)
-                return fd;
+static int make_durable(struct nb_store *s, int fd, const char *digest) {
         if (fsync(fd) < 0)
                 return -errno;
         char fanout[8];
@@ -229,8 +228,9 @@ int nb_cas_put_as(struct nb_store *s, const void *data, size_t len, enum nb_dura
                 return nb_error_set(err, r, "cache");
         /* The same blob already in place (same size and content: a copy a power cut
          * left torn is written again) is marked used instead. */
-        if (in_place(s, rel, digest, len)) {
-                if (durability == NB_DURABLE && (r = make_durable(s, rel, digest)) < 0)
+        _cleanup_close_ int whole = open_whole(s, rel, digest, len);
+        if (whole >= 0) {
+                if (durability == NB_DURABLE && (r = make_durable(s, whole, digest)) < 0)
                         return nb_error_set(err, r, "cache %s: syncing %s", s->dir->path, rel);
                 nb_store_touch(s, "cas", digest);
         } else {

@@ -284,7 +284,8 @@ static int resolve(struct nb_cache_dir *cache, const char *python, const char *l
         if (p->wheelhouse_fd < 0) {
                 /* Not there (or not a directory) is a wrong name; unreadable is the machine's. */
                 int e = errno == ENOTDIR ? ENOENT : errno;
-                return nb_error_classify(err, nb_error_class_of_path(e), nb_error_set(err, e, "wheelhouse %s", wheelhouse));
+                return nb_error_classify(err, nb_error_class_of_path(e),
+                                         nb_error_set(err, e, "wheelhouse %s", wheelhouse));
         }
         p->wheels.v = calloc(p->lock.n_reqs + 1, sizeof(struct nb_wheel));
         if (!p->wheels.v)
