@@ -406,26 +406,32 @@ static int files_finish(struct wheel_files *st) {
         return 0;
 }
 
-/* The private copy: an unlinked file in the venv being built, hashed while written. */
-static int private_copy(int wheelhouse_fd, const struct nb_wheel *w, int venv_fd, char hex[NB_DIGEST_HEX_LEN + 1]) {
+/* The private copy: an unlinked file in the venv being built, hashed while written.
+ * Opening the wheel is a path the user named (nb_error_class_of_path); everything
+ * after it is this machine's: the venv is nestbox's own folder, so a failure there
+ * (no O_TMPFILE and a stale name, a full disk, a file size limit) is never the
+ * workspace's. */
+static int private_copy(int wheelhouse_fd, const struct nb_requirement *req, const struct nb_wheel *w, int venv_fd,
+                        char hex[NB_DIGEST_HEX_LEN + 1], struct nb_error *err) {
         _cleanup_close_ int src = nb_wheel_open(wheelhouse_fd, w->filename);
         if (src < 0)
-                return src;
+                return nb_error_classify(err, nb_wheel_open_error_class(src),
+                                         nb_error_set(err, -src, "%s==%s: %s", req->name, req->version, w->filename));
         _cleanup_close_ int dst = openat(venv_fd, ".", O_TMPFILE | O_RDWR | O_CLOEXEC, 0600);
         if (dst < 0) {
                 /* No O_TMPFILE on this file system: a named file, unlinked at once. */
                 static const char name[] = ".nestbox-wheel.tmp";
                 dst = openat(venv_fd, name, O_RDWR | O_CREAT | O_EXCL | O_CLOEXEC | O_NOFOLLOW, 0600);
                 if (dst < 0)
-                        return -errno;
+                        return nb_error_set(err, errno, "%s: a private copy in the venv", w->filename);
                 if (unlinkat(venv_fd, name, 0) < 0)
-                        return -errno;
+                        return nb_error_set(err, errno, "%s: a private copy in the venv", w->filename);
         }
         int r = nb_sha256_fd_copy(src, dst, hex, NULL);
         if (r < 0)
-                return r;
+                return nb_error_set(err, -r, "%s: copying into the venv", w->filename);
         if (lseek(dst, 0, SEEK_SET) < 0)
-                return -errno;
+                return nb_error_set(err, errno, "%s: a private copy in the venv", w->filename);
         return TAKE_FD(dst);
 }
 
@@ -449,10 +455,9 @@ static void mappingp(struct mapping *m) {
 int nb_wheel_install(const struct nb_python *py, int wheelhouse_fd, const struct nb_requirement *req,
                      const struct nb_wheel *w, const struct nb_wheel_dest *dest, struct nb_error *err) {
         char hex[NB_DIGEST_HEX_LEN + 1];
-        _cleanup_close_ int fd = private_copy(wheelhouse_fd, w, dest->fd, hex);
+        _cleanup_close_ int fd = private_copy(wheelhouse_fd, req, w, dest->fd, hex, err);
         if (fd < 0)
-                return nb_error_classify(err, nb_wheel_open_error_class(fd),
-                                         nb_error_set(err, -fd, "%s==%s: %s", req->name, req->version, w->filename));
+                return fd;
         /* The file changed between selection and now: whatever it is, it is not what
          * the lock pinned. */
         if (strcmp(hex, w->sha256) != 0)

@@ -318,6 +318,29 @@ def test_unwritable_cache_is_infra_error(env, tmp_path):
     assert p.returncode == 3, p.stderr
 
 
+def test_a_file_size_limit_in_the_venv_is_the_machines_error(env):
+    """The private copy of a wheel is written into the venv being built, nestbox's own
+    folder: a write refused there (here EFBIG, a file size limit with SIGXFSZ ignored,
+    as a CI runner may set one) is the machine's failure, exit 3, not the workspace's."""
+    import resource
+    import signal
+    w = make_wheel(env.wheelhouse, "bigpkg", "1.0", {"bigpkg/__init__.py": b"", "bigpkg/blob.bin": os.urandom(1 << 20)})
+    env.write_lock(lock_line("bigpkg", "1.0", w))
+    limit = 256 << 10
+
+    def limited():
+        signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+        resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+    p = env.venv(preexec_fn=limited, restore_signals=False)
+    assert p.returncode == 3, p.stderr
+    assert p.stderr.startswith("nestbox: ") and "File too large" in p.stderr, p.stderr
+    assert len(p.stderr.splitlines()) == 1, p.stderr
+    env.assert_nothing_left()
+    p = env.venv()
+    assert p.returncode == 0, p.stderr
+
+
 def test_cache_is_a_file_is_infra_error(env):
     w = mypkg(env)
     env.write_lock(lock_line("mypkg", "1.0", w))
