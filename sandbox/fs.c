@@ -123,6 +123,30 @@ int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode) {
         return mkdir_p(dirfd, path, mode, false);
 }
 
+char *nb_link_beneath(int dirfd, const char *path) {
+        if (nb_path_has_dotdot(path))
+                return NULL;
+        _cleanup_close_ int cur = nb_open_beneath(dirfd, ".", O_PATH | O_DIRECTORY, 0);
+        for (const char *c = path; cur >= 0 && *c;) {
+                size_t n = strcspn(c, "/");
+                _cleanup_free_ char *part = strndup(c, n);
+                if (!part)
+                        return NULL;
+                struct stat st;
+                if (n > 0 && fstatat(cur, part, &st, AT_SYMLINK_NOFOLLOW) < 0)
+                        return NULL;
+                if (n > 0 && S_ISLNK(st.st_mode))
+                        return strndup(path, (size_t) (c + n - path));
+                if (n > 0) {
+                        int next = openat(cur, part, O_PATH | O_DIRECTORY | O_NOFOLLOW | O_CLOEXEC);
+                        close(cur);
+                        cur = next;
+                }
+                c += n + (c[n] == '/');
+        }
+        return NULL;
+}
+
 int nb_mkdir_p_user(const char *path, mode_t mode) {
         _cleanup_free_ char *p = strdup(path);
         if (!p)

@@ -19,6 +19,11 @@ int nb_open_beneath(int dirfd, const char *path, int flags, mode_t mode);
 /* mkdir -p of path beneath dirfd; returns an O_DIRECTORY fd of the last component. */
 int nb_mkdir_p_beneath(int dirfd, const char *path, mode_t mode);
 
+/* After a walk beneath dirfd answered -ELOOP: the first prefix of path that is a
+ * symbolic link (malloc'd), so that the error names the link, not where the walk was
+ * going; NULL when none is (any more) or out of memory. */
+char *nb_link_beneath(int dirfd, const char *path);
+
 /* mkdir -p of a path the invoker gave (--output, the cache's default under $HOME or
  * $XDG_CACHE_HOME): symlinks in the prefix that already exists are followed (Fedora
  * Atomic's /home -> var/home), what is created is made without following any. Returns

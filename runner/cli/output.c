@@ -129,6 +129,16 @@ static int clear_dir(int out_dir, const char *dir, const struct keep *k) {
         return r;
 }
 
+/* "--output: DIR/sub: reason", or, when a link stood in the way, the link it met:
+ * nothing beneath --output is followed, and the user is told which one to remove. */
+static int output_failed(int out_dir, const char *sub, int r, struct nb_error *err) {
+        _cleanup_free_ char *link = r == -ELOOP ? nb_link_beneath(out_dir, sub) : NULL;
+        if (link)
+                return nb_error_setx(err, ELOOP, "--output: %s is a symbolic link; nothing beneath --output is followed",
+                                     link);
+        return nb_error_set(err, r, "--output: %s", sub);
+}
+
 int nb_output_clear(int out_dir, const char *name, unsigned shard_index, unsigned shard_count, unsigned run,
                     unsigned runs, const struct nb_workspace *ws, struct nb_error *err) {
         if (!run)
@@ -156,7 +166,7 @@ int nb_output_clear(int out_dir, const char *name, unsigned shard_index, unsigne
                 k.sibling = -1;
                 r = clear_dir(out_dir, own, &k);
         }
-        return r < 0 ? nb_error_set(err, -r, "--output: %s", own) : 0;
+        return r < 0 ? output_failed(out_dir, own, r, err) : 0;
 }
 
 static json_t *outputs_json(const char *out_arg, const char *sub, const struct nb_result *r) {
@@ -186,7 +196,7 @@ int nb_output_write(int out_dir, const char *out_arg, const struct nb_result *r,
         /* The folder was emptied as the item started (nb_output_clear). */
         _cleanup_close_ int dir = nb_mkdir_p_beneath(out_dir, sub, 0755);
         if (dir < 0)
-                return nb_error_set(err, -dir, "--output: %s", sub);
+                return output_failed(out_dir, sub, dir, err);
         _cleanup_close_ int d = openat(dir, ".", O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (d < 0)
                 return nb_error_set(err, errno, "--output: %s", sub);

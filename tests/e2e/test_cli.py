@@ -183,4 +183,5 @@ def test_symlinked_home_and_output_prefixes_are_followed(tmp_path, ws):
     (real / "out/run2").mkdir()
     (real / "out/run2/app").symlink_to(tmp_path)
     p = run(["test", "--output", tmp_path / "home/me/out/run2", ws, "app/tests"], env=env)
-    assert p.returncode != 0 and not (tmp_path / "tests").exists()
+    assert p.returncode == 3 and not (tmp_path / "tests").exists()
+    assert "nestbox: --output: app is a symbolic link" in p.stderr, p.stderr

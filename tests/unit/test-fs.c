@@ -77,6 +77,19 @@ TEST(beneath_refuses_escape_and_symlinks) {
         CHECK_EQ_INT(nb_read_file_beneath(dfd, "x/y/z/f", 100, &again, &len), 0);
         CHECK_EQ_STR(again, "new");
 
+        /* The link a refused walk met, named by its own prefix. */
+        CHECK_EQ_INT(nb_mkdir_p_beneath(dfd, "sub/up/x", 0755), -ELOOP);
+        _cleanup_free_ char *met = nb_link_beneath(dfd, "sub/up/x");
+        CHECK(met != NULL);
+        CHECK_EQ_STR(met, "sub/up");
+        _cleanup_free_ char *met_last = nb_link_beneath(dfd, "x//y/../link");
+        CHECK(met_last == NULL); /* ".." is never walked, not even to name a link */
+        _cleanup_free_ char *met_first = nb_link_beneath(dfd, "link/a/b");
+        CHECK(met_first != NULL);
+        CHECK_EQ_STR(met_first, "link");
+        CHECK(nb_link_beneath(dfd, "x/y/z") == NULL);
+        CHECK(nb_link_beneath(dfd, "x/missing/z") == NULL);
+
         CHECK_EQ_INT(nb_rm_rf_at(AT_FDCWD, tmpl), 0);
         struct stat st;
         CHECK(stat("/etc/passwd", &st) == 0);
