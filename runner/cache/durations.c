@@ -185,6 +185,14 @@ int nb_durations_pin(struct nb_cache_dir *c, const char *group, const char *targ
         int k = read_doc(c, rel, &tests);
         if (k == 0)
                 (void) utimensat(c->fd, rel, NULL, AT_SYMLINK_NOFOLLOW);
+        /* A pin that is there but unreadable as one (torn, not a regular file, too
+         * big) is damage: removed, and the group planned again, as any bad entry is
+         * a miss. What the machine refuses (EIO, EMFILE) is said, and nothing removed. */
+        if (k == -EINVAL || k == -ELOOP || k == -EFBIG) {
+                int rm = nb_rm_rf_at(c->fd, rel);
+                if (rm < 0)
+                        return nb_error_set(err, -rm, "%s/%s", c->path, rel);
+        }
         if (k < 0) {
                 prune_pins(c);
                 json_auto_t *learned = NULL;

@@ -141,6 +141,37 @@ def test_unused_pins_are_pruned_used_ones_kept(tmp_path, ws, cache):
     assert not pin.exists() and len(list((cache / "plans").iterdir())) == 1
 
 
+@pytest.mark.parametrize("damage", ["torn", "not json", "a link", "a folder"])
+def test_a_damaged_pin_is_replaced_not_fatal(tmp_path, ws, cache, damage):
+    # Review: a pin torn (or anything else not a pin) stayed in plans/ for good, and
+    # every sharded run of its group failed with exit 3 on it.
+    import os
+    import shutil
+    shard_run(cache, ws, tmp_path / "o1", "--shards-per-target", "2")
+    [pin] = list((cache / "plans").iterdir())
+    good = json.loads(pin.read_text())
+    pin.chmod(0o644)
+    if damage == "torn":
+        pin.write_bytes(pin.read_bytes()[:20])
+    elif damage == "not json":
+        pin.write_text('{"schema": "nope"}')
+    elif damage == "a link":
+        pin.unlink()
+        os.symlink("/etc/passwd", pin)
+    else:
+        pin.unlink()
+        pin.mkdir()
+        (pin / "x").write_text("")
+    for attempt in range(2):
+        p = run(["test", "--cache", cache, "--output", tmp_path / f"o{2 + attempt}", "--shards-per-target", "2",
+                 "--force", ws])
+        assert p.returncode == 0, (attempt, p.stdout + p.stderr)
+    assert pin.is_file() and not pin.is_symlink(), damage
+    assert json.loads(pin.read_text())["schema"] == good["schema"]
+    assert os.path.exists("/etc/passwd")
+    shutil.rmtree(tmp_path / "o1")
+
+
 def test_actions_of_a_shard_carry_the_pinned_durations(tmp_path, ws, cache):
     shard_run(cache, ws, tmp_path / "learn")
     shard_run(cache, ws, tmp_path / "o", "--shard", "1/2")  # pins the learned durations
