@@ -7,6 +7,7 @@
 #include "action/result.h"
 #include "action/shard_plan.h"
 #include "nestbox/cleanup.h"
+#include "nestbox/text.h"
 #include "nestbox/sandbox.h"
 
 #define RECORD_MAX (1u << 20)
@@ -99,6 +100,16 @@ static json_t *attempts_to_json(const struct nb_result *r) {
         return a;
 }
 
+/* why may quote what a test wrote (the path that broke a cap), bytes JSON cannot hold
+ * when they are not UTF-8: escaped (\xNN) then, never the result lost over it. */
+static json_t *why_json(const char *why) {
+        json_t *s = json_string(why);
+        if (s)
+                return s;
+        _cleanup_free_ char *e = nb_escape(why, NB_ESCAPE_KEEP_NEWLINES);
+        return e ? json_string(e) : NULL;
+}
+
 json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
         const struct nb_junit_report *rep = r->report;
         json_t *j = json_pack("{s:s, s:s, s:s, s:i, s:s, s:s, s:s, s:I, s:{s:I, s:I}, s:I, s:I, s:I, s:I, s:I,"
@@ -118,7 +129,7 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
                               "pids_backend", r->pids_backend ? r->pids_backend : "");
         if (!j)
                 return NULL;
-        int k = json_object_set_new(j, "why", r->why ? json_string(r->why) : json_null());
+        int k = json_object_set_new(j, "why", r->why ? why_json(r->why) : json_null());
         const char *scope = nb_result_memory_scope(r);
         k |= json_object_set_new(json_object_get(j, "limits"), "memory_scope", scope ? json_string(scope) : json_null());
         k |= json_object_set_new(j, "denied", r->denied ? json_deep_copy(r->denied) : json_null());

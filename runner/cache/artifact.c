@@ -122,6 +122,21 @@ struct walk {
         size_t root_len; /* of the prefix every name starts with */
 };
 
+/* How many bytes of s, at most max, end where no UTF-8 character is split (a byte
+ * that starts none counts as one), for a message that quotes the start of a name. */
+static int utf8_cut(const char *s, size_t max) {
+        size_t at = 0;
+        while (s[at]) {
+                uint32_t cp;
+                size_t k = nb_utf8_decode((const unsigned char *) s + at, &cp);
+                k = k ? k : 1;
+                if (at + k > max)
+                        break;
+                at += k;
+        }
+        return (int) at;
+}
+
 static int add_file(struct walk *w, int dirfd, const char *name, const char *full) {
         _cleanup_close_ int fd = nb_open_beneath(dirfd, name, O_RDONLY | O_NONBLOCK, 0);
         if (fd == -ELOOP || fd == -ENOENT)
@@ -154,8 +169,8 @@ static int add_file(struct walk *w, int dirfd, const char *name, const char *ful
         *w->total += len;
         size_t path_len = strlen(full) - w->root_len;
         if (path_len > MAX_TREE_PATH)
-                return nb_error_setx(w->err, ENAMETOOLONG, "artifact: %.64s...: a path of %zu bytes, more than the %d a "
-                                     "test may write", full, path_len, MAX_TREE_PATH);
+                return nb_error_setx(w->err, ENAMETOOLONG, "artifact: %.*s...: a path of %zu bytes, more than the %d a "
+                                     "test may write", utf8_cut(full, 64), full, path_len, MAX_TREE_PATH);
         char *n = strdup(full);
         if (!n)
                 return nb_error_set(w->err, ENOMEM, "artifact");

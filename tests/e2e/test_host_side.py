@@ -1,6 +1,7 @@
 """What a test leaves behind reaches the host only through nestbox's capped,
 linear-time read-back (issue 13's host-side defects), each checked from the host."""
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -330,6 +331,38 @@ def test_undeclared_output_paths_longer_than_path_max_are_restored(tmp_path, res
             os.close(f)
         finally:
             os.close(fd)
+
+
+@pytest.mark.parametrize("kind", ["cut inside a character", "not UTF-8"])
+def test_a_cap_message_quoting_a_hostile_name_still_fails_only_the_target(tmp_path, resolve_dir, cache, kind):  # noqa: F811
+    """Attack: the line saying which path broke a cap quoted the test's bytes, cut in
+    the middle of a character or not UTF-8 at all; result.json could not hold it and
+    nestbox exited 3 ("result.json: Cannot allocate memory"). The target fails,
+    saying so, and its result is kept."""
+    if kind == "cut inside a character":
+        body = ("import os\n\n"
+                "def test_writes():\n"
+                "    os.chdir(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'])\n"
+                "    for _ in range(20):\n"
+                "        os.mkdir('\u00e9' * 120)\n"
+                "        os.chdir('\u00e9' * 120)\n"
+                "    open('f', 'w').close()\n")
+        want = "/out: artifact: undeclared/" + "\u00e9" * 26 + "...: a path of"
+    else:
+        body = ("import os\n\n"
+                "def test_writes():\n"
+                "    d = os.fsencode(os.environ['TEST_UNDECLARED_OUTPUTS_DIR'])\n"
+                "    with open(os.path.join(d, b'\\xff\\x1b[2Jbig'), 'wb') as f:\n"
+                "        f.truncate(65 << 20)\n")
+        want = "more than the 67108864 allowed per file"
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout and want in p.stdout, p.stdout + p.stderr
+    assert "\x1b" not in p.stdout and "Cannot allocate memory" not in p.stdout + p.stderr
+    why = json.loads((out / "app/tests/result.json").read_bytes())["why"]
+    assert want in why, why
 
 
 def test_an_undeclared_path_past_the_name_cap_fails_the_target_saying_so(tmp_path, resolve_dir, cache):  # noqa: F811
