@@ -105,7 +105,7 @@ static int fold(struct attempt_list *l, struct nb_result *ret, struct nb_error *
         const struct nb_artifact_entry *first = nb_artifact_find(&l->v[0].artifact, NB_REPLAY_ENTRY);
         if (first && (r = nb_artifact_add(&ret->artifact, NB_REPLAY_ENTRY, first->data, first->len)) < 0)
                 return nb_error_set(err, -r, "attempts");
-        if ((r = nb_result_junit_xml(ret, &xml, &xml_len)) < 0 ||
+        if ((r = nb_result_stored_junit_xml(ret, &xml, &xml_len)) < 0 ||
             (r = nb_artifact_add(&ret->artifact, "junit.xml", xml, xml_len)) < 0 ||
             (r = nb_artifact_add(&ret->artifact, "log", log, log_len)) < 0)
                 return nb_error_set(err, -r, "attempts");

@@ -1,5 +1,6 @@
 /* SPDX-License-Identifier: MIT */
 #include <errno.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -161,7 +162,7 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags) {
         return j;
 }
 
-int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len) {
+static int junit_xml(const struct nb_result *r, size_t max, char **ret, size_t *ret_len) {
         char seed[32], shard[32], run[32], attempt[32];
         snprintf(seed, sizeof(seed), "%llu", (unsigned long long) r->seed);
         snprintf(shard, sizeof(shard), "%u/%u", r->shard_index, r->shard_count);
@@ -179,7 +180,34 @@ int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len) 
         struct nb_junit_report named = *r->report;
         named.name = r->target;
         /* "denied" only where denials were counted: "none" must mean none. */
-        return nb_junit_report_to_xml(&named, props, NB_ELEMENTSOF(props) - !r->denied, ret, ret_len);
+        return nb_junit_report_to_xml_within(&named, props, NB_ELEMENTSOF(props) - !r->denied, max, ret, ret_len);
+}
+
+int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len) {
+        return junit_xml(r, SIZE_MAX / 4, ret, ret_len);
+}
+
+/* What a stored report may be: what nestbox reads back, less room for the property
+ * a replay changes (cached="true"). */
+#define STORED_JUNIT_MAX (NB_JUNIT_MAX_SIZE - 4096u)
+
+int nb_result_stored_junit_xml(struct nb_result *r, char **ret, size_t *ret_len) {
+        int k = junit_xml(r, STORED_JUNIT_MAX, ret, ret_len);
+        if (k != -EFBIG)
+                return k;
+        _cleanup_free_ char *why = NULL;
+        if (asprintf(&why, "/out/junit.xml: nestbox's copy of the report (escaped, with its properties) is more "
+                     "than the %u bytes it reads back", NB_JUNIT_MAX_SIZE) < 0)
+                return -ENOMEM;
+        struct nb_junit_report *small = NULL;
+        if ((k = nb_junit_error_report(r->target, "nestbox", why, NULL, &small)) < 0)
+                return k;
+        nb_junit_report_free(r->report);
+        r->report = small;
+        free(r->why);
+        r->why = TAKE_PTR(why);
+        r->status = NB_TARGET_FAILED;
+        return junit_xml(r, STORED_JUNIT_MAX, ret, ret_len);
 }
 
 int nb_result_seal(struct nb_result *r, struct nb_error *err) {

@@ -111,6 +111,12 @@ json_t *nb_result_to_json(const struct nb_result *r, unsigned flags);
  * --output writes for a replay both come from here. */
 int nb_result_junit_xml(const struct nb_result *r, char **ret, size_t *ret_len);
 
+/* The junit.xml stored in a result's artifact: nb_result_junit_xml() within what
+ * nestbox reads back (NB_JUNIT_MAX_SIZE). A report that escapes past it (a test's
+ * junit.xml within the cap can grow fivefold) fails the target instead: r's report
+ * becomes one error testcase saying so, its status FAILED. */
+int nb_result_stored_junit_xml(struct nb_result *r, char **ret, size_t *ret_len);
+
 /* Adds result.json (nb_result_to_json without artifact and cached) to the artifact:
  * the last step of a run. */
 int nb_result_seal(struct nb_result *r, struct nb_error *err);

@@ -272,7 +272,7 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
                 return nb_error_set(err, -r, "the driver's records");
         if ((r = collect_outputs(run->out_fd, ret, err)) < 0)
                 return nb_error_wrap(err, r, "artifact");
-        if ((r = nb_result_junit_xml(ret, &xml, &xml_len)) < 0 ||
+        if ((r = nb_result_stored_junit_xml(ret, &xml, &xml_len)) < 0 ||
             (r = nb_artifact_add(&ret->artifact, "junit.xml", xml, xml_len)) < 0 ||
             (r = nb_artifact_add(&ret->artifact, "log", log, log_len)) < 0)
                 return nb_error_set(err, -r, "artifact");

@@ -97,6 +97,12 @@ struct nb_junit_suite {
  * report of a run (one suite per target). nb_junit_report_to_xml() is this with one. */
 int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char **ret_xml, size_t *ret_len);
 
+/* nb_junit_report_to_xml(), stopped with -EFBIG as soon as the document passes max
+ * bytes: escaping can make a report that was within NB_JUNIT_MAX_SIZE five times
+ * larger ("&" is "&amp;"), and what nestbox stores it must read back. */
+int nb_junit_report_to_xml_within(const struct nb_junit_report *r, const struct nb_junit_property *props,
+                                  size_t n_props, size_t max, char **ret_xml, size_t *ret_len);
+
 /* Combines reports (shards and attempts, in attempt order) into one. Testcases are
  * identified by (classname, name) and kept in the order they first appear. Runs of
  * the same testcase: if any passed, it is PASSED with every failed run as a flaky

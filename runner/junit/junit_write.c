@@ -84,15 +84,17 @@ static char *xml_clean(const char *s) {
 struct out_buf {
         char *data;
         size_t len, cap;
-        bool failed; /* a write was refused: the output is truncated */
+        size_t max;    /* the most the document may be */
+        bool failed;   /* a write was refused: the output is truncated */
+        bool too_big;  /* ... because it passed max */
 };
 
 static int out_write(void *ctx, const char *buf, int len) {
         struct out_buf *b = ctx;
         if (len <= 0)
                 return 0;
-        if ((size_t) len > SIZE_MAX / 4 - b->len) {
-                b->failed = true;
+        if ((size_t) len > b->max - b->len) {
+                b->failed = b->too_big = true;
                 return -1;
         }
         if (NB_RESERVE(b->data, b->cap, b->len, (size_t) len + 1, 4096) < 0) {
@@ -247,7 +249,8 @@ static void write_document(struct xw *x, const struct nb_junit_suite *suites, si
                 xw_check(x, xmlTextWriterEndDocument(x->w));
 }
 
-int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char **ret_xml, size_t *ret_len) {
+static int suites_to_xml(const struct nb_junit_suite *suites, size_t n, size_t max, char **ret_xml,
+                         size_t *ret_len) {
         nb_junit_libxml_setup();
         /* Totals are recounted from the testcases on a copy of each header, so a report
          * built or edited by hand cannot say one thing and hold another. */
@@ -268,7 +271,7 @@ int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char *
                 totals.time += headers[i].time;
         }
 
-        struct out_buf buf = {};
+        struct out_buf buf = { .max = max };
         xmlOutputBufferPtr out = xmlOutputBufferCreateIO(out_write, NULL, &buf, NULL);
         if (!out)
                 return -ENOMEM;
@@ -281,6 +284,8 @@ int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char *
         /* Flushes the rest into buf and closes out. */
         xmlFreeTextWriter(x.w);
         _cleanup_free_ char *data = buf.data;
+        if (buf.too_big)
+                return -EFBIG;
         if (x.r < 0)
                 return x.r;
         if (!data || buf.failed)
@@ -291,10 +296,19 @@ int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char *
         return 0;
 }
 
+int nb_junit_suites_to_xml(const struct nb_junit_suite *suites, size_t n, char **ret_xml, size_t *ret_len) {
+        return suites_to_xml(suites, n, SIZE_MAX / 4, ret_xml, ret_len);
+}
+
 int nb_junit_report_to_xml(const struct nb_junit_report *r, const struct nb_junit_property *props, size_t n_props,
                            char **ret_xml, size_t *ret_len) {
+        return nb_junit_report_to_xml_within(r, props, n_props, SIZE_MAX / 4, ret_xml, ret_len);
+}
+
+int nb_junit_report_to_xml_within(const struct nb_junit_report *r, const struct nb_junit_property *props,
+                                  size_t n_props, size_t max, char **ret_xml, size_t *ret_len) {
         const struct nb_junit_suite suite = { r, props, n_props };
-        return nb_junit_suites_to_xml(&suite, 1, ret_xml, ret_len);
+        return suites_to_xml(&suite, 1, max, ret_xml, ret_len);
 }
 
 int nb_junit_error_report(const char *suite_name, const char *testcase_name, const char *message,

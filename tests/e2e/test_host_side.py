@@ -365,6 +365,33 @@ def test_a_cap_message_quoting_a_hostile_name_still_fails_only_the_target(tmp_pa
     assert want in why, why
 
 
+def test_a_report_that_escapes_past_the_cap_fails_the_target(tmp_path, resolve_dir, cache):  # noqa: F811
+    """Attack: a junit.xml of 14 MiB, within the 64 MiB parse cap, whose system-out is
+    all "&": nestbox's copy of it ("&amp;", five bytes each) passed the cap it reads
+    back with, and the run ended exit 3, "an item's result: Invalid argument". Now
+    the target fails saying why, with a report nestbox can read."""
+    body = ("import atexit, os\n\n"
+            "def plant():\n"
+            "    with open(os.environ['XML_OUTPUT_FILE'], 'w') as f:\n"
+            "        f.write('<testsuite name=\"s\"><testcase classname=\"c\" name=\"n\">')\n"
+            "        for _ in range(2):\n"
+            "            f.write('<system-out><![CDATA[' + '&' * (7 << 20) + ']]></system-out>')\n"
+            "        f.write('</testcase></testsuite>')\n\n"
+            "atexit.register(plant)\n\n"
+            "def test_it():\n"
+            "    pass\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout, p.stdout + p.stderr
+    why = ("/out/junit.xml: nestbox's copy of the report (escaped, with its properties) is more than the 67108864 "
+           "bytes it reads back")
+    assert why in p.stdout, p.stdout
+    assert json.loads((out / "app/tests/result.json").read_text())["why"] == why
+    assert (out / "app/tests/junit.xml").stat().st_size < 1 << 20
+
+
 def test_an_undeclared_path_past_the_name_cap_fails_the_target_saying_so(tmp_path, resolve_dir, cache):  # noqa: F811
     """A path of 4,096 bytes beneath $TEST_UNDECLARED_OUTPUTS_DIR is kept; 25
     directories of 200 bytes and a file, 5,026 bytes, fail the target with one line

@@ -599,6 +599,14 @@ TEST(serialize_deterministic_with_properties) {
         CHECK_EQ_INT(nb_junit_report_to_xml(r, props, NB_ELEMENTSOF(props), &x1, &l1), 0);
         CHECK_EQ_INT(nb_junit_report_to_xml(r, props, NB_ELEMENTSOF(props), &x2, &l2), 0);
         CHECK(x1 && x2 && l1 == l2 && memcmp(x1, x2, l1) == 0);
+        /* Within a cap: the same bytes at exactly its size, -EFBIG one byte below. */
+        _cleanup_free_ char *capped = NULL;
+        size_t capped_len = 0;
+        CHECK_EQ_INT(nb_junit_report_to_xml_within(r, props, NB_ELEMENTSOF(props), l1, &capped, &capped_len), 0);
+        CHECK(capped && capped_len == l1 && memcmp(x1, capped, l1) == 0);
+        char *none = NULL;
+        CHECK_EQ_INT(nb_junit_report_to_xml_within(r, props, NB_ELEMENTSOF(props), l1 - 1, &none, NULL), -EFBIG);
+        CHECK(none == NULL);
         CHECK(str_has(x1, "<property name=\"target\" value=\"//pkg:test\"/>"));
         CHECK(str_has(x1, "<property name=\"odd\" value=\"&lt;&amp;&quot;&gt;\"/>"));
         CHECK(str_has(x1, "<testsuite name=\"pytest\" tests=\"6\" failures=\"2\" errors=\"1\" skipped=\"1\" "
