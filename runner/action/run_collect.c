@@ -14,6 +14,7 @@
 #include "action/replay.h"
 #include "action/run.h"
 #include "action/shard_plan.h"
+#include "coverage/lcov.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/fs.h"
 
@@ -134,16 +135,28 @@ static int collect_report(const struct nb_action *a, int out_fd, const struct nb
         return r;
 }
 
+/* coverage.lcov is read as the combined report will read it: one that does not parse
+ * fails its own target here, never stored to fail the run's sum later. */
+static int check_lcov(const char *name, const char *data, size_t len, struct nb_error *err) {
+        if (strcmp(name, "coverage.lcov") != 0)
+                return 0;
+        _cleanup_(nb_lcov_done) struct nb_lcov check = {};
+        return nb_lcov_parse(&check, data, len, name, err);
+}
+
 static int add_out_file(struct nb_artifact *art, int out_fd, const char *name, size_t *total, struct nb_error *err) {
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
         int r = nb_read_file_beneath(out_fd, name, OUT_FILE_MAX, &data, &len);
-        if (r == -ENOENT)
+        /* Not there, a link or not a regular file (a fifo): skipped, as in undeclared/. */
+        if (r == -ENOENT || r == -ELOOP || r == -EINVAL)
                 return 0;
         if (r < 0)
                 return nb_error_set(err, -r, "/out/%s", name);
         if (len > OUT_TOTAL_MAX - *total)
                 return nb_error_setx(err, EFBIG, "adding %s takes the outputs beyond %u bytes in all", name, OUT_TOTAL_MAX);
+        if ((r = check_lcov(name, data, len, err)) < 0)
+                return r;
         *total += len;
         return nb_artifact_add(art, name, data, len);
 }
@@ -163,10 +176,12 @@ static int fail_for_out(struct nb_result *ret, int r, struct nb_error *err) {
         return 0;
 }
 
-static int collect_outputs(int out_fd, struct nb_result *ret, struct nb_error *err) {
+static int collect_outputs(const struct nb_action *a, int out_fd, struct nb_result *ret, struct nb_error *err) {
         int r;
         size_t total = 0; /* coverage files count against the outputs' cap too */
-        for (size_t i = 0; i < NB_ELEMENTSOF(coverage_files); i++)
+        /* Only where the action measures coverage: a test that writes them unasked
+         * decides nothing. */
+        for (size_t i = 0; a->coverage && i < NB_ELEMENTSOF(coverage_files); i++)
                 if ((r = add_out_file(&ret->artifact, out_fd, coverage_files[i], &total, err)) < 0)
                         return fail_for_out(ret, r, err);
         _cleanup_close_ int und = nb_open_beneath(out_fd, "undeclared", O_RDONLY | O_DIRECTORY, 0);
@@ -270,7 +285,7 @@ int nb_run_collect(const struct nb_action *a, struct nb_run_dir *run, const stru
             (r = nb_run_read_ids(run->out_fd, NB_RECORD_FAILED, NB_RECORD_IDS_MAX_BYTES, NB_RECORD_IDS_MAX,
                                  &ret->failed_ids)) < 0)
                 return nb_error_set(err, -r, "the driver's records");
-        if ((r = collect_outputs(run->out_fd, ret, err)) < 0)
+        if ((r = collect_outputs(a, run->out_fd, ret, err)) < 0)
                 return nb_error_wrap(err, r, "artifact");
         if ((r = nb_result_stored_junit_xml(ret, &xml, &xml_len)) < 0 ||
             (r = nb_artifact_add(&ret->artifact, "junit.xml", xml, xml_len)) < 0 ||

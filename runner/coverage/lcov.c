@@ -89,6 +89,8 @@ static int add_file(struct nb_lcov *l, const char *path, size_t len) {
         return 0;
 }
 
+static int fold_at_cap(struct nb_lcov *l);
+
 int nb_lcov_parse(struct nb_lcov *l, const char *data, size_t len, const char *name, struct nb_error *err) {
         if (len > NB_LCOV_MAX_SIZE)
                 return nb_error_setx(err, EFBIG, "%s: larger than %u bytes", name, NB_LCOV_MAX_SIZE);
@@ -111,6 +113,8 @@ int nb_lcov_parse(struct nb_lcov *l, const char *data, size_t len, const char *n
                 } else if (n >= 3 && memcmp(p, "DA:", 3) == 0) {
                         why = in_file ? "DA: expected <line>,<hits> (line up to 100000000)" : "DA: outside a file (no SF: before it)";
                         r = in_file ? parse_da(l, &l->files[l->n - 1], p + 3, e) : -EBADMSG;
+                        if (r == -EFBIG && (r = fold_at_cap(l)) == 0)
+                                r = parse_da(l, &l->files[l->n - 1], p + 3, e);
                 } else if (n == 13 && memcmp(p, "end_of_record", 13) == 0) {
                         in_file = false;
                 } else {
@@ -124,7 +128,8 @@ int nb_lcov_parse(struct nb_lcov *l, const char *data, size_t len, const char *n
                 if (r == -ENOMEM)
                         return nb_error_set(err, ENOMEM, "%s", name);
                 if (r == -EFBIG)
-                        return nb_error_setx(err, EFBIG, "%s: more than %u line records in all", name, NB_LCOV_MAX_RECORDS);
+                        return nb_error_setx(err, EFBIG, "%s: more than %u distinct lines in all", name,
+                                             NB_LCOV_MAX_RECORDS);
                 if (r < 0)
                         return nb_error_input(err, EBADMSG, "%s: line %zu: %s", name, lineno, why);
                 p = next;
@@ -169,7 +174,8 @@ int nb_lcov_normalize(struct nb_lcov *l) {
                         struct nb_lcov_file *into = &l->files[k - 1];
                         if (NB_RESERVE(into->lines, into->cap, into->n, f->n, 16) < 0)
                                 return -ENOMEM;
-                        memcpy(into->lines + into->n, f->lines, f->n * sizeof(*f->lines));
+                        if (f->n) /* a file of no lines has no array at all */
+                                memcpy(into->lines + into->n, f->lines, f->n * sizeof(*f->lines));
                         into->n += f->n;
                         free(f->path);
                         free(f->lines);
@@ -181,6 +187,30 @@ int nb_lcov_normalize(struct nb_lcov *l) {
                 fold_lines(&l->files[i]);
         l->normalized = true;
         return 0;
+}
+
+/* The records read reached the cap: folded, so that only distinct lines count, and
+ * the file being read goes on in a new entry of its path (folded with the rest later).
+ * -EFBIG when the last fold already left more than half the cap, or this one leaves
+ * the cap itself: each fold then follows at least half a cap of new records, so
+ * every record is sorted O(log n) times at most. */
+static int fold_at_cap(struct nb_lcov *l) {
+        if (l->folded_full || l->n == 0)
+                return -EFBIG;
+        _cleanup_free_ char *current = strdup(l->files[l->n - 1].path);
+        if (!current)
+                return -ENOMEM;
+        int r = nb_lcov_normalize(l);
+        if (r < 0)
+                return r;
+        size_t held = 0;
+        for (size_t i = 0; i < l->n; i++)
+                held += l->files[i].n;
+        l->records = held;
+        l->folded_full = held > NB_LCOV_MAX_RECORDS / 2;
+        if (held >= NB_LCOV_MAX_RECORDS)
+                return -EFBIG;
+        return add_file(l, current, strlen(current));
 }
 
 void nb_lcov_totals(const struct nb_lcov *l, size_t *ret_lines, size_t *ret_hit) {

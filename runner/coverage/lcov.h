@@ -10,8 +10,10 @@
  * The input is UNTRUSTED (a test can write any coverage.lcov): nb_lcov_parse() reads
  * in one pass, refuses a path that is absolute, climbs with "..", or holds a control
  * character or invalid UTF-8, a line number over NB_LCOV_MAX_LINE, and more than
- * NB_LCOV_MAX_RECORDS line records in all (bounded memory); every error is one line
- * naming the input's line. Normalising sorts (O(n log n)). */
+ * NB_LCOV_MAX_RECORDS distinct lines in all (bounded memory: the records read are
+ * folded, same file and line summed, each time they reach the cap, so a merge of many
+ * shards that read the same lines again and again is not refused); every error is
+ * one line naming the input's line. Normalising sorts (O(n log n)). */
 #pragma once
 
 #include <stddef.h>
@@ -21,7 +23,7 @@
 #include "nestbox/error.h"
 
 #define NB_LCOV_MAX_SIZE (64u * 1024u * 1024u) /* bytes of one input */
-#define NB_LCOV_MAX_RECORDS (8u * 1024u * 1024u) /* DA records over all inputs */
+#define NB_LCOV_MAX_RECORDS (8u * 1024u * 1024u) /* lines held over all inputs */
 #define NB_LCOV_MAX_LINE 100000000u
 
 struct nb_lcov_line {
@@ -38,7 +40,8 @@ struct nb_lcov_file {
 struct nb_lcov {
         struct nb_lcov_file *files;
         size_t n, cap;
-        size_t records;  /* DA records read, against NB_LCOV_MAX_RECORDS */
+        size_t records;  /* lines held (folded or not), against NB_LCOV_MAX_RECORDS */
+        bool folded_full; /* a fold left more than half the cap: the next one is not tried */
         bool normalized; /* files sorted by path, each once; lines sorted, each once */
 };
 

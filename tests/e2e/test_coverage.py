@@ -127,3 +127,69 @@ def test_the_projects_coverage_settings_are_honoured(tmp_path, resolve_dir, cach
     assert sorted(files["calc.py"]) == [1, 2, 3, 4], files  # `def never` (7, 8) excluded
     assert int(root.get("branches-valid")) == 2 and int(root.get("branches-covered")) == 1  # branch on
     assert sorted(lcov_files(out / "proj/tests/coverage.lcov")) == ["proj/src/pkg/__init__.py", "proj/src/pkg/calc.py"]
+
+
+# What a hostile test plants in /out after the driver wrote its coverage (atexit runs
+# after the driver's last write).
+PLANT = """import atexit, os
+
+def plant():
+{body}
+
+atexit.register(plant)
+
+def test_it():
+    from app.calc import add
+    assert add(1, 2) == 3
+"""
+BAD_LCOV = ("    with open('/out/coverage.lcov', 'w') as f:\n"
+            "        f.write('SF:app/calc.py\\nDA:1,5\\nend_of_record\\nSF:../../etc/passwd\\nDA:1,1\\n')")
+APP = {"src/app/__init__.py": "", "src/app/calc.py": "def add(a, b):\n    return a + b\n"}
+
+
+def planting_workspace(tmp_path, resolve_dir, body, coverage):  # noqa: F811
+    files = {**APP, "tests/test_hostile.py": PLANT.format(body=body),
+             "good/test_good.py": "from app.calc import add\n\ndef test_good():\n    assert add(2, 2) == 4\n"}
+    return make_workspace(tmp_path / "ws", resolve_dir, files, {
+        "hostile/tests": {"tests": ["tests/*.py"], "coverage": coverage},
+        "good/tests": {"tests": ["good/*.py"], "source_roots": ["src", "good"], "coverage": True}})
+
+
+def test_coverage_a_target_was_not_asked_for_decides_nothing(tmp_path, resolve_dir, cache):  # noqa: F811
+    """Attack: a target without coverage wrote /out/coverage.lcov; nestbox summed it
+    into the run's report, and a bad one made the run exit 2 after every target had
+    passed (8 Mi records of it, exit 3, and the others' coverage cut short)."""
+    ws = planting_workspace(tmp_path, resolve_dir, BAD_LCOV, coverage=False)
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not (out / "hostile/tests/coverage.lcov").exists()
+    assert lcov_files(out / "coverage.lcov") == ["src/app/__init__.py", "src/app/calc.py"]
+
+
+def test_a_coverage_file_that_does_not_parse_fails_its_own_target(tmp_path, resolve_dir, cache):  # noqa: F811
+    ws = planting_workspace(tmp_path, resolve_dir, BAD_LCOV, coverage=True)
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "hostile/tests  FAILED" in p.stdout and "good/tests  PASSED" in p.stdout, p.stdout
+    assert "/out: coverage.lcov: line 4: SF: expected a path relative to the workspace" in p.stdout, p.stdout
+    assert p.stderr == "", p.stderr
+    # The combined report holds the good target's lines only, none of the hostile one's.
+    assert lcov_files(out / "coverage.lcov") == ["src/app/__init__.py", "src/app/calc.py"]
+    assert "DA:1,5" not in (out / "coverage.lcov").read_text()
+
+
+@pytest.mark.parametrize("kind", ["a link", "a fifo"])
+def test_a_coverage_file_that_is_no_file_is_skipped(tmp_path, resolve_dir, cache, kind):  # noqa: F811
+    """The README's promise for /out: links, fifos and devices are skipped (they made
+    the target fail with "Too many levels of symbolic links" / "Invalid argument")."""
+    body = ("    os.remove('/out/coverage.lcov')\n"
+            + ("    os.symlink('/etc/passwd', '/out/coverage.lcov')" if kind == "a link"
+               else "    os.mkfifo('/out/coverage.lcov')"))
+    ws = planting_workspace(tmp_path, resolve_dir, body, coverage=True)
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, ws])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert not (out / "hostile/tests/coverage.lcov").exists()
+    assert (out / "hostile/tests/coverage.xml").is_file()
