@@ -4,7 +4,8 @@
  * artifacts of other machines): each file is read beneath the directory given,
  * no-follow and size-capped, parsed by the hardened readers (junit.h, lcov.h), the
  * walk is bounded in depth and in entries, and every problem is one line naming the
- * file. */
+ * file: the names of files and folders are escaped (nb_escape) as they are read, so no
+ * message carries a terminal control sequence an input planted in a folder's name. */
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
@@ -63,7 +64,7 @@ static const char usage[] =
 
 /* One shard of one run of one target, as read back. */
 struct unit {
-        char *source;
+        char *source; /* the folder or artifact, as printed: escaped (nb_escape) */
         struct nb_result res; /* target, status, shard, run, wall, cached, why, report */
 };
 
@@ -257,8 +258,10 @@ static int walk(struct merge *m, int dfd, const char *source, unsigned depth, st
                 _cleanup_close_ int sub = nb_open_beneath(dfd, names[i], O_RDONLY | O_DIRECTORY, 0);
                 if (sub < 0)
                         continue; /* a symlink or a file: not ours to follow */
-                _cleanup_free_ char *path = NULL;
-                if (asprintf(&path, "%s/%s", source, names[i]) < 0)
+                /* A folder's name is the input's to choose: escaped once here, it is
+                 * safe in every message that names the folder or what is in it. */
+                _cleanup_free_ char *name = nb_escape(names[i], 0), *path = NULL;
+                if (!name || asprintf(&path, "%s/%s", source, name) < 0)
                         return nb_error_set(err, ENOMEM, "%s", source);
                 if ((r = walk(m, sub, path, depth + 1, err)) < 0)
                         return r;
@@ -266,42 +269,46 @@ static int walk(struct merge *m, int dfd, const char *source, unsigned depth, st
         return 0;
 }
 
-static int add_artifact(struct merge *m, const char *path, struct nb_error *err) {
+/* path is opened, shown (path escaped) is what messages name. */
+static int add_artifact(struct merge *m, const char *path, const char *shown, struct nb_error *err) {
         _cleanup_close_ int fd = open(path, O_RDONLY | O_CLOEXEC);
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
         int r = fd < 0 ? -errno : nb_read_fd(fd, ARTIFACT_MAX, &data, &len);
         if (r < 0)
-                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, -r, "%s", path));
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, -r, "%s", shown));
         _cleanup_(nb_artifact_done) struct nb_artifact art = {};
         if ((r = nb_artifact_unpack(data, len, "undeclared/", &art, err)) < 0)
-                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_wrap(err, r, "%s", path));
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_wrap(err, r, "%s", shown));
         const struct nb_artifact_entry *res = nb_artifact_find(&art, "result.json"),
                                        *junit = nb_artifact_find(&art, "junit.xml"),
                                        *lcov = nb_artifact_find(&art, "coverage.lcov");
         if (!res)
-                return bad(err, path, "result.json", "missing");
-        return add_unit(m, path, (struct blob) { res->data, res->len },
+                return bad(err, shown, "result.json", "missing");
+        return add_unit(m, shown, (struct blob) { res->data, res->len },
                         (struct blob) { junit ? junit->data : NULL, junit ? junit->len : 0 },
                         (struct blob) { lcov ? lcov->data : NULL, lcov ? lcov->len : 0 }, err);
 }
 
 static int add_input(struct merge *m, const char *path, struct nb_error *err) {
+        _cleanup_free_ char *shown = nb_escape(path, 0);
+        if (!shown)
+                return nb_error_set(err, ENOMEM, "merge");
         struct stat st;
         if (stat(path, &st) < 0)
-                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "%s", path));
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "%s", shown));
         if (!S_ISDIR(st.st_mode))
-                return add_artifact(m, path, err);
+                return add_artifact(m, path, shown, err);
         _cleanup_close_ int dfd = open(path, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
         if (dfd < 0)
-                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "%s", path));
+                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "%s", shown));
         /* An output dir of one target (DIR/<target>/) is itself an input. */
         if (fstatat(dfd, "result.json", &st, AT_SYMLINK_NOFOLLOW) == 0)
-                return unit_from_dir(m, dfd, path, err);
+                return unit_from_dir(m, dfd, shown, err);
         size_t before = m->n;
-        int r = walk(m, dfd, path, 0, err);
+        int r = walk(m, dfd, shown, 0, err);
         if (r == 0 && m->n == before)
-                return nb_error_input(err, ENOENT, "%s: no result.json beneath it (not a nestbox test --output)", path);
+                return nb_error_input(err, ENOENT, "%s: no result.json beneath it (not a nestbox test --output)", shown);
         return r;
 }
 
@@ -441,11 +448,13 @@ int cmd_merge(int argc, char **argv) {
         while ((c = getopt_long(argc, argv, "ho:", options, NULL)) != -1) {
                 if (c == 'h')
                         return nb_usage(stdout, usage, 0);
-                if (c == 'o')
+                if (c == 'o') {
                         out_arg = optarg;
-                else
-                        return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox merge --help'",
-                                      argv[optind - 1]);
+                        continue;
+                }
+                _cleanup_free_ char *opt = nb_escape(argv[optind - 1], 0);
+                return nb_die(NB_EXIT_USAGE, "%s: unknown option or missing argument; see 'nestbox merge --help'",
+                              opt ? opt : "?");
         }
         if (optind >= argc)
                 return nb_usage(stderr, usage, NB_EXIT_USAGE);

@@ -377,3 +377,61 @@ def test_merge_says_when_machines_planned_from_different_caches(tmp_path, ws):
     p = run(["merge", "-o", tmp_path / "m", tmp_path / "m1", tmp_path / "m2"])
     assert p.returncode == 1, p.stdout + p.stderr
     assert "ran in more than one of its 2 shards" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+
+
+JUNIT = '<testsuite tests="1"><testcase classname="t" name="test_ok"/></testsuite>'
+
+
+def unit(folder, target="app/tests", index=1, count=1, run_no=1, wall=1.0, action="a" * 64, junit=JUNIT):
+    """A result.json and junit.xml as `nestbox test --output` writes them, made by hand."""
+    folder.mkdir(parents=True, exist_ok=True)
+    doc = {"schema": "nestbox.result/v1", "target": target, "status": "PASSED", "action": action, "seed": 1,
+           "shard": {"index": index, "count": count}, "run": run_no, "durations": {"wall": wall}}
+    (folder / "result.json").write_text(json.dumps(doc))
+    (folder / "junit.xml").write_text(junit)
+    return folder
+
+
+def assert_plain(text):
+    """No byte a terminal acts on: C0 controls but the line breaks, DEL, C1 controls."""
+    bad = [c for c in text if (ord(c) < 0x20 and c != "\n") or 0x7f <= ord(c) <= 0x9f]
+    assert not bad, repr(text)
+
+
+EVIL = "x\x1b]0;PWNED\x07\x1b[2J\u009b1m\x7f"
+
+
+def test_merge_escapes_the_names_an_input_chose(tmp_path):
+    m1 = tmp_path / "m1"
+    (m1 / EVIL).mkdir(parents=True)
+    (m1 / EVIL / "result.json").write_text("{")
+    (m1 / EVIL / "junit.xml").write_text(JUNIT)
+    p = run(["merge", "-o", tmp_path / "m", m1])
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stderr
+    assert_plain(p.stdout + p.stderr)
+    assert "m1/x\\x1b]0;PWNED\\x07\\x1b[2J\\u009b1m\\x7f/result.json: not a JSON document" in p.stderr, p.stderr
+    # A file the walk cannot read (a folder where junit.xml goes), named by its folder.
+    shutil.rmtree(m1)
+    (unit(m1 / EVIL) / "junit.xml").unlink()
+    (m1 / EVIL / "junit.xml").mkdir()
+    p = run(["merge", "-o", tmp_path / "m", m1])
+    assert p.returncode == 2 and "PWNED\\x07" in p.stderr and "/junit.xml: " in p.stderr, p.stderr
+    assert_plain(p.stdout + p.stderr)
+    # The same shard twice: the line naming both folders.
+    shutil.rmtree(m1)
+    unit(m1 / EVIL / "a")
+    unit(m1 / ("b\x1b[31m"))
+    p = run(["merge", "-o", tmp_path / "m", m1])
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "duplicated: app/tests shard 1 of 1 (run 1) in " in p.stderr and "b\\x1b[31m" in p.stderr, p.stderr
+    assert "PWNED\\x07" in p.stderr, p.stderr
+    assert_plain(p.stdout + p.stderr)
+    # An artifact (here a file that is not one) and an input given on the command line.
+    art = tmp_path / ("art\x1b[2J.tar.zst")
+    art.write_bytes(b"not a tar.zst")
+    p = run(["merge", "-o", tmp_path / "m", art])
+    assert p.returncode == 2 and "art\\x1b[2J.tar.zst" in p.stderr and p.stderr.count("\n") == 1, p.stderr
+    assert_plain(p.stdout + p.stderr)
+    p = run(["merge", "-o", tmp_path / "m", tmp_path / "absent\x1b[2J"])
+    assert p.returncode == 2 and "absent\\x1b[2J" in p.stderr, p.stderr
+    assert_plain(p.stdout + p.stderr)
