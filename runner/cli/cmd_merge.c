@@ -48,13 +48,15 @@ static const char usage[] =
         "  -h, --help         this text\n"
         "\n"
         "Prints each input's line and the summary line `nestbox test` prints (the time is\n"
-        "the inputs' wall time added up), and one line per shard that is missing (a\n"
-        "target's shard K of N absent) or duplicated (the same shard twice: the first is\n"
-        "kept), and per target whose tests ran in more than one of its shards (machines\n"
-        "that planned from different cache contents). Inputs are untrusted: sizes are\n"
-        "capped and every problem is one line naming the file. Exit status: 0 all\n"
-        "passed, 1 a test failed, a shard is missing or a test ran in two shards,\n"
-        "2 usage or an unreadable input, 4 a shard timed out (and none failed otherwise).\n";
+        "the inputs' wall time added up), and one line per target and run whose shards\n"
+        "are missing (how many of N, the first three named), per shard duplicated (the\n"
+        "same shard twice: the first is kept) and per target whose tests ran in more than\n"
+        "one of its shards (machines that planned from different cache contents): 20 such\n"
+        "lines at most, then one saying how many were left out. Inputs are untrusted:\n"
+        "sizes are capped, names escaped, and every problem is one line naming the file.\n"
+        "Exit status: 0 all passed, 1 a test failed, a shard is missing or a test ran in\n"
+        "two shards, 2 usage or an unreadable input, 4 a shard timed out (and none failed\n"
+        "otherwise).\n";
 
 #define MAX_UNITS 100000u
 #define MAX_DEPTH (NB_TARGET_MAX_DEPTH + 8u) /* a target's components, its shard and run */
@@ -329,30 +331,83 @@ static bool same_shard(const struct nb_result *x, const struct nb_result *y) {
                x->shard_index == y->shard_index;
 }
 
+/* A result.json may claim shard 1 of 100000 and a merge may hold 100000 of them: the
+ * lines naming missing, duplicated or split shards are this many at most, then one
+ * line says how many were left out; a target's missing shards are one line naming
+ * the first MISSING_NAMED. */
+#define MAX_PROBLEM_LINES 20u
+#define MISSING_NAMED 3u
+
+struct problems {
+        size_t lines, left_out;
+};
+
+/* Whether one more problem line may be printed (else it is counted as left out). */
+static bool say(struct problems *p) {
+        if (p->lines < MAX_PROBLEM_LINES) {
+                p->lines++;
+                return true;
+        }
+        p->left_out++;
+        return false;
+}
+
+/* The missing shards of one group (target, run, count): how many, the first few. */
+struct missing {
+        size_t n;
+        unsigned n_named, named[MISSING_NAMED];
+};
+
+/* Shards from..to-1 are missing: counted, not walked (there may be 99999). */
+static void add_missing(struct missing *g, unsigned from, unsigned to) {
+        if (to <= from)
+                return;
+        for (unsigned k = from; k < to && g->n_named < MISSING_NAMED; k++)
+                g->named[g->n_named++] = k;
+        g->n += to - from;
+}
+
+static void say_missing(struct problems *p, const struct nb_result *r, const struct missing *g) {
+        if (g->n == 0 || !say(p))
+                return;
+        if (g->n == 1) {
+                fprintf(stderr, "nestbox: merge: missing: %s shard %u of %u (run %u)\n", r->target, g->named[0],
+                        r->shard_count, r->run);
+                return;
+        }
+        fprintf(stderr, "nestbox: merge: missing: %zu of %u shards of %s (run %u): ", g->n, r->shard_count, r->target,
+                r->run);
+        for (unsigned k = 0; k < g->n_named; k++)
+                fprintf(stderr, "%s%u", k == 0 ? "" : ", ", g->named[k]);
+        if (g->n > g->n_named)
+                fprintf(stderr, " and %zu more", g->n - g->n_named);
+        fputc('\n', stderr);
+}
+
 /* Sorted units: says which are duplicated (drops the later copies, *keep) and which
  * shards of a group (target, run, count) are missing; returns how many are. */
-static size_t check_shards(const struct unit *u, size_t n, bool *keep) {
+static size_t check_shards(const struct unit *u, size_t n, bool *keep, struct problems *p) {
         size_t missing = 0;
         for (size_t i = 0, j; i < n; i = j) {
+                struct missing g = {};
                 unsigned want = 1;
                 for (j = i; j < n && strcmp(u[j].res.target, u[i].res.target) == 0 && u[j].res.run == u[i].res.run &&
                             u[j].res.shard_count == u[i].res.shard_count;
                      j++) {
                         keep[j] = !(j > i && same_shard(&u[j].res, &u[j - 1].res));
                         if (!keep[j]) {
-                                fprintf(stderr, "nestbox: merge: duplicated: %s shard %u of %u (run %u) in %s and %s; "
-                                        "the first is kept\n", u[j].res.target, u[j].res.shard_index,
-                                        u[j].res.shard_count, u[j].res.run, u[j - 1].source, u[j].source);
+                                if (say(p))
+                                        fprintf(stderr, "nestbox: merge: duplicated: %s shard %u of %u (run %u) in %s "
+                                                "and %s; the first is kept\n", u[j].res.target, u[j].res.shard_index,
+                                                u[j].res.shard_count, u[j].res.run, u[j - 1].source, u[j].source);
                                 continue;
                         }
-                        for (; want < u[j].res.shard_index; want++, missing++)
-                                fprintf(stderr, "nestbox: merge: missing: %s shard %u of %u (run %u)\n", u[i].res.target,
-                                        want, u[i].res.shard_count, u[i].res.run);
+                        add_missing(&g, want, u[j].res.shard_index);
                         want = u[j].res.shard_index + 1;
                 }
-                for (; want <= u[i].res.shard_count; want++, missing++)
-                        fprintf(stderr, "nestbox: merge: missing: %s shard %u of %u (run %u)\n", u[i].res.target, want,
-                                u[i].res.shard_count, u[i].res.run);
+                add_missing(&g, want, u[i].res.shard_count + 1);
+                say_missing(p, &u[i].res, &g);
+                missing += g.n;
         }
         return missing;
 }
@@ -373,7 +428,7 @@ static int cmp_seen(const void *a, const void *b) {
 /* A test in two shards of one split means the shards were planned from different
  * durations (machines that started from different cache contents): then some test
  * may have run in none. Says so per split; returns how many splits are affected. */
-static size_t check_split(const struct unit *u, size_t n, const bool *keep) {
+static size_t check_split(const struct unit *u, size_t n, const bool *keep, struct problems *p) {
         size_t bad_splits = 0;
         for (size_t i = 0, j; i < n; i = j) {
                 size_t cases = 0;
@@ -400,6 +455,8 @@ static size_t check_split(const struct unit *u, size_t n, const bool *keep) {
                 if (!twice)
                         continue;
                 bad_splits++;
+                if (!say(p))
+                        continue;
                 _cleanup_free_ char *cls = nb_escape(v[first].tc->classname, 0), *name = nb_escape(v[first].tc->name, 0);
                 fprintf(stderr, "nestbox: merge: %s (run %u): %zu tests ran in more than one of its %u shards (%s::%s "
                         "first): the shards were planned from different durations; give every machine the same "
@@ -467,7 +524,11 @@ int cmd_merge(int argc, char **argv) {
         _cleanup_free_ bool *keep = calloc(m.n + 1, sizeof(*keep));
         if (!keep)
                 return nb_die(NB_EXIT_INFRA, "out of memory");
-        size_t missing = check_shards(m.v, m.n, keep) + check_split(m.v, m.n, keep);
+        struct problems p = {};
+        size_t missing = check_shards(m.v, m.n, keep, &p) + check_split(m.v, m.n, keep, &p);
+        if (p.left_out)
+                fprintf(stderr, "nestbox: merge: %zu more lines of missing, duplicated or split shards left out\n",
+                        p.left_out);
         if (write_outputs(&m, keep, out_arg, &err) < 0)
                 return nb_fail(&err);
         struct nb_summary s = {};

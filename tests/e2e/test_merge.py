@@ -435,3 +435,35 @@ def test_merge_escapes_the_names_an_input_chose(tmp_path):
     p = run(["merge", "-o", tmp_path / "m", tmp_path / "absent\x1b[2J"])
     assert p.returncode == 2 and "absent\\x1b[2J" in p.stderr, p.stderr
     assert_plain(p.stdout + p.stderr)
+
+
+def test_merge_bounds_the_lines_of_missing_and_duplicated_shards(tmp_path):
+    # Shard 1 of 100000, and shard 1 of 1000 in 30 runs: one line per target and run
+    # names a few, and the lines in all are bounded.
+    out = tmp_path / "out"
+    unit(out / "big", index=1, count=100000)
+    for r in range(2, 32):
+        unit(out / f"run{r}", index=1, count=1000, run_no=r)
+    p = run(["merge", "-o", tmp_path / "m", out])
+    assert p.returncode == 1, p.stderr[:2000]
+    lines = p.stderr.splitlines()
+    assert "nestbox: merge: missing: 99999 of 100000 shards of app/tests (run 1): 2, 3, 4 and 99996 more" in lines, \
+        lines[:5]
+    assert len(lines) <= 25 and lines[-1].endswith("lines of missing, duplicated or split shards left out"), lines[:30]
+    assert "nestbox: merge: missing: 999 of 1000 shards of app/tests (run 2): 2, 3, 4 and 996 more" in lines
+    # Two of three missing, and one: each said in one line.
+    shutil.rmtree(out)
+    unit(out / "a", index=2, count=3)
+    unit(out / "b", target="lib/tests", index=1, count=2)
+    p = run(["merge", "-o", tmp_path / "m", out])
+    assert p.returncode == 1 and p.stderr.splitlines() == [
+        "nestbox: merge: missing: 2 of 3 shards of app/tests (run 1): 1, 3",
+        "nestbox: merge: missing: lib/tests shard 2 of 2 (run 1)"], p.stderr
+    # The same shard in 40 folders: 39 duplicates, bounded too.
+    shutil.rmtree(out)
+    for k in range(40):
+        unit(out / f"copy{k:02}")
+    p = run(["merge", "-o", tmp_path / "m", out])
+    lines = p.stderr.splitlines()
+    assert p.returncode == 0 and len(lines) <= 25 and sum("duplicated: " in x for x in lines) <= 20, lines
+    assert lines[-1] == "nestbox: merge: 19 more lines of missing, duplicated or split shards left out", lines
