@@ -9,7 +9,6 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <getopt.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -63,6 +62,7 @@ static const char usage[] =
 #define MAX_ENTRIES 1000000u
 #define RESULT_MAX (1u << 20)
 #define ARTIFACT_MAX (512u * 1024u * 1024u)
+#define MAX_WALL 1e12 /* seconds: the junit reader's cap on a testcase's time (NB_JUNIT_MAX_TIME) */
 
 /* One shard of one run of one target, as read back. */
 struct unit {
@@ -128,20 +128,24 @@ static int read_result(struct unit *u, struct blob j, struct nb_error *err) {
         if (!target || !nb_valid_name(target) || !json_is_integer(idx) || !json_is_integer(cnt) ||
             !json_is_integer(run) || json_integer_value(cnt) < 1 || json_integer_value(cnt) > 100000 ||
             json_integer_value(idx) < 1 || json_integer_value(idx) > json_integer_value(cnt) ||
-            json_integer_value(run) < 1 || json_integer_value(run) > 1000000 || !json_is_number(wall) ||
-            !isfinite(json_number_value(wall)) || json_number_value(wall) < 0 || !status)
+            json_integer_value(run) < 1 || json_integer_value(run) > 1000000 || !json_is_number(wall) || !status)
                 return bad(err, u->source, "result.json", "not a nestbox.result/v1 (target, shard, run, status, "
                            "durations.wall)");
+        /* NaN fails both comparisons; 1e308 would be printed as 309 digits. */
+        if (!(json_number_value(wall) >= 0 && json_number_value(wall) <= MAX_WALL))
+                return bad(err, u->source, "result.json", "durations.wall is not from 0 to 1e12 seconds");
         if (nb_target_status_from_name(status, &u->res.status) < 0)
                 return bad(err, u->source, "result.json", "status is none of PASSED, FAILED, TIMEOUT, FLAKY");
-        /* What the summary's repro hint names: the seed and the action, when they are
-         * well-formed (an older or foreign result.json goes without the hint's parts). */
+        /* The summary's repro hint names the action: every nestbox.result/v1 has one,
+         * and one that is not a digest would leave a bare `nestbox repro`. */
+        const char *action = json_string_value(json_object_get(doc, "action"));
+        if (!action || strlen(action) != NB_DIGEST_HEX_LEN || strspn(action, "0123456789abcdef") != NB_DIGEST_HEX_LEN)
+                return bad(err, u->source, "result.json", "action is not a digest (64 lowercase hex digits)");
+        memcpy(u->res.action, action, NB_DIGEST_HEX_LEN + 1);
+        /* The seed, when it is well-formed (an older result.json goes without it). */
         json_t *seed = json_object_get(doc, "seed");
         if (json_is_integer(seed) && json_integer_value(seed) >= 0)
                 u->res.seed = (uint64_t) json_integer_value(seed);
-        const char *action = json_string_value(json_object_get(doc, "action"));
-        if (action && strlen(action) == NB_DIGEST_HEX_LEN && strspn(action, "0123456789abcdef") == NB_DIGEST_HEX_LEN)
-                memcpy(u->res.action, action, NB_DIGEST_HEX_LEN + 1);
         u->res.shuffle = json_is_true(json_object_get(doc, "shuffle"));
         if ((r = read_attempts(u, json_object_get(doc, "attempts"))) < 0)
                 return nb_error_set(err, -r, "%s", u->source);

@@ -467,3 +467,39 @@ def test_merge_bounds_the_lines_of_missing_and_duplicated_shards(tmp_path):
     lines = p.stderr.splitlines()
     assert p.returncode == 0 and len(lines) <= 25 and sum("duplicated: " in x for x in lines) <= 20, lines
     assert lines[-1] == "nestbox: merge: 19 more lines of missing, duplicated or split shards left out", lines
+
+
+@pytest.mark.parametrize("field,value,message", [
+    ("wall", 1e308, "durations.wall is not from 0 to 1e12 seconds"),
+    ("wall", 1e12 + 1, "durations.wall is not from 0 to 1e12 seconds"),
+    ("wall", -1, "durations.wall is not from 0 to 1e12 seconds"),
+    ("action", "", "action is not a digest"),
+    ("action", "../../etc/passwd", "action is not a digest"),
+    ("action", "A" * 64, "action is not a digest"),
+    ("action", None, "action is not a digest"),
+])
+def test_merge_refuses_absurd_walls_and_actions(tmp_path, field, value, message):
+    out = tmp_path / "out"
+    folder = unit(out / "app/tests")
+    doc = json.loads((folder / "result.json").read_text())
+    if field == "wall":
+        doc["durations"]["wall"] = value
+    elif value is None:
+        del doc["action"]
+    else:
+        doc["action"] = value
+    (folder / "result.json").write_text(json.dumps(doc))
+    p = run(["merge", "-o", tmp_path / "m", out])
+    assert p.returncode == 2 and p.stderr.count("\n") == 1, p.stdout + p.stderr
+    assert f"app/tests/result.json: {message}" in p.stderr, p.stderr
+    assert p.stdout == "", p.stdout
+
+
+def test_merge_takes_the_largest_wall_and_names_the_action(tmp_path):
+    out = tmp_path / "out"
+    unit(out / "app/tests", wall=1e12, action="0123456789abcdef" * 4,
+         junit='<testsuite tests="1"><testcase classname="t" name="test_bad"><failure message="no"/></testcase>'
+               '</testsuite>')
+    p = run(["merge", "-o", tmp_path / "m", out])
+    assert p.returncode == 1 and "FAILED in 1000000000000.00s" in p.stdout, p.stdout + p.stderr
+    assert "seed 1  nestbox repro 0123456789ab" in p.stdout, p.stdout
