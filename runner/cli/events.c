@@ -49,6 +49,22 @@ static json_t *text(const char *s) {
         return e ? json_string(e) : json_string("");
 }
 
+/* A line jansson wrote with JSON_ENSURE_ASCII, with DEL (which it leaves raw) as
+ * \u007F, spelled as jansson spells its escapes: outside a string JSON has no DEL,
+ * so every one is inside a string. */
+static int put_ascii(const char *line, FILE *f) {
+        for (const char *p = line;;) {
+                size_t n = strcspn(p, "\x7f");
+                if (fwrite(p, 1, n, f) != n)
+                        return -EIO;
+                if (!p[n])
+                        return 0;
+                if (fputs("\\u007F", f) < 0)
+                        return -EIO;
+                p += n + 1;
+        }
+}
+
 static void emit(struct nb_events *ev, const char *event, json_t *fields) {
         if (!ev->f) {
                 json_decref(fields);
@@ -61,9 +77,13 @@ static void emit(struct nb_events *ev, const char *event, json_t *fields) {
             json_object_set_new(j, "event", json_string(event)) < 0 ||
             json_object_set_new(j, "time", json_real((double) now.tv_sec + (double) now.tv_nsec / 1e9)) < 0)
                 return;
-        _cleanup_free_ char *line = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_REAL_PRECISION(15));
+        /* A test's names may hold C1 controls (U+009B is a CSI) and DEL, which jansson
+         * writes raw, and the events may go to a terminal: every character outside
+         * printable ASCII is written as a \u escape, the same string once parsed. */
+        _cleanup_free_ char *line = json_dumps(j, JSON_COMPACT | JSON_SORT_KEYS | JSON_ENSURE_ASCII |
+                                                      JSON_REAL_PRECISION(15));
         errno = 0;
-        if (line && !ev->error && (fputs(line, ev->f) < 0 || fputc('\n', ev->f) < 0 || fflush(ev->f) != 0))
+        if (line && !ev->error && (put_ascii(line, ev->f) < 0 || fputc('\n', ev->f) < 0 || fflush(ev->f) != 0))
                 ev->error = errno ? errno : EIO;
 }
 

@@ -160,3 +160,28 @@ def test_a_run_that_ends_before_it_began_still_ends_in_the_events(tmp_path, reso
     assert p.returncode == 2, p.stderr
     events = read_events(ev)
     assert [e["event"] for e in events] == ["run_started", "run_finished"] and events[1]["exit_code"] == 2, events
+
+
+# A conftest that replaces the junit.xml pytest wrote: a testcase named with a CSI
+# (U+009B), a NEL (U+0085), DEL and a character outside the BMP.
+FORGE = (
+    "import pytest\n\n@pytest.hookimpl(trylast=True)\ndef pytest_unconfigure(config):\n"
+    "    open('/out/junit.xml', 'w', encoding='utf-8').write({xml!r})\n")
+ODD_NAME = "n\u009b2J\u0085x\x7fy\U0001f600"
+FORGED_XML = ('<?xml version="1.0" encoding="utf-8"?>\n<testsuite name="x" tests="1">'
+              f'<testcase classname="c" name="{ODD_NAME}"/></testsuite>\n')
+
+
+def test_events_escape_every_character_a_terminal_could_act_on(tmp_path, resolve_dir):  # noqa: F811
+    files = {**PASSING, "tests/conftest.py": FORGE.format(xml=FORGED_XML)}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, files)
+    ev = tmp_path / "ev.jsonl"
+    p = subprocess.run([str(NESTBOX), "test", "--cache", str(tmp_path / "c"), "--events", str(ev), str(ws)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    raw = ev.read_bytes()
+    assert all(0x20 <= b < 0x7f or b == 0x0a for b in raw), [b for b in raw if not 0x20 <= b < 0x7f and b != 0x0a]
+    assert b"\\u009B2J\\u0085x\\u007Fy\\uD83D\\uDE00" in raw, raw
+    # The same id once parsed, and every line still valid against the schema.
+    ids = [e["id"] for e in read_events(ev) if e["event"] == "testcase"]
+    assert ids == ["c::" + ODD_NAME], ids
