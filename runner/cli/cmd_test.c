@@ -343,7 +343,8 @@ int cmd_test(int argc, char **argv) {
                 return fail_before_start(&tr, jobs, &err);
         tr.store.dir = &cache;
         size_t n_all = 0;
-        if ((tr.out_arg && nb_output_open(tr.out_arg, &tr.out_dir, &err) < 0) ||
+        if ((tr.out_arg && (nb_output_open(tr.out_arg, &tr.out_dir, &err) < 0 ||
+                            nb_output_forget_reports(tr.out_dir, tr.out_arg, &err) < 0)) ||
             make_items(&tr, &sel, &opts, shards_per_target, &machine, &n_all, &err) < 0) {
                 nb_cache_dir_close(&cache);
                 return fail_before_start(&tr, jobs, &err);

@@ -27,6 +27,14 @@ int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err) {
         return 0;
 }
 
+int nb_output_forget_reports(int out_dir, const char *arg, struct nb_error *err) {
+        static const char *const reports[] = { "junit.xml", "coverage.lcov", "coverage.xml" };
+        for (size_t i = 0; i < NB_ELEMENTSOF(reports); i++)
+                if (unlinkat(out_dir, reports[i], 0) < 0 && errno != ENOENT)
+                        return nb_error_set(err, errno, "--output %s/%s", arg, reports[i]);
+        return 0;
+}
+
 /* Output paths are derived from target names (nb_target_folder: a plain relative
  * path, one per target), so a name cannot climb out of --output. A shard's folder is
  * <target>/shard-K-of-N, so shards (on one machine or many) never collide, and with

@@ -14,6 +14,12 @@
 /* Opens (creating) --output DIR; -errno with err. */
 int nb_output_open(const char *arg, int *ret_fd, struct nb_error *err);
 
+/* Removes DIR/junit.xml, coverage.lcov and coverage.xml, the reports of all targets
+ * a run writes at its end: until then (and for good, when writing them fails or the
+ * run is interrupted) no earlier run's can pass for this one's in a CI job that
+ * uploads what is there. */
+int nb_output_forget_reports(int out_dir, const char *arg, struct nb_error *err);
+
 /* Writes DIR/<target>/ (a shard's DIR/<target>/shard-K-of-N/, with runs > 1 run R's
  * run-R/ inside): the artifact's files, and junit.xml with this invocation's
  * properties. *ret_outputs (may be NULL) gets the result's "outputs" object. */

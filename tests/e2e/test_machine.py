@@ -216,6 +216,22 @@ def test_planning_holds_no_descriptor_an_item(tmp_path, resolve_dir):  # noqa: F
     assert slices[1024] == slices[40] == [f"t{n - 1}"], slices
 
 
+def test_a_run_that_stops_leaves_no_earlier_runs_reports(tmp_path, resolve_dir):  # noqa: F811
+    # Review: DIR/junit.xml (and the combined coverage) of all targets is written at a
+    # run's end; a run that stopped before it left the last run's there, which a CI
+    # step that uploads whatever is in DIR took for this run's.
+    targets = {f"t{i}": {"tests": ["tests/test_calc.py"], "coverage": True} for i in range(2)}
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING, targets)
+    cache, out = tmp_path / "cache", tmp_path / "out"
+    assert run(["test", "--cache", cache, "--output", out, ws], env=env()).returncode == 0
+    assert all((out / f).is_file() for f in ("junit.xml", "coverage.lcov", "coverage.xml"))
+    shutil.rmtree(cache / "plans", ignore_errors=True)
+    (cache / "plans").write_text("not a directory")
+    p = run(["test", "--cache", cache, "--output", out, "--machine", "1/2", ws], env=env())
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert not any((out / f).exists() for f in ("junit.xml", "coverage.lcov", "coverage.xml")), os.listdir(out)
+
+
 def test_a_plan_the_machine_cannot_make_stops_it(tmp_path, resolve_dir):  # noqa: F811
     # What another machine could plan otherwise (a pin not written, descriptors, memory)
     # stops the plan, exit 3, where it was taken for "unknown" and sliced in silence. A
