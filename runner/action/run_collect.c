@@ -119,7 +119,19 @@ static int collect_report(const struct nb_action *a, int out_fd, const struct nb
         const char *current = running ? running[0] : NULL;
         if (!(ret->why = why_no_report(a, s, parse_error, current)))
                 return -ENOMEM;
-        const char *details = log ? log + (log_len > 8192 ? log_len - 8192 : 0) : NULL;
+        /* The log's end, its NULs left out (a log is bytes, the report's text is not):
+         * whatever follows one is shown too. */
+        size_t tail = log ? (log_len > 8192 ? 8192 : log_len) : 0;
+        _cleanup_free_ char *log_tail = log ? malloc(tail + 1) : NULL;
+        if (log && !log_tail)
+                return -ENOMEM;
+        size_t kept = 0;
+        for (size_t i = log_len - tail; log && i < log_len; i++)
+                if (log[i])
+                        log_tail[kept++] = log[i];
+        if (log_tail)
+                log_tail[kept] = 0;
+        const char *details = log_tail;
         if (stack && *stack)
                 details = stack;
         if ((r = nb_junit_error_report(a->target, "nestbox", ret->why, details, &ret->report)) < 0 || !current)

@@ -392,6 +392,28 @@ def test_a_report_that_escapes_past_the_cap_fails_the_target(tmp_path, resolve_d
     assert (out / "app/tests/junit.xml").stat().st_size < 1 << 20
 
 
+@pytest.mark.parametrize("report", ["kept", "removed"])
+def test_a_nul_in_the_log_hides_nothing_after_it(tmp_path, resolve_dir, cache, report):  # noqa: F811
+    """Attack: the log is bytes, but -v printed it (and the error testcase of a run
+    without a report quoted its end) as a C string: a NUL hid all that followed."""
+    body = ("import os\n\n"
+            "def test_it():\n"
+            "    os.write(1, b'BEFORE-NUL' + bytes([0]) + b'AFTER-' + b'NUL-shown' + b'\\n')\n"
+            + ("" if report == "kept" else
+               "    import atexit\n"
+               "    atexit.register(os.remove, os.environ['XML_OUTPUT_FILE'])\n")
+            + "    assert False\n")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body))
+    out = tmp_path / "out"
+    p = run(["test", "--cache", cache, "--output", out, "-v", ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "BEFORE-NUL\\x00AFTER-NUL-shown" in p.stdout, p.stdout
+    assert "\x00" not in p.stdout
+    assert (out / "app/tests/log").read_bytes().count(b"BEFORE-NUL\x00AFTER-NUL-shown") >= 1
+    if report == "removed":
+        assert "AFTER-NUL-shown" in (out / "app/tests/junit.xml").read_text()
+
+
 def test_an_undeclared_path_past_the_name_cap_fails_the_target_saying_so(tmp_path, resolve_dir, cache):  # noqa: F811
     """A path of 4,096 bytes beneath $TEST_UNDECLARED_OUTPUTS_DIR is kept; 25
     directories of 200 bytes and a file, 5,026 bytes, fail the target with one line
