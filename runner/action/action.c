@@ -139,8 +139,10 @@ static int expand(struct nb_action *a, struct nb_cache_dir *cache, struct nb_err
         if (a->tree_given[0] || a->resolved.tree_digest[0])
                 return 0;
         _cleanup_close_ int root_fd = open(a->root, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (root_fd < 0)
-                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "root %s", a->root));
+        if (root_fd < 0) {
+                int e = errno;
+                return nb_error_classify(err, nb_error_class_of_path(e), nb_error_set(err, e, "root %s", a->root));
+        }
         int r = reuse_watched(a, root_fd, err);
         if (r != 0)
                 return r < 0 ? r : 0;
@@ -219,8 +221,10 @@ static void hash_strv(struct nb_hasher *h, char **v) {
 static int hash_interpreter(struct nb_hasher *h, const char *python, struct nb_error *err) {
         _cleanup_free_ char *real = realpath(python, NULL);
         struct stat st;
-        if (!real || stat(real, &st) < 0)
-                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, errno, "python %s", python));
+        if (!real || stat(real, &st) < 0) {
+                int e = errno;
+                return nb_error_classify(err, nb_error_class_of_path(e), nb_error_set(err, e, "python %s", python));
+        }
         int r = nb_python_check_system(python, real, err);
         if (r < 0)
                 return r;

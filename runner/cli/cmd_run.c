@@ -97,8 +97,10 @@ static int read_action(const char *arg, struct nb_action **ret, struct nb_error 
         const char *name = strcmp(arg, "-") == 0 ? "<stdin>" : arg;
         if (r == -EFBIG)
                 return nb_error_input(err, EFBIG, "%s: larger than %u MiB, not an action", name, ACTION_FILE_MAX >> 20);
+        /* No such file is the command line's; out of descriptors or an I/O error is the
+         * machine's, whatever the file holds. */
         if (r < 0)
-                return nb_error_classify(err, NB_ERROR_INPUT, nb_error_set(err, -r, "%s", name));
+                return nb_error_classify(err, nb_error_class_of_path(r), nb_error_set(err, -r, "%s", name));
         return nb_action_from_json(text, len, name, ret, err);
 }
 

@@ -372,28 +372,33 @@ static int load(const char *root, struct nb_workspace **ret, struct nb_error *er
                 return nb_error_set(err, ENOMEM, "workspace %s", root);
 
         _cleanup_free_ char *abs = realpath(root, NULL);
-        if (!abs)
-                return nb_error_set(err, errno, "workspace %s", root);
+        if (!abs) {
+                int e = errno;
+                return nb_error_classify(err, nb_error_class_of_path(e), nb_error_set(err, e, "workspace %s", root));
+        }
         _cleanup_close_ int fd = open(abs, O_RDONLY | O_DIRECTORY | O_CLOEXEC);
-        if (fd < 0)
-                return nb_error_set(err, errno, "workspace %s", root);
+        if (fd < 0) {
+                int e = errno;
+                return nb_error_classify(err, nb_error_class_of_path(e), nb_error_set(err, e, "workspace %s", root));
+        }
         _cleanup_free_ char *data = NULL;
         size_t len = 0;
         int r = nb_read_file_beneath(fd, NB_WORKSPACE_FILE, MAX_WORKSPACE_FILE, &data, &len);
         if (r == -EFBIG)
-                return nb_error_setx(err, EFBIG, "%s: larger than %u MiB, not a workspace file", file,
-                                     MAX_WORKSPACE_FILE >> 20);
+                return nb_error_input(err, EFBIG, "%s: larger than %u MiB, not a workspace file", file,
+                                      MAX_WORKSPACE_FILE >> 20);
         if (r == -EINVAL)
-                return nb_error_setx(err, EINVAL, "%s: not a regular file", file);
+                return nb_error_input(err, EINVAL, "%s: not a regular file", file);
         if (r == -ELOOP)
-                return nb_error_setx(err, ELOOP, "%s: is a symlink; nestbox reads only a regular file here", file);
+                return nb_error_input(err, ELOOP, "%s: is a symlink; nestbox reads only a regular file here", file);
+        /* Out of descriptors, an I/O error: the file may be fine, the machine was not. */
         if (r < 0)
-                return nb_error_set(err, r, "%s", file);
+                return nb_error_classify(err, nb_error_class_of_path(r), nb_error_set(err, -r, "%s", file));
 
         _cleanup_(nb_workspace_freep) struct nb_workspace *ws = NULL;
         r = nb_workspace_parse(data, len, file, abs, &ws, err);
         if (r < 0)
-                return r;
+                return r == -ENOMEM ? r : nb_error_classify(err, NB_ERROR_INPUT, r);
         ws->root_fd = TAKE_FD(fd);
         *ret = TAKE_PTR(ws);
         return 0;
@@ -452,9 +457,9 @@ void nb_workspace_freep(struct nb_workspace **ws) {
         *ws = NULL;
 }
 
-/* The workspace is the user's: whatever is wrong with it (missing, unreadable, a
- * link, too big) is an input error; only running out of memory is not. */
+/* What is wrong with the workspace (missing, a link, too big, not what the schema
+ * says) is an input error; what failed the machine while reading it (descriptors,
+ * memory, I/O) is not. Each is classified where load() finds it. */
 int nb_workspace_load(const char *root, struct nb_workspace **ret, struct nb_error *err) {
-        int r = load(root, ret, err);
-        return r < 0 && r != -ENOMEM ? nb_error_classify(err, NB_ERROR_INPUT, r) : r;
+        return load(root, ret, err);
 }

@@ -2,7 +2,9 @@
 result, both as the versioned JSON of runner/action/schema/; they share cache entries
 with `nestbox test`; bad action input is one line naming the field, exit 2."""
 import copy
+import errno
 import itertools
+import os
 import json
 import re
 import xml.etree.ElementTree as ET
@@ -12,6 +14,7 @@ import jsonschema
 import pytest
 
 from conftest import ROOT, run
+from test_cli import faulty_env
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import copy_examples, make_workspace
 
@@ -414,3 +417,25 @@ def test_bad_input_leaves_no_result_in_the_cache(action, tmp_path):
     one_error_line(run(["run", "--cache", cache, "-"], input=json.dumps(a)))
     assert not (cache / "ac").exists() or not [p for p in (cache / "ac").rglob("*") if p.is_file()]
     assert not (cache / "cas").exists() or not [p for p in (cache / "cas").rglob("*") if p.is_file()]
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EMFILE], ids=["EIO", "EMFILE"])
+def test_a_failed_read_of_the_action_file_is_the_machines_error(action, tmp_path, code):
+    (tmp_path / "a.json").write_text(json.dumps(action))
+    p = run(["run", "--cache", tmp_path / "c", "a.json"], cwd=tmp_path, env=faulty_env("/a.json", code))
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert p.stderr == f"nestbox: a.json: {os.strerror(code)}\n", p.stderr
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EMFILE], ids=["EIO", "EMFILE"])
+def test_a_root_that_cannot_be_opened_now_is_the_machines_error(action, tmp_path, code):
+    """The action's root exists; the machine would not open it this time. A root that
+    is not there stays the action's error."""
+    (tmp_path / "a.json").write_text(json.dumps(action))
+    p = run(["run", "--cache", tmp_path / "c", "a.json"], cwd=tmp_path, env=faulty_env(action["root"], code, on="open"))
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert f"root {action['root']}: {os.strerror(code)}" in p.stderr, p.stderr
+    action["root"] = str(tmp_path / "nowhere")
+    (tmp_path / "a.json").write_text(json.dumps(action))
+    line = one_error_line(run(["run", "--cache", tmp_path / "c", "a.json"], cwd=tmp_path))
+    assert f"root {tmp_path / 'nowhere'}: {os.strerror(errno.ENOENT)}" in line, line

@@ -1,11 +1,14 @@
 """The command line as a newcomer uses it (issue 15): options anywhere, `--` pytest
 arguments, the workspace found by walking up, target selection, `list`, `help`."""
+import errno
 import json
+import os
+import resource
 import subprocess
 
 import pytest
 
-from conftest import NESTBOX, run
+from conftest import BUILD, NESTBOX, run
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -29,6 +32,21 @@ def cache(tmp_path):
 @pytest.fixture
 def ws(tmp_path, resolve_dir):  # noqa: F811
     return make_workspace(tmp_path / "ws", resolve_dir, FILES, TARGETS)
+
+
+FAULT_SHIM = BUILD / "tests" / "libnestbox-eio.so"
+
+
+def faulty_env(suffix, code=errno.EIO, on="read"):
+    """nestbox under tests/faults/eio.c: `on` (read or open) of the file whose path ends
+    in suffix fails with code."""
+    if not FAULT_SHIM.exists():
+        pytest.skip(f"{FAULT_SHIM} not built")
+    env = dict(os.environ, LD_PRELOAD=str(FAULT_SHIM), NESTBOX_FAULT_SUFFIX=suffix, NESTBOX_FAULT_ERRNO=str(code),
+               NESTBOX_FAULT_ON=on)
+    # Under ASan the runtime must come first; a preloaded shim is a test's choice.
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+    return env
 
 
 def in_dir(cwd, *args):
@@ -185,3 +203,29 @@ def test_symlinked_home_and_output_prefixes_are_followed(tmp_path, ws):
     p = run(["test", "--output", tmp_path / "home/me/out/run2", ws, "app/tests"], env=env)
     assert p.returncode == 3 and not (tmp_path / "tests").exists()
     assert "nestbox: --output: app is a symbolic link" in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("code", [errno.EIO, errno.EMFILE], ids=["EIO", "EMFILE"])
+def test_a_failed_read_of_nestbox_json_is_the_machines_error(ws, cache, code):
+    """The file may be fine: a read the disk (or a full descriptor table) refused is
+    the machine's failure, exit 3, not the workspace's."""
+    p = run(["test", "--cache", cache, ws, "app/tests"], env=faulty_env("/ws/nestbox.json", code))
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert p.stderr == f"nestbox: {ws}/nestbox.json: {os.strerror(code)}\n", p.stderr
+    # The shim fails that file alone; a nestbox.json that is not JSON is still the workspace's.
+    p = run(["list", ws], env=faulty_env("/ws/elsewhere.json", code))
+    assert p.returncode == 0, p.stdout + p.stderr
+    (ws / "nestbox.json").write_text("{")
+    p = run(["list", ws], env=faulty_env("/ws/elsewhere.json", code))
+    assert p.returncode == 2 and "invalid JSON" in p.stderr, p.stdout + p.stderr
+
+
+def test_out_of_descriptors_for_nestbox_json_is_the_machines_error(ws, cache):
+    """`ulimit -n 4`: stdin, stdout, stderr and the workspace's directory; nestbox.json
+    itself gets no descriptor."""
+    def few_descriptors():
+        resource.setrlimit(resource.RLIMIT_NOFILE, (4, 4))
+
+    p = run(["test", "--cache", cache, ws, "app/tests"], preexec_fn=few_descriptors)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert p.stderr == f"nestbox: {ws}/nestbox.json: {os.strerror(errno.EMFILE)}\n", p.stderr
