@@ -3,6 +3,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <limits.h>
+#include <signal.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -97,8 +98,10 @@ static int configure(struct nb_sandbox_config *cfg, char *const argv[], const st
         return 0;
 }
 
-int nb_python_run(char *const argv[], const struct nb_python_run_opts *opts, char **out, int *status, int *out_fd,
-                  struct nb_error *err) {
+/* nb_python_run(); with cancel, the run is cancellable (nb_sandbox_config.cancel) and
+ * *cancel is the SIGINT or SIGTERM that stopped it, 0 when none did. */
+static int run(char *const argv[], const struct nb_python_run_opts *opts, volatile sig_atomic_t *cancel, char **out,
+               int *status, int *out_fd, struct nb_error *err) {
         if (out_fd)
                 *out_fd = -1;
         if (!nb_sandbox_is_system_path(argv[0]))
@@ -113,6 +116,7 @@ int nb_python_run(char *const argv[], const struct nb_python_run_opts *opts, cha
         if (r < 0)
                 return nb_error_set(err, -r, "%s: sandbox configuration", argv[0]);
         cfg.stdin_fd = devnull;
+        cfg.cancel = cancel;
         __attribute__((cleanup(nb_sandbox_result_done))) struct nb_sandbox_result res = { .out_fd = -1 };
         r = nb_sandbox_run(&cfg, &res, err);
         if (r < 0) {
@@ -135,6 +139,32 @@ int nb_python_run(char *const argv[], const struct nb_python_run_opts *opts, cha
         if (out_fd)
                 *out_fd = TAKE_FD(ofd);
         return 0;
+}
+
+int nb_python_run(char *const argv[], const struct nb_python_run_opts *opts, char **out, int *status, int *out_fd,
+                  struct nb_error *err) {
+        return run(argv, opts, NULL, out, status, out_fd, err);
+}
+
+/* The probe, asked again after a ^C or SIGTERM that stopped it: the signal was meant
+ * for nestbox, not the interpreter, whose dying of it says nothing about it. The
+ * signal goes on to nestbox's own handler (nestbox test's cancel cell, which ends the
+ * run "interrupted" once it is planned) as if it had come between two runs; without
+ * one, nestbox dies of it. A second signal during the next probe is the caller's
+ * second signal (nestbox test then exits at once). */
+static int probe_run(char *const argv[], char **out, int *status, struct nb_error *err) {
+        for (unsigned i = 0;; i++) {
+                volatile sig_atomic_t cancel = 0;
+                int r = run(argv, NULL, &cancel, out, status, NULL, err);
+                if (r < 0 || !cancel)
+                        return r;
+                free(*out);
+                *out = NULL;
+                (void) raise(cancel);
+                if (i > 0)
+                        return nb_error_setx(err, EINTR, "python %s: the interpreter probe was interrupted by %s",
+                                             argv[0], cancel == SIGINT ? "SIGINT" : "SIGTERM");
+        }
 }
 
 static int set_field(char **field, const char *value) {
@@ -250,7 +280,7 @@ static int probe_output(struct nb_store *store, const char *python, const struct
         char key[NB_DIGEST_HEX_LEN + 1];
         struct stat st;
         if (!store || stat(py->path, &st) < 0)
-                return nb_python_run(argv, NULL, out, status, NULL, err);
+                return probe_run(argv, out, status, err);
         struct nb_hasher *h = nb_hasher_new();
         if (!h)
                 return nb_error_set(err, ENOMEM, "python %s", python);
@@ -265,7 +295,7 @@ static int probe_output(struct nb_store *store, const char *python, const struct
                 *status = 0;
                 return 0;
         }
-        int r = nb_python_run(argv, NULL, out, status, NULL, err);
+        int r = probe_run(argv, out, status, err);
         if (r >= 0 && WIFEXITED(*status) && WEXITSTATUS(*status) == 0)
                 (void) nb_ac_put(store, key, *out, strlen(*out), NULL); /* only an optimisation */
         return r;
@@ -301,6 +331,10 @@ int nb_python_probe(struct nb_store *store, const char *python, struct nb_python
         r = probe_output(store, python, &py, argv, &out, &status, err);
         if (r < 0)
                 return r;
+        /* Killed (out of memory, by another process): not what the interpreter answers. */
+        if (WIFSIGNALED(status))
+                return nb_error_setx(err, EINTR, "python %s: the interpreter probe was killed by signal %d (%s)", python,
+                                     WTERMSIG(status), strsignal(WTERMSIG(status)));
         if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
                 size_t n = strcspn(out, "\n");
                 return nb_error_input(err, EINVAL, "python %s: the interpreter probe failed%s%.*s", python,

@@ -1,8 +1,10 @@
 """Cancellation (issue 15): CI cancels with SIGTERM, a person presses ^C. The first
 signal stops everything: the running sandbox gets the timeout treatment, nothing new
 starts, nothing interrupted is stored, the summary names what did not run."""
+import json
 import os
 import re
+import shutil
 import signal
 import subprocess
 import time
@@ -10,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import NESTBOX, descendants
+from conftest import NESTBOX, descendants, have, is_root
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -182,3 +184,73 @@ def test_sigint_while_a_venv_compiles_is_a_cancel(tmp_path, resolve_dir, cache):
     assert "interrupted by SIGINT" in stdout and "PASSED" not in stdout, stdout
     assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
     assert list((cache / "tmp").iterdir()) == []
+
+
+# A directory beneath /usr that nestbox, in a mount namespace of its own, sees with the
+# test's slow interpreter bound over it: the interpreter nestbox.json names must be
+# beneath the system directories, and the host's /usr is not the test's to write.
+PROBE_MOUNT = Path("/usr/local/src")
+SLOW = "#!/bin/sh\nsleep 601\nexec /usr/bin/python3 \"$@\"\n"
+FAST = "#!/bin/sh\nexec /usr/bin/python3 \"$@\"\n"
+
+
+def in_probe_mount(interp_dir, args):
+    """nestbox (same pid: unshare and sh exec) with interp_dir seen at PROBE_MOUNT."""
+    return ["unshare", "--mount", "sh", "-c", 'mount --bind "$0" "$1" && shift && exec "$@"', str(interp_dir),
+            str(PROBE_MOUNT), str(NESTBOX), *map(str, args)]
+
+
+def interp_ws(tmp_path, resolve_dir, text):  # noqa: F811
+    if not (is_root() and have("unshare") and PROBE_MOUNT.is_dir()):
+        pytest.skip(f"needs root, unshare and {PROBE_MOUNT} to bind a slow interpreter over")
+    interp = tmp_path / "interp"
+    interp.mkdir()
+    (interp / "python3").write_text(text)
+    (interp / "python3").chmod(0o755)
+    interp.chmod(0o755)
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    doc = json.loads((ws / "nestbox.json").read_text())
+    doc["python"] = str(PROBE_MOUNT / "python3")
+    (ws / "nestbox.json").write_text(json.dumps(doc))
+    return ws, interp
+
+
+def probing(nestbox):
+    for proc in descendants(nestbox.pid):
+        try:
+            if (proc / "cmdline").read_bytes() == b"sleep\x00601\x00":
+                return True
+        except OSError:
+            continue
+    return False
+
+
+@pytest.mark.parametrize("sig,code,name", [(signal.SIGINT, 130, "SIGINT"), (signal.SIGTERM, 143, "SIGTERM")])
+def test_a_signal_during_the_interpreter_probe_is_a_cancel(tmp_path, resolve_dir, cache, sig, code, name):  # noqa: F811
+    """Shards are planned before anything runs, and planning asks the interpreter what
+    it is, in a sandbox of its own: a ^C then stops the probe, which says nothing about
+    the interpreter; the run ends interrupted, with nothing half-made in tmp/."""
+    ws, interp = interp_ws(tmp_path, resolve_dir, SLOW)
+    proc = subprocess.Popen(in_probe_mount(interp, ["test", "--cache", cache, "--shards-per-target", "2", ws]),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    wait_for(lambda: probing(proc) or proc.poll() is not None, "the interpreter probe started")
+    assert proc.poll() is None, proc.communicate()
+    # The probe asked again answers at once (a new file: the running shell keeps the old).
+    (interp / "python3.new").write_text(FAST)
+    (interp / "python3.new").chmod(0o755)
+    (interp / "python3.new").rename(interp / "python3")
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stdout + stderr
+    assert "probe" not in stderr and f"interrupted by {name}; not run (1): app/tests" in stdout, stdout + stderr
+    assert "PASSED" not in stdout, stdout
+    assert list((cache / "tmp").iterdir()) == []
+    assert not [p for p in (cache / "ac").rglob("*") if p.is_file() and b'"artifact"' in p.read_bytes()]
+
+
+def test_an_interpreter_probe_killed_by_a_signal_is_not_the_interpreters_fault(tmp_path, resolve_dir, cache):  # noqa: F811
+    ws, interp = interp_ws(tmp_path, resolve_dir, "#!/bin/sh\nkill -KILL $$\n")
+    p = subprocess.run(in_probe_mount(interp, ["test", "--cache", cache, "--shards-per-target", "2", ws]),
+                       capture_output=True, text=True, timeout=120)
+    assert p.returncode == 3, p.stdout + p.stderr
+    assert "the interpreter probe was killed by signal 9" in p.stderr, p.stderr
