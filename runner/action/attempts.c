@@ -99,6 +99,8 @@ static int fold(struct attempt_list *l, struct nb_result *ret, struct nb_error *
         /* A replayed attempt's artifact lacks undeclared/: the fold keeps what it has. */
         free(TAKE_PTR(ret->artifact_blob));
         ret->artifact_blob_len = 0;
+        free(TAKE_PTR(ret->stored_blob)); /* the last attempt's, not the fold's */
+        ret->stored_blob_len = 0;
         ret->artifact_digest[0] = 0;
         /* The fold is stored under the first attempt's digest: `nestbox repro` of it
          * replays that action, so the record it reads is the first attempt's. */

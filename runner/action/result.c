@@ -50,6 +50,7 @@ void nb_result_done(struct nb_result *r) {
         nb_junit_report_free(r->report);
         nb_artifact_done(&r->artifact);
         free(r->artifact_blob);
+        free(r->stored_blob);
         memset(r, 0, sizeof(*r));
 }
 
@@ -227,6 +228,9 @@ int nb_result_store(struct nb_store *s, struct nb_result *r, struct nb_error *er
         if (k < 0 || (k = nb_cas_put(s, blob, len, digest, err)) < 0)
                 return k;
         memcpy(r->artifact_digest, digest, sizeof(digest));
+        free(r->stored_blob);
+        r->stored_blob = TAKE_PTR(blob);
+        r->stored_blob_len = len;
         json_auto_t *rec = nb_result_to_json(r, NB_RESULT_JSON_ARTIFACT | NB_RESULT_JSON_RECORD);
         _cleanup_free_ char *text = rec ? json_dumps(rec, JSON_SORT_KEYS | JSON_COMPACT | JSON_REAL_PRECISION(6)) : NULL;
         if (!text) {

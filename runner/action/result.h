@@ -80,6 +80,11 @@ struct nb_result {
          * bytes here for nb_result_full_artifact(); NULL when artifact is whole. */
         char *artifact_blob;
         size_t artifact_blob_len;
+        /* The bytes nb_result_store() put in the cache, kept: an item's process sends
+         * them to the parent, which then needs no read of a blob that a concurrent
+         * `cache gc` may have taken meanwhile. */
+        char *stored_blob;
+        size_t stored_blob_len;
 };
 
 /* The whole artifact: r->artifact itself, or (a cache hit) all of it unpacked into

@@ -43,11 +43,15 @@ static int send_result(int fd, const struct nb_result *res, struct nb_error *err
         if (!rec || json_object_set_new(rec, "interrupted", json_integer(res->interrupted)) < 0)
                 return nb_error_set(err, ENOMEM, "result");
         int r = send_json(fd, NB_FRAME_RESULT, rec);
-        if (r < 0 || res->artifact_digest[0])
+        if (r < 0)
                 return r;
-        /* Not in the cache (--no-cache, interrupted, a full disk): the artifact travels. */
+        /* The artifact always travels, packed (no bigger than what the cache holds):
+         * the parent reading it back from the cache instead could find it gone, taken
+         * by a `cache gc` running beside us once this process had stored it. */
         _cleanup_free_ char *blob = NULL;
         size_t len = 0;
+        if (res->stored_blob)
+                return nb_frame_send(fd, NB_FRAME_ARTIFACT, res->stored_blob, res->stored_blob_len);
         if (res->artifact_blob)
                 return nb_frame_send(fd, NB_FRAME_ARTIFACT, res->artifact_blob, res->artifact_blob_len);
         if ((r = nb_artifact_pack(&res->artifact, &blob, &len, err)) < 0)

@@ -253,3 +253,53 @@ def test_unusable_cache_is_an_infrastructure_error(tmp_path):
     proc = cache_cmd(not_a_dir, "stats")
     assert proc.returncode == 3
     assert proc.stderr.startswith("nestbox: ") and proc.stderr.count("\n") == 1
+
+
+def test_a_gc_beside_a_run_never_costs_a_result_that_passed(tmp_path, resolve_dir):  # noqa: F811
+    """Review: the item's process stored its artifact and sent only the digest; a gc
+    between that and the parent reading it back took the blob, and a target that
+    passed ended "its process exited with 0", exit 3. Now the artifact travels with
+    the result: the parent is stopped until the item's process has exited, the cache
+    emptied, and the run still reports the pass."""
+    import signal
+    import subprocess
+    from conftest import NESTBOX
+    from workspace import make_workspace
+    from test_target import PASSING
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    cache = tmp_path / "c"
+    assert run(["test", "--cache", cache, ws]).returncode == 0
+    proc = subprocess.Popen([str(NESTBOX), "test", "--cache", str(cache), "--force", "-j", "1", str(ws)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    stopped = False
+    try:
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children")
+        deadline = time.monotonic() + 120
+        item = None
+        while item is None and time.monotonic() < deadline and proc.poll() is None:
+            pids = children.read_text().split() if children.exists() else []
+            item = int(pids[0]) if pids else None
+        assert item is not None, "no item process seen"
+        os.kill(proc.pid, signal.SIGSTOP)
+        stopped = True
+        # The item's process runs on, sends its result into the pipe and exits.
+        while time.monotonic() < deadline:
+            state = Path(f"/proc/{item}/stat").read_text().rsplit(")", 1)[1].split()[0]
+            if state == "Z":
+                break
+            time.sleep(0.01)
+        assert state == "Z", "the item's process never finished"
+        gc = cache_cmd(cache, "gc", "--max-size", "1")
+        assert gc.returncode == 0, gc.stdout + gc.stderr
+        os.kill(proc.pid, signal.SIGCONT)
+        stopped = False
+        out, err = proc.communicate(timeout=120)
+    finally:
+        if stopped:
+            os.kill(proc.pid, signal.SIGCONT)
+        if proc.poll() is None:
+            proc.kill()
+            proc.wait()
+    assert proc.returncode == 0, out + err
+    assert "app/tests  PASSED" in out and "1 passed" in out.splitlines()[-1], out + err
+
