@@ -160,6 +160,15 @@ int nb_cache_dir_hold(struct nb_cache_dir *c, const char *rel, int *ret_fd) {
         return 0;
 }
 
+int nb_cache_dir_seal_published(struct nb_cache_dir *c, const char *rel) {
+        _cleanup_close_ int fd = nb_open_beneath(c->fd, rel, O_RDONLY | O_DIRECTORY, 0);
+        if (fd == -ENOENT)
+                return 0;
+        if (fd < 0)
+                return fd;
+        return fchmod(fd, 0555) < 0 && errno != ENOENT ? -errno : 0;
+}
+
 int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char *final_rel, struct nb_error *err) {
         if (renameat(c->fd, tmp_rel, c->fd, final_rel) == 0) {
                 /* The rename lives in the directory it was made into (trees/, venvs/):

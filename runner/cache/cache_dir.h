@@ -53,6 +53,12 @@ int nb_cache_use_touch(int dirfd, const char *rel, int fd);
  * one result. */
 int nb_cache_dir_publish(struct nb_cache_dir *c, const char *tmp_rel, const char *final_rel, struct nb_error *err);
 
+/* Seals a just published entry (mode 0555, the directory itself, never a link's
+ * target). Gone already is 0: a `cache gc` beside us may take it right after the
+ * rename, and the caller's hold (nb_cache_dir_hold) then finds it gone and builds it
+ * again, as for any entry gc takes. -errno otherwise. */
+int nb_cache_dir_seal_published(struct nb_cache_dir *c, const char *rel);
+
 /* Makes everything below dfd (an entry being built under tmp/) read-only for everyone:
  * directories 0555, regular files 0555 when their owner may execute them and 0444
  * otherwise, set exactly whatever the umask was. Links are skipped (chmod follows

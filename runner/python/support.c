@@ -71,8 +71,8 @@ static int materialize_one(struct nb_cache_dir *cache, const char *digest, const
         }
         if ((r = nb_cache_dir_publish(cache, tmp, rel, err)) < 0)
                 return r;
-        if (fchmodat(cache->fd, rel, 0555, 0) < 0 && errno != EPERM)
-                return nb_error_set(err, errno, "support files in %s", abs);
+        if ((r = nb_cache_dir_seal_published(cache, rel)) < 0 && r != -EPERM)
+                return nb_error_set(err, -r, "support files in %s", abs);
         *ret_path = TAKE_PTR(abs);
         return 0;
 }

@@ -216,8 +216,8 @@ static int build(struct nb_cache_dir *cache, const struct nb_python *py, const s
         free(TAKE_PTR(b.rel));
         if (r < 0)
                 return r;
-        if (fchmodat(cache->fd, final_rel, 0555, 0) < 0)
-                return nb_error_set(err, errno, "venv %s/%s", cache->path, final_rel);
+        if ((r = nb_cache_dir_seal_published(cache, final_rel)) < 0)
+                return nb_error_set(err, -r, "venv %s/%s", cache->path, final_rel);
         return 0;
 }
 

@@ -305,9 +305,8 @@ int nb_tree_materialize_as(struct nb_cache_dir *cache, const struct nb_tree *t, 
                 return r;
         /* Sealed only now: moving a directory to another parent needs write permission
          * on it (its ".." entry changes). A tree someone else published is sealed too. */
-        _cleanup_close_ int fd = nb_open_beneath(cache->fd, final_rel, O_RDONLY | O_DIRECTORY, 0);
-        if (fd < 0 || fchmod(fd, 0555) < 0)
-                return nb_error_set(err, fd < 0 ? -fd : errno, "cache %s", path);
+        if ((r = nb_cache_dir_seal_published(cache, final_rel)) < 0)
+                return nb_error_set(err, -r, "cache %s", path);
         *ret_path = TAKE_PTR(path);
         return 0;
 }

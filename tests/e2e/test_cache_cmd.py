@@ -303,3 +303,27 @@ def test_a_gc_beside_a_run_never_costs_a_result_that_passed(tmp_path, resolve_di
     assert proc.returncode == 0, out + err
     assert "app/tests  PASSED" in out and "1 passed" in out.splitlines()[-1], out + err
 
+
+
+def test_an_entry_taken_right_after_it_was_published_is_built_again(tmp_path, resolve_dir):  # noqa: F811
+    """Review: a venv or tree that a gc took between its rename into place and its
+    sealing made the run exit 3 ("venvs/<digest>: No such file or directory"); any
+    entry gc takes is otherwise built again. tests/faults/gcrace.c plays that gc: each
+    entry is taken in that instant, once."""
+    from conftest import BUILD
+    from workspace import make_workspace
+    from test_target import PASSING
+    shim = BUILD / "tests" / "libnestbox-gcrace.so"
+    if not shim.exists():
+        pytest.skip(f"{shim} not built")
+    ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
+    cache = tmp_path / "c"
+    env = dict(os.environ, LD_PRELOAD=str(shim))
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+    p = run(["test", "--cache", cache, ws], env=env)
+    assert p.returncode == 0, p.stdout + p.stderr
+    assert "app/tests  PASSED" in p.stdout, p.stdout + p.stderr
+    taken = sorted(e.name for e in (cache / "tmp").iterdir() if e.name.startswith("gc-race."))
+    assert len(taken) >= 3, taken  # the venv, the input tree, nestbox's support files
+    v = run(["cache", "verify", "--cache", cache])
+    assert v.returncode == 0, v.stdout + v.stderr
