@@ -101,8 +101,11 @@ int nb_venv_compile_bytecode(const struct nb_python *py, int root, const char *w
         /* unchecked-hash pycs are valid for an immutable tree and reproducible. */
         char *argv[] = { py->path, (char *) "-I", prefix, (char *) "-m", (char *) "compileall", (char *) "-q",
                          (char *) "--invalidation-mode", (char *) "unchecked-hash", inside, NULL };
+        /* Cancellable: compileall takes a ^C for an interruption and exits 1, as for a
+         * file that does not compile, and a venv published then would lack bytecode
+         * for good. */
         const struct nb_python_run_opts opts = { .venv = where, .out_size = PYC_OUT_SIZE,
-                                                 .timeout_sec = COMPILE_TIMEOUT_SEC };
+                                                 .timeout_sec = COMPILE_TIMEOUT_SEC, .cancellable = true };
         _cleanup_free_ char *said = NULL;
         _cleanup_close_ int out_fd = -1;
         int status = 0;

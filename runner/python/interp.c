@@ -143,7 +143,21 @@ static int run(char *const argv[], const struct nb_python_run_opts *opts, volati
 
 int nb_python_run(char *const argv[], const struct nb_python_run_opts *opts, char **out, int *status, int *out_fd,
                   struct nb_error *err) {
-        return run(argv, opts, NULL, out, status, out_fd, err);
+        if (!opts || !opts->cancellable)
+                return run(argv, opts, NULL, out, status, out_fd, err);
+        volatile sig_atomic_t cancel = 0;
+        int r = run(argv, opts, &cancel, out, status, out_fd, err);
+        if (r < 0 || !cancel)
+                return r;
+        free(*out);
+        *out = NULL;
+        if (out_fd && *out_fd >= 0) {
+                close(*out_fd);
+                *out_fd = -1;
+        }
+        (void) raise(cancel);
+        return nb_error_setx(err, ECANCELED, "python %s: interrupted by %s", argv[0],
+                             cancel == SIGINT ? "SIGINT" : "SIGTERM");
 }
 
 /* The probe, asked again after a ^C or SIGTERM that stopped it: the signal was meant

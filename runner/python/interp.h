@@ -42,6 +42,11 @@ struct nb_python_run_opts {
         const char *venv;   /* a host directory mounted read-only at /venv, or NULL */
         uint64_t out_size;  /* > 0: a tmpfs of this size at /out, handed back in *out_fd */
         double timeout_sec; /* 0: the probe's */
+        /* A SIGINT or SIGTERM stops the run, which then fails (-ECANCELED) rather than
+         * return what a half-run command left: the signal goes on to nestbox's own
+         * handler (raised again), as if it had come between two runs. Without, it is
+         * passed on to the command, which may make of it what it likes. */
+        bool cancellable;
 };
 
 /* Runs argv (argv[0] the interpreter's real path, beneath the system directories) in
