@@ -451,8 +451,22 @@ static int refuse_duplicates(struct nb_artifact_entry *e, size_t n, struct nb_er
         return 0;
 }
 
-int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, struct nb_artifact *ret,
-                       struct nb_error *err) {
+/* Whether an entry is kept (its bytes read), or only checked and counted. */
+typedef bool (*wanted_fn)(const char *name, const void *ctx);
+
+static bool not_prefixed(const char *name, const void *prefix) {
+        return !prefix || strncmp(name, prefix, strlen(prefix)) != 0;
+}
+
+static bool listed(const char *name, const void *names) {
+        for (const char *const *n = names; *n; n++)
+                if (strcmp(name, *n) == 0)
+                        return true;
+        return false;
+}
+
+static int unpack(const char *data, size_t len, wanted_fn wanted, const void *ctx, struct nb_artifact *ret,
+                  struct nb_error *err) {
         _cleanup_(archive_readp) struct archive *ar = archive_read_new();
         if (!ar)
                 return nb_error_set(err, ENOMEM, "artifact");
@@ -461,7 +475,7 @@ int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, st
         if (archive_read_open_memory(ar, data, len) != ARCHIVE_OK)
                 return archive_failed(err, ar, "not a tar.zst");
         _cleanup_(nb_artifact_done) struct nb_artifact a = {}, skipped = {};
-        size_t total = 0, n_entries = 0, skip_len = skip_prefix ? strlen(skip_prefix) : 0;
+        size_t total = 0, n_entries = 0;
         int r = 0;
         for (;;) {
                 struct archive_entry *ae;
@@ -482,7 +496,7 @@ int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, st
                 char *copy = strdup(name);
                 if (!copy)
                         return nb_error_set(err, ENOMEM, "artifact");
-                if (skip_len && strncmp(name, skip_prefix, skip_len) == 0) {
+                if (!wanted(name, ctx)) {
                         la_int64_t size = archive_entry_size(ae);
                         if (size < 0 || (uint64_t) size > NB_ARTIFACT_MAX_ENTRY) {
                                 free(copy);
@@ -510,6 +524,16 @@ int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, st
         *ret = a;
         a = (struct nb_artifact) {};
         return 0;
+}
+
+int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, struct nb_artifact *ret,
+                       struct nb_error *err) {
+        return unpack(data, len, not_prefixed, skip_prefix, ret, err);
+}
+
+int nb_artifact_unpack_only(const char *data, size_t len, const char *const *keep, struct nb_artifact *ret,
+                            struct nb_error *err) {
+        return unpack(data, len, listed, keep, ret, err);
 }
 
 /* How many bytes at p are one control character: C0 and DEL, C1 (U+0080..U+009F,

@@ -49,6 +49,11 @@ int nb_artifact_pack(const struct nb_artifact *a, char **ret, size_t *ret_len, s
 int nb_artifact_unpack(const char *data, size_t len, const char *skip_prefix, struct nb_artifact *ret,
                        struct nb_error *err);
 
+/* nb_artifact_unpack() keeping only the entries named in keep (NULL-terminated):
+ * every other one is checked and counted, and costs no memory, however large. */
+int nb_artifact_unpack_only(const char *data, size_t len, const char *const *keep, struct nb_artifact *ret,
+                            struct nb_error *err);
+
 /* Writes every entry beneath dir_fd (creating directories with nb_mkdir_p_beneath,
  * files with nb_write_file_atomic). */
 int nb_artifact_extract(const struct nb_artifact *a, int dir_fd, struct nb_error *err);

@@ -313,4 +313,32 @@ TEST(unpack_refuses_duplicates_even_when_skipped) {
         CHECK_EQ_INT(nb_artifact_unpack(tar, len, NULL, &a, &err), -EINVAL);
         CHECK(strstr(nb_error_message(&err), "appears twice") != NULL);
         CHECK_EQ_INT(nb_artifact_unpack(tar, len, "undeclared/", &b, &err), -EINVAL);
+        _cleanup_artifact_ struct nb_artifact c = {};
+        static const char *const none_of_them[] = { "result.json", NULL };
+        CHECK_EQ_INT(nb_artifact_unpack_only(tar, len, none_of_them, &c, &err), -EINVAL);
+}
+
+/* What merge reads of an artifact: the entries it names, every other one checked and
+ * counted but never held, however large (one of 32 MiB here). */
+TEST(unpack_only_keeps_the_entries_named) {
+        _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
+        size_t big_len = 32u << 20;
+        _cleanup_free_ char *big = calloc(1, big_len);
+        CHECK(big != NULL);
+        if (!big)
+                return;
+        _cleanup_artifact_ struct nb_artifact a = {};
+        CHECK_EQ_INT(nb_artifact_add(&a, "result.json", "{}", 2), 0);
+        CHECK_EQ_INT(nb_artifact_add(&a, "log", big, big_len), 0);
+        CHECK_EQ_INT(nb_artifact_add(&a, "junit.xml", "<x/>", 4), 0);
+        CHECK_EQ_INT(nb_artifact_add(&a, "zz", big, big_len), 0);
+        _cleanup_free_ char *tar = NULL;
+        size_t len = 0;
+        CHECK_EQ_INT(nb_artifact_pack(&a, &tar, &len, &err), 0);
+        static const char *const wanted[] = { "result.json", "junit.xml", "coverage.lcov", NULL };
+        _cleanup_artifact_ struct nb_artifact some = {};
+        CHECK_EQ_INT(nb_artifact_unpack_only(tar, len, wanted, &some, &err), 0);
+        CHECK_EQ_INT(some.n, 2);
+        CHECK(nb_artifact_find(&some, "result.json") != NULL && nb_artifact_find(&some, "junit.xml") != NULL);
+        CHECK(nb_artifact_find(&some, "log") == NULL && nb_artifact_find(&some, "zz") == NULL);
 }
