@@ -286,18 +286,25 @@ def test_env_list_passing_the_whole_environment_is_refused(tmp_path, resolve_dir
 
 @pytest.mark.sandbox
 def test_coverage_files_count_against_the_outputs_cap(tmp_path, resolve_dir, cache):  # noqa: F811
-    """3 x 60 MiB of coverage files and 2 x 40 MiB of undeclared outputs: each under the
-    per-file cap, together over the 256 MiB cap (sparse files: no pages are written)."""
+    """2 x 60 MiB of coverage files and 4 x 40 MiB of undeclared outputs: each under the
+    per-file cap, together over the 256 MiB cap (sparse files: no pages are written).
+    The coverage files are planted after the driver wrote its own (atexit), in a target
+    that measures coverage: elsewhere they are not taken at all."""
     body = (
-        "import os\n\n"
+        "import atexit, os\n\n"
+        "def plant():\n"
+        "    for name in ('coverage.data', 'coverage.xml'):\n"
+        "        os.truncate(os.open('/out/' + name, os.O_CREAT | os.O_WRONLY), 60 << 20)\n\n"
+        "atexit.register(plant)\n\n"
         "def test_fills():\n"
-        "    for name in ('coverage.data', 'coverage.xml', 'coverage.lcov'):\n"
-        "        os.truncate(os.open('/out/' + name, os.O_CREAT | os.O_WRONLY), 60 << 20)\n"
         "    d = os.environ['TEST_UNDECLARED_OUTPUTS_DIR']\n"
-        "    for name in ('x', 'y'):\n"
+        "    for name in ('w', 'x', 'y', 'z'):\n"
         "        os.truncate(os.open(os.path.join(d, name), os.O_CREAT | os.O_WRONLY), 40 << 20)\n")
-    out = failing_run(tmp_path, resolve_dir, cache, body)
-    assert "takes the outputs beyond 268435456 bytes in all" in out, out
+    ws = make_workspace(tmp_path / "ws", resolve_dir, one_test(body), {"app/tests": {"coverage": True}})
+    p = run(["test", "--cache", cache, ws])
+    assert p.returncode == 1, p.stdout + p.stderr
+    assert "app/tests  FAILED" in p.stdout
+    assert "takes the outputs beyond 268435456 bytes in all" in p.stdout, p.stdout
 
 
 def test_undeclared_output_paths_longer_than_path_max_are_restored(tmp_path, resolve_dir, cache):  # noqa: F811
