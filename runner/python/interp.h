@@ -34,7 +34,9 @@ struct nb_python {
 /* Runs the interpreter once and fills py; with a store, the answer is kept in the
  * action cache keyed by the binary's identity and reused while it is unchanged.
  * Errors: -ENOENT (no such interpreter), -EINVAL (it ran but did not answer like a
- * Python 3). */
+ * Python 3), both the workspace's; -EINTR (killed by a signal, or stopped by a second
+ * ^C or SIGTERM: a first one is handed on to nestbox's handler and the probe asked
+ * again), the machine's. */
 int nb_python_probe(struct nb_store *store, const char *python, struct nb_python *py, struct nb_error *err);
 
 /* What a sandboxed interpreter sees besides the system directories. */
