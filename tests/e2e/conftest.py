@@ -53,6 +53,19 @@ def sh(script, opts=(), **kw):
     return sandbox("/bin/sh", "-c", script, opts=opts, **kw)
 
 
+def preloaded_env(shim_name, **extra):
+    """The environment for nestbox under a test-only LD_PRELOAD shim of tests/faults/
+    (libnestbox-<shim_name>.so in the build), with extra variables; the test is
+    skipped where the build has none."""
+    shim = BUILD / "tests" / f"libnestbox-{shim_name}.so"
+    if not shim.exists():
+        pytest.skip(f"{shim} not built")
+    env = dict(os.environ, LD_PRELOAD=str(shim), **extra)
+    # Under ASan the runtime must come first; a preloaded shim is a test's choice.
+    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
+    return env
+
+
 def traced_env(e=None):
     """The environment for nestbox under strace (e, else ours): LeakSanitizer (a
     sanitizer build's ASAN_OPTIONS) cannot work under ptrace."""

@@ -310,16 +310,12 @@ def test_an_entry_taken_right_after_it_was_published_is_built_again(tmp_path, re
     sealing made the run exit 3 ("venvs/<digest>: No such file or directory"); any
     entry gc takes is otherwise built again. tests/faults/gcrace.c plays that gc: each
     entry is taken in that instant, once."""
-    from conftest import BUILD
+    from conftest import preloaded_env
     from workspace import make_workspace
     from test_target import PASSING
-    shim = BUILD / "tests" / "libnestbox-gcrace.so"
-    if not shim.exists():
-        pytest.skip(f"{shim} not built")
+    env = preloaded_env("gcrace")
     ws = make_workspace(tmp_path / "ws", resolve_dir, PASSING)
     cache = tmp_path / "c"
-    env = dict(os.environ, LD_PRELOAD=str(shim))
-    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
     p = run(["test", "--cache", cache, ws], env=env)
     assert p.returncode == 0, p.stdout + p.stderr
     assert "app/tests  PASSED" in p.stdout, p.stdout + p.stderr

@@ -8,7 +8,7 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, NESTBOX, run
+from conftest import NESTBOX, preloaded_env, run
 from test_target import PASSING, resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
@@ -34,19 +34,10 @@ def ws(tmp_path, resolve_dir):  # noqa: F811
     return make_workspace(tmp_path / "ws", resolve_dir, FILES, TARGETS)
 
 
-FAULT_SHIM = BUILD / "tests" / "libnestbox-eio.so"
-
-
 def faulty_env(suffix, code=errno.EIO, on="read"):
     """nestbox under tests/faults/eio.c: `on` (read or open) of the file whose path ends
     in suffix fails with code."""
-    if not FAULT_SHIM.exists():
-        pytest.skip(f"{FAULT_SHIM} not built")
-    env = dict(os.environ, LD_PRELOAD=str(FAULT_SHIM), NESTBOX_FAULT_SUFFIX=suffix, NESTBOX_FAULT_ERRNO=str(code),
-               NESTBOX_FAULT_ON=on)
-    # Under ASan the runtime must come first; a preloaded shim is a test's choice.
-    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
-    return env
+    return preloaded_env("eio", NESTBOX_FAULT_SUFFIX=suffix, NESTBOX_FAULT_ERRNO=str(code), NESTBOX_FAULT_ON=on)
 
 
 def in_dir(cwd, *args):

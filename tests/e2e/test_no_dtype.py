@@ -9,11 +9,10 @@ import subprocess
 
 import pytest
 
-from conftest import BUILD, run
+from conftest import preloaded_env, run
 from test_target import resolve_dir  # noqa: F401  (session fixture)
 from workspace import make_workspace
 
-SHIM = BUILD / "tests" / "libnestbox-nodtype.so"
 PYTHON = "/usr/bin/python3"
 
 FILES = {
@@ -45,19 +44,9 @@ print(sorted(types))
 """
 
 
-def shimmed_env():
-    env = dict(os.environ)
-    env["LD_PRELOAD"] = str(SHIM)
-    # Under ASan the runtime must come first; a preloaded shim is a test's choice.
-    env["ASAN_OPTIONS"] = ":".join(filter(None, [env.get("ASAN_OPTIONS"), "verify_asan_link_order=0"]))
-    return env
-
-
 @pytest.fixture
 def env():
-    if not SHIM.exists():
-        pytest.skip(f"{SHIM} not built")
-    return shimmed_env()
+    return preloaded_env("nodtype")
 
 
 def test_the_shim_blanks_every_entry_type(env, tmp_path):
