@@ -58,10 +58,11 @@ size_t nb_utf8_decode(const unsigned char *p, uint32_t *cp) {
         return n;
 }
 
-/* Writes the escaped form of s to o (when o is not NULL); returns its length. */
-static size_t escape_into(const char *s, unsigned flags, char *o) {
+/* Writes the escaped form of the len bytes at s to o (when o is not NULL); returns its
+ * length. s[len] is a NUL: nb_utf8_decode stops there, and at any NUL before it. */
+static size_t escape_into(const char *s, size_t len_s, unsigned flags, char *o) {
         size_t n = 0;
-        for (const unsigned char *p = (const unsigned char *) s; *p;) {
+        for (const unsigned char *p = (const unsigned char *) s, *end = p + len_s; p < end;) {
                 uint32_t c = 0;
                 size_t k = nb_utf8_decode(p, &c);
                 char buf[8];
@@ -89,23 +90,37 @@ static size_t escape_into(const char *s, unsigned flags, char *o) {
         return n;
 }
 
-char *nb_escape(const char *s, unsigned flags) {
-        size_t n = escape_into(s, flags, NULL);
+static char *escape_len(const char *s, size_t len, unsigned flags) {
+        size_t n = escape_into(s, len, flags, NULL);
         char *e = malloc(n + 1);
         if (!e)
                 return NULL;
-        escape_into(s, flags, e);
+        escape_into(s, len, flags, e);
         e[n] = 0;
         return e;
 }
 
+char *nb_escape(const char *s, unsigned flags) {
+        return escape_len(s, strlen(s), flags);
+}
+
+char *nb_escape_bytes(const char *data, size_t len, unsigned flags) {
+        _cleanup_free_ char *copy = malloc(len + 1); /* the NUL escape_into stops at */
+        if (!copy)
+                return NULL;
+        if (len)
+                memcpy(copy, data, len);
+        copy[len] = 0;
+        return escape_len(copy, len, flags);
+}
+
 char *nb_quote(const char *s) {
-        size_t n = escape_into(s, NB_ESCAPE_QUOTES, NULL);
+        size_t len = strlen(s), n = escape_into(s, len, NB_ESCAPE_QUOTES, NULL);
         char *q = malloc(n + 3);
         if (!q)
                 return NULL;
         q[0] = '"';
-        escape_into(s, NB_ESCAPE_QUOTES, q + 1);
+        escape_into(s, len, NB_ESCAPE_QUOTES, q + 1);
         q[n + 1] = '"';
         q[n + 2] = 0;
         return q;

@@ -18,6 +18,10 @@ int nb_parse_size(const char *s, uint64_t *ret);
 enum { NB_ESCAPE_KEEP_NEWLINES = 1 << 0, NB_ESCAPE_QUOTES = 1 << 1 };
 char *nb_escape(const char *s, unsigned flags);
 
+/* nb_escape() of len bytes that may hold NULs (a log is bytes): each is "\x00", as
+ * the other controls are, not the end of what is shown. */
+char *nb_escape_bytes(const char *data, size_t len, unsigned flags);
+
 /* s in double quotes, escaped as nb_escape(s, NB_ESCAPE_QUOTES) so that a hostile name
  * cannot break a one-line message. NULL when out of memory. */
 char *nb_quote(const char *s);

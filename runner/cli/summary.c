@@ -10,42 +10,15 @@
 
 #include "cli/cli.h"
 #include "cli/summary.h"
-#include "nestbox/alloc.h"
 #include "nestbox/cleanup.h"
 #include "nestbox/text.h"
 
 #define FAILURE_LINES 12
 
-/* len bytes of text through nb_escape(), a NUL among them (a log is bytes) written
- * "\x00" as the other controls are, not the end of what is shown; in time linear in
- * len, however many NULs. */
-static char *escape_bytes(const char *text, size_t len, unsigned flags) {
-        _cleanup_free_ char *out = NULL;
-        size_t n_out = 0, cap = 0;
-        for (size_t at = 0; at <= len;) {
-                const char *nul = memchr(text + at, 0, len - at);
-                size_t n = nul ? (size_t) (nul - text) - at : len - at;
-                _cleanup_free_ char *raw = strndup(text + at, n);
-                _cleanup_free_ char *e = raw ? nb_escape(raw, flags) : NULL;
-                size_t k = e ? strlen(e) : 0;
-                if (!e || NB_RESERVE(out, cap, n_out, k + 5, 64) < 0)
-                        return NULL;
-                memcpy(out + n_out, e, k);
-                n_out += k;
-                if (nul) {
-                        memcpy(out + n_out, "\\x00", 4);
-                        n_out += 4;
-                }
-                out[n_out] = 0;
-                at += n + 1;
-        }
-        return TAKE_PTR(out);
-}
-
 /* Writes len bytes of text escaped; with keep_newlines its lines stay lines, each
  * after indent. */
 static void put_escaped(const char *text, size_t len, const char *indent) {
-        _cleanup_free_ char *e = escape_bytes(text, len, indent ? NB_ESCAPE_KEEP_NEWLINES : 0);
+        _cleanup_free_ char *e = nb_escape_bytes(text, len, indent ? NB_ESCAPE_KEEP_NEWLINES : 0);
         if (!e) {
                 fputs("[out of memory]", stdout);
                 return;

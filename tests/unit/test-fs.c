@@ -34,6 +34,20 @@ TEST(parse_size) {
         CHECK_EQ_INT(nb_parse_size("99999999999T", &v), -ERANGE);
 }
 
+/* What a terminal is shown of untrusted bytes: controls, C1 and bad UTF-8 visible,
+ * and a NUL (in bytes with a length) one more control, not their end. */
+TEST(escape_text_and_bytes) {
+        _cleanup_free_ char *e = nb_escape("a\x1b[2J\xc2\x9b\xffz\n", 0);
+        CHECK_EQ_STR(e, "a\\x1b[2J\\u009b\\xffz\\x0a");
+        _cleanup_free_ char *q = nb_quote("say \"hi\"");
+        CHECK_EQ_STR(q, "\"say \\\"hi\\\"\"");
+        static const char bytes[] = { 'B', 0, 'A', '\n', (char) 0xc3 }; /* a cut "é" at the end */
+        _cleanup_free_ char *b = nb_escape_bytes(bytes, sizeof(bytes), NB_ESCAPE_KEEP_NEWLINES);
+        CHECK_EQ_STR(b, "B\\x00A\n\\xc3");
+        _cleanup_free_ char *empty = nb_escape_bytes("", 0, 0);
+        CHECK_EQ_STR(empty, "");
+}
+
 TEST(error_wrap_keeps_context) {
         _cleanup_error_ struct nb_error err = NB_ERROR_INIT;
         CHECK_EQ_INT(nb_error_set(&err, ENOENT, "--ro-bind %s", "/nope"), -ENOENT);
